@@ -1,0 +1,1 @@
+"""hit_platform: per-country Spotify hit probabilities as a Dagster asset graph."""

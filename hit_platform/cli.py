@@ -1,0 +1,208 @@
+"""`hit-platform`: the project's command line.
+
+    hit-platform demo                 the main job on the embedded defaults
+    hit-platform generate --out DIR   a synthetic chart dump (clean unless faults are asked for)
+    hit-platform ingest [FILE ...]    ingest landing files through Dagster
+    hit-platform status               what the lake holds
+    hit-platform sql [QUERY]          analyst SQL on the lake, read-only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+
+from hit_platform.settings import Settings, get_settings
+
+
+def _parse_faults(items: list[str]) -> dict[str, int]:
+    from hit_platform.generator import FAULT_KINDS
+
+    faults: dict[str, int] = {}
+    for item in items:
+        kind, _, count = item.partition("=")
+        if kind == "all":
+            faults.update({k: int(count or 1) for k in FAULT_KINDS})
+            continue
+        if kind not in FAULT_KINDS:
+            raise SystemExit(f"--fault {item}: unknown fault kind {kind!r}; known: all, {', '.join(FAULT_KINDS)}")
+        try:
+            faults[kind] = int(count or 1)
+        except ValueError:
+            raise SystemExit(f"--fault {item}: count must be an integer, e.g. {kind}=5") from None
+        if faults[kind] < 0:
+            raise SystemExit(f"--fault {item}: count must be >= 0")
+    return faults
+
+
+def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
+    p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default 42)")
+    p.add_argument("--songs", type=int, default=20_000, help="song catalogue size (default 20000)")
+    p.add_argument("--history-days", type=int, default=120, help="days in the historical dump (default 120)")
+    p.add_argument("--increments", type=int, default=3, help="daily increment files after it (default 3)")
+    p.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1),
+                   help="first chart day, YYYY-MM-DD (default 2024-01-01)")
+    p.add_argument("--format", dest="fmt", choices=("csv", "csv.gz", "parquet"), default="csv.gz")
+    p.add_argument("--countries", type=int, default=None,
+                   help="only the first N of the 72 countries (tiny smoke dumps); default all")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND[=COUNT]",
+                   help="inject a fault (repeatable); KIND 'all' injects every kind")
+
+
+def _generator_config(args: argparse.Namespace, out: Path, truth: Path):
+    from hit_platform.generator import GeneratorConfig
+
+    return GeneratorConfig(out_dir=out, truth_dir=truth, seed=args.seed, songs=args.songs,
+                           history_days=args.history_days, increments=args.increments,
+                           start_date=args.start_date, fmt=args.fmt, countries=args.countries,
+                           faults=_parse_faults(args.fault))
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    out = Path(args.out) if args.out else settings.landing_dir
+    truth = Path(args.truth_dir) if args.truth_dir else out.parent / "generator"
+    from hit_platform.generator import generate
+
+    manifest = generate(_generator_config(args, out, truth))
+    print(f"wrote {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s) to {out}")
+    print(f"oracle and manifest (never read by the pipeline): {truth}")
+    injected = {k: v["count"] for k, v in manifest.get("faults", {}).items() if v.get("count")}
+    if injected:
+        print("faults injected: " + ", ".join(f"{k}={v}" for k, v in injected.items()))
+    return 0
+
+
+def _materialize_ingest(settings: Settings, files: list[str] | None = None):
+    import dagster as dg
+
+    from hit_platform.dagster_instance import persistent_instance
+    from hit_platform.defs.ingest import ingest_chart_files
+    from hit_platform.defs.resources import LakeResource
+
+    run_config = {"ops": {"ingest_chart_files": {"config": {"files": files or []}}}}
+    result = dg.materialize([ingest_chart_files], instance=persistent_instance(),
+                            resources={"lake": LakeResource(warehouse=str(settings.warehouse))},
+                            run_config=run_config, raise_on_error=True)
+    return result
+
+
+def _print_summary(settings: Settings) -> None:
+    from hit_platform.ingestion import lake_summary
+    from hit_platform.lake import Lake
+
+    lake = Lake(settings)
+    with lake.connection(read_only=True) as con:
+        s = lake_summary(lake, con)
+    print(f"\nlake snapshot id: {s['snapshot_id']}")
+    print("rows per table:")
+    for table, n in s["rows"].items():
+        print(f"  {table:<28} {n:>12,}")
+    if s.get("files_by_status"):
+        print("landed files: " + ", ".join(f"{k}={v}" for k, v in s["files_by_status"].items()))
+    print("quarantined rows by reason:" + ("" if s.get("quarantined_by_reason") else " none"))
+    for reason, n in s.get("quarantined_by_reason", {}).items():
+        print(f"  {reason:<28} {n:>12,}")
+    for f in s.get("rejected_files", []):
+        print(f"rejected file {f['file']}: {f['reason']}")
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    result = _materialize_ingest(settings, args.files)
+    print(f"dagster run {result.run_id}: {'success' if result.success else 'failed'}")
+    _print_summary(settings)
+    return 0 if result.success else 1
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    _print_summary(settings)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.lake import Lake
+
+    lake = Lake(settings)
+    if not args.query:
+        init = lake.write_init_file()
+        duckdb_cli = Path(sys.executable).parent / "duckdb"
+        os.execv(str(duckdb_cli), [str(duckdb_cli), "-init", str(init)])
+    with lake.connection(read_only=True) as con:
+        rel = con.sql(args.query)
+        if rel is None:
+            return 0
+        if args.json:
+            cols = rel.columns
+            for row in rel.fetchall():
+                print(json.dumps(dict(zip(cols, row)), default=str))
+        else:
+            rel.show(max_rows=args.max_rows)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.generator import generate
+
+    print(f"== 1/2 generating a sample dump into {settings.landing_dir} (seed {args.seed})")
+    manifest = generate(_generator_config(args, settings.landing_dir, settings.generator_dir))
+    print(f"   {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s)")
+    print("== 2/2 ingesting it through Dagster (asset raw/chart_rows)")
+    result = _materialize_ingest(settings)
+    print(f"   dagster run {result.run_id}: {'success' if result.success else 'failed'}")
+    _print_summary(settings)
+    from hit_platform.lake import Lake
+
+    init = Lake(settings).write_init_file()
+    print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
+    print("see the assets: .venv/bin/dagster dev   (from the repository root)")
+    return 0
+
+
+DEMO_FAULTS = ["missing_values=10", "out_of_range=10", "exact_duplicates=10", "key_duplicates=10",
+               "unknown_country=10", "wrong_types=10", "missing_audio_features=5"]
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hit-platform", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate a sample dump, ingest it, print what landed")
+    _add_generator_args(p, settings)
+    p.set_defaults(func=cmd_demo, fault=None)
+
+    p = sub.add_parser("generate", help="write a synthetic chart dump (clean unless --fault)")
+    p.add_argument("--out", help=f"landing folder (default {settings.landing_dir})")
+    p.add_argument("--truth-dir", help="oracle + manifest folder (default: OUT/../generator)")
+    _add_generator_args(p, settings)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("ingest", help="ingest landing files (all new ones by default) through Dagster")
+    p.add_argument("files", nargs="*", help="file names in the landing folder")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("sql", help="run SQL on the lake read-only (no query: open the duckdb CLI)")
+    p.add_argument("query", nargs="?")
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    p.add_argument("--max-rows", type=int, default=40)
+    p.set_defaults(func=cmd_sql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    if args.command == "demo" and args.fault is None:
+        args.fault = DEMO_FAULTS
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The asset graph, one module per concern; `hit_platform.definitions` assembles it."""

@@ -1,0 +1,85 @@
+"""Ingest: landing files -> `raw.chart_rows` + `quarantine.chart_rows`."""
+
+
+import hashlib
+from pathlib import Path
+
+import dagster as dg
+
+from hit_platform.defs.resources import LakeResource
+from hit_platform.ingestion import ingest_landing, landing_files
+
+RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
+QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
+
+
+class IngestConfig(dg.Config):
+    """Which landing files to ingest: all waiting ones by default, or these names."""
+
+    files: list[str] = []
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            RAW_CHART_ROWS, group_name="ingest", kinds={"duckdb"},
+            description=(
+                "Chart rows as landed: one row per (spotify_id, country, snapshot_date) from every "
+                "landing file, typed, with the source file, its sha256 and the row number. Each file "
+                "is ingested once, in one transaction; `raw.landed_files` records every file."),
+        ),
+        dg.AssetSpec(
+            QUARANTINED_CHART_ROWS, group_name="ingest", kinds={"duckdb"},
+            description=(
+                "Rows refused at ingest, as text, with the reason (missing_value, wrong_type, "
+                "out_of_range, unknown_country, exact_duplicate, key_duplicate), the column and "
+                "the value. Per file: rows read = raw rows + quarantined rows."),
+        ),
+    ],
+    code_version="1",
+)
+def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
+    """Ingest new files from `warehouse/landing/` (or the configured ones)."""
+    landing = lake.landing_dir
+    if config.files:
+        paths = [landing / name for name in config.files]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise dg.Failure(f"landing file(s) not found: {', '.join(missing)}")
+    else:
+        paths = landing_files(landing)
+    the_lake = lake.lake()
+    results = ingest_landing(the_lake, paths)
+    with the_lake.connection(read_only=True) as con:
+        snapshot = the_lake.snapshot_id(con)
+        landed = con.execute("SELECT file_sha256 FROM raw.landed_files ORDER BY 1").fetchall() \
+            if the_lake.table_exists(con, "raw", "landed_files") else []
+        raw_rows, quarantined_rows = (con.execute(
+            "SELECT (SELECT count(*) FROM raw.chart_rows), (SELECT count(*) FROM quarantine.chart_rows)"
+        ).fetchall()[0] if landed else (0, 0))
+    # The data version is the set of files landed: unchanged when nothing new arrived,
+    # so nothing downstream turns stale.
+    version = hashlib.sha256("".join(h for (h,) in landed).encode()).hexdigest()[:16]
+    for r in results:
+        if r.status == "rejected":
+            context.log.warning(f"rejected {r.file_name}: {r.reason}")
+    by_status = {s: sum(r.status == s for r in results) for s in ("ingested", "rejected", "already_landed")}
+    files_table = dg.MetadataValue.md(
+        "| file | status | read | raw | quarantined | reason |\n|---|---|---|---|---|---|\n"
+        + "\n".join(f"| {r.file_name} | {r.status} | {r.rows_read} | {r.rows_raw} | {r.rows_quarantined} "
+                    f"| {r.reason or ''} |" for r in results))
+    common = {"lake_snapshot_id": snapshot, "files_ingested": by_status["ingested"],
+              "files_rejected": by_status["rejected"], "files_already_landed": by_status["already_landed"]}
+    yield dg.MaterializeResult(
+        asset_key=RAW_CHART_ROWS, data_version=dg.DataVersion(version),
+        metadata={**common, "dagster/row_count": raw_rows,
+                  "rows_added": sum(r.rows_raw for r in results), "files": files_table})
+    by_reason: dict[str, int] = {}
+    for r in results:
+        for k, v in r.quarantined_by_reason.items():
+            by_reason[k] = by_reason.get(k, 0) + v
+    yield dg.MaterializeResult(
+        asset_key=QUARANTINED_CHART_ROWS, data_version=dg.DataVersion(version),
+        metadata={**common, "dagster/row_count": quarantined_rows,
+                  "rows_added": sum(r.rows_quarantined for r in results),
+                  **{f"added_{k}": v for k, v in sorted(by_reason.items())}})

@@ -1,0 +1,30 @@
+"""Resources shared by the assets: the lake (and, later, MLflow and serving)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from hit_platform.lake import Lake
+from hit_platform.settings import Settings
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The DuckLake lake. Empty fields take the embedded defaults / `HIT_*` env settings."""
+
+    warehouse: str | None = None
+    lake_catalog: str | None = None
+    lake_data_path: str | None = None
+
+    def settings(self) -> Settings:
+        overrides = {k: v for k, v in {"warehouse": self.warehouse, "lake_catalog": self.lake_catalog,
+                                         "lake_data_path": self.lake_data_path}.items() if v}
+        return Settings(**overrides)
+
+    def lake(self) -> Lake:
+        return Lake(self.settings())
+
+    @property
+    def landing_dir(self) -> Path:
+        return self.settings().landing_dir
