@@ -9,8 +9,18 @@ import dagster as dg
 from hit_platform.defs.resources import LakeResource
 from hit_platform.ingestion import ingest_landing, landing_files
 
+LANDING = dg.AssetKey(["landing", "files"])
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
+
+
+@dg.observable_source_asset(key=LANDING, group_name="ingest",
+                             description="Chart dump files waiting in warehouse/landing/ (CSV, CSV.gz, Parquet). "
+                                         "Its data version changes when a file arrives, which makes ingest stale.")
+def landing_files_observation(lake: LakeResource) -> dg.DataVersion:
+    files = landing_files(lake.landing_dir)
+    listing = "\n".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+    return dg.DataVersion(hashlib.sha256(listing.encode()).hexdigest()[:16])
 
 
 class IngestConfig(dg.Config):
@@ -22,14 +32,14 @@ class IngestConfig(dg.Config):
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            RAW_CHART_ROWS, group_name="ingest", kinds={"duckdb"},
+            RAW_CHART_ROWS, deps=[LANDING], group_name="ingest", kinds={"duckdb"},
             description=(
                 "Chart rows as landed: one row per (spotify_id, country, snapshot_date) from every "
                 "landing file, typed, with the source file, its sha256 and the row number. Each file "
                 "is ingested once, in one transaction; `raw.landed_files` records every file."),
         ),
         dg.AssetSpec(
-            QUARANTINED_CHART_ROWS, group_name="ingest", kinds={"duckdb"},
+            QUARANTINED_CHART_ROWS, deps=[LANDING], group_name="ingest", kinds={"duckdb"},
             description=(
                 "Rows refused at ingest, as text, with the reason (missing_value, wrong_type, "
                 "out_of_range, unknown_country, exact_duplicate, key_duplicate), the column and "

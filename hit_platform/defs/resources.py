@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
 
 from hit_platform.lake import Lake
+from hit_platform.quality import GateThresholds
 from hit_platform.settings import Settings
 
 
@@ -28,3 +30,17 @@ class LakeResource(dg.ConfigurableResource):
     @property
     def landing_dir(self) -> Path:
         return self.settings().landing_dir
+
+
+class GatesResource(dg.ConfigurableResource):
+    """The quality gates' thresholds: `hit_platform.quality.GateThresholds` (env `HIT_GATE_*`),
+    with optional overrides given as JSON, e.g. '{"max_psi": 0.3}'."""
+
+    overrides_json: str = "{}"
+
+    def thresholds(self) -> GateThresholds:
+        try:
+            overrides = json.loads(self.overrides_json)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"gates.overrides_json is not valid JSON: {exc}") from exc
+        return GateThresholds(**overrides)

@@ -1,0 +1,49 @@
+"""Thresholds of the quality gates: one config, overridable.
+
+Each field can be overridden by an environment variable `HIT_GATE_<FIELD>`
+(e.g. `HIT_GATE_MAX_PSI=0.3`; dicts as JSON), or in code by
+`GateThresholds(max_psi=0.3)`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hit_platform.schema import AUDIO_FEATURES
+
+
+class GateThresholds(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HIT_GATE_", extra="ignore")
+
+    # raw chart rows
+    max_missing_rate: dict[str, float] = Field(
+        default_factory=lambda: {"name": 0.01, "artists": 0.01, "album_name": 0.01,
+                                 "album_release_date": 0.01, "popularity": 0.01,
+                                 "daily_movement": 0.01, "weekly_movement": 0.01,
+                                 **{f: 0.05 for f in AUDIO_FEATURES}},
+        description="largest share of null values per column (required columns: 0)")
+    max_incomplete_chart_day_rate: float = Field(
+        0.02, description="largest share of (snapshot_date, country) charts without exactly ranks 1..50")
+    freshness_max_age_days: int = Field(
+        3, description="newest snapshot_date must be at most this many days before today")
+    max_missing_audio_song_rate: float = Field(
+        0.10, description="largest share of songs without audio features (new tracks since late 2024)")
+    # labels
+    min_positive_rate: float = Field(0.005, description="smallest positive rate of any country")
+    max_positive_rate: float = Field(0.60, description="largest positive rate of any country")
+    max_bias_disparity: float = Field(
+        0.35, description="largest |positive rate explicit - positive rate clean| in any country")
+    min_bias_group: int = Field(30, description="smallest group (explicit or clean songs) to judge")
+    # splits
+    split_tolerance: float = Field(0.03, description="largest deviation of a split's share from its target")
+    min_split_positives: int = Field(3, description="fewest positives of any country in any split")
+    # drift against the previous data version
+    max_psi: float = Field(0.2, description="largest population stability index of any feature")
+
+
+@lru_cache(maxsize=1)
+def get_thresholds() -> GateThresholds:
+    return GateThresholds()
