@@ -7,7 +7,7 @@ first makes ingest stale exactly when files arrived.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
@@ -20,12 +20,16 @@ from hit_platform.defs.ingest import LANDING
 
 @dataclass
 class BuildResult:
-    selected: list[dg.AssetKey]
-    run_id: str | None
-    success: bool
-    materialized: list[dg.AssetKey]
-    checks: list[dg.AssetCheckEvaluation]
-    skipped: list[dg.AssetKey]
+    selected: list[dg.AssetKey] = field(default_factory=list)
+    run_ids: list[str] = field(default_factory=list)
+    success: bool = True
+    materialized: list[dg.AssetKey] = field(default_factory=list)
+    checks: list[dg.AssetCheckEvaluation] = field(default_factory=list)
+    skipped: list[dg.AssetKey] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str | None:
+        return self.run_ids[-1] if self.run_ids else None
 
 
 def stale_status(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[dg.AssetKey, StaleStatus]:
@@ -41,21 +45,43 @@ def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance) -> list
                   key=lambda k: k.to_user_string())
 
 
-def observe_landing(defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-    job = defs.resolve_implicit_global_asset_job_def()
-    job.execute_in_process(instance=instance, asset_selection=[LANDING])
+def _run_config(log_level: str) -> dict:
+    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
 
 
-def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: bool = False) -> BuildResult:
-    """Observe the landing folder, then materialize every stale or missing asset (with its checks)."""
-    observe_landing(defs, instance)
-    selected = sorted(defs.resolve_asset_graph().materializable_asset_keys, key=lambda k: k.to_user_string()) \
-        if everything else stale_or_missing(defs, instance)
-    if not selected:
-        return BuildResult([], None, True, [], [], [])
+def observe_landing(defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "INFO") -> None:
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False)
-    materialized = [e.asset_key for e in result.get_asset_materialization_events()]
-    checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    skipped = [k for k in selected if k not in materialized]
-    return BuildResult(selected, result.run_id, result.success, materialized, checks, skipped)
+    job.execute_in_process(instance=instance, asset_selection=[LANDING], run_config=_run_config(log_level))
+
+
+def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: bool = False,
+          log_level: str = "INFO", max_waves: int = 10) -> BuildResult:
+    """Observe the landing folder, then materialize every stale or missing asset (with its checks).
+
+    Staleness only shows one step down at a time (an asset turns stale once its
+    input got a new data version), so this runs in waves until nothing is stale:
+    new landing data -> ingest; new raw rows -> everything below. A wave whose
+    gate fails ends the build: what it stopped stays stale for the next one.
+    """
+    observe_landing(defs, instance, log_level)
+    out = BuildResult()
+    job = defs.resolve_implicit_global_asset_job_def()
+    all_keys = sorted(defs.resolve_asset_graph().materializable_asset_keys, key=lambda k: k.to_user_string())
+    for wave in range(max_waves):
+        selected = all_keys if (everything and wave == 0) else stale_or_missing(defs, instance)
+        selected = [k for k in selected if k not in out.selected or k in out.skipped]
+        if not selected:
+            break
+        result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
+                                        run_config=_run_config(log_level))
+        materialized = [e.asset_key for e in result.get_asset_materialization_events()]
+        out.run_ids.append(result.run_id)
+        out.selected += [k for k in selected if k not in out.selected]
+        out.materialized += materialized
+        out.checks += [e.event_specific_data for e in result.all_events
+                       if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+        out.skipped = [k for k in out.selected if k not in out.materialized]
+        if not result.success:
+            out.success = False
+            break
+    return out

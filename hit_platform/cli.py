@@ -3,6 +3,7 @@
     hit-platform demo                 the main job on the embedded defaults
     hit-platform generate --out DIR   a synthetic chart dump (clean unless faults are asked for)
     hit-platform ingest [FILE ...]    ingest landing files through Dagster
+    hit-platform build [--all]        materialize what is stale or missing, with its quality gates
     hit-platform status               what the lake holds
     hit-platform sql [QUERY]          analyst SQL on the lake, read-only
 """
@@ -13,7 +14,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 from hit_platform.settings import Settings, get_settings
@@ -90,6 +91,40 @@ def _materialize_ingest(settings: Settings, files: list[str] | None = None):
     return result
 
 
+def _definitions(settings: Settings):
+    from hit_platform.definitions import build_definitions
+    from hit_platform.defs.resources import LakeResource
+
+    return build_definitions(LakeResource(warehouse=str(settings.warehouse)))
+
+
+def _build(settings: Settings, everything: bool = False) -> bool:
+    from hit_platform.build import build
+    from hit_platform.dagster_instance import persistent_instance
+
+    result = build(_definitions(settings), persistent_instance(), everything=everything, log_level="WARNING")
+    if not result.selected:
+        print("   nothing is stale: every asset is up to date with its inputs and code")
+        return True
+    print(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
+    print("   materialized: " + ", ".join(k.to_user_string() for k in result.materialized))
+    if result.skipped:
+        print("   not materialized (stopped by a failing gate upstream): "
+              + ", ".join(k.to_user_string() for k in result.skipped))
+    print("   quality gates:")
+    for c in sorted(result.checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
+        mark = "pass" if c.passed else ("WARN" if c.severity.value == "WARN" else "FAIL")
+        print(f"     [{mark}] {c.asset_key.to_user_string()}:{c.check_name} - {c.description}")
+    return result.success
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    print("== building what is stale or missing" if not args.all else "== building every asset")
+    ok = _build(settings, everything=args.all)
+    _print_summary(settings)
+    return 0 if ok else 1
+
+
 def _print_summary(settings: Settings) -> None:
     from hit_platform.ingestion import lake_summary
     from hit_platform.lake import Lake
@@ -146,19 +181,21 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.generator import generate
 
+    if args.start_date is None:  # the sample ends yesterday, so the freshness gate passes
+        args.start_date = date.today() - timedelta(days=args.history_days + args.increments)
     print(f"== 1/2 generating a sample dump into {settings.landing_dir} (seed {args.seed})")
     manifest = generate(_generator_config(args, settings.landing_dir, settings.generator_dir))
-    print(f"   {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s)")
-    print("== 2/2 ingesting it through Dagster (asset raw/chart_rows)")
-    result = _materialize_ingest(settings)
-    print(f"   dagster run {result.run_id}: {'success' if result.success else 'failed'}")
+    print(f"   {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s), "
+          f"{args.start_date} .. {args.start_date + timedelta(days=args.history_days + args.increments - 1)}")
+    print("== 2/2 building the asset graph through Dagster (only what is stale or missing)")
+    ok = _build(settings)
     _print_summary(settings)
     from hit_platform.lake import Lake
 
     init = Lake(settings).write_init_file()
     print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
     print("see the assets: .venv/bin/dagster dev   (from the repository root)")
-    return 0
+    return 0 if ok else 1
 
 
 DEMO_FAULTS = ["missing_values=10", "out_of_range=10", "exact_duplicates=10", "key_duplicates=10",
@@ -172,7 +209,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="generate a sample dump, ingest it, print what landed")
     _add_generator_args(p, settings)
-    p.set_defaults(func=cmd_demo, fault=None)
+    p.set_defaults(func=cmd_demo, fault=None, start_date=None)
 
     p = sub.add_parser("generate", help="write a synthetic chart dump (clean unless --fault)")
     p.add_argument("--out", help=f"landing folder (default {settings.landing_dir})")
@@ -183,6 +220,10 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="ingest landing files (all new ones by default) through Dagster")
     p.add_argument("files", nargs="*", help="file names in the landing folder")
     p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", help="materialize every stale or missing asset, with its quality gates")
+    p.add_argument("--all", action="store_true", help="materialize every asset, stale or not")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")
     p.set_defaults(func=cmd_status)

@@ -21,8 +21,10 @@ the winner's file: no file is ever doubled, on SQLite or PostgreSQL catalogs.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import logging
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -130,6 +132,22 @@ def _reader(path: Path, fmt: str) -> str:
             f"all_varchar = true, strict_mode = true, skip = 0, compression = 'auto')")
 
 
+def _gzip_problem(path: Path) -> str | None:
+    """Why a gzip stream cannot be read to its end (only asked once DuckDB failed)."""
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(1 << 20):
+                pass
+    except (EOFError, OSError, zlib.error) as exc:
+        return f"truncated or corrupt gzip: {exc}"
+    return None
+
+
+def _unreadable(path: Path, fmt: str, exc: duckdb.Error) -> FileRejected:
+    problem = _gzip_problem(path) if fmt == "csv.gz" else None
+    return FileRejected(problem or f"unreadable {fmt} file: {_one_line(exc)}")
+
+
 def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
     """Stage the file into the temp table `staged_rows` (25 text columns + source_row)."""
     if path.stat().st_size == 0:
@@ -138,7 +156,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
     try:
         names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
-        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc)}") from exc
+        raise _unreadable(path, fmt, exc) from exc
     if names != list(COLUMN_NAMES):
         missing = [c for c in COLUMN_NAMES if c not in names]
         unexpected = [c for c in names if c not in COLUMN_NAMES]
@@ -157,7 +175,7 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS "
                     f"SELECT rowid + 1 AS source_row, * FROM {STAGED}")
     except duckdb.Error as exc:
-        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc)}") from exc
+        raise _unreadable(path, fmt, exc) from exc
     n = con.execute(f"SELECT count(*) FROM {STAGED}").fetchall()[0][0]
     if n == 0:
         raise FileRejected("empty file: a header but no rows")

@@ -2,25 +2,32 @@
 
 
 import hashlib
+import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from hit_platform.defs.resources import LakeResource
-from hit_platform.ingestion import ingest_landing, landing_files
+from hit_platform.ingestion import file_sha256, ingest_landing, landing_files
 
 LANDING = dg.AssetKey(["landing", "files"])
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
 
 
-@dg.observable_source_asset(key=LANDING, group_name="ingest",
-                             description="Chart dump files waiting in warehouse/landing/ (CSV, CSV.gz, Parquet). "
-                                         "Its data version changes when a file arrives, which makes ingest stale.")
-def landing_files_observation(lake: LakeResource) -> dg.DataVersion:
-    files = landing_files(lake.landing_dir)
-    listing = "\n".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+def _observe_landing(lake: LakeResource) -> dg.DataVersion:
+    # Content, not mtimes: a file rewritten with the same bytes is not new data.
+    listing = "\n".join(f"{p.name}:{file_sha256(p)}" for p in landing_files(lake.landing_dir))
     return dg.DataVersion(hashlib.sha256(listing.encode()).hexdigest()[:16])
+
+
+with warnings.catch_warnings():  # observable_source_asset is beta; it is what models a landing folder
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    landing_files_observation = dg.observable_source_asset(
+        key=LANDING, group_name="ingest",
+        description="Chart dump files waiting in warehouse/landing/ (CSV, CSV.gz, Parquet). Its data version "
+                    "is a hash of their contents: it changes when a file arrives, which makes ingest stale.",
+    )(_observe_landing)
 
 
 class IngestConfig(dg.Config):

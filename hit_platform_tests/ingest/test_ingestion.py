@@ -111,7 +111,7 @@ def test_key_already_in_raw_from_an_earlier_file_is_a_key_duplicate(lake: Lake, 
     ("header_only.csv", (HEADER + "\n").encode(), "a header but no rows"),
     ("missing.csv", None, "missing column(s) tempo"),
     ("renamed.csv", None, "missing column(s) danceability; unexpected column(s) danceabilty"),
-    ("truncated.csv.gz", None, "unreadable csv.gz file"),
+    ("truncated.csv.gz", None, "truncated or corrupt gzip"),
     ("garbage.parquet", b"PAR1 this is not parquet", "unreadable parquet file"),
 ])
 def test_unreadable_files_are_rejected_whole_and_leave_the_lake_unchanged(lake, settings, name, content, reason):

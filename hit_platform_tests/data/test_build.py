@@ -1,0 +1,105 @@
+"""Versions and caching with Dagster's own staleness, and blocking gates stopping a run."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from hit_platform.build import build, stale_or_missing
+from hit_platform.definitions import ASSET_MODULES, build_definitions
+from hit_platform.defs import checks
+from hit_platform.defs.features import FEATURES, SPLITS_KEY
+from hit_platform.defs.resources import GatesResource
+from hit_platform.defs.songs import CHART_ENTRIES, SONG_LABELS, SONGS
+from hit_platform.tables import build_splits, table_fingerprint
+from hit_platform_tests.data.conftest import Built, generate_full
+
+
+def keys(ks) -> set[str]:
+    return {k.to_user_string() for k in ks}
+
+
+def test_no_change_rerun_rebuilds_nothing(built):
+    assert stale_or_missing(built.defs, built.instance) == []
+    again = build(built.defs, built.instance)
+    assert again.selected == [] and again.run_ids == []
+
+
+def test_every_materialization_records_the_snapshot_to_reread_it(built):
+    with built.lake.connection(read_only=True) as con:
+        for key, table in ((SPLITS_KEY, "ml.splits"), (FEATURES, "ml.features"), (SONG_LABELS, "core.song_labels")):
+            meta = built.instance.get_latest_materialization_event(key).asset_materialization.metadata
+            snap = meta["lake_snapshot_id"].value
+            assert meta["reread_sql"].value == f"SELECT * FROM {table} AT (VERSION => {snap})"
+            n = con.execute(meta["reread_sql"].value.replace("SELECT *", "SELECT count(*)")).fetchall()[0][0]
+            assert n == meta["dagster/row_count"].value > 0
+
+
+def test_splits_are_identical_when_rebuilt_from_the_same_snapshot(built):
+    meta = built.instance.get_latest_materialization_event(SPLITS_KEY).asset_materialization.metadata
+    with built.lake.connection() as con:
+        con.execute("BEGIN TRANSACTION")
+        try:
+            build_splits(con)  # rebuild in a transaction on the same snapshot
+            rebuilt = table_fingerprint(con, "ml.splits")
+        finally:
+            con.execute("ROLLBACK")
+        snap = meta["lake_snapshot_id"].value
+        at_snapshot = con.execute(
+            f"SELECT count(*), count(DISTINCT spotify_id) FROM ml.splits AT (VERSION => {snap})").fetchall()[0]
+    assert rebuilt == meta["splits_fingerprint"].value
+    assert at_snapshot[0] == at_snapshot[1]  # no song in two splits
+
+
+def test_code_version_bump_rebuilds_exactly_that_asset_and_what_is_downstream(tmp_path):
+    b = Built(tmp_path)
+    generate_full(b.settings, songs=3000)
+    assert build(b.defs, b.instance).success
+    bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="2"))
+              if isinstance(a, dg.AssetsDefinition) and SONGS in a.keys else a
+              for a in dg.load_assets_from_modules(ASSET_MODULES)]
+    defs = dg.Definitions(assets=bumped, asset_checks=dg.load_asset_checks_from_modules([checks]),
+                          resources=b.defs.resources)
+    # Dagster's staleness: the bumped asset is stale at once; its dependents as soon as it
+    # has a new data version (its code version is part of it), so the build runs in waves.
+    assert keys(stale_or_missing(defs, b.instance)) == {"core/songs"}
+    result = build(defs, b.instance)
+    assert result.success
+    assert keys(result.materialized) == {"core/songs", "core/song_labels", "ml/features", "ml/splits"}
+    assert stale_or_missing(defs, b.instance) == []
+
+
+def test_new_landed_data_makes_ingest_and_everything_downstream_stale(tmp_path):
+    b = Built(tmp_path)
+    generate_full(b.settings, songs=3000, increments=1)
+    assert build(b.defs, b.instance).success
+    assert stale_or_missing(b.defs, b.instance) == []
+    generate_full(b.settings, songs=3000, increments=2)  # one more daily file lands
+    result = build(b.defs, b.instance)
+    assert result.success
+    assert keys(result.selected) == {"raw/chart_rows", "quarantine/chart_rows", "core/chart_entries",
+                                     "core/songs", "core/song_labels", "ml/features", "ml/splits"}
+    drift = next(c for c in result.checks if c.check_name == "features_drift")
+    assert drift.metadata["previous_snapshot_id"].value > 0  # compared against the previous data version
+
+
+def test_a_failing_blocking_gate_stops_downstream_in_the_same_run(tmp_path):
+    b = Built(tmp_path)
+    generate_full(b.settings, songs=3000)
+    strict = build_definitions(b.resource, GatesResource(overrides_json='{"min_positive_rate": 0.9}'))
+    result = build(strict, b.instance)
+    assert not result.success
+    failed = [c for c in result.checks if not c.passed]
+    assert [c.check_name for c in failed] == ["labels_balance"]
+    assert "positive rate outside [0.9, 0.6]" in failed[0].description
+    assert keys(result.skipped) == {"ml/splits"}  # downstream of the failed gate
+    assert {SONGS, CHART_ENTRIES, SONG_LABELS, FEATURES} <= set(result.materialized)
+    # the gate passes with the default thresholds, and then splits are built
+    result = build(b.defs, b.instance)
+    assert result.success and keys(result.materialized) == {"ml/splits"}
+
+
+def test_bad_gate_config_is_a_clear_error():
+    import pytest
+
+    with pytest.raises(ValueError, match="not valid JSON"):
+        GatesResource(overrides_json="{max_psi: 0.3").thresholds()
