@@ -21,7 +21,6 @@ the winner's file: no file is ever doubled, on SQLite or PostgreSQL catalogs.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import logging
 import zlib
@@ -37,7 +36,7 @@ from hit_platform.schema import CHART_KEYS, COLUMN_NAMES, DUMP_COLUMNS, Column
 log = logging.getLogger(__name__)
 
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
-STAGED = "staged_rows"  # temp table in the ingesting connection, not in the lake
+CLASSIFIED = "classified"  # temp table in the ingesting connection, not in the lake
 
 # Reasons a row is quarantined, in the order they are checked.
 REASONS = ("missing_value", "wrong_type", "out_of_range", "unknown_country",
@@ -132,31 +131,47 @@ def _reader(path: Path, fmt: str) -> str:
             f"all_varchar = true, strict_mode = true, skip = 0, compression = 'auto')")
 
 
-def _gzip_problem(path: Path) -> str | None:
-    """Why a gzip stream cannot be read to its end (only asked once DuckDB failed)."""
+def gzip_problem(path: Path) -> str | None:
+    """Why a gzip file cannot be read to its end, or None.
+
+    DuckDB reads a truncated gzip stream up to the cut without an error, which
+    would silently land part of a file; so every .gz is checked whole first
+    (zlib, one member after another: multi-member files are valid gzip).
+    """
     try:
-        with gzip.open(path, "rb") as f:
-            while f.read(1 << 20):
-                pass
-    except (EOFError, OSError, zlib.error) as exc:
-        return f"truncated or corrupt gzip: {exc}"
+        with path.open("rb") as f:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            started = False
+            while block := f.read(1 << 22):
+                while block:
+                    if d.eof:  # the previous member ended: a new one begins
+                        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    d.decompress(block)
+                    started = True
+                    block = d.unused_data if d.eof else b""
+        if started and not d.eof:
+            return "truncated gzip: the compressed stream ends before its end-of-stream marker"
+    except zlib.error as exc:
+        return f"corrupt gzip: {exc}"
     return None
 
 
-def _unreadable(path: Path, fmt: str, exc: duckdb.Error) -> FileRejected:
-    problem = _gzip_problem(path) if fmt == "csv.gz" else None
-    return FileRejected(problem or f"unreadable {fmt} file: {_one_line(exc)}")
+def _one_line(exc: BaseException) -> str:
+    """DuckDB's message on one line (it names the line and column where reading failed)."""
+    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())[:600]
 
 
 def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
-    """Stage the file into the temp table `staged_rows` (25 text columns + source_row)."""
+    """Read the whole file once into the temp table `classified` (see `classify_sql`), or reject it."""
     if path.stat().st_size == 0:
         raise FileRejected("empty file: 0 bytes")
+    if fmt == "csv.gz" and (problem := gzip_problem(path)):
+        raise FileRejected(problem)
     reader = _reader(path, fmt)
     try:
         names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
     except duckdb.Error as exc:
-        raise _unreadable(path, fmt, exc) from exc
+        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc)}") from exc
     if names != list(COLUMN_NAMES):
         missing = [c for c in COLUMN_NAMES if c not in names]
         unexpected = [c for c in names if c not in COLUMN_NAMES]
@@ -168,143 +183,162 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
         if not parts:
             parts.append(f"columns out of order: {', '.join(names)}")
         raise FileRejected("; ".join(parts) + f" (expected the {len(COLUMN_NAMES)} dump columns in order)")
-    # Insertion order is preserved, so rowid + 1 is the row's 1-based position in the file.
-    cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMN_NAMES)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS SELECT {cols} FROM {reader}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {STAGED} AS "
-                    f"SELECT rowid + 1 AS source_row, * FROM {STAGED}")
+        con.execute(classify_sql(reader))
     except duckdb.Error as exc:
-        raise _unreadable(path, fmt, exc) from exc
-    n = con.execute(f"SELECT count(*) FROM {STAGED}").fetchall()[0][0]
+        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc)}") from exc
+    n = con.execute(f"SELECT count(*) FROM {CLASSIFIED}").fetchall()[0][0]
     if n == 0:
         raise FileRejected("empty file: a header but no rows")
     return n
 
 
-def _one_line(exc: BaseException) -> str:
-    """DuckDB's message on one line (it names the line and column where reading failed)."""
-    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())[:600]
+# -- per-row rules, as SQL generated from the one schema ------------------------
+
+@dataclass(frozen=True)
+class Rule:
+    reason: str
+    column: str
+    condition: str  # over text columns `v_<name>` and typed columns `t_<name>`
+    detail: str  # SQL over the text columns
 
 
-# -- per-row reasons, as SQL generated from the one schema --------------------
-
-def _typed(c: Column, v: str | None = None) -> str:
-    """SQL for the column's value cast to its type (NULL when it does not parse)."""
-    v = v or c.name
+def _typed(c: Column, v: str) -> str:
+    """SQL for a text value cast to the column's type (NULL when it does not parse)."""
     if c.sql_type == "INTEGER":
         # '3.0' is an integer written by a float-typed writer; '3.5' and '3rd' are not.
         d = f"TRY_CAST({v} AS DOUBLE)"
         return f"(CASE WHEN {d} = floor({d}) THEN TRY_CAST({d} AS INTEGER) END)"
+    if c.name == "country":
+        return f"coalesce(trim({v}), '{GLOBAL_CHART}')"
     if c.sql_type == "VARCHAR":
         return v
     return f"TRY_CAST({v} AS {c.sql_type})"
-
-
-def _reason_cases() -> list[tuple[str, str, str, str]]:
-    """(condition, reason, column, detail SQL) in checking order."""
-    cases = []
-    for c in DUMP_COLUMNS:
-        if c.required:
-            cases.append((f"{c.name} IS NULL OR trim({c.name}) = ''", "missing_value", c.name,
-                          f"'missing value in required column {c.name}'"))
-    for c in DUMP_COLUMNS:
-        if c.sql_type != "VARCHAR":
-            cases.append((f"{c.name} IS NOT NULL AND {_typed(c)} IS NULL", "wrong_type", c.name,
-                          f"'{c.name}=' || {c.name} || ' is not a valid {c.sql_type}'"))
-    for c in DUMP_COLUMNS:
-        if c.min is not None or c.max is not None:
-            t = _typed(c)
-            bounds = []
-            if c.min is not None:
-                bounds.append(f"{t} < {c.min}")
-            if c.max is not None:
-                bounds.append(f"{t} > {c.max}")
-            # NaN compares greater than every number in DuckDB, so it fails the max bound.
-            cond = f"{t} IS NOT NULL AND ({' OR '.join(bounds)} OR isnan({t}::DOUBLE))"
-            cases.append((cond, "out_of_range", c.name,
-                          f"'{c.name}=' || {c.name} || ' outside [{_num(c.min)}, {_num(c.max)}]'"))
-    known = ", ".join(_sql_str(x) for x in COUNTRIES)
-    cases.append((f"coalesce({_country()}, '') <> '' AND {_country()} NOT IN ({known})", "unknown_country",
-                  "country", "'unknown country code ' || country || ' (not one of the 72, nor empty for global)'"))
-    return cases
 
 
 def _num(x: float | None) -> str:
     return "-inf" if x is None else (str(int(x)) if float(x).is_integer() else str(x))
 
 
-def _country() -> str:
-    return "trim(country)"
-
-
-def classify_sql() -> str:
-    """SQL that adds reason/reason_column/reason_value/detail to every staged row."""
-    whens = []
-    for cond, reason, column, detail in _reason_cases():
-        whens.append((cond, reason, column, detail))
-    reason = "CASE " + " ".join(f"WHEN {c} THEN '{r}'" for c, r, _, _ in whens) + " END"
-    column = "CASE " + " ".join(f"WHEN {c} THEN '{col}'" for c, _, col, _ in whens) + " END"
-    value = "CASE " + " ".join(f"WHEN {c} THEN {col}" for c, _, col, _ in whens) + " END"
-    detail = "CASE " + " ".join(f"WHEN {c} THEN {d}" for c, _, _, d in whens) + " END"
-    return (f"SELECT *, {reason} AS reason, {column} AS reason_column, "
-            f"{value} AS reason_value, {detail} AS detail FROM {STAGED}")
-
-
-def _typed_select(prefix: str = "") -> str:
-    out = []
+def row_rules() -> list[Rule]:
+    """The per-row rules in checking order; a row gets the first one it breaks."""
+    rules = [Rule("missing_value", c.name, f"v_{c.name} IS NULL OR trim(v_{c.name}) = ''",
+                  f"'missing value in required column {c.name}'") for c in DUMP_COLUMNS if c.required]
+    rules += [Rule("wrong_type", c.name, f"v_{c.name} IS NOT NULL AND t_{c.name} IS NULL",
+                   f"'{c.name}=' || {c.name} || ' is not a valid {c.sql_type}'")
+              for c in DUMP_COLUMNS if c.sql_type != "VARCHAR"]
     for c in DUMP_COLUMNS:
-        if c.name == "country":
-            out.append(f"coalesce(trim({prefix}country), '{GLOBAL_CHART}') AS country")
-        else:
-            out.append(f"{_typed(c, prefix + c.name)} AS {c.name}")
-    return ", ".join(out)
+        if c.min is None and c.max is None:
+            continue
+        bounds = [f"t_{c.name} < {c.min}"] if c.min is not None else []
+        bounds += [f"t_{c.name} > {c.max}"] if c.max is not None else []
+        if c.sql_type == "DOUBLE":
+            bounds.append(f"isnan(t_{c.name})")
+        rules.append(Rule("out_of_range", c.name, " OR ".join(bounds),
+                          f"'{c.name}=' || {c.name} || ' outside [{_num(c.min)}, {_num(c.max)}]'"))
+    known = ", ".join(_sql_str(x) for x in COUNTRIES)
+    rules.append(Rule("unknown_country", "country", f"t_country <> '{GLOBAL_CHART}' AND t_country NOT IN ({known})",
+                      "'unknown country code ' || country || ' (not one of the 72, nor empty for global)'"))
+    return rules
 
 
-def classify_rows(con: duckdb.DuckDBPyConnection) -> None:
-    """Build temp table `classified`: staged rows with a reason (NULL = good) and typed keys.
+# Duplicate rules come after the row rules; their codes follow the row rules' codes.
+DUPLICATE_RULES = (
+    Rule("exact_duplicate", "spotify_id", "", "'exact duplicate of ' || other"),
+    Rule("key_duplicate", "spotify_id", "", "'duplicate key (snapshot_date, country, spotify_id) of ' || other"),
+    Rule("key_duplicate", "daily_rank", "", "'duplicate key (snapshot_date, country, daily_rank) of ' || other"),
+)
 
-    Must run inside the write transaction: key duplicates are checked against
-    what `raw.chart_rows` holds at that snapshot.
+
+def classify_sql(reader: str) -> str:
+    """One pass over the file: typed values, the code of the first rule broken (`rule`, NULL =
+    good) and, for bad rows only, the original text. The table keeps the file's order (DuckDB
+    preserves insertion order), so its rowid + 1 is the row's 1-based position in the file."""
+    rules = row_rules()
+    inner = ", ".join(f"{c.name} AS v_{c.name}, {_typed(c, c.name)} AS t_{c.name}" for c in DUMP_COLUMNS)
+    rule_case = "CASE " + " ".join(f"WHEN {r.condition} THEN {i}" for i, r in enumerate(rules)) + " END"
+    typed = ", ".join(f"t_{c} AS {c}" for c in COLUMN_NAMES)
+    text = ", ".join(f"CASE WHEN rule IS NOT NULL THEN v_{c} END AS text_{c}" for c in COLUMN_NAMES)
+    cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMN_NAMES)
+    return f"""
+        CREATE OR REPLACE TEMP TABLE {CLASSIFIED} AS
+        SELECT {typed}, rule, {text} FROM (
+            SELECT *, {rule_case} AS rule FROM (SELECT {inner} FROM (SELECT {cols} FROM {reader})))"""
+
+
+def find_duplicates(con: duckdb.DuckDBPyConnection) -> None:
+    """Temp table `duplicates` (source_row, rule, other): good rows that repeat an earlier row.
+
+    Must run inside the write transaction: keys are also checked against what
+    `raw.chart_rows` holds at that snapshot (earlier files come first).
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE classified AS {classify_sql()}")
-    # Exact duplicates: the same 25 values as an earlier, otherwise valid row.
-    all_cols = ", ".join(COLUMN_NAMES)
+    rules = row_rules()
+    exact, key_id, key_rank = (len(rules) + i for i in range(3))
+    con.execute("CREATE OR REPLACE TEMP TABLE duplicates (source_row BIGINT, rule INTEGER, other VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW file_rows AS SELECT rowid + 1 AS source_row, * FROM {CLASSIFIED}")
+    id_key, rank_key = ", ".join(CHART_KEYS[1]), ", ".join(CHART_KEYS[0])
+    # Duplicates are rare: find the repeated keys with a hash aggregate, then order only their rows.
+    # An exact duplicate (all 25 values equal to an earlier row) always repeats the id key too.
     con.execute(f"""
-        UPDATE classified SET reason = 'exact_duplicate', reason_column = 'spotify_id',
-               reason_value = spotify_id,
-               detail = 'exact duplicate of row ' || d.first_row
-        FROM (SELECT source_row, min(source_row) OVER (PARTITION BY {all_cols}) AS first_row
-              FROM classified WHERE reason IS NULL) d
-        WHERE classified.source_row = d.source_row AND d.first_row < d.source_row""")
-    # Key duplicates: first by (date, country, spotify_id), then among the rows
-    # still good, by (date, country, daily_rank); earlier files (raw) come first.
-    keys = f"""
-        CREATE OR REPLACE TEMP TABLE keyed AS
-        SELECT source_row, {_typed_select()} FROM classified WHERE reason IS NULL"""
-    con.execute(keys)
-    for key in (CHART_KEYS[1], CHART_KEYS[0]):
+        INSERT INTO duplicates
+        WITH repeated AS (
+            SELECT c.* FROM file_rows c
+            SEMI JOIN (SELECT {id_key} FROM file_rows WHERE rule IS NULL GROUP BY ALL HAVING count(*) > 1) k
+                USING ({id_key})
+            WHERE c.rule IS NULL),
+        ranked AS (
+            SELECT source_row,
+                   min(source_row) OVER (PARTITION BY hash({", ".join(COLUMN_NAMES)})) AS first_same,
+                   min(source_row) OVER (PARTITION BY {id_key}) AS first_key
+            FROM repeated)
+        SELECT source_row, CASE WHEN first_same < source_row THEN {exact} ELSE {key_id} END,
+               'row ' || CASE WHEN first_same < source_row THEN first_same ELSE first_key END
+        FROM ranked WHERE first_key < source_row""")
+    con.execute(f"""
+        INSERT INTO duplicates
+        WITH good AS (SELECT c.source_row, {rank_key} FROM file_rows c ANTI JOIN duplicates d USING (source_row)
+                      WHERE c.rule IS NULL)
+        SELECT source_row, {key_rank}, 'row ' || first_row FROM (
+            SELECT source_row, min(source_row) OVER (PARTITION BY {rank_key}) AS first_row
+            FROM good SEMI JOIN (SELECT {rank_key} FROM good GROUP BY ALL HAVING count(*) > 1) k
+                USING ({rank_key}))
+        WHERE first_row < source_row""")
+    # Keys already in raw from earlier files (only the file's dates are scanned; the
+    # first file of a lake, or one with new days only, skips this).
+    overlap = con.execute(f"""
+        SELECT count(*) FROM (SELECT 1 FROM raw.chart_rows WHERE snapshot_date BETWEEN
+            (SELECT min(snapshot_date) FROM {CLASSIFIED}) AND (SELECT max(snapshot_date) FROM {CLASSIFIED})
+            LIMIT 1)""").fetchall()[0][0]
+    for key, code in ((CHART_KEYS[1], key_id), (CHART_KEYS[0], key_rank)) if overlap else ():
         on = " AND ".join(f"k.{c} = r.{c}" for c in key)
-        part = ", ".join(key)
-        label = "(" + ", ".join(key) + ")"
         con.execute(f"""
-            UPDATE classified SET reason = 'key_duplicate', reason_column = '{key[-1]}',
-                   reason_value = classified.{key[-1]},
-                   detail = 'duplicate key {label}' || CASE WHEN d.in_raw
-                       THEN ' already in raw from ' || d.other ELSE ' of row ' || d.other END
-            FROM (
-                SELECT k.source_row, false AS in_raw, CAST(min(k.source_row) OVER w AS VARCHAR) AS other,
-                       row_number() OVER w AS nth
-                FROM keyed k WINDOW w AS (PARTITION BY {part} ORDER BY k.source_row)
-                QUALIFY nth > 1
-                UNION ALL
-                SELECT k.source_row, true, any_value(r.source_file), 2
-                FROM keyed k JOIN raw.chart_rows r ON {on}
-                GROUP BY k.source_row
-            ) d
-            WHERE classified.source_row = d.source_row AND classified.reason IS NULL""")
-        con.execute("DELETE FROM keyed WHERE source_row IN "
-                    "(SELECT source_row FROM classified WHERE reason = 'key_duplicate')")
+            INSERT INTO duplicates
+            WITH good AS (SELECT c.* FROM file_rows c ANTI JOIN duplicates d USING (source_row)
+                          WHERE c.rule IS NULL)
+            SELECT k.source_row, {code}, 'a row already in raw from ' || any_value(r.source_file)
+            FROM good k JOIN raw.chart_rows r ON {on}
+            WHERE r.snapshot_date BETWEEN (SELECT min(snapshot_date) FROM good)
+                                      AND (SELECT max(snapshot_date) FROM good)
+            GROUP BY k.source_row""")
+
+
+def _quarantine_select(file_sql: str) -> str:
+    """Bad rows as text with reason, column, value and detail. Rows broken by a row rule keep
+    their original text; duplicates are valid rows, stored as their values' text."""
+    rules = [*row_rules(), *DUPLICATE_RULES]
+
+    def case(f) -> str:
+        return "CASE b.rule " + " ".join(f"WHEN {i} THEN {f(r)}" for i, r in enumerate(rules)) + " END"
+    text = ", ".join(f"coalesce(s.text_{c}, CAST(s.{c} AS VARCHAR)) AS {c}" for c in COLUMN_NAMES)
+    return f"""
+        SELECT {', '.join(COLUMN_NAMES)}, {file_sql}, source_row, now(),
+               {case(lambda r: _sql_str(r.reason))}, {case(lambda r: _sql_str(r.column))},
+               {case(lambda r: r.column)}, {case(lambda r: r.detail.replace('other', 'b.other'))}
+        FROM (SELECT b.source_row, b.rule, b.other, {text}
+              FROM (SELECT source_row, rule, NULL AS other FROM file_rows WHERE rule IS NOT NULL
+                    UNION ALL SELECT source_row, rule, other FROM duplicates) b
+              JOIN file_rows s USING (source_row)) b
+        ORDER BY source_row"""
 
 
 # -- one file, one transaction ----------------------------------------------------
@@ -320,10 +354,10 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
     con = con or lake.connect()
     try:
         ensure_tables(lake, con)
-        sha = file_sha256(path)
         fmt = landing_format(path)
         if fmt is None:
             raise ValueError(f"{path}: not a landing file (expected one of {', '.join(LANDING_SUFFIXES)})")
+        sha = file_sha256(path)
         prior = already_landed(con, sha)
         if prior is not None:
             return FileResult(path.name, sha, "already_landed", reason=f"same content as {prior}")
@@ -343,15 +377,14 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
                 c.execute("INSERT INTO raw.landed_files VALUES (?, ?, ?, ?, 'rejected', 0, 0, 0, ?, now())",
                           meta + [rejection])
                 return FileResult(path.name, sha, "rejected", reason=rejection)
-            classify_rows(c)
-            lineage = f"{_sql_str(path.name)}, {_sql_str(sha)}, source_row, now()"
-            c.execute(f"INSERT INTO raw.chart_rows SELECT {_typed_select()}, {lineage} "
-                      "FROM classified WHERE reason IS NULL ORDER BY source_row")
-            c.execute(f"INSERT INTO quarantine.chart_rows SELECT {', '.join(COLUMN_NAMES)}, {lineage}, "
-                      "reason, reason_column, reason_value, detail FROM classified WHERE reason IS NOT NULL "
-                      "ORDER BY source_row")
-            by_reason = dict(c.execute("SELECT reason, count(*) FROM classified WHERE reason IS NOT NULL "
-                                       "GROUP BY reason ORDER BY reason").fetchall())
+            find_duplicates(c)
+            file_sql = f"{_sql_str(path.name)}, {_sql_str(sha)}"
+            c.execute(f"INSERT INTO raw.chart_rows SELECT {', '.join('c.' + n for n in COLUMN_NAMES)}, "
+                      f"{file_sql}, c.source_row, now() FROM file_rows c ANTI JOIN duplicates d USING (source_row) "
+                      "WHERE c.rule IS NULL")
+            c.execute(f"INSERT INTO quarantine.chart_rows {_quarantine_select(file_sql)}")
+            by_reason = dict(c.execute("SELECT reason, count(*) FROM quarantine.chart_rows WHERE file_sha256 = ? "
+                                       "GROUP BY reason ORDER BY reason", [sha]).fetchall())
             quarantined = sum(by_reason.values())
             c.execute("INSERT INTO raw.landed_files VALUES (?, ?, ?, ?, 'ingested', ?, ?, ?, NULL, now())",
                       meta + [rows_read, rows_read - quarantined, quarantined])
@@ -364,7 +397,8 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
                  result.rows_raw, result.rows_quarantined, f": {result.reason}" if result.reason else "")
         return result
     finally:
-        for t in (STAGED, "classified", "keyed"):
+        con.execute("DROP VIEW IF EXISTS temp.file_rows")
+        for t in (CLASSIFIED, "duplicates"):
             con.execute(f"DROP TABLE IF EXISTS temp.{t}")
         if own:
             con.close()

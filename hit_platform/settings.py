@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     lake_alias: str = Field("lake", description="name the lake is attached as in DuckDB sessions")
     lake_retries: int = Field(12, description="attempts for a lake write that meets a lock or snapshot conflict")
     lake_retry_base_s: float = Field(0.05, description="first back-off wait; doubles per attempt, with jitter")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (default sqlite:///<warehouse>/mlflow/mlflow.db)")
+    mlflow_experiment: str = Field("hit_platform", description="MLflow experiment of the candidate runs")
+    model_name: str = Field("hit_model", description="registered model name in the MLflow registry")
+    oracle_path: str | None = Field(
+        None, description="generator oracle for evaluation (default <warehouse>/generator/oracle.parquet; "
+                          "absent on real data)")
     duckdb_memory_limit: str | None = Field(None, description="DuckDB memory_limit per connection, e.g. '8GB'")
     duckdb_threads: int | None = Field(None, description="DuckDB threads per connection")
 
@@ -38,6 +45,18 @@ class Settings(BaseSettings):
     def generator_dir(self) -> Path:
         """Generator truth (oracle, manifest): never read by the pipeline."""
         return self.warehouse / "generator"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.warehouse / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.warehouse / "mlflow" / "artifacts"
+
+    @property
+    def oracle(self) -> Path:
+        return Path(self.oracle_path) if self.oracle_path else self.generator_dir / "oracle.parquet"
 
     @property
     def catalog(self) -> str:

@@ -79,7 +79,8 @@ def test_each_bad_row_gets_one_reason_naming_column_and_value(lake: Lake, settin
         (12, "wrong_type", "key", "3.5"),
     ]
     assert q[0][4] == "danceability=1.5 outside [0, 1]"
-    assert "row 1" in q[3][4] and "row 1" in q[4][4]
+    assert q[3][4] == "exact duplicate of row 1"
+    assert q[4][4] == "duplicate key (snapshot_date, country, spotify_id) of row 1"
     assert raw == [(1, "DE", "4uLU6hMCjMI75M1A2tKUQC", 0.5), (7, "", "x7", None)]
 
 
@@ -102,7 +103,7 @@ def test_key_already_in_raw_from_an_earlier_file_is_a_key_duplicate(lake: Lake, 
     assert len(q) == 1
     with lake.connection(read_only=True) as con:
         detail = con.execute("SELECT detail FROM quarantine.chart_rows").fetchall()[0][0]
-    assert detail.endswith("already in raw from day1.csv")
+    assert detail.endswith("of a row already in raw from day1.csv")
     assert len(table_rows(lake, "raw.chart_rows")) == 2
 
 
@@ -111,7 +112,7 @@ def test_key_already_in_raw_from_an_earlier_file_is_a_key_duplicate(lake: Lake, 
     ("header_only.csv", (HEADER + "\n").encode(), "a header but no rows"),
     ("missing.csv", None, "missing column(s) tempo"),
     ("renamed.csv", None, "missing column(s) danceability; unexpected column(s) danceabilty"),
-    ("truncated.csv.gz", None, "truncated or corrupt gzip"),
+    ("truncated.csv.gz", None, "truncated gzip"),
     ("garbage.parquet", b"PAR1 this is not parquet", "unreadable parquet file"),
 ])
 def test_unreadable_files_are_rejected_whole_and_leave_the_lake_unchanged(lake, settings, name, content, reason):

@@ -1,0 +1,139 @@
+"""MLflow: candidate runs, the `hit_model` registry and its `champion` alias.
+
+The one place that talks to MLflow. The tracking URI comes from `Settings`
+(a SQLite store under warehouse/mlflow/ by default, a tracking server by
+configuration); artifacts of the default store stay under warehouse/ too.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from hit_platform.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+
+
+class ChampionUnavailable(RuntimeError):
+    """There is no usable champion: none promoted yet, or its model cannot be loaded."""
+
+
+@dataclass
+class ModelVersionInfo:
+    name: str
+    version: str
+    run_id: str
+    tags: dict
+    source: str
+
+
+def code_version() -> dict[str, str]:
+    """The git commit of the code and whether the work tree had uncommitted changes."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {"git_commit": commit, "git_dirty": str(dirty).lower()}
+
+
+class Tracker:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.uri = settings.tracking_uri
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.model_name = settings.model_name
+
+    def experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        if self.uri.startswith("sqlite:") or self.uri.startswith("file:"):
+            self.settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+            location = self.settings.mlflow_artifacts.as_uri()
+        try:
+            return self.client.create_experiment(self.settings.mlflow_experiment, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process
+            return self.client.get_experiment_by_name(self.settings.mlflow_experiment).experiment_id
+
+    def log_candidate(self, *, run_name: str, params: dict, metrics: dict[str, float], pipeline,
+                      input_example: pd.DataFrame, tags: dict[str, str], figures: dict[str, object],
+                      tables: dict[str, pd.DataFrame]) -> tuple[str, str]:
+        """One MLflow run for one candidate; returns (run_id, model_uri)."""
+        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name, tags=tags) as run:
+            mlflow.log_params({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                               for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+            for name, fig in figures.items():
+                mlflow.log_figure(fig, f"plots/{name}.png")
+            for name, df in tables.items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"{name}.csv"
+                    df.to_csv(path, index=False)
+                    mlflow.log_artifact(str(path), "tables")
+            probe = pipeline.predict_proba(input_example)
+            info = mlflow.sklearn.log_model(pipeline, name="model", input_example=input_example,
+                                            signature=infer_signature(input_example, probe),
+                                            serialization_format="cloudpickle")
+            return run.info.run_id, info.model_uri
+
+    def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersionInfo:
+        """A new version of the registered model (created on first use)."""
+        try:
+            self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            try:
+                self.client.create_registered_model(
+                    self.model_name, description="Per-country Spotify Top 50 hit probabilities (72 outputs)")
+            except MlflowException:
+                pass  # created meanwhile
+        mv = self.client.create_model_version(self.model_name, model_uri, run_id=run_id, tags=tags)
+        return ModelVersionInfo(self.model_name, mv.version, run_id, dict(mv.tags), mv.source)
+
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.model_name, version, key, value)
+
+    def promote(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+    def champion_info(self) -> ModelVersionInfo | None:
+        try:
+            mv = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException:
+            return None
+        return ModelVersionInfo(self.model_name, mv.version, mv.run_id, dict(mv.tags), mv.source)
+
+    def load_version(self, version: str):
+        """The fitted pipeline of one registered version; a clear error when it cannot be loaded."""
+        uri = f"models:/{self.model_name}/{version}"
+        try:
+            return mlflow.sklearn.load_model(uri)
+        except Exception as exc:  # missing or corrupted artifacts: say which model and where
+            raise ChampionUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
+
+    def load_champion(self):
+        """(pipeline, info) of `models:/hit_model@champion`."""
+        info = self.champion_info()
+        if info is None:
+            raise ChampionUnavailable(f"no {CHAMPION} alias on registered model {self.model_name!r} in {self.uri}: "
+                                      "no model has been promoted yet (build the graph first)")
+        return self.load_version(info.version), info
