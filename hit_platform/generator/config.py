@@ -1,0 +1,128 @@
+"""What to generate: the one configuration object of the dump generator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from hit_platform.countries import CHART_SIZE, COUNTRIES
+
+FORMATS: dict[str, str] = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}
+
+# Row-level faults modify or add rows inside the dump files; file-level faults
+# are whole extra files that a loader must refuse.
+ROW_FAULT_KINDS: tuple[str, ...] = (
+    "missing_values", "out_of_range", "exact_duplicates", "key_duplicates",
+    "unknown_country", "wrong_types",
+)
+FILE_FAULT_KINDS: tuple[str, ...] = ("truncated_gzip", "missing_column", "renamed_column", "empty_file")
+SONG_FAULT_KINDS: tuple[str, ...] = ("missing_audio_features",)
+FAULT_KINDS: tuple[str, ...] = (
+    "missing_values", "out_of_range", "exact_duplicates", "key_duplicates",
+    "unknown_country", "wrong_types", "truncated_gzip", "missing_column",
+    "renamed_column", "empty_file", "missing_audio_features",
+)
+assert sorted(FAULT_KINDS) == sorted(ROW_FAULT_KINDS + FILE_FAULT_KINDS + SONG_FAULT_KINDS)
+
+DEFAULT_CHUNK_DAYS = 60  # ~220k rows per chunk with all 73 charts: bounded memory, low overhead
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything that determines a dump; equal configs give byte-identical output.
+
+    out_dir      landing files only (history + daily increments + fault files)
+    truth_dir    oracle.parquet + manifest.json; never inside out_dir
+                 (default: out_dir.parent / "generator")
+    seed         the one source of randomness
+    songs        size of the song catalogue (songs that never chart are not in the dump)
+    history_days days in the one historical file, from start_date
+    increments   number of one-day increment files after the history
+    fmt          "csv" | "csv.gz" | "parquet"
+    countries    None = all 72; n = the first n of COUNTRIES (the global chart is always in)
+    faults       {kind: count} with kinds from FAULT_KINDS; empty = a clean dump
+    chunk_days   days generated and written per streaming step (output does not depend on it)
+    """
+
+    out_dir: Path
+    truth_dir: Path | None = None
+    seed: int = 42
+    songs: int = 20_000
+    history_days: int = 90
+    increments: int = 7
+    start_date: date = date(2024, 1, 1)
+    fmt: str = "csv.gz"
+    countries: int | None = None
+    faults: dict[str, int] = field(default_factory=dict)
+    chunk_days: int = DEFAULT_CHUNK_DAYS
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        truth = Path(self.truth_dir) if self.truth_dir is not None else self.out_dir.parent / "generator"
+        object.__setattr__(self, "truth_dir", truth)
+        object.__setattr__(self, "faults", {k: int(v) for k, v in dict(self.faults).items()})
+        self.validate()
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def total_days(self) -> int:
+        return self.history_days + self.increments
+
+    @property
+    def end_date(self) -> date:
+        """The last chart day of the window (inclusive)."""
+        return self.start_date + timedelta(days=self.total_days - 1)
+
+    @property
+    def selected_countries(self) -> tuple[str, ...]:
+        return COUNTRIES if self.countries is None else COUNTRIES[: self.countries]
+
+    @property
+    def extension(self) -> str:
+        return FORMATS[self.fmt]
+
+    def fault_count(self, kind: str) -> int:
+        return self.faults.get(kind, 0)
+
+    # -- checks ------------------------------------------------------------------
+    def validate(self) -> None:
+        """Refuse configurations that cannot produce a valid dump, saying which field."""
+        if self.fmt not in FORMATS:
+            raise ValueError(f"GeneratorConfig.fmt={self.fmt!r}: expected one of {sorted(FORMATS)}")
+        if self.history_days < 1:
+            raise ValueError(f"GeneratorConfig.history_days={self.history_days}: need at least 1 day")
+        if self.increments < 0:
+            raise ValueError(f"GeneratorConfig.increments={self.increments}: must be >= 0")
+        if self.songs < CHART_SIZE:
+            raise ValueError(f"GeneratorConfig.songs={self.songs}: need at least {CHART_SIZE} songs to fill a chart")
+        if self.countries is not None and not 1 <= int(self.countries) <= len(COUNTRIES):
+            raise ValueError(f"GeneratorConfig.countries={self.countries}: expected None or 1..{len(COUNTRIES)}")
+        if self.chunk_days < 1:
+            raise ValueError(f"GeneratorConfig.chunk_days={self.chunk_days}: must be >= 1")
+        unknown = sorted(set(self.faults) - set(FAULT_KINDS))
+        if unknown:
+            raise ValueError(f"GeneratorConfig.faults: unknown fault kinds {unknown}; known: {list(FAULT_KINDS)}")
+        negative = {k: v for k, v in self.faults.items() if v < 0}
+        if negative:
+            raise ValueError(f"GeneratorConfig.faults: counts must be >= 0, got {negative}")
+        out, truth = self.out_dir.resolve(), Path(self.truth_dir).resolve()
+        if truth == out or out in truth.parents:
+            raise ValueError(f"GeneratorConfig.truth_dir={self.truth_dir} is inside out_dir={self.out_dir}: "
+                             "the pipeline must never see the oracle")
+
+    def as_json(self) -> dict:
+        """The config as JSON-friendly values (for the manifest); everything that shapes the output."""
+        return {
+            "out_dir": str(self.out_dir),
+            "truth_dir": str(self.truth_dir),
+            "seed": self.seed,
+            "songs": self.songs,
+            "history_days": self.history_days,
+            "increments": self.increments,
+            "start_date": self.start_date.isoformat(),
+            "fmt": self.fmt,
+            "countries": self.countries,
+            "faults": {k: self.faults[k] for k in FAULT_KINDS if k in self.faults},
+            # chunk_days is left out on purpose: it changes how, not what, is written.
+        }
