@@ -40,9 +40,20 @@ def stale_status(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[dg.
     return {key: resolver.get_status(key) for key in graph.materializable_asset_keys}
 
 
-def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[dg.AssetKey]:
-    return sorted((k for k, s in stale_status(defs, instance).items() if s != StaleStatus.FRESH),
+def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance,
+                     upto: list[dg.AssetKey] | None = None) -> list[dg.AssetKey]:
+    """Assets Dagster reports stale or missing; with `upto`, only those keys and their upstream."""
+    scope = _scope(defs, upto)
+    return sorted((k for k, s in stale_status(defs, instance).items() if s != StaleStatus.FRESH and k in scope),
                   key=lambda k: k.to_user_string())
+
+
+def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.AssetKey]:
+    graph = defs.resolve_asset_graph()
+    if upto is None:
+        return set(graph.materializable_asset_keys)
+    selection = dg.AssetSelection.assets(*upto).upstream().required_multi_asset_neighbors()
+    return set(selection.resolve(graph)) & set(graph.materializable_asset_keys)
 
 
 def _run_config(log_level: str) -> dict:
@@ -55,20 +66,21 @@ def observe_landing(defs: dg.Definitions, instance: dg.DagsterInstance, log_leve
 
 
 def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: bool = False,
-          log_level: str = "INFO", max_waves: int = 10) -> BuildResult:
+          upto: list[dg.AssetKey] | None = None, log_level: str = "INFO", max_waves: int = 10) -> BuildResult:
     """Observe the landing folder, then materialize every stale or missing asset (with its checks).
 
     Staleness only shows one step down at a time (an asset turns stale once its
     input got a new data version), so this runs in waves until nothing is stale:
     new landing data -> ingest; new raw rows -> everything below. A wave whose
     gate fails ends the build: what it stopped stays stale for the next one.
+    `upto` limits the build to these assets and what they need (e.g. the data half).
     """
     observe_landing(defs, instance, log_level)
     out = BuildResult()
     job = defs.resolve_implicit_global_asset_job_def()
-    all_keys = sorted(defs.resolve_asset_graph().materializable_asset_keys, key=lambda k: k.to_user_string())
+    all_keys = sorted(_scope(defs, upto), key=lambda k: k.to_user_string())
     for wave in range(max_waves):
-        selected = all_keys if (everything and wave == 0) else stale_or_missing(defs, instance)
+        selected = all_keys if (everything and wave == 0) else stale_or_missing(defs, instance, upto)
         selected = [k for k in selected if k not in out.selected or k in out.skipped]
         if not selected:
             break

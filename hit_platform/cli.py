@@ -6,6 +6,9 @@
     hit-platform build [--all]        materialize what is stale or missing, with its quality gates
     hit-platform status               what the lake holds
     hit-platform sql [QUERY]          analyst SQL on the lake, read-only
+    hit-platform serve | stop         serve the champion on 127.0.0.1:8000 (without Dagster) / stop it
+    hit-platform audit ID             where a served or batch prediction came from
+    hit-platform alerts               run failures, gate failures and monitor breaches
 """
 
 from __future__ import annotations
@@ -145,6 +148,35 @@ def _print_summary(settings: Settings) -> None:
         print(f"rejected file {f['file']}: {f['reason']}")
 
 
+def _print_champion(settings: Settings) -> None:
+    from hit_platform.lake import Lake
+    from hit_platform.tracking import Tracker
+
+    tracker = Tracker(settings)
+    info = tracker.champion_info()
+    if info is None:
+        print("\nno champion model yet")
+        return
+    lake = Lake(settings)
+    with lake.connection(read_only=True) as con:
+        rows = con.execute("""
+            SELECT candidate_family, candidate_mean_roc_auc, candidate_mean_log_loss, baseline_mean_roc_auc,
+                   oracle_mean_roc_auc, auc_ratio_to_oracle, log_loss_ratio_to_oracle, test_songs
+            FROM ml.evaluations WHERE candidate_version = ? AND promote
+            ORDER BY evaluated_at DESC LIMIT 1""", [info.version]).fetchall()
+    print(f"\nchampion: {info.name} version {info.version} (MLflow run {info.run_id})")
+    if rows:
+        fam, auc, ll, base, oracle_auc, auc_ratio, ll_ratio, n = rows[0]
+        print(f"  family {fam}; on {n:,} test songs: mean ROC AUC {auc:.4f} (baseline {base:.4f}), "
+              f"mean log loss {ll:.4f}")
+        if oracle_auc is not None:
+            print(f"  vs the oracle (the best possible): AUC {auc:.4f} / {oracle_auc:.4f} = {auc_ratio:.3f}, "
+                  f"log loss ratio {ll_ratio:.3f}")
+    store = settings.tracking_uri
+    print(f"  open it in MLflow: .venv/bin/mlflow ui --backend-store-uri {store} "
+          f"--default-artifact-root {settings.mlflow_artifacts} --host 127.0.0.1 --port 5000")
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     result = _materialize_ingest(settings, args.files)
     print(f"dagster run {result.run_id}: {'success' if result.success else 'failed'}")
@@ -192,10 +224,88 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     _print_summary(settings)
     from hit_platform.lake import Lake
 
+    _print_champion(settings)
+    if ok:
+        from hit_platform.serving import process
+
+        st = process.status(settings)
+        if st.running:
+            _print_prediction(st.endpoint)
+            print("stop serving: .venv/bin/hit-platform stop")
     init = Lake(settings).write_init_file()
     print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
     print("see the assets: .venv/bin/dagster dev   (from the repository root)")
     return 0 if ok else 1
+
+
+SAMPLE_SONG = {"danceability": 0.72, "energy": 0.81, "key": 5, "loudness": -5.2, "mode": 1, "speechiness": 0.06,
+               "acousticness": 0.12, "instrumentalness": 0.0, "liveness": 0.11, "valence": 0.64, "tempo": 122.0,
+               "time_signature": 4, "duration_ms": 201000, "is_explicit": False}
+
+
+def _curl(endpoint: str) -> str:
+    return (f"curl -s -X POST '{endpoint}/predict?top_k=5' -H 'content-type: application/json' "
+            f"-d '{json.dumps(SAMPLE_SONG)}'")
+
+
+def _print_prediction(endpoint: str) -> None:
+    import httpx
+
+    r = httpx.post(f"{endpoint}/predict", params={"top_k": 5}, json=SAMPLE_SONG, timeout=30)
+    r.raise_for_status()
+    body = r.json()
+    print(f"\none real prediction over HTTP (request {body['request_id']}, model version {body['model_version']}):")
+    for t in body["top_countries"]:
+        print(f"  {t['country']}  {t['probability']:.3f}")
+    print(f"repeat it:  {_curl(endpoint)}")
+    print(f"trace it:   .venv/bin/hit-platform audit {body['request_id']}")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.serving import process
+
+    endpoint = process.start(settings)
+    st = process.status(settings)
+    print(f"serving model version {st.model_version} at {endpoint} (pid {st.pid}; log {st.log_file})")
+    print(f"try it:  {_curl(endpoint)}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.serving import process
+
+    print("stopped" if process.stop(settings) else "was not running")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.audit import AuditNotFound, audit
+
+    try:
+        report = audit(settings, args.id)
+    except AuditNotFound as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        width = max(len(k) for k in report)
+        for k, v in report.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.alerts import list_alerts
+    from hit_platform.lake import Lake
+
+    alerts = list_alerts(Lake(settings), limit=args.limit, kind=args.kind)
+    if not alerts:
+        print("no alerts")
+    for a in alerts:
+        print(f"{a['raised_at']:%Y-%m-%d %H:%M:%S}  {a['severity']:<7}  {a['kind']:<15}  {a['where']}  "
+              f"{a['what']}" + (f"  (run {a['dagster_run_id']})" if a["dagster_run_id"] else ""))
+    return 0
 
 
 DEMO_FAULTS = ["missing_values=10", "out_of_range=10", "exact_duplicates=10", "key_duplicates=10",
@@ -224,6 +334,19 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p = sub.add_parser("build", help="materialize every stale or missing asset, with its quality gates")
     p.add_argument("--all", action="store_true", help="materialize every asset, stale or not")
     p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("serve", help="serve the current champion on 127.0.0.1 (HIT_SERVE_PORT, default 8000)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("stop", help="stop the serving process (flushes the inference log)")
+    p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("audit", help="model version, MLflow run, Dagster run, lake snapshot of a prediction")
+    p.add_argument("id", help="a request_id from the HTTP API or a prediction_id of ml.batch_predictions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("alerts", help="the latest alerts (ops.alerts)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--kind", choices=("run_failure", "gate_failure", "monitor_breach", "drift"))
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")
     p.set_defaults(func=cmd_status)

@@ -28,25 +28,29 @@ class Dataset:
         return len(self.spotify_ids)
 
 
-def _at(snapshot_id: int | None) -> str:
-    return f" AT (VERSION => {int(snapshot_id)})" if snapshot_id is not None else ""
+def at_version(table: str, snapshot_id: int | None) -> str:
+    """A table reference at a lake snapshot, usable with an alias (DuckDB's parser takes no alias
+    right after an AT clause)."""
+    if snapshot_id is None:
+        return table
+    return f"(SELECT * FROM {table} AT (VERSION => {int(snapshot_id)}))"
 
 
 def load_split(con: duckdb.DuckDBPyConnection, split: str, snapshot_id: int | None = None) -> Dataset:
     """One split's songs with their features and per-country labels, optionally at a lake snapshot."""
-    at = _at(snapshot_id)
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"{c}\"" for c in COUNTRIES)
     feats = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
     df = con.execute(f"""
         SELECT f.spotify_id, {feats}, {pivot}
-        FROM ml.features{at} f
-        JOIN ml.splits{at} s USING (spotify_id)
-        JOIN core.song_labels{at} l USING (spotify_id)
+        FROM {at_version("ml.features", snapshot_id)} f
+        JOIN {at_version("ml.splits", snapshot_id)} s USING (spotify_id)
+        JOIN {at_version("core.song_labels", snapshot_id)} l USING (spotify_id)
         WHERE s.split = ?
         GROUP BY ALL
         ORDER BY f.spotify_id""", [split]).df()
     if df.empty:
-        raise ValueError(f"split {split!r} is empty in the lake{at or ''}: build ml/splits first")
+        where = f" at snapshot {snapshot_id}" if snapshot_id is not None else ""
+        raise ValueError(f"split {split!r} is empty in the lake{where}: build ml/splits first")
     Y = df[list(COUNTRIES)].to_numpy(dtype=bool)
     X = df[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
     return Dataset(split, df["spotify_id"].to_numpy(), X, Y, snapshot_id)

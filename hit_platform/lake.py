@@ -9,14 +9,25 @@ machine without those packages we fall back to DuckDB's own INSTALL.
 Every write goes through `Lake.write`, which runs a function inside one
 transaction and retries the whole transaction with back-off when the catalog
 is locked or another writer committed a conflicting snapshot.
+
+Scale path, by configuration alone: `lake_catalog='postgres:dbname=lake host=...'`
+puts the catalog in PostgreSQL (extension `postgres`), `lake_data_path='s3://bucket/prefix'`
+puts the Parquet files on S3-compatible storage (extension `httpfs`, credentials
+from `Settings.s3_options()`: `HIT_S3_*` or the standard `AWS_*` variables). The
+S3 secret is a temporary (in-memory) DuckDB secret of each connection: never
+persisted, never logged; the analyst init file reads the credentials from the
+environment of the `duckdb` CLI instead of writing them down.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import random
+import re
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,9 +44,23 @@ T = TypeVar("T")
 LAYERS = ("raw", "quarantine", "core", "ml", "ops")
 
 # Messages of errors that a retry can cure: SQLite's writer lock, DuckLake's
-# snapshot conflicts, PostgreSQL serialization failures.
+# snapshot conflicts ("Transaction conflict - attempting to ... but another
+# transaction has ..."), and, with a PostgreSQL catalog, PostgreSQL's own
+# serialization failures, deadlocks, a lost race for the next snapshot id or the
+# catalog's first creation (unique violations: DuckLake tables have no unique
+# constraints, so one in the catalog is always such a race), and a full server.
 _RETRYABLE = ("database is locked", "database is busy", "conflict", "could not serialize",
-              "deadlock", "locked", "busy", "concurrent")
+              "deadlock", "locked", "busy", "concurrent", "duplicate key value violates unique constraint",
+              "too many clients already", "remaining connection slots are reserved",
+              "the database system is starting up", "the database system is shutting down")
+# Only while attaching (two processes creating a fresh PostgreSQL catalog at once):
+_ATTACH_RETRYABLE = _RETRYABLE + ("already exists",)
+
+# Extensions whose DuckDB name (and so the `<name>_duckdb_cpp_init` entry point that
+# LOAD derives from the file name) differs from their PyPI package's file name.
+_ENTRYPOINT_NAME = {"postgres": "postgres_scanner"}
+_OBJECT_STORE = ("s3://", "s3a://", "s3n://", "http://", "https://", "gs://", "gcs://", "r2://")
+SECRET_NAME = "hit_lake_s3"
 
 
 def extension_path(name: str) -> Path | None:
@@ -49,8 +74,41 @@ def extension_path(name: str) -> Path | None:
     return path if path.exists() else None
 
 
-def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+def _link_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hit_platform" / "duckdb_extensions" / f"v{duckdb.__version__}"
+
+
+def loadable_extension_path(name: str) -> Path | None:
+    """A path DuckDB can LOAD for extension `name` from its PyPI package.
+
+    DuckDB finds an extension's entry point from the file name, and the
+    `duckdb-extension-postgres` package ships `postgres.duckdb_extension` whose
+    entry point is `postgres_scanner_duckdb_cpp_init`; such a file is loaded
+    through a symlink with the right name in a per-user cache folder.
+    """
     path = extension_path(name)
+    wanted = _ENTRYPOINT_NAME.get(name)
+    if path is None or wanted is None:
+        return path
+    for folder in (_link_dir(), Path(tempfile.gettempdir()) / f"hit_platform_ext_{os.getuid()}"
+                   / f"v{duckdb.__version__}"):
+        link = folder / f"{wanted}.duckdb_extension"
+        try:
+            if link.is_symlink() and os.readlink(link) == str(path):
+                return link
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{wanted}.{os.getpid()}.{random.getrandbits(32):08x}"
+            tmp.symlink_to(path)
+            os.replace(tmp, link)  # atomic: concurrent processes agree on the same link
+            return link
+        except OSError:
+            continue
+    return None
+
+
+def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    path = loadable_extension_path(name)
     if path is not None:
         con.execute(f"LOAD '{path}'")
     else:  # a machine with internet and no wheel: DuckDB's own repository
@@ -59,6 +117,20 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
 
 def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.Error) and any(m in str(exc).lower() for m in _RETRYABLE)
+
+
+def _attach_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, duckdb.Error) and any(m in str(exc).lower() for m in _ATTACH_RETRYABLE)
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def dsn_without_password(dsn: str) -> str:
+    """A PostgreSQL DSN (keyword or URI form) without its password: for files and logs."""
+    dsn = re.sub(r"(^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", "", dsn).strip()
+    return re.sub(r"^(postgres(?:ql)?://[^:/@]+):[^@]*@", r"\1@", dsn)
 
 
 class Lake:
@@ -72,22 +144,80 @@ class Lake:
     def _extensions(self) -> list[str]:
         catalog = self.settings.catalog
         names = ["postgres" if catalog.startswith("postgres:") else "sqlite_scanner", "ducklake"]
-        if self.settings.data_path.startswith(("s3://", "http://", "https://", "gs://", "r2://")):
-            names.append("httpfs")
+        if self.settings.data_path.startswith(_OBJECT_STORE):
+            names.insert(0, "httpfs")
+            if self._credential_chain():
+                names.insert(1, "aws")
         return names
 
-    def attach_sql(self, read_only: bool = False) -> list[str]:
-        """The statements that load the extensions and attach the lake (also for the `duckdb` CLI)."""
+    def _credential_chain(self) -> bool:
+        """No S3 keys configured and the `aws` extension installed: let the AWS SDK's chain find them."""
+        if not self.settings.data_on_s3:
+            return False
+        o = self.settings.s3_options()
+        return not (o.access_key_id and o.secret_access_key) and extension_path("aws") is not None
+
+    def _bucket_scope(self) -> str:
+        """The secret's scope: the lake's bucket only (other buckets keep their own secrets)."""
+        scheme, rest = self.settings.data_path.split("://", 1)
+        return f"{scheme}://{rest.split('/', 1)[0]}/"
+
+    def secret_sql(self, *, from_env: bool = False) -> str | None:
+        """`CREATE SECRET` for the lake's bucket, or None when the data is not on S3.
+
+        `from_env=False` (the platform's own connections): the credentials of
+        `Settings.s3_options()` as literals of a temporary secret, which lives in
+        the connection's memory only (never persisted, never logged).
+        `from_env=True` (the analyst's `duckdb` CLI init file): the credentials are
+        read by the CLI's `getenv()` from `HIT_S3_*`, else `AWS_*`, when it starts,
+        so the file holds no secret. Endpoint, region and URL style are not secret
+        and are written as configured.
+        """
+        if not self.settings.data_on_s3:
+            return None
+        o = self.settings.s3_options()
+        opts = ["TYPE s3"]
+        if from_env:
+            def env(hit: str, aws: str) -> str:
+                return f"coalesce(nullif(getenv('{hit}'), ''), getenv('{aws}'))"
+            opts += [f"KEY_ID {env('HIT_S3_ACCESS_KEY_ID', 'AWS_ACCESS_KEY_ID')}",
+                     f"SECRET {env('HIT_S3_SECRET_ACCESS_KEY', 'AWS_SECRET_ACCESS_KEY')}",
+                     f"SESSION_TOKEN {env('HIT_S3_SESSION_TOKEN', 'AWS_SESSION_TOKEN')}"]
+        elif o.access_key_id and o.secret_access_key:
+            opts += [f"KEY_ID {_sql_str(o.access_key_id)}", f"SECRET {_sql_str(o.secret_access_key)}"]
+            if o.session_token:
+                opts.append(f"SESSION_TOKEN {_sql_str(o.session_token)}")
+        elif self._credential_chain():
+            # no keys configured: the AWS SDK's chain (env, ~/.aws, instance role), if its extension is there
+            opts.append("PROVIDER credential_chain")
+        opts.append(f"REGION {_sql_str(o.region)}")
+        if o.endpoint:
+            opts.append(f"ENDPOINT {_sql_str(o.endpoint)}")
+        opts += [f"URL_STYLE {_sql_str(o.url_style)}", f"USE_SSL {str(o.use_ssl).lower()}",
+                 f"SCOPE {_sql_str(self._bucket_scope())}"]
+        return f"CREATE OR REPLACE TEMPORARY SECRET {SECRET_NAME} ({', '.join(opts)});"
+
+    def _load_sql(self) -> list[str]:
         stmts = []
         for name in self._extensions():
-            path = extension_path(name)
+            path = loadable_extension_path(name)
             stmts.append(f"LOAD '{path}';" if path else f"INSTALL {name}; LOAD {name};")
-        opts = [f"DATA_PATH '{self.settings.data_path}'"]
+        return stmts
+
+    def _attach_statement(self, read_only: bool, *, catalog: str | None = None) -> str:
+        opts = [f"DATA_PATH {_sql_str(self.settings.data_path)}"]
         if read_only:
             opts.append("READ_ONLY")
-        stmts.append(f"ATTACH IF NOT EXISTS 'ducklake:{self.settings.catalog}' AS {self.alias} ({', '.join(opts)});")
-        stmts.append(f"USE {self.alias};")
-        return stmts
+        catalog = catalog or self.settings.catalog
+        return f"ATTACH IF NOT EXISTS {_sql_str('ducklake:' + catalog)} AS {self.alias} ({', '.join(opts)});"
+
+    def attach_sql(self, read_only: bool = False) -> list[str]:
+        """The statements that load the extensions and attach the lake (also for the `duckdb` CLI).
+
+        They hold no credentials: `connect` creates the S3 secret (see `secret_sql`)
+        before running them, and `write_init_file` adds one that reads the environment.
+        """
+        return [*self._load_sql(), self._attach_statement(read_only), f"USE {self.alias};"]
 
     def _prepare_local(self) -> None:
         catalog = self.settings.catalog
@@ -116,16 +246,42 @@ class Lake:
             config["memory_limit"] = self.settings.duckdb_memory_limit
         if self.settings.duckdb_threads:
             config["threads"] = self.settings.duckdb_threads
+        # Where a connection spills when a query outgrows memory (not the process's cwd).
+        config["temp_directory"] = str(self.settings.warehouse / "duckdb_tmp")
         con = duckdb.connect(config=config)
+        con.execute("SET enable_progress_bar = false")  # a library: no progress bars on the caller's terminal
+        try:
+            for stmt in self._load_sql():
+                con.execute(stmt)
+            secret = self.secret_sql()
+            if secret:
+                try:
+                    con.execute(secret)
+                except duckdb.Error as exc:  # its message may quote the statement: never the secret
+                    o = self.settings.s3_options()
+                    message = str(exc)
+                    for value in (o.secret_access_key, o.session_token):
+                        if value:
+                            message = message.replace(value, "***")
+                    raise type(exc)(f"creating the lake's S3 secret failed: {message}") from None
+        except BaseException:
+            con.close()
+            raise
+        attach = [self._attach_statement(read_only), f"USE {self.alias};"]
         for attempt in range(self.settings.lake_retries):
             try:
-                for stmt in self.attach_sql(read_only=read_only):
+                for stmt in attach:
                     con.execute(stmt)
                 break
             except duckdb.Error as exc:
-                if not is_retryable(exc) or attempt == self.settings.lake_retries - 1:
+                if not _attach_retryable(exc) or attempt == self.settings.lake_retries - 1:
                     con.close()
                     raise
+                log.info("attach %s: retry %d after %s", self.alias, attempt + 1, exc)
+                try:  # a half-made attachment must not stay behind for the next try
+                    con.execute(f"DETACH DATABASE IF EXISTS {self.alias}")
+                except duckdb.Error:
+                    pass
                 self._sleep(attempt)
         if not read_only:
             self._ensure_layers(con)
@@ -196,9 +352,26 @@ class Lake:
             "AND table_name = ?", [self.alias, schema, table]).fetchall()[0][0] > 0
 
     def write_init_file(self, path: Path | None = None) -> Path:
-        """An init file for the `duckdb` CLI that opens the lake read-only."""
+        """An init file for the `duckdb` CLI that opens the lake read-only.
+
+        It never holds a secret: S3 credentials are read from the CLI's environment
+        (`HIT_S3_*`, else `AWS_*`) when it starts, and a PostgreSQL catalog's DSN is
+        written without its password (libpq takes `PGPASSWORD` or `~/.pgpass`).
+        """
         path = path or self.settings.warehouse / "open_lake.sql"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("-- opens the hit_platform lake read-only: duckdb -init " + str(path) + "\n"
-                        + "\n".join(self.attach_sql(read_only=True)) + "\n")
+        lines = ["-- opens the hit_platform lake read-only: duckdb -init " + str(path)]
+        catalog = self.settings.catalog
+        if catalog.startswith("postgres:"):
+            catalog = "postgres:" + dsn_without_password(catalog.removeprefix("postgres:"))
+            lines.append("-- catalog in PostgreSQL: a password comes from PGPASSWORD or ~/.pgpass, never this file")
+        lines += self._load_sql()
+        secret = self.secret_sql(from_env=True)
+        if secret:
+            lines.append("-- S3 credentials: read from the environment when the CLI starts "
+                         "(HIT_S3_ACCESS_KEY_ID / HIT_S3_SECRET_ACCESS_KEY, else AWS_ACCESS_KEY_ID / "
+                         "AWS_SECRET_ACCESS_KEY)")
+            lines.append(secret)
+        lines += [self._attach_statement(True, catalog=catalog), f"USE {self.alias};"]
+        path.write_text("\n".join(lines) + "\n")
         return path

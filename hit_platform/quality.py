@@ -42,6 +42,15 @@ class GateThresholds(BaseSettings):
     min_split_positives: int = Field(3, description="fewest positives of any country in any split")
     # drift against the previous data version
     max_psi: float = Field(0.2, description="largest population stability index of any feature")
+    # promotion of a candidate model (test split)
+    min_auc_gain_over_baseline: float = Field(
+        0.05, description="candidate mean ROC AUC must beat the per-country prior baseline by this much")
+    max_auc_drop_vs_champion: float = Field(
+        0.005, description="candidate mean ROC AUC may be at most this much below the champion's")
+    max_country_auc_drop_vs_champion: float = Field(
+        0.05, description="in no country may the candidate's ROC AUC be more than this below the champion's")
+    max_log_loss_increase_vs_champion: float = Field(
+        0.01, description="candidate mean log loss may be at most this much above the champion's")
 
 
 @lru_cache(maxsize=1)

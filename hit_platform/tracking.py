@@ -26,7 +26,11 @@ log = logging.getLogger(__name__)
 CHAMPION = "champion"
 
 
-class ChampionUnavailable(RuntimeError):
+class ModelUnavailable(RuntimeError):
+    """A model cannot be loaded from the registry (missing or corrupted artifacts)."""
+
+
+class ChampionUnavailable(ModelUnavailable):
     """There is no usable champion: none promoted yet, or its model cannot be loaded."""
 
 
@@ -58,9 +62,13 @@ class Tracker:
         self.uri = settings.tracking_uri
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.model_name = settings.model_name
+
+    def _activate(self) -> None:
+        # MLflow's fluent API (runs, log_model, load_model) reads a process-wide URI.
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
 
     def experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
@@ -79,6 +87,7 @@ class Tracker:
                       input_example: pd.DataFrame, tags: dict[str, str], figures: dict[str, object],
                       tables: dict[str, pd.DataFrame]) -> tuple[str, str]:
         """One MLflow run for one candidate; returns (run_id, model_uri)."""
+        self._activate()
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name, tags=tags) as run:
             mlflow.log_params({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
                                for k, v in params.items()})
@@ -107,7 +116,7 @@ class Tracker:
             except MlflowException:
                 pass  # created meanwhile
         mv = self.client.create_model_version(self.model_name, model_uri, run_id=run_id, tags=tags)
-        return ModelVersionInfo(self.model_name, mv.version, run_id, dict(mv.tags), mv.source)
+        return ModelVersionInfo(self.model_name, str(mv.version), run_id, dict(mv.tags), mv.source)
 
     def set_version_tag(self, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(self.model_name, version, key, value)
@@ -120,15 +129,23 @@ class Tracker:
             mv = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
         except MlflowException:
             return None
-        return ModelVersionInfo(self.model_name, mv.version, mv.run_id, dict(mv.tags), mv.source)
+        return ModelVersionInfo(self.model_name, str(mv.version), mv.run_id, dict(mv.tags), mv.source)
 
     def load_version(self, version: str):
         """The fitted pipeline of one registered version; a clear error when it cannot be loaded."""
         uri = f"models:/{self.model_name}/{version}"
+        self._activate()
         try:
             return mlflow.sklearn.load_model(uri)
         except Exception as exc:  # missing or corrupted artifacts: say which model and where
-            raise ChampionUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
+            raise ModelUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
+
+    def load_uri(self, uri: str):
+        self._activate()
+        try:
+            return mlflow.sklearn.load_model(uri)
+        except Exception as exc:
+            raise ModelUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
 
     def load_champion(self):
         """(pipeline, info) of `models:/hit_model@champion`."""
@@ -136,4 +153,7 @@ class Tracker:
         if info is None:
             raise ChampionUnavailable(f"no {CHAMPION} alias on registered model {self.model_name!r} in {self.uri}: "
                                       "no model has been promoted yet (build the graph first)")
-        return self.load_version(info.version), info
+        try:
+            return self.load_version(info.version), info
+        except ModelUnavailable as exc:
+            raise ChampionUnavailable(f"the champion (version {info.version}) is unusable: {exc}") from exc

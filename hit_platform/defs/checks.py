@@ -10,13 +10,16 @@ from collections.abc import Callable
 import dagster as dg
 
 from hit_platform import gates
+from hit_platform.alerts import raise_alert
 from hit_platform.defs.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.ingest import RAW_CHART_ROWS
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.defs.songs import SONG_LABELS, SONGS
 
+Ctx = dg.AssetCheckExecutionContext
 
-def _run(lake: LakeResource, gate: Callable, *args) -> dg.AssetCheckResult:
+
+def _run(context: Ctx, lake: LakeResource, gate: Callable, *args) -> dg.AssetCheckResult:
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
         result = gate(con, *args)
@@ -33,77 +36,77 @@ def _warn(result: dg.AssetCheckResult) -> dg.AssetCheckResult:
 # -- raw/chart_rows ---------------------------------------------------------------
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=True)
-def raw_schema(lake: LakeResource) -> dg.AssetCheckResult:
+def raw_schema(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """Columns and types of raw.chart_rows as the schema says; the pandera model on a sample."""
-    return _run(lake, gates.schema_gate)
+    return _run(context, lake, gates.schema_gate)
 
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=True)
-def raw_keys(lake: LakeResource) -> dg.AssetCheckResult:
+def raw_keys(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """(snapshot_date, country, daily_rank) and (snapshot_date, country, spotify_id) unique; no duplicates."""
-    return _run(lake, gates.keys_gate)
+    return _run(context, lake, gates.keys_gate)
 
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=True)
-def raw_ranges(lake: LakeResource) -> dg.AssetCheckResult:
+def raw_ranges(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """Every numeric value within the schema's range."""
-    return _run(lake, gates.ranges_gate)
+    return _run(context, lake, gates.ranges_gate)
 
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=True)
-def raw_missing_values(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def raw_missing_values(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Missing-value rate of every column within its threshold."""
-    return _run(lake, gates.missing_values_gate, gates_config.thresholds())
+    return _run(context, lake, gates.missing_values_gate, gates_config.thresholds())
 
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=True)
-def raw_countries(lake: LakeResource) -> dg.AssetCheckResult:
+def raw_countries(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """Only the 72 country codes and the global chart."""
-    return _run(lake, gates.unknown_countries_gate)
+    return _run(context, lake, gates.unknown_countries_gate)
 
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=True)
-def raw_chart_days(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def raw_chart_days(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Chart days holding ranks 1..50 exactly once, but for a tolerated share."""
-    return _run(lake, gates.chart_days_gate, gates_config.thresholds())
+    return _run(context, lake, gates.chart_days_gate, gates_config.thresholds())
 
 
 @dg.asset_check(asset=RAW_CHART_ROWS, blocking=False)
-def raw_freshness(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def raw_freshness(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """The newest chart day is recent (warns)."""
-    return _warn(_run(lake, gates.freshness_gate, gates_config.thresholds()))
+    return _warn(_run(context, lake, gates.freshness_gate, gates_config.thresholds()))
 
 
 # -- core -------------------------------------------------------------------------
 
 @dg.asset_check(asset=SONGS, blocking=True)
-def songs_audio_features(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def songs_audio_features(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Share of songs without audio features (new tracks) within its threshold."""
-    return _run(lake, gates.missing_audio_features_gate, gates_config.thresholds())
+    return _run(context, lake, gates.missing_audio_features_gate, gates_config.thresholds())
 
 
 @dg.asset_check(asset=SONG_LABELS, blocking=True)
-def labels_balance(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def labels_balance(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Every country has positives and negatives, its positive rate within range."""
-    return _run(lake, gates.label_balance_gate, gates_config.thresholds())
+    return _run(context, lake, gates.label_balance_gate, gates_config.thresholds())
 
 
 @dg.asset_check(asset=SONG_LABELS, blocking=True)
-def labels_bias(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def labels_bias(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Positive-rate disparity between explicit and clean songs, per country, within threshold."""
-    return _run(lake, gates.bias_gate, gates_config.thresholds())
+    return _run(context, lake, gates.bias_gate, gates_config.thresholds())
 
 
 # -- ml -----------------------------------------------------------------------------
 
 @dg.asset_check(asset=SPLITS_KEY, blocking=True)
-def splits_sound(lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+def splits_sound(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """No leakage between splits, shares near 70/15/15, positives of every country in every split."""
-    return _run(lake, gates.splits_gate, gates_config.thresholds())
+    return _run(context, lake, gates.splits_gate, gates_config.thresholds())
 
 
 @dg.asset_check(asset=FEATURES, blocking=False, additional_deps=[])
-def features_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource,
+def features_drift(context: Ctx, lake: LakeResource,
                    gates_config: GatesResource) -> dg.AssetCheckResult:
     """PSI of every feature against the previous data version, read by DuckLake time travel (warns)."""
     records = context.instance.fetch_materializations(FEATURES, limit=2).records
@@ -111,4 +114,4 @@ def features_drift(context: dg.AssetCheckExecutionContext, lake: LakeResource,
     if len(records) == 2:
         meta = records[1].asset_materialization.metadata
         previous = meta["lake_snapshot_id"].value if "lake_snapshot_id" in meta else None
-    return _warn(_run(lake, gates.drift_gate, gates_config.thresholds(), previous))
+    return _warn(_run(context, lake, gates.drift_gate, gates_config.thresholds(), previous))

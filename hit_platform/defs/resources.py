@@ -9,6 +9,7 @@ import dagster as dg
 
 from hit_platform.lake import Lake
 from hit_platform.quality import GateThresholds
+from hit_platform.tracking import Tracker
 from hit_platform.settings import Settings
 
 
@@ -44,3 +45,31 @@ class GatesResource(dg.ConfigurableResource):
         except json.JSONDecodeError as exc:
             raise ValueError(f"gates.overrides_json is not valid JSON: {exc}") from exc
         return GateThresholds(**overrides)
+
+
+class TrackingResource(dg.ConfigurableResource):
+    """MLflow tracking and the model registry. Empty fields take `Settings` (env / warehouse/)."""
+
+    warehouse: str | None = None
+    tracking_uri: str | None = None
+
+    def settings(self) -> Settings:
+        overrides = {k: v for k, v in {"warehouse": self.warehouse,
+                                         "mlflow_tracking_uri": self.tracking_uri}.items() if v}
+        return Settings(**overrides)
+
+    def tracker(self) -> Tracker:
+        return Tracker(self.settings())
+
+
+class TrainingResource(dg.ConfigurableResource):
+    """What candidate training runs: the model families (empty = every family in
+    `hit_platform.models.FAMILIES`) and the seed. The baseline `prior` is always trained."""
+
+    families: list[str] = []
+    seed: int = 0
+
+    def family_names(self) -> list[str] | None:
+        if not self.families:
+            return None
+        return self.families if "prior" in self.families else ["prior", *self.families]

@@ -8,7 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hit_platform.build import build
+from hit_platform import build as builder
+from hit_platform.defs.features import SPLITS_KEY
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.resources import LakeResource
 from hit_platform.generator import GeneratorConfig, generate
@@ -25,6 +26,18 @@ def generate_full(settings: Settings, seed: int = 11, songs: int = 4000, increme
     return generate(GeneratorConfig(out_dir=settings.landing_dir, truth_dir=settings.generator_dir, seed=seed,
                                     songs=songs, history_days=HISTORY_DAYS, increments=increments,
                                     start_date=start, fmt="csv.gz", faults=faults or {}))
+
+
+DATA_HALF = [SPLITS_KEY]
+
+
+def build(defs, instance, **kw):
+    """The data half only: ingest -> gates -> songs, labels, features, splits."""
+    return builder.build(defs, instance, upto=DATA_HALF, **kw)
+
+
+def stale_or_missing(defs, instance):
+    return builder.stale_or_missing(defs, instance, upto=DATA_HALF)
 
 
 class Built:

@@ -1,0 +1,269 @@
+"""Serving throughput: the real Ray Serve process vs a plain uvicorn + FastAPI app, same model, same machine.
+
+    .venv/bin/python bench/bench_serving.py [--duration 15] [--family linear] [--no-default-proxy]
+
+1. Trains a champion (a `hit_platform.models` family on synthetic songs; `--family`), registers and
+   promotes it in a temp MLflow store (or serves the champion of `--tracking-uri`).
+2. Starts the real serving process (`hit_platform.serving.start`: Ray Serve, HAProxy ingress,
+   inference log into a temp lake) and a plain app (uvicorn + FastAPI, one worker, defined below,
+   same pydantic Song model and same prediction code, no Ray, no inference log).
+3. wrk (2 threads, 16 connections, --duration s, POST body via a Lua script) against /predict of
+   each, alternating rounds; prints requests/s, p50, p99 and the ratios (target >= 0.8x requests/s,
+   p99 no worse).
+4. /predict/batch with 10,000 songs against the serving process vs in-process predict_proba of the
+   same 10,000 songs (target: within 2x).
+5. With the default proxy too (unless --no-default-proxy): Ray Serve's Python proxy, for reference.
+Needs `wrk` (apt-get install -y wrk).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Query, Request  # module level: FastAPI resolves the route annotations here
+from fastapi.responses import Response
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from hit_platform.countries import COUNTRIES  # noqa: E402
+from hit_platform.features import FEATURE_COLUMNS  # noqa: E402
+from hit_platform.serving import ServeConfig, process  # noqa: E402
+from hit_platform.serving.loopback import free_port  # noqa: E402
+from hit_platform.serving.predictor import probe_rows  # noqa: E402
+from hit_platform.settings import Settings  # noqa: E402
+
+SONG = {"danceability": 0.71, "energy": 0.62, "key": 5, "loudness": -6.5, "mode": 1, "speechiness": 0.05,
+        "acousticness": 0.21, "instrumentalness": 0.0, "liveness": 0.11, "valence": 0.52, "tempo": 121.0,
+        "time_signature": 4, "duration_ms": 201_000, "is_explicit": False, "spotify_id": "bench0000000000000000"}
+
+
+# -- the champion ----------------------------------------------------------------------------------------
+
+def synthetic_songs(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Valid random songs and learnable labels (each country a random logistic taste)."""
+    X = pd.DataFrame(probe_rows(n, seed=seed), columns=list(FEATURE_COLUMNS))
+    rng = np.random.default_rng(seed + 1)
+    Z = (X - X.mean()) / X.std().replace(0, 1)
+    logits = Z.to_numpy() @ rng.normal(0, 0.8, (len(FEATURE_COLUMNS), len(COUNTRIES))) - 1.5
+    Y = rng.random(logits.shape) < 1 / (1 + np.exp(-logits))
+    return X, Y
+
+
+def promote_champion(settings: Settings, family: str) -> tuple[str, object]:
+    from hit_platform.models import select_best, train_candidates
+    from hit_platform.tracking import Tracker, code_version
+
+    X, Y = synthetic_songs(4000, seed=0)
+    Xv, Yv = synthetic_songs(1000, seed=1)
+    t = time.perf_counter()
+    best = select_best(train_candidates(X, Y, Xv, Yv, seed=0, families=[family]))
+    print(f"champion: family {family!r} trained on 4,000 synthetic songs in {time.perf_counter() - t:.1f} s")
+    tracker = Tracker(settings)
+    tags = {"lake_snapshot_id": "0", "dagster_run_id": "bench", "family": family, **code_version()}
+    run_id, uri = tracker.log_candidate(run_name=f"bench-{family}", params=best.params, metrics={},
+                                        pipeline=best.pipeline, input_example=Xv.head(3), tags=tags,
+                                        figures={}, tables={})
+    version = tracker.register(uri, run_id, tags={**tags, "mlflow_run_id": run_id})
+    tracker.promote(version.version)
+    return str(version.version), best.pipeline
+
+
+# -- the plain app (run as a subprocess: `bench_serving.py --plain-app PORT`) ---------------------------
+
+def plain_app_main(port: int) -> None:
+    """uvicorn + FastAPI, one worker, the champion in memory: the baseline Ray Serve is compared with."""
+    import uuid
+
+    import uvicorn
+
+    from hit_platform.serving.encoding import answered, prediction_bytes
+    from hit_platform.serving.predictor import features_of, load_predictor, top_k
+    from hit_platform.serving.schemas import SONG_ADAPTER
+    from hit_platform.tracking import Tracker
+
+    model = load_predictor(Tracker(Settings()))
+    app = FastAPI()
+
+    @app.post("/predict")
+    async def predict(request: Request, k: int = Query(5, ge=1, le=72, alias="top_k")):
+        song = SONG_ADAPTER.validate_json(await request.body())
+        rid = str(uuid.uuid4())
+        P = answered(model.predict(features_of([song])))
+        return Response(prediction_bytes(P, top_k(P, k)[0], rid, model.version), media_type="application/json")
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "model_version": model.version}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def start_plain_app(settings: Settings) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = process.child_env(settings, ServeConfig())
+    proc = subprocess.Popen([sys.executable, __file__, "--plain-app", str(port)], env=env, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit(f"the plain app exited with {proc.returncode}")
+        time.sleep(0.2)
+    raise SystemExit("the plain app did not start")
+
+
+# -- wrk ------------------------------------------------------------------------------------------------
+
+def wrk(url: str, body: dict, duration: int, threads: int = 2, connections: int = 16) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write('wrk.method = "POST"\n'
+                f"wrk.body = {json.dumps(json.dumps(body))}\n"
+                'wrk.headers["Content-Type"] = "application/json"\n')
+        script = f.name
+    try:
+        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
+                              "-s", script, url], capture_output=True, text=True, check=True).stdout
+    finally:
+        os.unlink(script)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    total = re.search(r"(\d+) requests in", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"),
+            "p99": ms("99%"), "requests": int(total.group(1)), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else "none"}
+
+
+def fmt(r: dict) -> str:
+    return (f"{r['rps']:8.0f} req/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms   "
+            f"({r['requests']:,} requests, non-2xx {r['non2xx']}, socket errors {r['socket_errors']})")
+
+
+def best_of(results: list[dict]) -> dict:
+    return max(results, key=lambda r: r["rps"])
+
+
+# -- main -----------------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating wrk rounds per app (best is reported)")
+    ap.add_argument("--family", default="linear", help="hit_platform.models family of the champion")
+    ap.add_argument("--tracking-uri", help="serve the champion of this MLflow store instead of training one")
+    ap.add_argument("--batch", type=int, default=10_000, help="songs in the /predict/batch request")
+    ap.add_argument("--no-default-proxy", action="store_true", help="skip the Ray Serve default-proxy run")
+    ap.add_argument("--plain-app", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.plain_app:
+        return plain_app_main(args.plain_app)
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
+    settings = Settings(warehouse=tmp / "warehouse", mlflow_tracking_uri=args.tracking_uri)
+    if args.tracking_uri:
+        from hit_platform.tracking import Tracker
+        pipeline, info = Tracker(settings).load_champion()
+        version = str(info.version)
+        print(f"champion: version {version} of {args.tracking_uri}")
+    else:
+        version, pipeline = promote_champion(settings, args.family)
+    config = ServeConfig(port=free_port(), log_flush_seconds=5.0)
+    print(f"cores: {os.cpu_count()}   load average before: {os.getloadavg()[0]:.2f}")
+
+    plain, plain_url = start_plain_app(settings)
+    try:
+        t = time.perf_counter()
+        endpoint = process.start(settings, config)
+        print(f"serving process up in {time.perf_counter() - t:.1f} s at {endpoint} (model version {version})")
+        wrk(endpoint + "/predict", SONG, 3)  # warm-up
+        wrk(plain_url + "/predict", SONG, 3)
+        serve_runs, plain_runs = [], []
+        for _ in range(args.rounds):
+            plain_runs.append(wrk(plain_url + "/predict", SONG, args.duration))
+            serve_runs.append(wrk(endpoint + "/predict", SONG, args.duration))
+        s, p = best_of(serve_runs), best_of(plain_runs)
+        print(f"\n/predict, wrk -t2 -c16 -d{args.duration}s, best of {args.rounds} alternating rounds")
+        print(f"  plain uvicorn+FastAPI : {fmt(p)}")
+        print(f"  Ray Serve (HAProxy)   : {fmt(s)}")
+        for i, (a, b) in enumerate(zip(plain_runs, serve_runs)):
+            print(f"    round {i + 1}: plain {a['rps']:.0f} req/s p99 {a['p99']:.1f} ms | "
+                  f"serve {b['rps']:.0f} req/s p99 {b['p99']:.1f} ms")
+        print(f"  ratio requests/s serve/plain : {s['rps'] / p['rps']:.2f}   (target >= 0.8)")
+        print(f"  ratio p99 serve/plain        : {s['p99'] / p['p99']:.2f}   (target <= 1.0)")
+
+        # -- batch ---------------------------------------------------------------------------------
+        X, _ = synthetic_songs(args.batch, seed=7)
+        songs = [{c: (bool(v) if c == "is_explicit" else int(v) if c in ("key", "mode", "time_signature",
+                                                                         "duration_ms") else float(v))
+                  for c, v in zip(FEATURE_COLUMNS, row)} for row in X.to_numpy()]
+        body = json.dumps({"songs": songs}).encode()
+        frame = pd.DataFrame([[float(s[c]) for c in FEATURE_COLUMNS] for s in songs], columns=list(FEATURE_COLUMNS))
+        inproc = []
+        for _ in range(5):
+            t = time.perf_counter()
+            pipeline.predict_proba(frame)
+            inproc.append(time.perf_counter() - t)
+        http = []
+        with httpx.Client(timeout=120) as client:
+            for _ in range(5):
+                t = time.perf_counter()
+                r = client.post(endpoint + "/predict/batch", content=body,
+                                headers={"content-type": "application/json"})
+                http.append(time.perf_counter() - t)
+                assert r.status_code == 200 and len(r.json()["predictions"]) == args.batch, r.text[:300]
+        a, b = statistics.median(http), statistics.median(inproc)
+        print(f"\n/predict/batch with {args.batch:,} songs ({len(body) / 1e6:.1f} MB in, "
+              f"{len(r.content) / 1e6:.1f} MB out), median of 5")
+        print(f"  over HTTP (parse, validate, predict, serialize, log) : {a * 1000:8.1f} ms")
+        print(f"  in-process predict_proba(DataFrame)                  : {b * 1000:8.1f} ms")
+        print(f"  ratio                                                : {a / b:8.1f}x  (target <= 2)")
+        st = process.status(settings, config)
+        print(f"\nstatus: {st.state}, model version {st.model_version}")
+    finally:
+        process.stop(settings, config)
+        plain.terminate()
+        plain.wait(10)
+
+    from hit_platform.lake import Lake
+    from hit_platform.serving.inference_log import requests_in_log
+    logged = requests_in_log(Lake(settings))
+    sent = sum(r["requests"] for r in serve_runs)
+    print(f"inference log after stop: {len(logged):,} requests, {sum(logged.values()):,} rows "
+          f"(wrk counted {sent:,} completed /predict requests in the measured rounds, plus warm-up and batches)")
+
+    if not args.no_default_proxy:
+        cfg = ServeConfig(port=free_port(), fast_proxy=False)
+        process.start(settings, cfg)
+        try:
+            wrk(cfg.endpoint + "/predict", SONG, 3)
+            d = wrk(cfg.endpoint + "/predict", SONG, args.duration)
+            print(f"\nfor reference, Ray Serve default proxy: {fmt(d)}")
+        finally:
+            process.stop(settings, cfg)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""The final asset: the Ray Serve application serving the champion over HTTP."""
+
+import dagster as dg
+
+from hit_platform.defs.evaluation import CHAMPION
+from hit_platform.defs.resources import TrackingResource
+from hit_platform.serving import process
+
+DEPLOYMENT = dg.AssetKey(["serving", "deployment"])
+
+
+@dg.asset(key=DEPLOYMENT, deps=[CHAMPION], group_name="serving", code_version="1", kinds={"ray", "fastapi"})
+def serving_deployment(context: dg.AssetExecutionContext, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The Ray Serve application on 127.0.0.1 (port from HIT_SERVE_PORT, default 8000) answering
+    POST /predict, POST /predict/batch, GET /healthz, GET /model with `models:/hit_model@champion`.
+    It runs in its own long-lived process (found again by warehouse/serving/serving.json), so it
+    outlives this run; materializing again swaps in a new champion without dropping requests."""
+    settings = tracking.settings()
+    champion = tracking.tracker().champion_info()
+    before = process.status(settings)
+    if before.running:
+        after = process.update(settings)
+        action = "updated" if before.model_version != after.model_version else "already serving"
+    else:
+        process.start(settings)
+        after = process.status(settings)
+        action = "started"
+    if champion is not None and after.model_version != champion.version:
+        raise dg.Failure(f"serving answers model version {after.model_version}, but the champion is "
+                         f"{champion.version} (see {after.log_file})")
+    context.log.info(f"{action}: {after.endpoint} serving {champion.name if champion else '?'} "
+                     f"version {after.model_version}")
+    return dg.MaterializeResult(metadata={
+        "endpoint": dg.MetadataValue.url(after.endpoint), "model_version": after.model_version,
+        "previous_model_version": before.model_version or "none", "action": action, "pid": after.pid,
+        "log_file": after.log_file,
+        "try_it": f"curl -s -X POST {after.endpoint}/predict -H 'content-type: application/json' -d @song.json"})

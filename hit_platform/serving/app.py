@@ -1,0 +1,333 @@
+"""The HTTP API: a FastAPI app, served by the Ray Serve deployment `HitModelServer`.
+
+    POST /predict          one song -> 72 probabilities and the top_k countries
+    POST /predict/batch    {"songs": [...]} -> one prediction per song, one model call
+    GET  /healthz          200 with the model version once a model is loaded
+    GET  /model            what is served and where it came from (MLflow, lake snapshot, code, Dagster run)
+    GET  /openapi.json, /docs
+
+Request bodies are read raw and validated by pydantic-core in one pass
+(JSON parsing included), so every refusal is a 4xx whose `detail` names the
+field: `{"detail": [{"loc": [...], "msg": ..., "type": ...}], "request_id": ...}`
+(FastAPI's shape). Every answer to /predict* goes to the inference log.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must see the real `Request` type on the
+# route methods after Serve rewrites them into class-based views.
+import asyncio
+import logging
+import re
+import time
+import uuid
+from datetime import datetime, timezone
+
+import pydantic_core
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from pydantic import TypeAdapter, ValidationError
+from ray import serve
+from starlette.concurrency import run_in_threadpool
+
+from hit_platform.countries import COUNTRIES
+from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.lake import Lake
+from hit_platform.serving import loopback
+from hit_platform.serving.config import ServeConfig
+from hit_platform.serving.inference_log import InferenceLogger, Served, truncate_body
+from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
+from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
+from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, BatchPrediction, ErrorBody, Health, ModelCard,
+                                          Prediction, batch_model)
+from hit_platform.settings import Settings
+from hit_platform.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+# Runs in every process that imports this module, i.e. in each replica before its servers start.
+loopback.patch_replica_grpc()
+
+APP_NAME = "hit_platform"
+DEPLOYMENT_NAME = "HitModelServer"
+_JSON_POSITION = re.compile(r"line (\d+) column (\d+)")
+
+app = FastAPI(
+    title="hit_platform",
+    summary="Per-country Spotify Top 50 hit probabilities from a song's audio features",
+    description=(f"Send a song's audio features; get the probability that it reaches the daily Top 50 chart of "
+                 f"each of {len(COUNTRIES)} countries. Inputs and ranges follow the chart dump's columns."),
+    version="1",
+)
+
+_ERRORS = {
+    400: {"model": ErrorBody, "description": "malformed JSON (the message gives line and column)"},
+    413: {"model": ErrorBody, "description": "more songs (or bytes) than HIT_SERVE_MAX_BATCH allows"},
+    415: {"model": ErrorBody, "description": "the body is not application/json"},
+    422: {"model": ErrorBody, "description": "a field is missing, unknown, of the wrong type or out of range"},
+}
+_TOP_K = Query(5, ge=1, le=len(COUNTRIES), description="how many of the most likely countries to list")
+
+
+class ApiError(Exception):
+    """A refusal: HTTP status and FastAPI-shaped detail items."""
+
+    def __init__(self, status: int, detail: list[dict]):
+        super().__init__(detail[0]["msg"] if detail else str(status))
+        self.status = status
+        self.detail = detail
+
+
+def _json(obj) -> bytes:
+    return pydantic_core.to_json(obj)  # Rust serializer: ~10x the stdlib on 72-float objects
+
+
+def _detail_items(exc: ValidationError, prefix: tuple = ("body",), limit: int = 50) -> list[dict]:
+    items = []
+    errors = exc.errors(include_url=False, include_context=False)
+    for e in errors[:limit]:
+        item = {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        if isinstance(e.get("input"), (str, int, float, bool)) and len(str(e["input"])) <= 200:
+            item["input"] = e["input"]
+        items.append(item)
+    if len(errors) > limit:
+        items.append({"loc": list(prefix), "msg": f"... and {len(errors) - limit} more errors", "type": "truncated"})
+    return items
+
+
+def parse_body(body: bytes, adapter: TypeAdapter, *, max_batch: int | None = None):
+    """Validate a raw JSON body; raise ApiError 400 (bad JSON), 413 (too many songs) or 422 (bad fields)."""
+    try:
+        return adapter.validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            msg = errors[0]["msg"]
+            item = {"loc": ["body"], "msg": msg, "type": "json_invalid"}
+            if m := _JSON_POSITION.search(msg):
+                item["ctx"] = {"line": int(m.group(1)), "column": int(m.group(2))}
+            raise ApiError(400, [item]) from None
+        if max_batch is not None and any(e["type"] == "too_long" and tuple(e["loc"]) == ("songs",) for e in errors):
+            raise ApiError(413, [{"loc": ["body", "songs"], "type": "too_long",
+                                  "msg": f"at most {max_batch} songs per request (HIT_SERVE_MAX_BATCH)"}]) from None
+        raise ApiError(422, _detail_items(exc)) from None
+
+
+def check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type", "")
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise ApiError(415, [{"loc": ["header", "content-type"], "type": "content_type",
+                              "msg": f"expected application/json, got {ctype or 'no content-type'}"}])
+
+
+# The replica's server object, for the app-level handlers below. `@serve.ingress` freezes a copy
+# of `app` when the class is decorated, so handlers and the OpenAPI hook are installed before it,
+# and they reach the server through this module global (one deployment instance per replica).
+_SERVER = None
+
+
+def _register(server) -> None:
+    # A module-level function, so it runs in this module's namespace: the deployment class itself
+    # travels to the replica by value (its module name is taken by the Deployment object), and a
+    # `global` statement inside its methods would set a copy.
+    global _SERVER
+    _SERVER = server
+
+
+def _refuse_outside_route(request: Request, status: int, detail: list[dict]) -> Response:
+    """Errors FastAPI raises before our handlers run (bad top_k) or unexpected failures."""
+    server = _SERVER
+    request_id, now = str(uuid.uuid4()), datetime.now(timezone.utc)
+    exc = ApiError(status, detail)
+    path = request.url.path
+    if server is not None and path in ("/predict", "/predict/batch"):
+        return server.refuse(exc, request_id=request_id, received_at=now, t0=time.perf_counter(), endpoint=path,
+                             body=None, top_k=None)
+    return Response(_json({"detail": detail, "request_id": request_id}), status_code=status,
+                    media_type="application/json")
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    return _refuse_outside_route(request, 422, detail)
+
+
+@app.exception_handler(Exception)
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.url.path)
+    return _refuse_outside_route(request, 500, [{"loc": [], "type": "internal_error",
+                                                 "msg": f"{type(exc).__name__}: {exc}"}])
+
+
+def _openapi() -> dict:
+    """FastAPI's document plus the Song and SongBatch schemas (bodies are validated by hand, see above)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description,
+                         routes=app.routes)
+    server = _SERVER
+    max_batch = server.config.max_batch if server is not None else ServeConfig().max_batch
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for adapter in (SONG_ADAPTER, TypeAdapter(batch_model(max_batch))):
+        s = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        components.update(s.pop("$defs", {}))
+        components[s.get("title", "Song")] = s
+    app.openapi_schema = schema
+    return schema
+
+
+app.openapi = _openapi
+
+
+
+@serve.deployment(name=DEPLOYMENT_NAME, graceful_shutdown_timeout_s=20, health_check_period_s=5)
+@serve.ingress(app)
+class HitModelServer:
+    """A replica: the champion model, its inference logger, and the routes."""
+
+    def __init__(self, settings: dict, config: dict):
+        self.settings = Settings(**settings)
+        self.config = ServeConfig(**config)
+        self.tracker = Tracker(self.settings)
+        self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
+        self.update_error: str | None = None
+        self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
+        self.logger = InferenceLogger(Lake(self.settings), self.config.spool(self.settings),
+                                      flush_seconds=self.config.log_flush_seconds,
+                                      batch_rows=self.config.log_batch_rows).start()
+        _register(self)
+        log.info("serving %s version %s (array input: %s)", self.model.info.name, self.model.version,
+                 self.model.array_input)
+
+    async def reconfigure(self, user_config: dict) -> None:
+        """Swap in the model version named by the deployment's user_config, without dropping requests.
+
+        The new version loads in a worker thread while this replica keeps answering with the old
+        one; the swap is one attribute assignment, and each request reads the attribute once. A
+        version that fails to load leaves the old one serving and is reported by /model.
+        """
+        version = str((user_config or {}).get("model_version") or "")
+        if not version or version == self.model.version:
+            return
+        try:
+            new = await asyncio.to_thread(load_predictor, self.tracker, version)
+        except Exception as exc:
+            self.update_error = f"version {version}: {type(exc).__name__}: {exc}"
+            log.error("model swap to version %s failed; still serving %s: %s", version, self.model.version, exc)
+            return
+        old, self.model, self.update_error = self.model, new, None
+        log.info("model swapped: version %s -> %s", old.version, new.version)
+
+    def __del__(self):
+        # Serve calls this on graceful shutdown: write what the log still holds.
+        logger = getattr(self, "logger", None)
+        if logger is not None:
+            logger.close()
+
+    # -- helpers --------------------------------------------------------------------------------
+    async def _read(self, request: Request) -> bytes:
+        check_content_type(request)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.config.max_body_bytes():
+            raise ApiError(413, [{"loc": ["body"], "type": "too_large",
+                                  "msg": f"body of {int(length)} bytes exceeds {self.config.max_body_bytes()} "
+                                         f"(HIT_SERVE_MAX_BATCH={self.config.max_batch} songs)"}])
+        return await request.body()
+
+    def refuse(self, exc: ApiError, *, request_id: str, received_at: datetime, t0: float, endpoint: str,
+               body: bytes | None, top_k: int | None) -> Response:
+        content = _json({"detail": exc.detail, "request_id": request_id})
+        self.logger.log(Served(request_id, received_at, endpoint, exc.status, (time.perf_counter() - t0) * 1e3,
+                               None, top_k, request_body=truncate_body(body),
+                               response_body=content.decode()))
+        return Response(content, status_code=exc.status, media_type="application/json")
+
+    @staticmethod
+    def _predict(songs: list[dict], k: int, model: Predictor):
+        """Features, answered probabilities (as printed) and top-k indices: one model call."""
+        X = features_of(songs)
+        P = answered(model.predict(X))
+        return X, P, top_k(P, k)[0]
+
+    # -- routes ---------------------------------------------------------------------------------
+    @app.post("/predict", response_model=Prediction, responses=_ERRORS, openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Song"}}}}})
+    async def predict(self, request: Request, top_k: int = _TOP_K) -> Response:
+        """One song's probability of charting in each of the 72 countries."""
+        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), str(uuid.uuid4())
+        model, body = self.model, None  # one model for the whole request, even during a swap
+        try:
+            body = await self._read(request)
+            song = parse_body(body, SONG_ADAPTER)
+        except ApiError as exc:
+            return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0, endpoint="/predict",
+                               body=body, top_k=top_k)
+        X, P, top = self._predict([song], top_k, model)  # well under a millisecond: inline on the event loop
+        content = prediction_bytes(P, top, request_id, model.version)
+        self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
+                               model.version, top_k, X, P, [tuple(song.get(c) for c in SONG_EXTRAS)]))
+        return Response(content, media_type="application/json")
+
+    @app.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SongBatch"}}}}})
+    async def predict_batch(self, request: Request, top_k: int = _TOP_K) -> Response:
+        """Many songs in one call (1 to HIT_SERVE_MAX_BATCH); predictions come back in the order sent."""
+        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), str(uuid.uuid4())
+        model, body = self.model, None
+        try:
+            body = await self._read(request)
+        except ApiError as exc:
+            return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0,
+                               endpoint="/predict/batch", body=None, top_k=top_k)
+
+        def work():  # parse, predict, serialize: CPU-bound, so off the event loop
+            songs = parse_body(body, self.batch_adapter, max_batch=self.config.max_batch)["songs"]
+            X, P, top = self._predict(songs, top_k, model)
+            content = batch_bytes(P, top, request_id, model.version)
+            extras = [tuple(s.get(c) for c in SONG_EXTRAS) for s in songs]
+            return X, P, extras, content
+
+        try:
+            X, P, extras, content = await run_in_threadpool(work)
+        except ApiError as exc:
+            return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0,
+                               endpoint="/predict/batch", body=body, top_k=top_k)
+        self.logger.log(Served(request_id, received_at, "/predict/batch", 200, (time.perf_counter() - t0) * 1e3,
+                               model.version, top_k, X, P, extras))
+        return Response(content, media_type="application/json")
+
+    @app.get("/healthz", response_model=Health)
+    def healthz(self) -> Response:
+        """200 with the served model version (the replica only exists once a model is loaded)."""
+        return Response(_json({"status": "ok", "model_version": self.model.version,
+                               "inference_log": self.logger.stats()}), media_type="application/json")
+
+    @app.get("/model", response_model=ModelCard)
+    def model_card(self) -> Response:
+        """The served model version and its lineage: MLflow run, lake snapshot, code version, Dagster run."""
+        m = self.model
+        return Response(_json({**m.lineage, "loaded_at": m.loaded_at, "input_features": list(FEATURE_COLUMNS),
+                               "countries": list(COUNTRIES), "array_input": m.array_input,
+                               "last_update_error": self.update_error}), media_type="application/json")
+
+
+def build(settings: Settings, config: ServeConfig, model_version: str, *, code_version: str,
+          requested_at: str | None = None):
+    """The Serve application: the deployment bound to these settings, serving `model_version`.
+
+    `model_version` travels in the deployment's user_config. With the deployment's code version
+    pinned (`code_version`, fixed for the life of the serving process), a new user_config makes
+    Serve call `reconfigure` on the running replicas in place; left unpinned, every `serve.run`
+    would get a random code version and replace the replicas.
+    """
+    deployment = HitModelServer.options(
+        num_replicas=config.replicas,
+        max_ongoing_requests=config.max_ongoing_requests,
+        ray_actor_options={"num_cpus": config.replica_cpus},
+        user_config={"model_version": str(model_version), "requested_at": requested_at or ""},
+        max_surge_percent=100,  # should replicas ever be replaced: start the new one before stopping the old
+        version=code_version, _internal=True,  # Serve's own switch for a pinned version (`serve deploy` pins it too)
+    )
+    return deployment.bind(settings.model_dump(mode="json"), config.model_dump(mode="json"))

@@ -1,0 +1,165 @@
+"""The serving process: `python -m hit_platform.serving.main` (started by `process.start`).
+
+Reads Settings (HIT_*) and ServeConfig (HIT_SERVE_*) from its environment,
+starts an embedded Ray (`ray.init(num_cpus=2, include_dashboard=False)`,
+on loopback) or joins RAY_ADDRESS, starts Serve's HTTP ingress on
+host:port, deploys the champion, records itself in the pid file and stays
+up. Signals: SIGHUP = serve the current champion (in-place reconfigure);
+SIGTERM / SIGINT = shut down (Serve first, so replicas flush the inference
+log; then Ray) and remove the pid file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+
+import httpx
+
+from hit_platform.serving import loopback
+from hit_platform.serving.config import ServeConfig
+from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
+from hit_platform.settings import Settings
+from hit_platform.tracking import Tracker
+
+log = logging.getLogger("hit_platform.serving")
+
+
+class ServingProcess:
+    def __init__(self, settings: Settings, config: ServeConfig):
+        self.settings, self.config = settings, config
+        self.pid_path = pid_file(settings, config)
+        self.tracker = Tracker(settings)
+        self.code_version = f"serving-{os.getpid()}-{int(time.time())}"
+        self.version: str | None = None
+        self.stop_requested = threading.Event()
+        self.update_requested = threading.Event()
+
+    # -- Ray and Serve ------------------------------------------------------------------------
+    def start_ray(self) -> None:
+        import ray
+        from ray import serve
+
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            ray.init(address=address, namespace="hit_platform", logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=self.config.ray_cpus, include_dashboard=False, namespace="hit_platform",
+                     logging_level=logging.WARNING)
+        serve.start(http_options={"host": self.config.host, "port": self.config.port})
+
+    def deploy(self, version: str) -> None:
+        """Deploy (or re-deploy with a new user_config) and wait until it answers with `version`."""
+        from ray import serve
+        from ray.serve.schema import LoggingConfig
+
+        from hit_platform.serving.app import APP_NAME, build
+
+        requested_at = datetime.now(timezone.utc).isoformat()
+        app = build(self.settings, self.config, version, code_version=self.code_version, requested_at=requested_at)
+        # Serve's per-request access log would duplicate the inference log and cost CPU per request.
+        serve.run(app, name=APP_NAME, route_prefix="/", blocking=False,
+                  logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"))
+        self.wait_serving(version)
+        self.version = version
+
+    def wait_serving(self, version: str, timeout: float = 120.0) -> None:
+        """Serve reports RUNNING before the HTTP ingress routes to the replica: wait for /healthz."""
+        deadline, last = time.monotonic() + timeout, None
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    r = client.get(f"{self.config.endpoint}/healthz")
+                    last = f"{r.status_code} {r.text[:200]}"
+                    if r.status_code == 200 and str(r.json().get("model_version")) == version:
+                        return
+                    if r.status_code == 200:  # answering with another version: did the swap fail?
+                        err = client.get(f"{self.config.endpoint}/model").json().get("last_update_error")
+                        if err and f"version {version}:" in err:
+                            raise RuntimeError(err)
+                except httpx.HTTPError as exc:
+                    last = str(exc)
+                time.sleep(0.2)
+        raise TimeoutError(f"{self.config.endpoint}/healthz did not report version {version} "
+                           f"within {timeout:.0f} s (last answer: {last})")
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def update(self) -> None:
+        """SIGHUP: serve whatever the champion alias names now."""
+        info = self.tracker.champion_info()
+        if info is None:
+            update_pid_file(self.pid_path, update_error="no champion alias", update_error_version=None)
+            return
+        target = str(info.version)
+        if target == self.version:
+            update_pid_file(self.pid_path, model_version=target, update_error=None)
+            return
+        log.warning("updating the served model: version %s -> %s", self.version, target)
+        try:
+            self.deploy(target)
+        except Exception as exc:
+            log.error("update to version %s failed: %s", target, exc)
+            update_pid_file(self.pid_path, update_error=f"{type(exc).__name__}: {exc}",
+                            update_error_version=target)
+            return
+        update_pid_file(self.pid_path, model_version=target, update_error=None, update_error_version=None,
+                        updated_at=time.time())
+
+    def shutdown(self) -> None:
+        import ray
+        from ray import serve
+
+        update_pid_file(self.pid_path, state="stopping")
+        try:
+            serve.shutdown()  # replicas drain and run __del__: the inference log is flushed
+        finally:
+            ray.shutdown()
+            info = read_pid_file(self.pid_path)
+            if info and info.get("pid") == os.getpid():
+                self.pid_path.unlink(missing_ok=True)
+
+    def run(self) -> int:
+        champion = self.tracker.champion_info()
+        if champion is None:
+            print(f"hit_platform serving: no champion alias on registered model {self.settings.model_name!r} "
+                  f"in {self.tracker.uri}; nothing to serve", file=sys.stderr)
+            return 2
+        self.start_ray()
+        # Ray installs its own SIGTERM handler in ray.init; ours replaces it for a clean shutdown.
+        signal.signal(signal.SIGTERM, lambda *_: self.stop_requested.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop_requested.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.update_requested.set())
+        try:
+            self.deploy(str(champion.version))
+            update_pid_file(self.pid_path, pid=os.getpid(), state="running", model_version=self.version,
+                            endpoint=self.config.endpoint, ready_at=time.time(),
+                            ray_address=os.environ.get("RAY_ADDRESS"))
+            log.warning("serving %s version %s at %s", self.settings.model_name, self.version, self.config.endpoint)
+            while not self.stop_requested.is_set():
+                if self.update_requested.wait(0.5):
+                    self.update_requested.clear()
+                    self.update()
+        finally:
+            self.shutdown()
+        return 0
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per readiness poll
+    settings, config = Settings(), ServeConfig()
+    state = config.state_dir(settings)
+    state.mkdir(parents=True, exist_ok=True)
+    # Ray reads these at import time: set them before anything imports it.
+    os.environ.update(loopback.ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state,
+                                       joining_cluster=bool(os.environ.get("RAY_ADDRESS"))))
+    return ServingProcess(settings, config).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

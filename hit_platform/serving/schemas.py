@@ -1,0 +1,127 @@
+"""The serving API's request and response bodies.
+
+A song is one flat object whose keys are the chart dump's column names. The
+model's inputs are required, typed strictly and range-checked with the bounds
+of `hit_platform.schema` (via `features.feature_range`): no number is typed
+here twice. Unknown keys are refused, so a misspelt feature never silently
+falls back to a default. Songs validate to plain dicts (see `Song`).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import Annotated, NotRequired, Required, TypedDict
+
+from hit_platform.countries import COUNTRIES
+from hit_platform.features import FEATURE_COLUMNS, feature_range
+from hit_platform.schema import COLUMNS
+
+_PY_TYPES = {"DOUBLE": float, "INTEGER": int, "BIGINT": int, "BOOLEAN": bool}
+
+# Identifiers a client may send along; echoed into the inference log, not read by the model.
+SONG_EXTRAS: tuple[str, ...] = ("spotify_id", "name", "artists", "album_release_date")
+_EXTRA_MAX_LENGTH = {"spotify_id": 64, "name": 1_000, "artists": 2_000, "album_release_date": 32}
+
+_SONG_CONFIG = ConfigDict(
+    extra="forbid",  # an unknown key is an error that names it
+    strict=True,  # "0.5" is not a number, 1 is not a boolean, 3.0 is not a key
+    allow_inf_nan=False,  # NaN / Infinity literals are refused, so the model only sees finite floats
+)
+
+
+def _feature_type(column: str) -> Any:
+    c = COLUMNS[column]
+    lo, hi = feature_range(column)
+    py = _PY_TYPES[c.sql_type]
+    if py is bool:  # is_explicit: a JSON boolean; the model reads it as 0/1
+        return Annotated[bool, Field(description=c.description)]
+    return Annotated[py, Field(ge=lo, le=hi, description=f"{c.description} ({lo}..{hi})")]
+
+
+def _extra_type(column: str) -> Any:
+    c = COLUMNS[column]
+    return Annotated[str | None, Field(max_length=_EXTRA_MAX_LENGTH[column],
+                                       description=f"{c.description}; optional, logged, not used by the model")]
+
+
+# A TypedDict rather than a BaseModel: validated songs stay plain dicts, which pydantic-core
+# builds about twice as fast (10,000 songs: ~30 ms instead of ~60 ms), with the same errors.
+Song = TypedDict("Song", {**{c: Required[_feature_type(c)] for c in FEATURE_COLUMNS},
+                          **{c: NotRequired[_extra_type(c)] for c in SONG_EXTRAS}})
+Song.__doc__ = "One song: the dump's audio features and flags (model inputs) plus optional identifiers."
+Song.__pydantic_config__ = _SONG_CONFIG
+
+SONG_ADAPTER: TypeAdapter = TypeAdapter(Song)
+
+
+@lru_cache(maxsize=8)
+def batch_model(max_batch: int) -> type:
+    """`{"songs": [...]}` with 1 to `max_batch` songs (pydantic stops at the first song too many)."""
+    batch = TypedDict("SongBatch", {"songs": Required[Annotated[list[Song], Field(
+        min_length=1, max_length=max_batch, description=f"1 to {max_batch} songs (HIT_SERVE_MAX_BATCH)")]]})
+    batch.__doc__ = f"Songs to predict in one call: 1 to {max_batch}."
+    batch.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)
+    return batch
+
+
+class CountryProbability(BaseModel):
+    country: str = Field(description="ISO 3166-1 alpha-2 code")
+    probability: float = Field(ge=0, le=1)
+
+
+class Prediction(BaseModel):
+    """One song's answer: a probability for each of the 72 countries, and the k most likely."""
+    request_id: str
+    model_version: str = Field(description="registered version of `hit_model` that made this prediction")
+    probabilities: dict[str, float] = Field(description=f"all {len(COUNTRIES)} countries, "
+                                                        f"{COUNTRIES[0]}..{COUNTRIES[-1]}")
+    top_countries: list[CountryProbability] = Field(description="the top_k countries, most likely first")
+
+
+class BatchPrediction(BaseModel):
+    request_id: str
+    model_version: str
+    predictions: list[Prediction] = Field(description="one per song, in the order sent")
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str
+
+
+class ModelCard(BaseModel):
+    """What is served and where it came from."""
+    name: str
+    version: str
+    source: str = Field(description="MLflow model URI the version was registered from")
+    mlflow_run_id: str
+    mlflow_tracking_uri: str
+    lake_snapshot_id: str | None = Field(description="DuckLake snapshot the training data was read at")
+    code_version: dict[str, str | None] = Field(description="git_commit and git_dirty of the training code")
+    trained_at: str | None = Field(description="start of the MLflow training run (UTC, ISO 8601)")
+    dagster_run_id: str | None
+    family: str | None
+    tags: dict[str, str] = Field(description="all tags of the model version")
+    loaded_at: str = Field(description="when this replica loaded the version (UTC)")
+    input_features: list[str]
+    countries: list[str]
+    last_update_error: str | None = Field(None, description="why the last requested model swap failed, if it did")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int] = Field(description="where the problem is, e.g. ['body', 'songs', 3, 'energy']")
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    detail: list[ErrorItem]
+    request_id: str | None = None
+
+
+def song_json_schema(ref_template: str = "#/components/schemas/{model}") -> dict:
+    """The Song JSON schema (with its ranges) for the OpenAPI document."""
+    return SONG_ADAPTER.json_schema(ref_template=ref_template)

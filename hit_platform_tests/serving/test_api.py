@@ -1,0 +1,192 @@
+"""The HTTP API of a real serving process (Ray Serve on 127.0.0.1): answers, refusals, docs, log, loopback.
+
+One serving process for the whole module (starting Ray takes ~12-25 s). Every request's id is
+recorded, so the last tests can check that the inference log holds exactly those requests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from hit_platform.countries import COUNTRIES
+from hit_platform.features import FEATURE_COLUMNS, feature_range
+from hit_platform.lake import Lake
+from hit_platform.serving import process
+from hit_platform.serving.inference_log import requests_in_log
+from hit_platform.serving.loopback import is_loopback_address, listeners
+from hit_platform.tracking import Tracker
+from hit_platform_tests.serving.conftest import promote_champion, serving_env, song
+
+pytestmark = pytest.mark.slow
+
+MAX_BATCH = 50
+SENT: dict[str, int] = {}  # request_id -> log rows expected (songs, or 1 for a refusal)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    settings, config = serving_env(tmp_path_factory.mktemp("api"), max_batch=MAX_BATCH)
+    version = promote_champion(settings, seed=1)
+    endpoint = process.start(settings, config)
+    client = httpx.Client(base_url=endpoint, timeout=60)
+    try:
+        yield settings, config, client, version
+    finally:
+        client.close()
+        process.stop(settings, config)
+
+
+def post(client: httpx.Client, path: str, expect: int, **kwargs) -> dict:
+    r = client.post(path, **kwargs)
+    assert r.status_code == expect, r.text[:500]
+    body = r.json()
+    songs = len(body.get("predictions", [])) or 1
+    SENT[body["request_id"]] = songs
+    return body
+
+
+def expected(settings, version: str, songs: list[dict]) -> np.ndarray:
+    pipeline = Tracker(settings).load_version(version)
+    X = pd.DataFrame([[float(s[c]) for c in FEATURE_COLUMNS] for s in songs], columns=list(FEATURE_COLUMNS))
+    return pipeline.predict_proba(X)
+
+
+def test_predict_answers_every_country_and_the_top_k(app):
+    settings, _, client, version = app
+    body = post(client, "/predict?top_k=3", 200, json=song(spotify_id="4uLU6hMCjMI75M1A2tKUQC", name="x"))
+    assert set(body) == {"request_id", "model_version", "probabilities", "top_countries"}
+    assert body["model_version"] == version
+    assert list(body["probabilities"]) == list(COUNTRIES)
+    P = expected(settings, version, [song()])[0]
+    assert np.abs(np.array([body["probabilities"][c] for c in COUNTRIES]) - P).max() <= 5e-10
+    top = body["top_countries"]
+    assert [t["country"] for t in top] == [COUNTRIES[i] for i in np.argsort(-P, kind="stable")[:3]]
+    assert len(post(client, "/predict", 200, json=song())["top_countries"]) == 5  # default k
+
+
+def test_batch_answers_in_order_with_one_model_call_per_request(app):
+    settings, _, client, version = app
+    songs = [song(energy=e, is_explicit=bool(i % 2)) for i, e in enumerate((0.1, 0.5, 0.9))]
+    body = post(client, "/predict/batch?top_k=72", 200, json={"songs": songs})
+    assert body["model_version"] == version and len(body["predictions"]) == 3
+    P = expected(settings, version, songs)
+    for p, row in zip(body["predictions"], P):
+        assert p["request_id"] == body["request_id"] and len(p["top_countries"]) == 72
+        assert np.abs(np.array([p["probabilities"][c] for c in COUNTRIES]) - row).max() <= 5e-10
+    full = post(client, "/predict/batch", 200, json={"songs": [song()] * MAX_BATCH})
+    assert len(full["predictions"]) == MAX_BATCH
+
+
+def _loc_names(body: dict) -> list:
+    return [tuple(d["loc"]) for d in body["detail"]]
+
+
+@pytest.mark.parametrize("path, kwargs, status, loc", [
+    ("/predict", {"json": song(energy="high")}, 422, ("body", "energy")),
+    ("/predict", {"json": song(key=2.5)}, 422, ("body", "key")),
+    ("/predict", {"json": song(is_explicit="yes")}, 422, ("body", "is_explicit")),
+    ("/predict", {"json": {k: v for k, v in song().items() if k != "tempo"}}, 422, ("body", "tempo")),
+    ("/predict", {"json": song(loudness=-61.0)}, 422, ("body", "loudness")),
+    ("/predict", {"json": song(duration_ms=10**9)}, 422, ("body", "duration_ms")),
+    ("/predict", {"json": song(popularity=80)}, 422, ("body", "popularity")),
+    ("/predict", {"json": [song()]}, 422, ("body",)),
+    ("/predict", {"content": b'{"energy": 0.5,', "headers": {"content-type": "application/json"}}, 400,
+     ("body",)),
+    ("/predict", {"content": b"energy=0.5", "headers": {"content-type": "application/x-www-form-urlencoded"}},
+     415, ("header", "content-type")),
+    ("/predict?top_k=0", {"json": song()}, 422, ("query", "top_k")),
+    ("/predict?top_k=73", {"json": song()}, 422, ("query", "top_k")),
+    ("/predict/batch", {"json": {"songs": []}}, 422, ("body", "songs")),
+    ("/predict/batch", {"json": {"songs": [song(), song(valence=2.0)]}}, 422, ("body", "songs", 1, "valence")),
+    ("/predict/batch", {"json": {"tracks": [song()]}}, 422, ("body", "tracks")),
+    ("/predict/batch", {"json": {"songs": [song()] * (MAX_BATCH + 1)}}, 413, ("body", "songs")),
+])
+def test_bad_input_is_a_4xx_naming_the_field(app, path, kwargs, status, loc):
+    _, _, client, _ = app
+    body = post(client, path, status, **kwargs)
+    assert loc in _loc_names(body), body
+    assert all({"loc", "msg", "type"} <= set(d) for d in body["detail"])
+
+
+def test_invalid_json_names_the_position(app):
+    _, _, client, _ = app
+    body = post(client, "/predict", 400, content=b'{"energy": 0.5,\n "key": }',
+                headers={"content-type": "application/json"})
+    assert body["detail"][0]["ctx"] == {"line": 2, "column": 9} and "line 2 column 9" in body["detail"][0]["msg"]
+
+
+def test_a_huge_body_is_refused_before_it_is_read(app):
+    _, config, client, _ = app
+    big = b'{"songs": [' + b" " * (config.max_body_bytes() + 10) + b"]}"
+    body = post(client, "/predict/batch", 413, content=big, headers={"content-type": "application/json"})
+    assert "HIT_SERVE_MAX_BATCH" in body["detail"][0]["msg"]
+
+
+def test_healthz_and_model_carry_version_and_lineage(app):
+    settings, _, client, version = app
+    assert client.get("/healthz").json()["model_version"] == version
+    card = client.get("/model").json()
+    mv = Tracker(settings).champion_info()
+    assert card["version"] == version and card["mlflow_run_id"] == mv.run_id
+    assert card["lake_snapshot_id"] == "42" and card["dagster_run_id"] == "dagster-run-test"
+    assert card["code_version"] == {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": "false"}
+    assert card["trained_at"].startswith("20") and card["family"] == "linear-test"
+    assert card["mlflow_tracking_uri"] == settings.tracking_uri and card["countries"] == list(COUNTRIES)
+
+
+def test_openapi_documents_routes_and_field_ranges(app):
+    _, _, client, _ = app
+    doc = client.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/healthz", "/model"} <= set(doc["paths"])
+    schemas = doc["components"]["schemas"]
+    for c in FEATURE_COLUMNS:
+        if c != "is_explicit":
+            assert (schemas["Song"]["properties"][c]["minimum"],
+                    schemas["Song"]["properties"][c]["maximum"]) == feature_range(c)
+    assert set(schemas["Song"]["required"]) == set(FEATURE_COLUMNS)
+    assert schemas["SongBatch"]["properties"]["songs"]["maxItems"] == MAX_BATCH
+    assert doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Song"}
+    assert client.get("/docs").status_code == 200
+
+
+def test_inference_log_holds_exactly_the_requests_sent(app):
+    settings, config, client, _ = app
+    post(client, "/predict", 200, json=song())
+    post(client, "/predict/batch", 200, json={"songs": [song()] * 7})
+    post(client, "/predict", 422, json=song(mode=2))
+    lake = Lake(settings)
+    deadline = time.monotonic() + 30 + 3 * config.log_flush_seconds
+    logged: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        logged = requests_in_log(lake)
+        if set(SENT) <= set(logged):
+            break
+        time.sleep(0.5)
+    time.sleep(2 * config.log_flush_seconds)  # nothing more may arrive
+    assert requests_in_log(lake) == SENT
+    with lake.connection(read_only=True) as con:
+        statuses = dict(con.execute("SELECT status, count(DISTINCT request_id) FROM ops.inference_log "
+                                    "GROUP BY ALL").fetchall())
+        assert {200, 400, 413, 415, 422} <= set(statuses)
+        n = con.execute("SELECT count(*) FROM ops.inference_log WHERE status = 200 AND "
+                        "(energy IS NULL OR probabilities.US IS NULL OR model_version IS NULL)").fetchall()[0][0]
+        assert n == 0
+        named = con.execute("SELECT count(*) FROM ops.inference_log WHERE spotify_id = '4uLU6hMCjMI75M1A2tKUQC'"
+                            ).fetchall()[0][0]
+        assert named == 1
+
+
+def test_everything_listens_on_loopback_only(app):
+    settings, config, _, _ = app
+    info = json.loads(process.pid_file(settings, config).read_text())
+    found = listeners(info["pid"])
+    assert any(port == config.port for _, port, _ in found), found
+    outside = [x for x in found if not is_loopback_address(x[0])]
+    assert outside == [], f"listening beyond loopback: {outside}"

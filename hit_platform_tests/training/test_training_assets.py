@@ -1,0 +1,101 @@
+"""Candidates -> evaluation -> promotion gate -> champion, with a real Dagster instance, lake and MLflow store."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from hit_platform import build as builder
+from hit_platform.definitions import build_definitions
+from hit_platform.defs.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.resources import GatesResource, TrackingResource, TrainingResource
+from hit_platform.defs.training import CANDIDATES
+from hit_platform.tracking import Tracker
+from hit_platform_tests.data.conftest import Built, generate_full
+
+pytestmark = pytest.mark.slow
+
+
+def build(defs, instance, **kw):
+    """Up to the champion (the serving deployment has its own tests)."""
+    return builder.build(defs, instance, upto=[CHAMPION], **kw)
+
+
+class Trained(Built):
+    def __init__(self, root):
+        super().__init__(root)
+        self.tracking = TrackingResource(warehouse=str(self.settings.warehouse))
+        # mlp is left out to keep the suite short; bench/bench_models.py covers every family
+        self.training = TrainingResource(families=["linear", "trees"])
+        self.defs = build_definitions(self.resource, tracking=self.tracking, training=self.training)
+        self.tracker = Tracker(self.settings)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Trained:
+    t = Trained(tmp_path_factory.mktemp("trained"))
+    generate_full(t.settings, songs=3000)
+    t.first = build(t.defs, t.instance)
+    assert t.first.success, [c.description for c in t.first.checks if not c.passed]
+    return t
+
+
+def meta(instance, key) -> dict:
+    return {k: v.value for k, v in instance.get_latest_materialization_event(key).asset_materialization.metadata.items()}
+
+
+def test_runs_and_registry_versions_carry_their_lineage(trained):
+    cand = meta(trained.instance, CANDIDATES)
+    runs = trained.tracker.client.search_runs([trained.tracker.experiment_id()])
+    assert {r.data.tags["family"] for r in runs} == {"prior", "linear", "trees"}
+    val_auc = {r.data.tags["family"]: r.data.metrics["val_mean_roc_auc"] for r in runs}
+    assert val_auc["trees"] > val_auc["linear"] > val_auc["prior"]
+    for r in runs:
+        for tag in ("lake_snapshot_id", "splits_data_version", "git_commit", "git_dirty", "dagster_run_id"):
+            assert r.data.tags.get(tag), (r.data.tags["family"], tag)
+        assert "val_mean_roc_auc" in r.data.metrics and "val_roc_auc_US" in r.data.metrics
+        artifacts = {a.path for a in trained.tracker.client.list_artifacts(r.info.run_id, "plots")}
+        assert artifacts == {"plots/auc_by_country.png", "plots/calibration.png", "plots/roc.png"}
+    version = trained.tracker.client.get_model_version("hit_model", cand["best_model_version"])
+    assert version.tags["lake_snapshot_id"] == str(cand["lake_snapshot_id"])
+    info = trained.tracker.champion_info()
+    assert info is not None and info.version == cand["best_model_version"]
+
+
+def test_trees_beat_linear_and_the_first_champion_is_promoted(trained):
+    checks = {c.check_name: c for c in trained.first.checks}
+    assert checks["promotion_gate"].passed and checks["candidates_reproducible"].passed
+    ev = meta(trained.instance, EVALUATION)
+    assert ev["promote"] and ev["test_mean_roc_auc"] > ev["baseline_mean_roc_auc"] + 0.05
+    assert "auc_ratio_to_oracle" in ev
+    with trained.lake.connection(read_only=True) as con:
+        rows = con.execute("SELECT candidate_version, promote FROM ml.evaluations").fetchall()
+    assert rows == [(ev["candidate_version"], True)]
+    assert meta(trained.instance, CHAMPION)["model_version"] == ev["candidate_version"]
+
+
+def test_a_worse_candidate_is_refused_and_the_alias_does_not_move(trained):
+    before = trained.tracker.champion_info().version
+    # the same data, but a gate that asks more than any model can give: the candidate is refused
+    strict = build_definitions(trained.resource, GatesResource(overrides_json='{"min_auc_gain_over_baseline": 0.9}'),
+                               tracking=trained.tracking, training=trained.training)
+    result = build(strict, trained.instance, everything=True)
+    assert not result.success
+    gate = next(c for c in result.checks if c.check_name == "promotion_gate")
+    assert not gate.passed and "beats the baseline" in gate.description
+    assert CHAMPION in result.skipped
+    assert trained.tracker.champion_info().version == before
+    with trained.lake.connection(read_only=True) as con:
+        assert con.execute("SELECT count(*) FILTER (WHERE NOT promote) FROM ml.evaluations").fetchall()[0][0] == 1
+
+
+def test_a_rebuild_from_the_same_snapshot_gives_the_same_model_and_moves_the_alias(trained):
+    first = meta(trained.instance, CANDIDATES)
+    result = build(trained.defs, trained.instance, everything=True)
+    assert result.success
+    again = meta(trained.instance, CANDIDATES)
+    # everything was rebuilt (new lake snapshots) from the same landed files: same splits, same model
+    assert again["splits_fingerprint"] == first["splits_fingerprint"]
+    assert again["probe_prediction_sha256"] == first["probe_prediction_sha256"]
+    assert again["best_model_version"] != first["best_model_version"]
+    assert trained.tracker.champion_info().version == again["best_model_version"]  # as good: promoted
