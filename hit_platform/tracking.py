@@ -24,6 +24,8 @@ from hit_platform.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+# Our own pipelines are pickled on purpose (custom estimators); MLflow warns on every save.
+logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
 
 class ModelUnavailable(RuntimeError):

@@ -80,8 +80,10 @@ def _blend(params: dict, seed: int, members: dict[str, Pipeline]) -> Pipeline:
 # minutes on 14k songs and 2 cores. Values are plain JSON scalars so that
 # params survive MLflow and Dagster metadata unchanged.
 LINEAR_GRID = tuple({"C": c} for c in (0.01, 0.1, 1.0))
-TREES_GRID = tuple({"learning_rate": 0.1, "max_leaf_nodes": leaves, "min_samples_leaf": 40}
-                   for leaves in (15, 31))
+# Small trees and a high learning rate: the taste is mostly additive with
+# low-order interactions, and on the demo lake 7-leaf trees at rate 0.3 matched
+# 15/31-leaf trees at 0.1 in validation AUC at a third of the cost.
+TREES_GRID = tuple({"learning_rate": 0.3, "max_leaf_nodes": 7, "min_samples_leaf": msl} for msl in (40, 200))
 MLP_GRID = tuple({"hidden": h, "alpha": 30.0, "max_iter": 300} for h in (32, 64))
 BLEND_GRID = tuple({"trees_weight": w} for w in (0.3, 0.5, 0.7))
 

@@ -181,7 +181,6 @@ def _openapi() -> dict:
 app.openapi = _openapi
 
 
-
 @serve.deployment(name=DEPLOYMENT_NAME, graceful_shutdown_timeout_s=20, health_check_period_s=5)
 @serve.ingress(app)
 class HitModelServer:

@@ -129,7 +129,10 @@ def load_predictor(tracker: Tracker, version: str | None = None) -> Predictor:
     if version is None:
         pipeline, info = tracker.load_champion()
     else:
-        mv = tracker.client.get_model_version(tracker.model_name, str(version))
+        try:
+            mv = tracker.client.get_model_version(tracker.model_name, str(version))
+        except Exception as exc:  # MlflowException: no such version
+            raise ModelUnavailable(f"no version {version} of {tracker.model_name!r} in {tracker.uri}: {exc}") from exc
         info = ModelVersionInfo(tracker.model_name, mv.version, mv.run_id, dict(mv.tags), mv.source)
         pipeline = tracker.load_version(str(version))
     predictor = Predictor(pipeline, info, lineage_of(tracker, info))

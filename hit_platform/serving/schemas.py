@@ -90,6 +90,7 @@ class BatchPrediction(BaseModel):
 class Health(BaseModel):
     status: str
     model_version: str
+    inference_log: dict | None = Field(None, description="this replica's logger: pending, written, spooled rows")
 
 
 class ModelCard(BaseModel):
@@ -108,6 +109,7 @@ class ModelCard(BaseModel):
     loaded_at: str = Field(description="when this replica loaded the version (UTC)")
     input_features: list[str]
     countries: list[str]
+    array_input: bool = Field(description="whether the model is fed float arrays (same answers, less overhead)")
     last_update_error: str | None = Field(None, description="why the last requested model swap failed, if it did")
 
 
@@ -120,8 +122,3 @@ class ErrorItem(BaseModel):
 class ErrorBody(BaseModel):
     detail: list[ErrorItem]
     request_id: str | None = None
-
-
-def song_json_schema(ref_template: str = "#/components/schemas/{model}") -> dict:
-    """The Song JSON schema (with its ranges) for the OpenAPI document."""
-    return SONG_ADAPTER.json_schema(ref_template=ref_template)

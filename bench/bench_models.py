@@ -1,0 +1,183 @@
+"""Model families on the demo lake: quality against the generator's oracle, training cost, latency.
+
+    .venv/bin/python bench/bench_models.py [--sizes 3000,7000,0] [--calls 2000] [--skip-sizes]
+
+Reads the demo lake (warehouse/, read-only) and the generator's oracle
+(warehouse/generator/oracle.parquet: the true per-country probability of each
+song, the best any model can do), then
+  1. trains every family with train_candidates (train split, tuned on validation)
+     and prints fit seconds, validation and TEST mean ROC AUC and log loss;
+  2. for the best (select_best): test mean AUC / oracle mean AUC and test log loss /
+     oracle log loss on the same test songs and countries
+     (targets: AUC ratio >= 0.97, log-loss ratio <= 1.05);
+  3. training time and peak RSS of train_candidates at several train sizes
+     (a fresh subprocess per size; 0 = the whole train split);
+  4. in-process prediction time of each family's pipeline for ONE song (a one-row
+     DataFrame, all 72 countries; median over --calls calls; target < 1 ms) and for 10k songs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hit_platform.countries import COUNTRIES
+
+ROOT = Path(__file__).resolve().parents[1]
+ORACLE = ROOT / "warehouse" / "generator" / "oracle.parquet"
+
+
+def load_splits():
+    from hit_platform.datasets import load_split
+    from hit_platform.lake import Lake
+
+    with Lake().connection(read_only=True) as con:
+        return tuple(load_split(con, s) for s in ("train", "validation", "test"))
+
+
+def oracle_matrix(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) of the oracle for these songs, (n, 72) in COUNTRIES order."""
+    o = pd.read_parquet(ORACLE, columns=["spotify_id", "country", "probability", "label"])
+    o = o[o["spotify_id"].isin(set(ids))]
+    P = o.pivot(index="spotify_id", columns="country", values="probability").loc[ids, list(COUNTRIES)]
+    L = o.pivot(index="spotify_id", columns="country", values="label").loc[ids, list(COUNTRIES)]
+    return P.to_numpy(dtype=np.float64), L.to_numpy(dtype=bool)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+
+
+def child(data_path: str, n_songs: int) -> None:
+    """Subprocess: train every family on the first n_songs of a shuffled train split; print JSON."""
+    from hit_platform.models import train_candidates
+
+    with open(data_path, "rb") as f:
+        train, val = pickle.load(f)
+    rss_before = peak_rss_mb()
+    idx = np.random.default_rng(0).permutation(len(train.X))[:n_songs] if n_songs else np.arange(len(train.X))
+    t = time.perf_counter()
+    results = train_candidates(train.X.iloc[idx].reset_index(drop=True), train.Y[idx], val.X, val.Y, seed=0)
+    seconds = time.perf_counter() - t
+    print(json.dumps({"songs": len(idx), "seconds": seconds, "rss_before_mb": rss_before,
+                      "peak_rss_mb": peak_rss_mb(),
+                      "family_seconds": {r.family: r.fit_seconds for r in results}}))
+
+
+def latency(pipeline, X: pd.DataFrame, calls: int) -> tuple[float, float]:
+    """(median ms of one-song calls, seconds for 10k songs)."""
+    n = len(X)
+    rows = [X.iloc[[i % n]] for i in range(calls)]
+    for r in rows[:20]:
+        pipeline.predict_proba(r)  # warm-up
+    times = np.empty(calls)
+    for i, r in enumerate(rows):
+        t = time.perf_counter()
+        pipeline.predict_proba(r)
+        times[i] = time.perf_counter() - t
+    big = pd.concat([X] * (10_000 // n + 1), ignore_index=True).iloc[:10_000]
+    t = time.perf_counter()
+    P = pipeline.predict_proba(big)
+    batch = time.perf_counter() - t
+    assert P.shape == (10_000, 72)
+    return float(np.median(times) * 1e3), batch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="3000,7000,0", help="train sizes for the scaling runs (0 = all)")
+    ap.add_argument("--skip-sizes", action="store_true", help="skip the scaling runs")
+    ap.add_argument("--calls", type=int, default=2000, help="one-song calls for the latency median")
+    ap.add_argument("--child", nargs=2, metavar=("DATA", "N"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args.child[0], int(args.child[1]))
+
+    from hit_platform.models import evaluate, select_best, train_candidates
+
+    print(f"machine: {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f} "
+          "(other processes share the cores: timings are wall clock)")
+    t = time.perf_counter()
+    train, val, test = load_splits()
+    print(f"data: train {len(train)}, validation {len(val)}, test {len(test)} songs "
+          f"(loaded in {time.perf_counter() - t:.1f} s)")
+
+    # 1. every family
+    t = time.perf_counter()
+    results = train_candidates(train.X, train.Y, val.X, val.Y, seed=0)
+    total = time.perf_counter() - t
+    best = select_best(results)
+    print(f"\n== candidates (train_candidates, all families: {total:.1f} s wall, "
+          f"peak RSS {peak_rss_mb():.0f} MB) ==")
+    print(f"{'family':8s} {'fit s':>7s} {'val AUC':>8s} {'val LL':>8s} {'test AUC':>9s} {'test LL':>8s}  params")
+    test_m = {}
+    for r in results:
+        m = evaluate(test.Y, r.pipeline.predict_proba(test.X))
+        test_m[r.family] = m
+        mark = "  <- best" if r is best else ""
+        print(f"{r.family:8s} {r.fit_seconds:7.1f} {r.val_metrics['mean_roc_auc']:8.4f} "
+              f"{r.val_metrics['mean_log_loss']:8.4f} {m['mean_roc_auc']:9.4f} {m['mean_log_loss']:8.4f}  "
+              f"{json.dumps(r.params)}{mark}")
+    print("search (validation):")
+    for r in results:
+        for s in r.search:
+            print(f"  {r.family:8s} {json.dumps(s)}")
+
+    # 2. the best against the oracle
+    P_oracle, oracle_labels = oracle_matrix(test.spotify_ids)
+    differ = int((oracle_labels != test.Y).sum())
+    o = evaluate(test.Y, P_oracle)
+    b = test_m[best.family]
+    print(f"\n== best ({best.family}) vs the oracle, {len(test)} test songs x 72 countries ==")
+    print(f"(labels are the lake's; {differ} of {test.Y.size} differ from the generator's, "
+          "rows refused by quality gates)")
+    print(f"mean ROC AUC : model {b['mean_roc_auc']:.4f}  oracle {o['mean_roc_auc']:.4f}  "
+          f"ratio {b['mean_roc_auc'] / o['mean_roc_auc']:.4f}  (target >= 0.97)")
+    print(f"mean log loss: model {b['mean_log_loss']:.4f}  oracle {o['mean_log_loss']:.4f}  "
+          f"ratio {b['mean_log_loss'] / o['mean_log_loss']:.4f}  (target <= 1.05)")
+    print(f"mean PR AUC  : model {b['mean_pr_auc']:.4f}  oracle {o['mean_pr_auc']:.4f}")
+    for f in ("prior", "linear", "trees", "mlp"):
+        if f in test_m:
+            m = test_m[f]
+            print(f"  {f:8s} test AUC ratio {m['mean_roc_auc'] / o['mean_roc_auc']:.4f}, "
+                  f"log-loss ratio {m['mean_log_loss'] / o['mean_log_loss']:.4f}")
+    print(f"trees - linear, test mean AUC: {test_m['trees']['mean_roc_auc'] - test_m['linear']['mean_roc_auc']:+.4f}")
+
+    # 3. scaling
+    if not args.skip_sizes:
+        print("\n== training cost vs train size (train_candidates, all families, fresh process each) ==")
+        print(f"{'songs':>6s} {'wall s':>7s} {'peak RSS MB':>12s} {'RSS before MB':>14s}  per family s")
+        with tempfile.TemporaryDirectory(prefix="bench_models_") as tmp:
+            data_path = Path(tmp) / "data.pkl"
+            with open(data_path, "wb") as f:
+                pickle.dump((train, val), f)
+            for size in (int(s) for s in args.sizes.split(",")):
+                out = subprocess.run([sys.executable, __file__, "--child", str(data_path), str(size)],
+                                     check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                fams = ", ".join(f"{k} {v:.0f}" for k, v in r["family_seconds"].items())
+                print(f"{r['songs']:6d} {r['seconds']:7.1f} {r['peak_rss_mb']:12.0f} {r['rss_before_mb']:14.0f}  {fams}")
+
+    # 4. latency
+    print(f"\n== prediction latency (in process; one song = one-row DataFrame, 72 countries; "
+          f"median of {args.calls} calls) ==")
+    for r in results:
+        one_ms, batch_s = latency(r.pipeline, test.X, args.calls)
+        mark = "  <- best (target < 1 ms)" if r is best else ""
+        print(f"{r.family:8s} one song {one_ms * 1000:8.1f} us   10k songs {batch_s:6.2f} s{mark}")
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; bench process peak RSS {peak_rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Every candidate family: one call, (n, 72) probabilities in COUNTRIES order, and its own promises."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from hit_platform.countries import COUNTRIES
+from hit_platform.models import FAMILIES, PROBA_MIN, CandidateResult, evaluate, select_best, train_candidates
+from hit_platform_tests.models import data, trained_candidates
+
+ALL = ["prior", "linear", "trees", "mlp", "blend"]
+
+
+def test_all_families_are_trained_in_order():
+    results = trained_candidates()
+    assert list(FAMILIES) == ALL
+    assert list(results) == ALL
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_predict_proba_shape_order_and_range(family):
+    pipeline = trained_candidates()[family].pipeline
+    X, _, _ = data()["test"]
+    P = pipeline.predict_proba(X)
+    assert isinstance(pipeline, Pipeline)
+    assert isinstance(P, np.ndarray) and P.dtype == np.float64 and P.shape == (len(X), 72)
+    assert P.min() >= PROBA_MIN and P.max() <= 1 - PROBA_MIN
+    assert tuple(pipeline[-1].countries_) == COUNTRIES
+    one = pipeline.predict_proba(X.iloc[[5]])  # one song: all 72 countries in one call
+    assert one.shape == (1, 72)
+    assert np.allclose(one[0], P[5], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_pickle_round_trip(family):
+    pipeline = trained_candidates()[family].pipeline
+    X, _, _ = data()["test"]
+    again = pickle.loads(pickle.dumps(pipeline))
+    assert again.predict_proba(X).tobytes() == pipeline.predict_proba(X).tobytes()
+
+
+@pytest.mark.parametrize("family", ALL)
+def test_result_fields(family):
+    r = trained_candidates()[family]
+    assert isinstance(r, CandidateResult) and r.family == family and r.fit_seconds > 0
+    assert len(r.search) == len(FAMILIES[family].grid)
+    assert all({"val_mean_roc_auc", "val_mean_log_loss", "fit_seconds"} <= set(s) for s in r.search)
+    assert json.loads(json.dumps(r.params)) == r.params  # survives MLflow / Dagster metadata
+    for m in (r.val_metrics, r.train_metrics):
+        assert set(m["roc_auc"]) == set(COUNTRIES) and isinstance(m["mean_log_loss"], float)
+    best_in_search = max(r.search, key=lambda s: (s["val_mean_roc_auc"], -s["val_mean_log_loss"]))
+    assert best_in_search["val_mean_roc_auc"] == r.val_metrics["mean_roc_auc"]
+
+
+def test_prior_is_the_train_base_rate():
+    X, Y, _ = data()["train"]
+    P = trained_candidates()["prior"].pipeline.predict_proba(X.head(3))
+    assert np.allclose(P, Y.mean(axis=0)[None, :].repeat(3, axis=0))
+    assert trained_candidates()["prior"].val_metrics["mean_roc_auc"] == 0.5
+
+
+def test_linear_compiled_equals_sklearn_logistic_regression():
+    r = trained_candidates()["linear"]
+    pipeline = r.pipeline
+    X, Y, _ = data()["train"]
+    Xv, _, _ = data()["validation"]
+    model = pipeline[-1]
+    assert model.weights_.shape == (14, 72) and model.intercepts_.shape == (72,)
+    # Nothing but arrays in the prediction path: no fitted sklearn estimator inside the model.
+    assert not any(hasattr(v, "predict_proba") for v in vars(model).values())
+    Zt, Zv = pipeline[:-1].transform(X), pipeline[:-1].transform(Xv)
+    P = pipeline.predict_proba(Xv)
+    for j in (0, 17, 40, 71):
+        lr = LogisticRegression(C=r.params["C"], max_iter=1000, tol=1e-6).fit(Zt, Y[:, j])
+        assert np.allclose(P[:, j], lr.predict_proba(Zv)[:, 1], rtol=1e-10, atol=1e-12)
+
+
+def test_trees_and_mlp_clearly_beat_linear_on_non_linear_truth():
+    results = trained_candidates()
+    X, Y, P_true = data()["test"]
+    test = {f: evaluate(Y, results[f].pipeline.predict_proba(X))["mean_roc_auc"] for f in ALL}
+    oracle = evaluate(Y, P_true)["mean_roc_auc"]
+    assert test["trees"] > test["linear"] + 0.02, test
+    assert results["trees"].val_metrics["mean_roc_auc"] > results["linear"].val_metrics["mean_roc_auc"] + 0.02
+    assert test["mlp"] > test["linear"] + 0.02, test
+    assert test["blend"] > test["linear"] + 0.02 and test["blend"] > 0.9 * oracle, (test, oracle)
+    assert test["linear"] > test["prior"] + 0.05
+
+
+def test_select_best_by_auc_then_log_loss():
+    results = list(trained_candidates().values())
+    best = select_best(results)
+    assert best.val_metrics["mean_roc_auc"] == max(r.val_metrics["mean_roc_auc"] for r in results)
+
+    def fake(name, auc, loss):
+        return CandidateResult(name, {}, None, {"mean_roc_auc": auc, "mean_log_loss": loss}, {}, [], 1.0)
+
+    assert select_best([fake("a", 0.8, 0.30), fake("b", 0.8, 0.29), fake("c", 0.7, 0.1)]).family == "b"
+    assert select_best([fake("a", float("nan"), 0.1), fake("b", 0.6, 0.5)]).family == "b"
+    with pytest.raises(ValueError, match="no candidates"):
+        select_best([])
+
+
+def test_train_candidates_argument_errors():
+    X, Y, _ = data()["train"]
+    with pytest.raises(ValueError, match=r"unknown families \['forest'\]"):
+        train_candidates(X, Y, X, Y, families=["forest"])
+    with pytest.raises(ValueError, match=r"missing columns \['tempo'\]"):
+        train_candidates(X.drop(columns="tempo"), Y, X, Y, families=["prior"])
+    with pytest.raises(ValueError, match="train_Y"):
+        train_candidates(X, Y[:10], X, Y, families=["prior"])
+
+
+def test_models_take_missing_values():
+    X, _, _ = data()["test"]
+    X = X.head(20).copy()
+    X.loc[:4, ["tempo", "valence"]] = np.nan
+    for family in ALL:
+        P = trained_candidates()[family].pipeline.predict_proba(X)
+        assert np.isfinite(P).all(), family
