@@ -11,7 +11,8 @@ song, the best any model can do), then
      oracle log loss on the same test songs and countries
      (targets: AUC ratio >= 0.97, log-loss ratio <= 1.05);
   3. training time and peak RSS of train_candidates at several train sizes
-     (a fresh subprocess per size; 0 = the whole train split);
+     (a fresh subprocess per size, which first loads train+validation
+     from a pickle: "RSS before"; 0 = the whole train split);
   4. in-process prediction time of each family's pipeline for ONE song (a one-row
      DataFrame, all 72 countries; median over --calls calls; target < 1 ms) and for 10k songs.
 """
@@ -56,6 +57,14 @@ def oracle_matrix(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss, which Linux carries over
+    from the parent across fork+exec (every child would report at least the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 

@@ -126,7 +126,7 @@ class MultiLabelMLP(MultiLabelModel):
     by full-batch L-BFGS from a seeded initialisation, so a fit is a pure
     function of (data, parameters, random_state)."""
 
-    def __init__(self, hidden: int = 64, alpha: float = 1.0, max_iter: int = 300,
+    def __init__(self, hidden: int = 32, alpha: float = 30.0, max_iter: int = 300,
                  random_state: int = 0):
         self.hidden = hidden
         self.alpha = alpha

@@ -50,7 +50,7 @@ class CountryTrees(MultiLabelModel):
     per tree, and on a busy 2-core machine two threads measured 3x slower than
     one (and at best ~1.5x faster on an idle one)."""
 
-    def __init__(self, learning_rate: float = 0.1, max_leaf_nodes: int = 31, min_samples_leaf: int = 40,
+    def __init__(self, learning_rate: float = 0.3, max_leaf_nodes: int = 7, min_samples_leaf: int = 40,
                  l2_regularization: float = 0.0, max_iter: int = 1000, holdout: float = 0.15,
                  n_iter_no_change: int = 20, max_bins: int = 255, random_state: int = 0,
                  n_threads: int = 1):
