@@ -16,17 +16,15 @@ Python process, so the S3 figure is a floor for a real object store's.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # hit_platform_tests from a checkout
 
-from hit_platform.generator import GeneratorConfig, generate  # noqa: E402
-from hit_platform.ingestion import ingest_file, landing_files  # noqa: E402
+from bench_ingest import one_file_dump  # noqa: E402  (bench/ is on sys.path: the script's folder)
+from hit_platform.ingestion import ingest_file  # noqa: E402
 from hit_platform.lake import Lake  # noqa: E402
 from hit_platform.settings import Settings  # noqa: E402
 from hit_platform_tests.servers import (create_database, list_objects, postgres_missing_reason,  # noqa: E402
@@ -52,18 +50,9 @@ def main() -> None:
     for reason in (postgres_missing_reason(), s3_missing_reason()):
         if reason:
             sys.exit(f"cannot run: {reason}")
-    days = max(1, math.ceil(args.rows / (73 * 50)))
     with tempfile.TemporaryDirectory(prefix="bench_backends_") as tmp:
         tmp = Path(tmp)
-        base = Settings(warehouse=tmp / "source")
-        t = time.perf_counter()
-        manifest = generate(GeneratorConfig(out_dir=base.landing_dir, truth_dir=base.generator_dir,
-                                            seed=1, songs=max(20_000, days * 150), history_days=days,
-                                            increments=0, start_date=date(2020, 1, 1), fmt=args.format))
-        path = landing_files(base.landing_dir)[0]
-        rows = manifest["total_rows"]
-        print(f"file: {path.name}, {rows:,} rows, {path.stat().st_size / 1e6:.0f} MB "
-              f"(generated in {time.perf_counter() - t:.1f} s)")
+        path, rows = one_file_dump(Settings(warehouse=tmp / "source"), args.rows, args.format)
 
         local = [timed_ingest(Settings(warehouse=tmp / f"local_{i}"), path, rows) for i in range(args.repeat)]
 

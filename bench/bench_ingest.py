@@ -25,23 +25,27 @@ from hit_platform.lake import Lake
 from hit_platform.settings import Settings
 
 
+def one_file_dump(settings: Settings, rows: int, fmt: str) -> tuple[Path, int]:
+    """A one-file chart dump of about `rows` rows in `settings.landing_dir` (also used by bench_backends)."""
+    days = max(1, math.ceil(rows / (73 * 50)))
+    t = time.perf_counter()
+    manifest = generate(GeneratorConfig(out_dir=settings.landing_dir, truth_dir=settings.generator_dir,
+                                        seed=1, songs=max(20_000, days * 150), history_days=days,
+                                        increments=0, start_date=date(2020, 1, 1), fmt=fmt))
+    path = landing_files(settings.landing_dir)[0]
+    print(f"file: {path.name}, {manifest['total_rows']:,} rows, {path.stat().st_size / 1e6:.0f} MB "
+          f"(generated in {time.perf_counter() - t:.1f} s)")
+    return path, manifest["total_rows"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--format", default="csv", choices=("csv", "csv.gz", "parquet"))
     ap.add_argument("--repeat", type=int, default=2, help="best of N runs")
     args = ap.parse_args()
-    days = max(1, math.ceil(args.rows / (73 * 50)))
     with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
-        settings = Settings(warehouse=Path(tmp) / "warehouse")
-        t = time.perf_counter()
-        manifest = generate(GeneratorConfig(out_dir=settings.landing_dir, truth_dir=settings.generator_dir,
-                                            seed=1, songs=max(20_000, days * 150), history_days=days,
-                                            increments=0, start_date=date(2020, 1, 1), fmt=args.format))
-        path = landing_files(settings.landing_dir)[0]
-        rows = manifest["total_rows"]
-        print(f"file: {path.name}, {rows:,} rows, {path.stat().st_size / 1e6:.0f} MB "
-              f"(generated in {time.perf_counter() - t:.1f} s)")
+        path, rows = one_file_dump(Settings(warehouse=Path(tmp) / "warehouse"), args.rows, args.format)
 
         bare = []
         for i in range(args.repeat):

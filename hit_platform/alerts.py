@@ -17,7 +17,7 @@ ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
     alert_id VARCHAR, raised_at TIMESTAMPTZ, kind VARCHAR, severity VARCHAR, what VARCHAR, "where" VARCHAR,
     dagster_run_id VARCHAR, details VARCHAR)"""
 
-KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift")
+KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "ingest")
 SEVERITIES = ("warning", "error")
 
 

@@ -15,7 +15,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._time import get_current_datetime
 
-from hit_platform.defs.ingest import LANDING
+from hit_platform.defs.ingest import LANDING, RAW_CHART_ROWS
 
 
 @dataclass
@@ -56,8 +56,11 @@ def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.Asset
     return set(selection.resolve(graph)) & set(graph.materializable_asset_keys)
 
 
-def _run_config(log_level: str) -> dict:
-    return {"loggers": {"console": {"config": {"log_level": log_level}}}}
+def _run_config(log_level: str, force_ingest: bool = False) -> dict:
+    config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    if force_ingest:  # ingest materializes even with nothing new, so everything below rebuilds too
+        config["ops"] = {"ingest_chart_files": {"config": {"materialize_unchanged": True}}}
+    return config
 
 
 def observe_landing(defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "INFO") -> None:
@@ -80,12 +83,15 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     job = defs.resolve_implicit_global_asset_job_def()
     all_keys = sorted(_scope(defs, upto), key=lambda k: k.to_user_string())
     for wave in range(max_waves):
-        selected = all_keys if (everything and wave == 0) else stale_or_missing(defs, instance, upto)
-        selected = [k for k in selected if k not in out.selected or k in out.skipped]
+        forced = everything and wave == 0
+        selected = all_keys if forced else stale_or_missing(defs, instance, upto)
+        # Once per build: an ingest that found nothing new stays "stale" against the landing
+        # folder (a rejected file changed it) but has nothing more to do.
+        selected = [k for k in selected if k not in out.selected]
         if not selected:
             break
         result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
-                                        run_config=_run_config(log_level))
+                                        run_config=_run_config(log_level, forced and RAW_CHART_ROWS in selected))
         materialized = [e.asset_key for e in result.get_asset_materialization_events()]
         out.run_ids.append(result.run_id)
         out.selected += [k for k in selected if k not in out.selected]

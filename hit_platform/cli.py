@@ -20,6 +20,7 @@ import sys
 from datetime import date, timedelta
 from pathlib import Path
 
+from hit_platform.alerts import KINDS as ALERT_KINDS
 from hit_platform.settings import Settings, get_settings
 
 
@@ -234,7 +235,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             print("stop serving: .venv/bin/hit-platform stop")
     init = Lake(settings).write_init_file()
     print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
-    print("see the assets: .venv/bin/dagster dev   (from the repository root)")
+    print("see the assets: .venv/bin/dagster dev   (from the repository root; its daemon runs the sensors and automation)")
+    board = settings.warehouse / "reports" / "dashboard.html"
+    if board.exists():
+        print(f"dashboard: {board}")
     return 0 if ok else 1
 
 
@@ -345,7 +349,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_audit)
     p = sub.add_parser("alerts", help="the latest alerts (ops.alerts)")
     p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--kind", choices=("run_failure", "gate_failure", "monitor_breach", "drift"))
+    p.add_argument("--kind", choices=ALERT_KINDS)
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")

@@ -33,8 +33,18 @@ class Settings(BaseSettings):
     lake_retry_base_s: float = Field(0.05, description="first back-off wait; doubles per attempt, with jitter")
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI (default sqlite:///<warehouse>/mlflow/mlflow.db)")
+    mlflow_artifact_location: str | None = Field(
+        None, description="where a new experiment keeps its artifacts, e.g. s3://bucket/mlflow (default "
+                          "<warehouse>/mlflow/artifacts, or the tracking server's own default)")
     mlflow_experiment: str = Field("hit_platform", description="MLflow experiment of the candidate runs")
     model_name: str = Field("hit_model", description="registered model name in the MLflow registry")
+    train_families: list[str] = Field(
+        [], description='model families the candidates asset trains, e.g. ["linear", "trees"] (JSON in env); '
+                        "empty = every family; the prior baseline is always trained")
+    train_seed: int = Field(0, description="seed of candidate training (a change retrains, like a code change)")
+    landing_sensor_interval_s: int = Field(15, ge=1, description="how often the landing sensor looks for new files")
+    automation_interval_s: int = Field(30, ge=1, description="how often the daemon evaluates automation conditions")
+    drift_sensor_interval_s: int = Field(30, ge=1, description="how often the drift sensor reads new drift alerts")
     oracle_path: str | None = Field(
         None, description="generator oracle for evaluation (default <warehouse>/generator/oracle.parquet; "
                           "absent on real data)")
@@ -59,6 +69,16 @@ class Settings(BaseSettings):
                           "default: path when an endpoint is set, else vhost")
     s3_use_ssl: bool | None = Field(
         None, description="HTTPS to the endpoint; default: from the endpoint's scheme (http:// = false), else true")
+
+    def dump_for_child(self) -> dict:
+        """The settings as JSON values for another process (env, Ray actor), secrets revealed:
+        `model_dump` masks them as '**********', which would pass the mask on as the secret."""
+        out = self.model_dump(mode="json")
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                out[name] = value.get_secret_value()
+        return out
 
     @property
     def landing_dir(self) -> Path:

@@ -76,8 +76,10 @@ class Tracker:
         exp = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
         if exp is not None:
             return exp.experiment_id
-        location = None
-        if self.uri.startswith("sqlite:") or self.uri.startswith("file:"):
+        # A tracking server knows where its artifacts go; with a file or database store MLflow's
+        # default would be ./mlruns in whatever directory the process runs in.
+        location = self.settings.mlflow_artifact_location
+        if location is None and not self.uri.startswith(("http:", "https:", "databricks")):
             self.settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
             location = self.settings.mlflow_artifacts.as_uri()
         try:

@@ -6,7 +6,9 @@ from datetime import datetime, timezone
 import dagster as dg
 import duckdb
 
+from hit_platform.automation import WITH_ITS_ASSET
 from hit_platform.datasets import load_split
+from hit_platform.defs.checks import alert_on_failure
 from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource
 from hit_platform.defs.training import CANDIDATES
 from hit_platform.evaluation import decide, oracle_matrix
@@ -57,7 +59,7 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     decision = decide(m, baseline, champion, gates_config.thresholds())
     auc_ratio = m["mean_roc_auc"] / oracle["mean_roc_auc"] if oracle else None
     loss_ratio = m["mean_log_loss"] / oracle["mean_log_loss"] if oracle else None
-    row = [datetime.now(timezone.utc), context.run_id, snapshot, version, cand["best_run_id"], cand["best_family"],
+    row = [datetime.now(timezone.utc), context.run.run_id, snapshot, version, cand["best_run_id"], cand["best_family"],
            len(test), m["mean_roc_auc"], m["mean_pr_auc"], m["mean_log_loss"], m["mean_brier"],
            baseline["mean_roc_auc"], baseline["mean_log_loss"],
            champion_info.version if champion is not None else None,
@@ -87,13 +89,14 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset_check(asset=EVALUATION, blocking=True)
-def promotion_gate(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+@dg.asset_check(asset=EVALUATION, blocking=True, automation_condition=WITH_ITS_ASSET)
+def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     """The candidate beats the baseline clearly and is not worse than the champion beyond the
     tolerances, overall and in every country; only then does the champion alias move."""
     meta = _upstream(context, EVALUATION)
-    return dg.AssetCheckResult(passed=bool(meta["promote"]), description=meta["decision"],
-                               metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version"))})
+    return alert_on_failure(context, lake, dg.AssetCheckResult(
+        passed=bool(meta["promote"]), description=meta["decision"],
+        metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version"))}))
 
 
 @dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
@@ -104,7 +107,7 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
     tracker = tracking.tracker()
     before = tracker.champion_info()
     tracker.promote(ev["candidate_version"])
-    tracker.set_version_tag(ev["candidate_version"], "promoted_by_dagster_run", context.run_id)
+    tracker.set_version_tag(ev["candidate_version"], "promoted_by_dagster_run", context.run.run_id)
     info = tracker.champion_info()
     meta = {"model_uri": f"models:/{info.name}@champion", "model_version": info.version,
             "mlflow_run_id": info.run_id, "previous_version": before.version if before else "none",

@@ -46,7 +46,7 @@ def batch_predictions(context: dg.AssetExecutionContext, lake: LakeResource,
                 INSERT INTO ml.batch_predictions
                 SELECT ? || ':' || spotify_id, spotify_id, ?, ?, ?, now(), top_country, top_probability,
                        {', '.join(PROB_COLUMNS)}
-                FROM batch_frame""", [context.run_id, info.version, context.run_id, read])
+                FROM batch_frame""", [context.run.run_id, info.version, context.run.run_id, read])
             c.unregister("batch_frame")
 
         the_lake.write(write, con=con, what="ml.batch_predictions")

@@ -69,7 +69,35 @@ class TrainingResource(dg.ConfigurableResource):
     families: list[str] = []
     seed: int = 0
 
+    def code_version(self, base: str | None) -> str:
+        """`base` plus a hash of the model code (families, grids, search) and this config: a change of
+        either is a new code version of the candidates, which automation retrains."""
+        import hashlib
+
+        import hit_platform.models as models
+
+        h = hashlib.sha256(json.dumps({"families": self.families, "seed": self.seed}, sort_keys=True).encode())
+        for path in sorted(Path(models.__file__).parent.glob("*.py")):
+            h.update(path.name.encode() + path.read_bytes())
+        return f"{base or '1'}-{h.hexdigest()[:12]}"
+
     def family_names(self) -> list[str] | None:
         if not self.families:
             return None
         return self.families if "prior" in self.families else ["prior", *self.families]
+
+
+class MonitorsResource(dg.ConfigurableResource):
+    """The monitors' thresholds: `hit_platform.monitoring.MonitorThresholds` (env `HIT_MONITOR_*`),
+    with optional overrides given as JSON, e.g. '{"min_rows": 50}'."""
+
+    overrides_json: str = "{}"
+
+    def thresholds(self):
+        from hit_platform.monitoring import MonitorThresholds
+
+        try:
+            overrides = json.loads(self.overrides_json)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"monitors.overrides_json is not valid JSON: {exc}") from exc
+        return MonitorThresholds(**overrides)

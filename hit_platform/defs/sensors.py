@@ -1,21 +1,27 @@
-"""Sensors: new landing files start ingestion; failed runs become alerts."""
+"""Sensors: new landing files start ingestion; drift alerts retrain; failed runs become alerts."""
 
 import json
+from datetime import datetime, timezone
 
 import dagster as dg
 
-from hit_platform.alerts import raise_alert
+from hit_platform.alerts import list_alerts, raise_alert
+from hit_platform.defs.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.features import FEATURES
 from hit_platform.defs.ingest import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
+from hit_platform.defs.predictions import BATCH_PREDICTIONS
+from hit_platform.defs.serving import DEPLOYMENT
+from hit_platform.defs.training import CANDIDATES
 from hit_platform.defs.resources import LakeResource
 from hit_platform.ingestion import file_sha256, landing_files
+from hit_platform.settings import get_settings
 
-LANDING_SENSOR_INTERVAL_S = 15
 
 ingest_job = dg.define_asset_job("ingest_job", selection=[RAW_CHART_ROWS, QUARANTINED_CHART_ROWS],
                                  description="Ingest the landing files named in the run config.")
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=LANDING_SENSOR_INTERVAL_S,
+@dg.sensor(job=ingest_job, minimum_interval_seconds=get_settings().landing_sensor_interval_s,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """One ingest run per new landing file content (run key = the file's sha256, so a file is never
@@ -50,3 +56,48 @@ def run_failure_alerts(context: dg.RunFailureSensorContext, lake: LakeResource):
     raise_alert(lake.lake(), kind="run_failure", severity="error", what=f"run of {run.job_name} failed: {error}",
                 where=run.job_name, run_id=run.run_id, alert_id=f"run_failure:{run.run_id}",
                 details={"tags": dict(run.tags)})
+
+
+RETRAIN = [CANDIDATES, EVALUATION, CHAMPION, BATCH_PREDICTIONS, DEPLOYMENT]
+ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+          dg.DagsterRunStatus.STARTED]
+
+
+def _training_active(instance: dg.DagsterInstance) -> bool:
+    """Is a run that (re)trains the candidates queued or running?"""
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE), limit=50):
+        if run.asset_selection is None or CANDIDATES in run.asset_selection:
+            return True
+    return False
+
+
+@dg.sensor(minimum_interval_seconds=get_settings().drift_sensor_interval_s,
+           default_status=dg.DefaultSensorStatus.RUNNING, asset_selection=RETRAIN)
+def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
+    """A drift alert (ops.alerts, kind `drift`: the features' drift gate or a drift monitor) retrains:
+    candidates -> evaluation -> promotion -> batch predictions -> serving. At most once per data
+    version (run key = `drift:<lake snapshot of ml.features>`): retraining again on the same data
+    gives the same model, so a drift that persists does not retrain in a loop. Skipped when the
+    candidates were rebuilt after the alert anyway (new data retrains by itself); waits while a
+    training run is under way."""
+    since = datetime.fromisoformat(context.cursor) if context.cursor else None
+    alerts = [a for a in list_alerts(lake.lake(), limit=100, kind="drift") if since is None or a["raised_at"] > since]
+    if not alerts:
+        return dg.SkipReason("no new drift alerts")
+    if _training_active(context.instance):
+        return dg.SkipReason(f"{len(alerts)} drift alert(s) wait: a training run is under way")
+    newest = max(alerts, key=lambda a: a["raised_at"])
+    context.update_cursor(newest["raised_at"].isoformat())
+    latest = context.instance.get_latest_materialization_event(CANDIDATES)
+    trained_at = datetime.fromtimestamp(latest.timestamp, timezone.utc) if latest else None
+    if trained_at is not None and trained_at > newest["raised_at"]:
+        return dg.SkipReason(f"candidates were retrained at {trained_at:%Y-%m-%d %H:%M:%S} UTC, after "
+                             f"the drift alert {newest['alert_id']}")
+    features = context.instance.get_latest_materialization_event(FEATURES)
+    if features is None:
+        return dg.SkipReason("no features to retrain on yet")
+    meta = features.asset_materialization.metadata
+    data_version = meta["lake_snapshot_id"].value if "lake_snapshot_id" in meta else features.run_id
+    return dg.RunRequest(run_key=f"drift:{data_version}", asset_selection=RETRAIN,
+                         tags={"trigger": "drift_alert", "alert_id": newest["alert_id"][:200],
+                               "features_snapshot": str(data_version)})

@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 
 from hit_platform import plots
+from hit_platform.automation import WITH_ITS_ASSET
 from hit_platform.datasets import at_version, load_split
 from hit_platform.defs.features import FEATURES, SPLITS_KEY
+from hit_platform.defs.checks import alert_on_failure
 from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
 from hit_platform.defs.songs import SONG_LABELS
 from hit_platform.models import select_best, train_candidates
@@ -55,7 +57,7 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     best = select_best(results)
     tracker = tracking.tracker()
     lineage = {"lake_snapshot_id": str(snapshot), "splits_data_version": splits_data_version(context.instance),
-               "splits_fingerprint": splits_fp, "dagster_run_id": context.run_id, **code_version(),
+               "splits_fingerprint": splits_fp, "dagster_run_id": context.run.run_id, **code_version(),
                "train_rows": str(len(train)), "validation_rows": str(len(val)), "seed": str(training.seed)}
     rows, runs = [], {}
     for r in results:
@@ -91,7 +93,7 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     })
 
 
-@dg.asset_check(asset=CANDIDATES, blocking=True)
+@dg.asset_check(asset=CANDIDATES, blocking=True, automation_condition=WITH_ITS_ASSET)
 def candidates_reproducible(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                             tracking: TrackingResource) -> dg.AssetCheckResult:
     """Rebuilding the best family from the same lake snapshot and code gives identical split
@@ -110,7 +112,7 @@ def candidates_reproducible(context: dg.AssetCheckExecutionContext, lake: LakeRe
     h_rebuilt, h_stored = prediction_hash(rebuilt.pipeline, probe), prediction_hash(stored, probe)
     same = (h_rebuilt == h_stored == meta["probe_prediction_sha256"].value
             and splits_fp == meta["splits_fingerprint"].value and rebuilt.params == meta["best_params"].value)
-    return dg.AssetCheckResult(
+    return alert_on_failure(context, lake, dg.AssetCheckResult(
         passed=same,
         description=("rebuilt from snapshot %s: identical splits, parameters and prediction bytes" % snapshot)
         if same else "the rebuild differs from the registered model (see metadata)",
@@ -119,4 +121,4 @@ def candidates_reproducible(context: dg.AssetCheckExecutionContext, lake: LakeRe
                   "prediction_sha256_at_training": meta["probe_prediction_sha256"].value,
                   "splits_fingerprint_rebuilt": splits_fp,
                   "splits_fingerprint_at_training": meta["splits_fingerprint"].value,
-                  "params_rebuilt": dg.MetadataValue.json(rebuilt.params)})
+                  "params_rebuilt": dg.MetadataValue.json(rebuilt.params)}))

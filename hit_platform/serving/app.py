@@ -329,4 +329,4 @@ def build(settings: Settings, config: ServeConfig, model_version: str, *, code_v
         max_surge_percent=100,  # should replicas ever be replaced: start the new one before stopping the old
         version=code_version, _internal=True,  # Serve's own switch for a pinned version (`serve deploy` pins it too)
     )
-    return deployment.bind(settings.model_dump(mode="json"), config.model_dump(mode="json"))
+    return deployment.bind(settings.dump_for_child(), config.model_dump(mode="json"))

@@ -21,6 +21,7 @@ be reachable from other nodes, and the cluster's own settings rule.
 from __future__ import annotations
 
 import os
+import random
 import shlex
 import socket
 from pathlib import Path
@@ -29,9 +30,19 @@ LOOPBACK_FLAG = "HIT_SERVE_LOOPBACK_ONLY"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port free now, from 20000-32767: outside the kernel's ephemeral range (32768+), which Ray's
+    processes and every outgoing connection draw from, and outside Ray's worker ports (10002-19999),
+    so nothing else grabs it between now and the moment a server binds it."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(20_000, 32_767)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in 20000-32767 on {host}")
 
 
 def is_loopback(host: str) -> bool:

@@ -172,7 +172,8 @@ def child_env(settings: Settings, config: ServeConfig) -> dict[str, str]:
     """The environment that rebuilds exactly these Settings and ServeConfig in the serving process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIT_")}
     for prefix, obj in (("HIT_", settings), ("HIT_SERVE_", config)):
-        for name, value in obj.model_dump(mode="json").items():
+        values = obj.dump_for_child() if isinstance(obj, Settings) else obj.model_dump(mode="json")
+        for name, value in values.items():
             if value is not None:
                 env[f"{prefix}{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
     env.setdefault("PYTHONUNBUFFERED", "1")

@@ -74,3 +74,15 @@ def test_postgres_extension_loads_from_its_package():
     con.execute(f"LOAD '{path}'")
     assert con.execute("SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'postgres_scanner'"
                        ).fetchall() == [(True,)]
+
+
+def test_the_serving_process_and_its_replicas_get_the_real_secret(tmp_path):
+    from hit_platform.serving import ServeConfig
+    from hit_platform.serving.process import child_env
+
+    s = Settings(warehouse=tmp_path, s3_secret_access_key="s3cr3t", s3_session_token="t0k3n")
+    assert "s3cr3t" not in repr(s) and s.model_dump(mode="json")["s3_secret_access_key"] == "**********"
+    assert s.dump_for_child()["s3_secret_access_key"] == "s3cr3t"
+    env = child_env(s, ServeConfig())
+    assert env["HIT_S3_SECRET_ACCESS_KEY"] == "s3cr3t" and env["HIT_S3_SESSION_TOKEN"] == "t0k3n"
+    assert Settings(**s.dump_for_child()).s3_secret_access_key.get_secret_value() == "s3cr3t"

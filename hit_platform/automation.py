@@ -1,0 +1,60 @@
+"""Declarative automation: when each asset re-materializes by itself.
+
+- Everything downstream of ingest (songs -> features -> splits -> candidates ->
+  evaluation -> champion -> batch predictions and the serving deployment)
+  follows `ON_NEW_DATA_OR_CODE`: a parent updated (or will be in the same tick,
+  so the whole chain goes in one run), or its own code version changed, and
+  only when every blocking check of its parents passed. A failing gate stops
+  the chain there and the champion keeps serving.
+- Monitors run on `MONITOR_CRON` and whenever what they watch changes.
+- Ingest itself is started by the landing sensor (`defs/sensors.py`), and a
+  drift alert starts a retrain (`drift_retrain_sensor`).
+
+The daemon (`dagster dev` runs one) evaluates these every `HIT_AUTOMATION_INTERVAL_S`
+seconds (30 by default).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from hit_platform.settings import get_settings
+
+AC = dg.AutomationCondition
+MONITOR_CRON = "*/15 * * * *"
+
+ON_NEW_DATA_OR_CODE = (
+    AC.in_latest_time_window()
+    & (AC.newly_missing() | AC.any_deps_updated() | AC.code_version_changed()).since_last_handled()
+    & ~AC.any_deps_missing()
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+    & AC.all_deps_blocking_checks_passed()
+).with_label("new data or code, blocking checks passed")
+
+ON_SCHEDULE_OR_UPDATE = (
+    (AC.cron_tick_passed(MONITOR_CRON) | AC.any_deps_updated()).since_last_handled()
+    & ~AC.any_deps_missing()
+    & ~AC.any_deps_in_progress()
+    & ~AC.in_progress()
+).with_label(f"every {MONITOR_CRON} or when what it watches updates")
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation", target=dg.AssetSelection.all(), minimum_interval_seconds=get_settings().automation_interval_s,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Evaluates every asset's automation condition (new data, code changes, monitor schedule).")
+
+
+def automated(assets: list, condition_by_group: dict[str, dg.AutomationCondition]) -> list:
+    """The same assets, each with the condition of its group (ingest keeps none: a sensor starts it)."""
+    out = []
+    for a in assets:
+        if isinstance(a, dg.AssetsDefinition) and a.is_executable:
+            a = a.map_asset_specs(lambda s: s.replace_attributes(
+                automation_condition=condition_by_group.get(s.group_name, s.automation_condition)))
+        out.append(a)
+    return out
+
+# A check is requested with its asset, so a child can join the same run: if the check fails
+# there, the run stops the child (blocking checks), else the whole chain goes in one run.
+WITH_ITS_ASSET = AC.any_deps_match(AC.will_be_requested()).with_label("with its asset")

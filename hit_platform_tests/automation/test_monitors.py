@@ -1,0 +1,151 @@
+"""The monitors on a real lake with known contents: each one breaches exactly when it should."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hit_platform import dashboard, monitoring
+from hit_platform.countries import COUNTRIES
+from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.lake import Lake
+from hit_platform.serving import inference_log
+from hit_platform.serving.inference_log import Served
+from hit_platform.serving.predictor import probe_rows
+from hit_platform.settings import Settings
+
+N = 800
+T = monitoring.MonitorThresholds(min_rows=100)
+
+
+def truth(X: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    Z = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1)
+    return 1 / (1 + np.exp(-(Z @ rng.normal(0, 1.0, (X.shape[1], len(COUNTRIES))) - 1.0)))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Songs, their features, splits and labels in a lake; the 'model' is the truth itself."""
+    lake = Lake(Settings(warehouse=tmp_path_factory.mktemp("monitors") / "warehouse"))
+    X = probe_rows(N, seed=0)
+    P = truth(X)
+    Y = np.random.default_rng(2).random(P.shape) < P
+    ids = np.array([f"song{i:018d}" for i in range(N)])
+    feats = pd.DataFrame(X, columns=list(FEATURE_COLUMNS)).assign(spotify_id=ids)
+    splits = pd.DataFrame({"spotify_id": ids, "split": np.where(np.arange(N) % 10 < 7, "train", "test")})
+    labels = pd.DataFrame({"spotify_id": np.repeat(ids, len(COUNTRIES)), "country": np.tile(COUNTRIES, N),
+                           "label": Y.ravel()})
+
+    def write(con):
+        for name, frame in (("ml.features", feats), ("ml.splits", splits), ("core.song_labels", labels)):
+            con.register("f", frame)
+            con.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT * FROM f")
+            con.unregister("f")
+
+    lake.write(write)
+    with lake.connection(read_only=True) as con:
+        snapshot = lake.snapshot_id(con)
+    return lake, X, P, Y, ids, snapshot
+
+
+def serve(lake: Lake, X: np.ndarray, P: np.ndarray, version: str, status: int = 200, latency: float = 5.0,
+          ids=None) -> None:
+    entries = [Served(str(uuid.uuid4()), datetime.now(timezone.utc), "/predict", status, latency, version, 5,
+                      X[i:i + 1], P[i:i + 1], [(ids[i] if ids is not None else None, None, None, None)])
+               for i in range(len(X))]
+    lake.write(lambda con: inference_log.insert(con, inference_log.to_arrow(entries)))
+
+
+def test_served_songs_like_the_training_data_do_not_drift_and_shifted_ones_do(world):
+    lake, X, P, _, _, snapshot = world
+    serve(lake, probe_rows(300, seed=9), truth(probe_rows(300, seed=9)), "v-same")
+    with lake.connection(read_only=True) as con:
+        ok = monitoring.served_feature_drift(lake, con, T, "v-same", snapshot)
+    assert not ok.breached and ok.metrics["served_songs"] == 300 and ok.metrics["max_psi"] < T.max_served_psi
+    shifted = probe_rows(300, seed=10)
+    shifted[:, FEATURE_COLUMNS.index("energy")] *= 0.1
+    serve(lake, shifted, truth(shifted), "v-shift")
+    with lake.connection(read_only=True) as con:
+        bad = monitoring.served_feature_drift(lake, con, T, "v-shift", snapshot)
+        few = monitoring.served_feature_drift(lake, con, T, "v-none", snapshot)
+    assert bad.breached and "energy" in bad.summary and bad.detail["psi_energy"] > T.max_served_psi
+    assert not few.breached and "not judged" in few.summary
+
+
+def test_prediction_drift_compares_served_probabilities_with_the_reference(world):
+    lake, X, P, *_ = world
+    serve(lake, X[:200], P[:200], "p-same")
+    serve(lake, X[:200], np.clip(P[:200] + 0.5, 0, 1), "p-shift")
+    with lake.connection(read_only=True) as con:
+        ok = monitoring.prediction_drift(lake, con, T, "p-same", P[200:])
+        bad = monitoring.prediction_drift(lake, con, T, "p-shift", P[200:])
+    assert not ok.breached, ok.summary
+    assert bad.breached and bad.metrics["served_mean_probability"] > ok.metrics["served_mean_probability"] + 0.3
+
+
+def batch(lake: Lake, ids, P: np.ndarray, version: str, snapshot: int) -> None:
+    frame = pd.DataFrame(P, columns=[f"p_{c}" for c in COUNTRIES]).assign(spotify_id=ids)
+    from hit_platform.defs.predictions import BATCH_DDL
+
+    def write(con):
+        con.execute(BATCH_DDL)
+        con.register("b", frame)
+        con.execute(f"""INSERT INTO ml.batch_predictions SELECT 'r:' || spotify_id, spotify_id, ?, 'r', ?, now(),
+                        'US', 0.5, {', '.join(f'p_{c}' for c in COUNTRIES)} FROM b""", [version, snapshot])
+        con.unregister("b")
+
+    lake.write(write)
+
+
+def test_delayed_labels_score_old_predictions_on_labels_revealed_later(world):
+    lake, X, P, Y, ids, _ = world
+    with lake.connection(read_only=True) as con:
+        before = lake.snapshot_id(con)
+    batch(lake, ids, P, "good", before)
+    batch(lake, ids, np.random.default_rng(5).random(P.shape), "noise", before)
+    # later charts reveal new positives for 40 songs outside the train split
+    country = 0
+    revealed = [i for i in range(N) if i % 10 >= 7 and not Y[i, country]][:40]
+    lake.write(lambda con: con.execute("UPDATE core.song_labels SET label = true WHERE country = ? AND "
+                                       "spotify_id IN (SELECT unnest(?))", [COUNTRIES[country],
+                                                                          [ids[i] for i in revealed]]))
+    with lake.connection(read_only=True) as con:
+        good = monitoring.delayed_label_evaluation(lake, con, T, "good", promoted_auc=0.80)
+        noise = monitoring.delayed_label_evaluation(lake, con, T, "noise", promoted_auc=0.80)
+    assert good.metrics["songs"] == N - int(0.7 * N)  # the train split is left out
+    assert good.metrics["revealed_positives"] == 40
+    assert not good.breached and good.metrics["mean_roc_auc"] > 0.7, good.summary
+    assert noise.breached and abs(noise.metrics["mean_roc_auc"] - 0.5) < 0.05, noise.summary
+
+
+def test_serving_health_breaches_on_errors_and_when_serving_is_down(world):
+    lake, X, P, *_ = world
+    with lake.connection(read_only=True) as con:
+        up = monitoring.serving_health(lake, con, T, "v", running=True, pid=None)
+        down = monitoring.serving_health(lake, con, T, "v", running=False, pid=None)
+    assert not up.breached and up.metrics["requests"] > 0 and up.metrics["p99_ms"] == pytest.approx(5.0)
+    assert down.breached and "not running" in down.summary
+    serve(lake, X[:60], P[:60], "v", status=500)
+    with lake.connection(read_only=True) as con:
+        erring = monitoring.serving_health(lake, con, T, "v", running=True, pid=None)
+    assert erring.breached and erring.metrics["error_rate"] > T.max_error_rate
+
+
+def test_results_are_recorded_and_the_dashboard_shows_them(world):
+    lake, *_ , snapshot = world
+    with lake.connection(read_only=True) as con:
+        result = monitoring.serving_health(lake, con, T, "v", running=False, pid=None)
+    monitoring.record(lake, result, "run-1")
+    with lake.connection(read_only=True) as con:
+        rows = con.execute("SELECT metric, value, breached FROM ops.monitor_metrics WHERE dagster_run_id = 'run-1'"
+                           ).fetchall()
+    assert ("breached", 1.0, True) in rows and any(m == "p99_ms" for m, _, _ in rows)
+    board = dashboard.build(lake)
+    for section in board.sections:
+        assert f"<h2>{section}</h2>" in board.html
+    assert "serving_health" in board.html and "BREACHED" in board.html and "serving_health" in board.summary_md
