@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--family", default="linear", help="hit_platform.models family of the champion")
     ap.add_argument("--tracking-uri", help="serve the champion of this MLflow store instead of training one")
     ap.add_argument("--batch", type=int, default=10_000, help="songs in the /predict/batch request")
+    ap.add_argument("--flush-seconds", type=float, default=ServeConfig().log_flush_seconds,
+                    help="inference log flush interval of the serving process (HIT_SERVE_LOG_FLUSH_SECONDS)")
     ap.add_argument("--no-default-proxy", action="store_true", help="skip the Ray Serve default-proxy run")
     ap.add_argument("--plain-app", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -189,7 +191,9 @@ def main() -> None:
         print(f"champion: version {version} of {args.tracking_uri}")
     else:
         version, pipeline = promote_champion(settings, args.family)
-    config = ServeConfig(port=free_port(), log_flush_seconds=5.0)
+    config = ServeConfig(port=free_port(), log_flush_seconds=args.flush_seconds)
+    print(f"serving config: {config.replicas} replica(s) x {config.replica_cpus} CPU, inference log flushed "
+          f"every {config.log_flush_seconds:g} s (HIT_SERVE_* from the environment)")
     print(f"cores: {os.cpu_count()}   load average before: {os.getloadavg()[0]:.2f}")
 
     plain, plain_url = start_plain_app(settings)
