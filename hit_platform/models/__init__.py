@@ -17,9 +17,9 @@ rows), ``quickscorer`` (compiling those trees for fast scoring),
 ``candidates`` (families, grids, search), ``metrics`` (per-country metrics).
 """
 
-from hit_platform.models.candidates import FAMILIES, CandidateResult, Family, select_best, train_candidates
+from hit_platform.models.candidates import FAMILIES, CandidateResult, Family, refit, select_best, train_candidates
 from hit_platform.models.estimators import PROBA_MIN
 from hit_platform.models.metrics import CountryMetrics, country_metrics, evaluate
 
 __all__ = ["FAMILIES", "PROBA_MIN", "CandidateResult", "CountryMetrics", "Family", "country_metrics",
-           "evaluate", "select_best", "train_candidates"]
+           "evaluate", "refit", "select_best", "train_candidates"]

@@ -178,6 +178,23 @@ def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, 
                            train_metrics=train_metrics, search=search, fit_seconds=seconds)
 
 
+def refit(family: str, params: dict, train_X: pd.DataFrame, train_Y, seed: int = 0) -> Pipeline:
+    """The chosen grid point of `family` fitted again, with no search: `params` as a CandidateResult
+    holds them (what the fit chose itself, like n_iter, is chosen again; a blend's members come
+    from their `member.param` entries). The reproducibility check rebuilds the model this way."""
+    fam = FAMILIES[family]
+    own = {k: v for k, v in params.items() if "." not in k and k not in FITTED_PARAMS}
+    if fam.members:
+        members = {m: refit(m, {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(m + ".")},
+                            train_X, train_Y, seed) for m in fam.members}
+        return fam.build(own, seed, members)
+    train_Y = label_matrix(train_Y, len(feature_matrix(train_X)), where="train_Y")
+    return fam.build(own, seed).fit(train_X, train_Y)
+
+
+FITTED_PARAMS = ("n_iter",)
+
+
 def fitted_params(pipeline: Pipeline) -> dict:
     """What the fit chose by itself (boosting rounds kept by early stopping, optimiser iterations)."""
     n_iter = getattr(pipeline[-1], "n_iter_", None)
