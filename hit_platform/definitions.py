@@ -23,7 +23,8 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
     lake = lake or LakeResource()
     if training is None:
         settings = lake.settings()
-        training = TrainingResource(families=settings.train_families, seed=settings.train_seed)
+        training = TrainingResource(families=settings.train_families, seed=settings.train_seed,
+                                    workers=settings.train_workers)
     assets = [a.map_asset_specs(lambda s: s.replace_attributes(code_version=training.code_version(s.code_version)))
               if isinstance(a, dg.AssetsDefinition) and _is_candidates(a) else a
               for a in dg.load_assets_from_modules(ASSET_MODULES)]

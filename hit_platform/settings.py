@@ -42,6 +42,8 @@ class Settings(BaseSettings):
         [], description='model families the candidates asset trains, e.g. ["linear", "trees"] (JSON in env); '
                         "empty = every family; the prior baseline is always trained")
     train_seed: int = Field(0, description="seed of candidate training (a change retrains, like a code change)")
+    train_workers: int = Field(2, ge=1, description="processes fitting a family's grid points side by side "
+                                                   "(the models are the same for any value)")
     landing_sensor_interval_s: int = Field(15, ge=1, description="how often the landing sensor looks for new files")
     automation_interval_s: int = Field(30, ge=1, description="how often the daemon evaluates automation conditions")
     drift_sensor_interval_s: int = Field(30, ge=1, description="how often the drift sensor reads new drift alerts")

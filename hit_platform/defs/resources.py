@@ -68,6 +68,7 @@ class TrainingResource(dg.ConfigurableResource):
 
     families: list[str] = []
     seed: int = 0
+    workers: int = 2  # grid points fitted side by side; not part of the code version (same models)
 
     def code_version(self, base: str | None) -> str:
         """`base` plus a hash of the model code (families, grids, search) and this config: a change of

@@ -54,7 +54,8 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
         snapshot = the_lake.snapshot_id(con)
         train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
         splits_fp = table_fingerprint(con, at_version("ml.splits", snapshot))
-    results = train_candidates(train.X, train.Y, val.X, val.Y, seed=training.seed, families=training.family_names())
+    results = train_candidates(train.X, train.Y, val.X, val.Y, seed=training.seed, families=training.family_names(),
+                               workers=training.workers)
     best = select_best(results)
     tracker = tracking.tracker()
     lineage = {"lake_snapshot_id": str(snapshot), "splits_data_version": splits_data_version(context.instance),

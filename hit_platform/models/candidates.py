@@ -14,13 +14,16 @@ candidates (reusing them when they are trained in the same call).
 
 A fit depends only on (data, family, grid point, seed): families do not share
 random state, so training one family alone (families=["trees"]) rebuilds
-exactly the model it builds among all of them.
+exactly the model it builds among all of them, and a family's grid points can
+be fitted in parallel processes (`workers`) with the same result.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,10 +123,12 @@ class CandidateResult:
 
 
 def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y, seed: int = 0,
-                     families: Sequence[str] | None = None) -> list[CandidateResult]:
+                     families: Sequence[str] | None = None, workers: int = 1) -> list[CandidateResult]:
     """Fit every grid point of each family on train, choose on validation; one result per family.
 
-    families: names from FAMILIES (None = all, in FAMILIES order)."""
+    families: names from FAMILIES (None = all, in FAMILIES order).
+    workers: processes fitting a family's grid points side by side (1 = in this process; the
+    models are the same either way: each point is fitted from its own seed)."""
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
@@ -133,9 +138,22 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     val_Y = label_matrix(val_Y, n_val, where="val_Y")
 
     done: dict[str, CandidateResult] = {}
-    for name in _with_members(names):
-        done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed)
+    pool = None
+    if workers > 1:  # spawn: the caller may hold threads (Dagster, DuckDB) that fork would copy mid-state
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for name in _with_members(names):
+            done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     return [done[name] for name in names]
+
+
+def _fit_point(family: str, point: dict, seed: int, train_X: pd.DataFrame, train_Y) -> tuple[Pipeline, float]:
+    t = time.perf_counter()
+    pipeline = FAMILIES[family].build(dict(point), seed).fit(train_X, train_Y)
+    return pipeline, time.perf_counter() - t
 
 
 def _with_members(names: list[str]) -> list[str]:
@@ -149,18 +167,21 @@ def _with_members(names: list[str]) -> list[str]:
 
 
 def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, val_X, val_Y,
-            seed: int) -> CandidateResult:
+            seed: int, pool: ProcessPoolExecutor | None = None) -> CandidateResult:
     """Fit (or combine) every grid point, score it on validation, keep the best."""
     started = time.perf_counter()
     members = {m: done[m].pipeline for m in family.members}
+    if family.members:
+        fitted = []
+        for point in family.grid:
+            t = time.perf_counter()
+            fitted.append((family.build(dict(point), seed, members), time.perf_counter() - t))
+    elif pool is not None and len(family.grid) > 1:
+        fitted = list(pool.map(_fit_point, *zip(*[(family.name, p, seed, train_X, train_Y) for p in family.grid])))
+    else:
+        fitted = [_fit_point(family.name, p, seed, train_X, train_Y) for p in family.grid]
     search, best, best_key = [], None, None
-    for point in family.grid:
-        t = time.perf_counter()
-        if family.members:
-            pipeline = family.build(dict(point), seed, members)
-        else:
-            pipeline = family.build(dict(point), seed).fit(train_X, train_Y)
-        seconds = time.perf_counter() - t
+    for point, (pipeline, seconds) in zip(family.grid, fitted):
         m = evaluate(val_Y, pipeline.predict_proba(val_X))
         params = {**point, **fitted_params(pipeline)}
         search.append({**params, "val_mean_roc_auc": m["mean_roc_auc"],

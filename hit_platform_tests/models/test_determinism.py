@@ -3,7 +3,7 @@
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hit_platform.models import refit
+from hit_platform.models import refit, train_candidates
 from hit_platform.models.candidates import FAMILIES
 from hit_platform_tests.models import data, trained_candidates
 
@@ -53,3 +53,11 @@ def test_refit_of_the_chosen_parameters_rebuilds_the_same_model():
     for family, first in trained_candidates().items():
         again = refit(family, first.params, Xt, Yt, seed=0)
         assert again.predict_proba(_probe()).tobytes() == first.pipeline.predict_proba(_probe()).tobytes(), family
+
+
+def test_grid_points_fitted_in_worker_processes_give_the_same_models():
+    (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
+    serial = trained_candidates()
+    for r in train_candidates(Xt, Yt, Xv, Yv, seed=0, families=["linear", "mlp"], workers=2):
+        assert r.params == serial[r.family].params
+        assert r.pipeline.predict_proba(_probe()).tobytes() == serial[r.family].pipeline.predict_proba(_probe()).tobytes()
