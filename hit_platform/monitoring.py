@@ -17,11 +17,13 @@ Thresholds live in `MonitorThresholds` (env `HIT_MONITOR_<FIELD>`).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import duckdb
 import numpy as np
+import psutil
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -191,8 +193,6 @@ def delayed_label_evaluation(lake: Lake, con: duckdb.DuckDBPyConnection, t: Moni
 
 def process_tree_usage(pid: int | None, sample_s: float = 0.5) -> tuple[float, float]:
     """CPU (percent of one core, summed over the process and its children) and resident MiB."""
-    import psutil
-
     if pid is None:
         return float("nan"), float("nan")
     try:
@@ -207,7 +207,6 @@ def process_tree_usage(pid: int | None, sample_s: float = 0.5) -> tuple[float, f
             alive.append(p)
         except psutil.Error:
             pass
-    import time
     time.sleep(sample_s)
     cpu = mem = 0.0
     for p in alive:

@@ -33,6 +33,14 @@ class LakeResource(dg.ConfigurableResource):
         return self.settings().landing_dir
 
 
+def _overrides(text: str, resource: str) -> dict:
+    """Threshold overrides given to a resource as a JSON object."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{resource}.overrides_json is not valid JSON: {exc}") from exc
+
+
 class GatesResource(dg.ConfigurableResource):
     """The quality gates' thresholds: `hit_platform.quality.GateThresholds` (env `HIT_GATE_*`),
     with optional overrides given as JSON, e.g. '{"max_psi": 0.3}'."""
@@ -40,11 +48,7 @@ class GatesResource(dg.ConfigurableResource):
     overrides_json: str = "{}"
 
     def thresholds(self) -> GateThresholds:
-        try:
-            overrides = json.loads(self.overrides_json)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"gates.overrides_json is not valid JSON: {exc}") from exc
-        return GateThresholds(**overrides)
+        return GateThresholds(**_overrides(self.overrides_json, "gates"))
 
 
 class TrackingResource(dg.ConfigurableResource):
@@ -97,8 +101,4 @@ class MonitorsResource(dg.ConfigurableResource):
     def thresholds(self):
         from hit_platform.monitoring import MonitorThresholds
 
-        try:
-            overrides = json.loads(self.overrides_json)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"monitors.overrides_json is not valid JSON: {exc}") from exc
-        return MonitorThresholds(**overrides)
+        return MonitorThresholds(**_overrides(self.overrides_json, "monitors"))
