@@ -35,11 +35,11 @@ from hit_platform.features import FEATURE_COLUMNS
 from hit_platform.lake import Lake
 from hit_platform.serving import loopback
 from hit_platform.serving.config import ServeConfig
-from hit_platform.serving.inference_log import InferenceLogger, Served, truncate_body
+from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
-from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, BatchPrediction, ErrorBody, Health, ModelCard,
-                                          Prediction, batch_model)
+from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, ApiError, BatchPrediction, ErrorBody, Health,
+                                          ModelCard, Prediction, batch_model)
 from hit_platform.settings import Settings
 from hit_platform.tracking import Tracker
 
@@ -67,15 +67,6 @@ _ERRORS = {
     422: {"model": ErrorBody, "description": "a field is missing, unknown, of the wrong type or out of range"},
 }
 _TOP_K = Query(5, ge=1, le=len(COUNTRIES), description="how many of the most likely countries to list")
-
-
-class ApiError(Exception):
-    """A refusal: HTTP status and FastAPI-shaped detail items."""
-
-    def __init__(self, status: int, detail: list[dict]):
-        super().__init__(detail[0]["msg"] if detail else str(status))
-        self.status = status
-        self.detail = detail
 
 
 def _json(obj) -> bytes:
@@ -193,9 +184,10 @@ class HitModelServer:
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
         self.update_error: str | None = None
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
-        self.logger = InferenceLogger(Lake(self.settings), self.config.spool(self.settings),
-                                      flush_seconds=self.config.log_flush_seconds,
-                                      batch_rows=self.config.log_batch_rows).start()
+        journal = self.config.journal(self.settings)
+        committer = JournalCommitter(Lake(self.settings), journal) if self.config.replicas_commit() else None
+        self.logger = InferenceLogger(journal, flush_seconds=self.config.log_flush_seconds,
+                                      batch_rows=self.config.log_batch_rows, committer=committer).start()
         _register(self)
         log.info("serving %s version %s (array input: %s)", self.model.info.name, self.model.version,
                  self.model.array_input)

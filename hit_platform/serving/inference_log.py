@@ -7,19 +7,23 @@ request id, time, endpoint, status, latency and model version. Drift
 monitors compare the feature columns with `ml.features` (same names, same
 DOUBLE type); an audit finds a request by its id.
 
-Logging never blocks or fails a request: the request path appends to an
-in-memory buffer; a background thread flushes it every `flush_seconds` (or
-once `batch_rows` wait), each flush one retried `Lake.write` transaction.
-When the lake refuses (down, locked for too long, misconfigured), the rows
-go to a JSON-lines spool file under `<warehouse>/serving/spool/`, replayed
-on every later flush and at start-up. Inserts skip request ids already in
-the table (an anti-join), so a replayed or retried batch is never doubled.
+Logging never blocks or fails a request, and never loses one:
+1. the request path appends to an in-memory buffer (`InferenceLogger.log`);
+2. the replica's flusher thread writes the buffer every `flush_seconds` to a
+   new Arrow IPC file in the journal (`<warehouse>/serving/journal/`):
+   milliseconds, and no lake work inside the process that answers requests;
+3. a `JournalCommitter` (in the serving process; in each replica when they
+   run on a cluster) commits all waiting journal files to the lake in one
+   retried transaction every `commit_seconds`, then deletes them. While the
+   lake refuses (down, locked, misconfigured) the files stay and are retried,
+   also after a restart.
+Inserts skip request ids already in the table (an anti-join), so a file
+committed twice (a crash between commit and delete) is never doubled.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -181,48 +185,60 @@ def insert(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
         con.unregister("_incoming_log")
 
 
-# -- the spool: rows the lake refused, as JSON lines --------------------------------------------------
+# -- the journal: Arrow IPC files between the replicas and the lake -----------------------------------
 
-def write_spool(spool_dir: Path, table: pa.Table) -> Path:
-    """Write rows to a new spool file atomically (temp file + rename): a file is whole or absent."""
-    spool_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-    tmp = spool_dir / ("." + name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in table.to_pylist():
-            row["received_at"] = row["received_at"].isoformat()
-            f.write(json.dumps(row, allow_nan=False) + "\n")
+JOURNAL_SUFFIX = ".arrow"
+
+
+def write_journal(journal_dir: Path, table: pa.Table) -> Path:
+    """Write rows to a new journal file atomically (temp file, fsync, rename): a file is whole or absent."""
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{JOURNAL_SUFFIX}"
+    tmp = journal_dir / ("." + name + ".tmp")
+    with open(tmp, "wb") as f:
+        with pa.ipc.new_stream(f, ARROW_SCHEMA) as writer:
+            writer.write_table(table.cast(ARROW_SCHEMA))
         f.flush()
         os.fsync(f.fileno())
-    path = spool_dir / name
+    path = journal_dir / name
     os.replace(tmp, path)
     return path
 
 
-def read_spool(path: Path) -> pa.Table:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                row["received_at"] = datetime.fromisoformat(row["received_at"])
-                rows.append(row)
-    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+def read_journal(path: Path) -> pa.Table:
+    """The rows of one journal file; ValueError if it is not an inference-log Arrow stream."""
+    try:
+        with pa.OSFile(str(path), "rb") as f:
+            table = pa.ipc.open_stream(f).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"{path.name}: not an Arrow IPC stream ({exc})") from exc
+    if not table.schema.equals(ARROW_SCHEMA):
+        raise ValueError(f"{path.name}: columns {table.schema.names[:5]}... are not the inference log's")
+    return table
 
 
-def spool_files(spool_dir: Path) -> list[Path]:
-    """Spool files, oldest first (names start with a nanosecond timestamp)."""
-    return sorted(spool_dir.glob("*.jsonl")) if spool_dir.exists() else []
+def journal_files(journal_dir: Path) -> list[Path]:
+    """Journal files, oldest first (names start with a nanosecond timestamp)."""
+    return sorted(journal_dir.glob("*" + JOURNAL_SUFFIX)) if journal_dir.exists() else []
 
 
 class InferenceLogger:
-    """Buffers served requests and writes them to `ops.inference_log` from a background thread."""
+    """A replica's side of the log: buffers served requests, a background thread writes them to the journal.
 
-    def __init__(self, lake: Lake, spool_dir: Path, *, flush_seconds: float = 5.0, batch_rows: int = 5_000):
-        self.lake = lake
-        self.spool_dir = Path(spool_dir)
+    The request path only appends to a deque. Every `flush_seconds` (or once `batch_rows` wait) the
+    flusher turns the buffer into one Arrow table and one journal file: a few milliseconds, no
+    lake, no locks shared with other replicas. With `committer` set (replicas on a cluster, where
+    the serving process cannot see their disk), the flusher also commits the journal itself.
+    """
+
+    def __init__(self, journal_dir: Path, *, flush_seconds: float = 1.0, batch_rows: int = 5_000,
+                 committer: JournalCommitter | None = None):
+        self.journal_dir = Path(journal_dir)
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
+        self.committer = committer
         self._buffer: deque[Served] = deque()
         self._pending = 0
         self._count_lock = threading.Lock()
@@ -230,10 +246,7 @@ class InferenceLogger:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._con: duckdb.DuckDBPyConnection | None = None
-        self.written_rows = 0
-        self.spooled_rows = 0
-        self.replayed_rows = 0
+        self.journaled_rows = 0
         self.last_error: str | None = None
 
     # -- request path --------------------------------------------------------------------------
@@ -252,51 +265,141 @@ class InferenceLogger:
 
     # -- background thread ---------------------------------------------------------------------
     def start(self) -> InferenceLogger:
-        """Start the flusher; its first flush replays what earlier runs left in the spool."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="inference-log-flusher", daemon=True)
             self._thread.start()
         return self
 
     def _run(self) -> None:
+        _lower_this_threads_priority()
         while not self._stop.is_set():
             try:
                 self.flush()
+                if self.committer is not None:
+                    self.committer.commit()
             except Exception:  # never let the flusher die: the next round retries
                 log.exception("inference log flush failed")
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
 
     def close(self, timeout: float = 60.0) -> None:
-        """Stop the flusher and flush what is left (to the lake, else to the spool)."""
+        """Stop the flusher and write what is left to the journal (and the lake, with a committer)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
         self.flush()
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        if self.committer is not None:
+            self.committer.close()
 
-    # -- flushing ------------------------------------------------------------------------------
-    def _drain(self) -> list[Served]:
-        entries = []
-        while True:
-            try:
-                entries.append(self._buffer.popleft())
-            except IndexError:
-                break
-        with self._count_lock:
-            self._pending -= sum(e.rows for e in entries)
-        return entries
+    def flush(self) -> dict:
+        """Write the buffer to one journal file. If the disk refuses, the rows stay buffered for the next round."""
+        with self._flush_lock:
+            entries = []
+            while True:
+                try:
+                    entries.append(self._buffer.popleft())
+                except IndexError:
+                    break
+            if entries:
+                rows = sum(e.rows for e in entries)
+                try:
+                    write_journal(self.journal_dir, to_arrow(entries))
+                except Exception as exc:
+                    self._buffer.extendleft(reversed(entries))  # keep them, in order, for the next round
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("inference log: cannot write the journal in %s (%s); %d rows kept in memory",
+                              self.journal_dir, self.last_error, rows)
+                    return self.stats()
+                with self._count_lock:
+                    self._pending -= rows
+                self.journaled_rows += rows
+                self.last_error = None
+            return self.stats()
 
-    def _write(self, table: pa.Table) -> int:
+    def stats(self) -> dict:
+        out = {"pending_rows": self._pending, "journaled_rows": self.journaled_rows,
+               "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
+        if self.committer is not None:
+            out["committed_rows"] = self.committer.committed_rows
+            out["commit_error"] = self.committer.last_error
+        return out
+
+
+def _lower_this_threads_priority(niceness: int = 10) -> None:
+    """Background work yields the CPU to request handling (Linux: per-thread niceness)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError, PermissionError):
+        pass  # not Linux, or not allowed: only the priority is lost
+
+
+class JournalCommitter:
+    """Moves journal files into `ops.inference_log`: many files, one lake transaction, then the files go.
+
+    Runs in the serving process (one writer for all local replicas: no commit conflicts, one lake
+    snapshot per round instead of one per replica flush), or in each replica on a cluster. Several
+    committers on one folder are safe: each takes an exclusive `flock` on a file before reading it,
+    and deletes it only after the commit; a crash in between is undone by `insert`'s anti-join.
+    While the lake refuses (down, locked too long, misconfigured) the files simply stay, and every
+    later round, including the first one after a restart, tries again: nothing is lost.
+    """
+
+    def __init__(self, lake: Lake, journal_dir: Path, *, max_rows: int = 200_000):
+        self.lake = lake
+        self.journal_dir = Path(journal_dir)
+        self.max_rows = max_rows
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self.committed_rows = 0
+        self.commits = 0
+        self.last_error: str | None = None
+
+    def start(self, every_seconds: float) -> JournalCommitter:
+        if self._thread is None:
+            def run():
+                _lower_this_threads_priority()
+                try:  # a cold connection (extensions, catalog) costs more than a commit: open it now
+                    self._connection()
+                except Exception as exc:
+                    self.last_error = f"{type(exc).__name__}: {exc}"  # the rounds below retry
+                while True:
+                    try:
+                        self.commit()
+                    except Exception:  # the next round retries
+                        log.exception("inference log commit failed")
+                    if self._stop.wait(every_seconds):
+                        return
+            self._thread = threading.Thread(target=run, name="inference-log-committer", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self, timeout: float = 120.0) -> None:
+        """Stop the thread, commit what the journal holds, close the lake connection."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            self.commit()
+        finally:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             self._con = self.lake.connect()
-            self._con.execute("SET threads = 1")  # the replica's cores belong to serving, not to logging
+            self._con.execute("SET threads = 1")  # the cores belong to serving, not to logging
+        return self._con
+
+    def _write(self, table: pa.Table) -> int:
+        con = self._connection()
         try:
-            return self.lake.write(lambda con: insert(con, table), con=self._con, what="inference log flush")
+            return self.lake.write(lambda c: insert(c, table), con=con, what="inference log commit")
         except BaseException:
             con, self._con = self._con, None  # a broken connection must not poison the next attempt
             try:
@@ -305,66 +408,71 @@ class InferenceLogger:
                 pass
             raise
 
-    def flush(self) -> dict:
-        """Replay the spool, then write the buffer; rows the lake refuses go to the spool."""
-        with self._flush_lock:
-            lake_ok = self._replay()
-            entries = self._drain()
-            if not entries:
-                return self.stats()
-            table = to_arrow(entries)
-            if lake_ok:
+    def commit(self) -> int:
+        """Commit every journal file not locked by another committer; returns rows inserted."""
+        inserted = 0
+        with self._lock:
+            while True:
+                held, tables, rows = [], [], 0
                 try:
-                    self.written_rows += self._write(table)
-                    self.last_error = None
-                    return self.stats()
-                except Exception as exc:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.warning("inference log: lake write failed (%s); spooling %d rows",
-                                self.last_error, table.num_rows)
-            path = write_spool(self.spool_dir, table)
-            self.spooled_rows += table.num_rows
-            log.info("inference log: %d rows spooled to %s", table.num_rows, path)
-            return self.stats()
-
-    def _replay(self) -> bool:
-        """Write spool files to the lake, oldest first; False if the lake refused one."""
-        for path in spool_files(self.spool_dir):
-            try:
-                f = open(path, "rb")
-            except FileNotFoundError:  # replayed meanwhile by another replica
-                continue
-            with f:
-                try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:  # another replica is replaying it right now
-                    continue
-                try:
-                    if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
-                        continue  # replayed and removed while we waited
+                    for path in journal_files(self.journal_dir):
+                        if rows >= self.max_rows:
+                            break
+                        got = self._take(path)
+                        if got is not None:
+                            held.append((path, got[0]))
+                            tables.append(got[1])
+                            rows += got[1].num_rows
+                    if not held:
+                        return inserted
                     try:
-                        table = read_spool(path)
-                    except (ValueError, KeyError, pa.ArrowInvalid) as exc:
-                        bad = self.spool_dir / "unreadable"
-                        bad.mkdir(exist_ok=True)
-                        os.replace(path, bad / path.name)
-                        log.error("inference log: spool file %s is unreadable (%s); moved to %s", path, exc, bad)
-                        continue
-                    try:
-                        self.replayed_rows += self._write(table)
+                        inserted += self._write(pa.concat_tables(tables))
                     except Exception as exc:
                         self.last_error = f"{type(exc).__name__}: {exc}"
-                        log.warning("inference log: replay of %s failed (%s); kept for later", path, exc)
-                        return False
-                    path.unlink()  # after the commit: a crash in between is undone by the anti-join
+                        log.warning("inference log: lake commit failed (%s); %d journal files kept for later",
+                                    self.last_error, len(held))
+                        return inserted
+                    for path, _ in held:
+                        path.unlink(missing_ok=True)
+                    self.committed_rows += rows
+                    self.commits += 1
+                    self.last_error = None
                 finally:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-        return True
+                    for _, f in held:
+                        f.close()  # releases the flock
+                if rows < self.max_rows:
+                    return inserted
+
+    def _take(self, path: Path):
+        """(locked open file, rows) of one journal file, or None if it is gone, locked, or unreadable."""
+        try:
+            f = open(path, "rb")
+        except FileNotFoundError:  # committed meanwhile by another committer
+            return None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another committer holds it right now
+            f.close()
+            return None
+        try:
+            if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
+                f.close()  # committed and removed while we waited
+                return None
+            return f, read_journal(path)
+        except FileNotFoundError:
+            f.close()
+            return None
+        except ValueError as exc:
+            bad = self.journal_dir / "unreadable"
+            bad.mkdir(exist_ok=True)
+            os.replace(path, bad / path.name)
+            f.close()
+            log.error("inference log: journal file %s is unreadable (%s); moved to %s", path, exc, bad)
+            return None
 
     def stats(self) -> dict:
-        return {"pending_rows": self._pending, "written_rows": self.written_rows,
-                "spooled_rows": self.spooled_rows, "replayed_rows": self.replayed_rows,
-                "spool_files": len(spool_files(self.spool_dir)), "last_error": self.last_error}
+        return {"committed_rows": self.committed_rows, "commits": self.commits,
+                "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
 
 
 def requests_in_log(lake: Lake, request_ids: list[str] | None = None) -> dict[str, int]:

@@ -6,7 +6,9 @@ on loopback) or joins RAY_ADDRESS, starts Serve's HTTP ingress on
 host:port, deploys the champion, records itself in the pid file and stays
 up. Signals: SIGHUP = serve the current champion (in-place reconfigure);
 SIGTERM / SIGINT = shut down (Serve first, so replicas flush the inference
-log; then Ray) and remove the pid file.
+log to the journal; then Ray; then the journal is committed to the lake)
+and remove the pid file. While up, this process commits the replicas'
+inference-log journal to the lake (`JournalCommitter`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from datetime import datetime, timezone
 
 import httpx
 
+from hit_platform.lake import Lake
 from hit_platform.serving import loopback
+from hit_platform.serving.inference_log import JournalCommitter
 from hit_platform.serving.config import ServeConfig
 from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
 from hit_platform.settings import Settings
@@ -39,6 +43,9 @@ class ServingProcess:
         self.version: str | None = None
         self.stop_requested = threading.Event()
         self.update_requested = threading.Event()
+        # The inference log's one lake writer for every replica on this machine (see inference_log).
+        self.committer = None if config.replicas_commit() else JournalCommitter(
+            Lake(settings), config.journal(settings))
 
     # -- Ray and Serve ------------------------------------------------------------------------
     def start_ray(self) -> None:
@@ -116,9 +123,11 @@ class ServingProcess:
 
         update_pid_file(self.pid_path, state="stopping")
         try:
-            serve.shutdown()  # replicas drain and run __del__: the inference log is flushed
+            serve.shutdown()  # replicas drain and run __del__: their buffers go to the journal
         finally:
             ray.shutdown()
+            if self.committer is not None:
+                self.committer.close()  # the journal goes to the lake
             info = read_pid_file(self.pid_path)
             if info and info.get("pid") == os.getpid():
                 self.pid_path.unlink(missing_ok=True)
@@ -129,6 +138,8 @@ class ServingProcess:
             print(f"hit_platform serving: no champion alias on registered model {self.settings.model_name!r} "
                   f"in {self.tracker.uri}; nothing to serve", file=sys.stderr)
             return 2
+        if self.committer is not None:  # its first round commits what an earlier run left in the journal
+            self.committer.start(self.config.log_commit_seconds)
         self.start_ray()
         # Ray installs its own SIGTERM handler in ray.init; ours replaces it for a clean shutdown.
         signal.signal(signal.SIGTERM, lambda *_: self.stop_requested.set())

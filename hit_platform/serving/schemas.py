@@ -90,7 +90,8 @@ class BatchPrediction(BaseModel):
 class Health(BaseModel):
     status: str
     model_version: str
-    inference_log: dict | None = Field(None, description="this replica's logger: pending, written, spooled rows")
+    inference_log: dict | None = Field(None, description="this replica's logger: rows pending and journaled, "
+                                                         "journal files waiting for the lake")
 
 
 class ModelCard(BaseModel):
@@ -117,6 +118,15 @@ class ErrorItem(BaseModel):
     loc: list[str | int] = Field(description="where the problem is, e.g. ['body', 'songs', 3, 'energy']")
     msg: str
     type: str
+
+
+class ApiError(Exception):
+    """A refusal: HTTP status and FastAPI-shaped detail items."""
+
+    def __init__(self, status: int, detail: list[dict]):
+        super().__init__(detail[0]["msg"] if detail else str(status))
+        self.status = status
+        self.detail = detail
 
 
 class ErrorBody(BaseModel):

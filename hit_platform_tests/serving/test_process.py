@@ -62,6 +62,7 @@ def test_ray_env_keeps_everything_on_loopback_unless_joining_a_cluster(tmp_path,
     env = ray_env(host="127.0.0.1", fast_proxy=True, state_dir=tmp_path, joining_cluster=False)
     assert env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and os.access(env["RAY_SERVE_HAPROXY_BINARY_PATH"], os.X_OK)
+    assert env["RAY_worker_niceness"] == "0"  # replicas at normal priority, not Ray's default 15
     joined = ray_env(host="127.0.0.1", fast_proxy=False, state_dir=tmp_path, joining_cluster=True)
     assert joined == {}
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # an operator's choice wins
@@ -73,7 +74,8 @@ def test_haproxy_wrapper_moves_only_the_given_ports_to_loopback(tmp_path):
     wrapper = haproxy_wrapper(tmp_path, [8404, 9101])
     fake = tmp_path / "fake-haproxy"
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text("frontend prometheus\n    bind :9101\nfrontend http\n    bind 127.0.0.1:8000\n"
+    cfg.write_text("global\n    log 127.0.0.1:514 local0 info\n"
+                   "frontend prometheus\n    bind :9101\nfrontend http\n    bind 127.0.0.1:8000\n    log global\n"
                    "listen stats\n  bind *:8404\n  bind *:84040\n")
     text = wrapper.read_text()
     real = text.split("exec ", 1)[1].split(" ", 1)[0]
@@ -82,5 +84,7 @@ def test_haproxy_wrapper_moves_only_the_given_ports_to_loopback(tmp_path):
     wrapper.write_text(text.replace(f"exec {real}", f"exec {fake}"))
     out = subprocess.run([str(wrapper), "-db", "-f", str(cfg)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"ran -db -f {cfg}"
-    assert cfg.read_text() == ("frontend prometheus\n    bind 127.0.0.1:9101\nfrontend http\n    bind 127.0.0.1:8000\n"
-                               "listen stats\n  bind 127.0.0.1:8404\n  bind *:84040\n")
+    # the syslog target nobody listens on is gone ("log global" then logs nowhere)
+    assert cfg.read_text() == ("global\n"
+                               "frontend prometheus\n    bind 127.0.0.1:9101\nfrontend http\n    bind 127.0.0.1:8000\n"
+                               "    log global\nlisten stats\n  bind 127.0.0.1:8404\n  bind *:84040\n")
