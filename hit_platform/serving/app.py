@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from hit_platform.countries import COUNTRIES
 from hit_platform.features import FEATURE_COLUMNS
 from hit_platform.lake import Lake
-from hit_platform.serving import loopback
+from hit_platform.serving import arrow_batch, loopback
 from hit_platform.serving.config import ServeConfig
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
@@ -104,12 +104,17 @@ def parse_body(body: bytes, adapter: TypeAdapter, *, max_batch: int | None = Non
         raise ApiError(422, _detail_items(exc)) from None
 
 
-def check_content_type(request: Request) -> None:
+def check_content_type(request: Request, *, arrow: bool = False) -> bool:
+    """Whether the body is an Arrow stream (allowed with `arrow`); JSON otherwise, else 415."""
     ctype = request.headers.get("content-type", "")
     media = ctype.split(";", 1)[0].strip().lower()
-    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
-        raise ApiError(415, [{"loc": ["header", "content-type"], "type": "content_type",
-                              "msg": f"expected application/json, got {ctype or 'no content-type'}"}])
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return False
+    if arrow and arrow_batch.is_arrow(media):
+        return True
+    expected = f"application/json or {arrow_batch.ARROW_STREAM}" if arrow else "application/json"
+    raise ApiError(415, [{"loc": ["header", "content-type"], "type": "content_type",
+                          "msg": f"expected {expected}, got {ctype or 'no content-type'}"}])
 
 
 # The replica's server object, for the app-level handlers below. `@serve.ingress` freezes a copy
@@ -219,7 +224,6 @@ class HitModelServer:
 
     # -- helpers --------------------------------------------------------------------------------
     async def _read(self, request: Request) -> bytes:
-        check_content_type(request)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.config.max_body_bytes():
             raise ApiError(413, [{"loc": ["body"], "type": "too_large",
@@ -236,11 +240,10 @@ class HitModelServer:
         return Response(content, status_code=exc.status, media_type="application/json")
 
     @staticmethod
-    def _predict(songs: list[dict], k: int, model: Predictor):
-        """Features, answered probabilities (as printed) and top-k indices: one model call."""
-        X = features_of(songs)
+    def _predict(X, k: int, model: Predictor):
+        """Answered probabilities (as printed) and top-k indices of a feature matrix: one model call."""
         P = answered(model.predict(X))
-        return X, P, top_k(P, k)[0]
+        return P, top_k(P, k)[0]
 
     # -- routes ---------------------------------------------------------------------------------
     @app.post("/predict", response_model=Prediction, responses=_ERRORS, openapi_extra={"requestBody": {
@@ -250,43 +253,60 @@ class HitModelServer:
         t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), str(uuid.uuid4())
         model, body = self.model, None  # one model for the whole request, even during a swap
         try:
+            check_content_type(request)
             body = await self._read(request)
             song = parse_body(body, SONG_ADAPTER)
         except ApiError as exc:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0, endpoint="/predict",
                                body=body, top_k=top_k)
-        X, P, top = self._predict([song], top_k, model)  # well under a millisecond: inline on the event loop
+        X = features_of([song])
+        P, top = self._predict(X, top_k, model)  # well under a millisecond: inline on the event loop
         content = prediction_bytes(P, top, request_id, model.version)
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
                                model.version, top_k, X, P, [tuple(song.get(c) for c in SONG_EXTRAS)]))
         return Response(content, media_type="application/json")
 
-    @app.post("/predict/batch", response_model=BatchPrediction, responses=_ERRORS, openapi_extra={"requestBody": {
-        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SongBatch"}}}}})
+    @app.post("/predict/batch", response_model=BatchPrediction, responses={**_ERRORS, 200: {"content": {
+        arrow_batch.ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}, "description":
+        f"JSON; or with `Accept: {arrow_batch.ARROW_STREAM}` one Arrow stream: a float64 column per country, "
+        "`top_countries`, request_id and model_version in the schema metadata"}}, openapi_extra={"requestBody": {
+        "required": True, "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/SongBatch"}},
+            arrow_batch.ARROW_STREAM: {"schema": {"type": "string", "format": "binary", "description":
+                                                  "an Arrow IPC stream, one column per Song field"}}}}})
     async def predict_batch(self, request: Request, top_k: int = _TOP_K) -> Response:
         """Many songs in one call (1 to HIT_SERVE_MAX_BATCH); predictions come back in the order sent."""
         t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), str(uuid.uuid4())
         model, body = self.model, None
         try:
+            arrow_in = check_content_type(request, arrow=True)
             body = await self._read(request)
         except ApiError as exc:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0,
                                endpoint="/predict/batch", body=None, top_k=top_k)
+        arrow_out = arrow_batch.wants_arrow(request.headers.get("accept", ""))
 
         def work():  # parse, predict, serialize: CPU-bound, so off the event loop
-            songs = parse_body(body, self.batch_adapter, max_batch=self.config.max_batch)["songs"]
-            X, P, top = self._predict(songs, top_k, model)
-            content = batch_bytes(P, top, request_id, model.version)
-            extras = [tuple(s.get(c) for c in SONG_EXTRAS) for s in songs]
-            return X, P, extras, content
+            if arrow_in:
+                X, extras = arrow_batch.read_songs(body, self.config.max_batch)
+            else:
+                songs = parse_body(body, self.batch_adapter, max_batch=self.config.max_batch)["songs"]
+                X, extras = features_of(songs), [tuple(s.get(c) for c in SONG_EXTRAS) for s in songs]
+            P, top = self._predict(X, top_k, model)
+            if arrow_out:
+                return X, P, extras, arrow_batch.predictions_stream(P, top, request_id, model.version)
+            return X, P, extras, batch_bytes(P, top, request_id, model.version)
 
         try:
             X, P, extras, content = await run_in_threadpool(work)
         except ApiError as exc:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0,
-                               endpoint="/predict/batch", body=body, top_k=top_k)
+                               endpoint="/predict/batch", body=None if arrow_in else body, top_k=top_k)
         self.logger.log(Served(request_id, received_at, "/predict/batch", 200, (time.perf_counter() - t0) * 1e3,
                                model.version, top_k, X, P, extras))
+        if arrow_out:
+            # the request id travels in the stream's metadata (Serve owns the x-request-id header)
+            return Response(content, media_type=arrow_batch.ARROW_STREAM, headers={"x-model-version": model.version})
         return Response(content, media_type="application/json")
 
     @app.get("/healthz", response_model=Health)

@@ -12,6 +12,7 @@ import time
 import httpx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from hit_platform.countries import COUNTRIES
@@ -24,6 +25,8 @@ from hit_platform.tracking import Tracker
 from hit_platform_tests.serving.conftest import promote_champion, serving_env, song
 
 pytestmark = pytest.mark.slow
+
+ARROW = "application/vnd.apache.arrow.stream"
 
 MAX_BATCH = 50
 SENT: dict[str, int] = {}  # request_id -> log rows expected (songs, or 1 for a refusal)
@@ -81,6 +84,37 @@ def test_batch_answers_in_order_with_one_model_call_per_request(app):
         assert np.abs(np.array([p["probabilities"][c] for c in COUNTRIES]) - row).max() <= 5e-10
     full = post(client, "/predict/batch", 200, json={"songs": [song()] * MAX_BATCH})
     assert len(full["predictions"]) == MAX_BATCH
+
+
+def test_batch_in_arrow_answers_what_json_answers(app):
+    settings, _, client, version = app
+    songs = [song(energy=e, spotify_id=f"arrow{i}") for i, e in enumerate((0.2, 0.4, 0.6, 0.8))]
+    sink = pa.BufferOutputStream()
+    table = pa.table({c: [s[c] for s in songs] for c in songs[0]})
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    arrow = {"content-type": ARROW, "accept": ARROW}
+    r = client.post("/predict/batch?top_k=4", content=sink.getvalue().to_pybytes(), headers=arrow)
+    assert r.status_code == 200 and r.headers["content-type"] == ARROW, r.text[:300]
+    out = pa.ipc.open_stream(r.content).read_all()
+    SENT[out.schema.metadata[b"request_id"].decode()] = out.num_rows
+    assert out.schema.metadata[b"model_version"].decode() == version == r.headers["x-model-version"]
+    as_json = post(client, "/predict/batch?top_k=4", 200, json={"songs": songs})
+    for i, p in enumerate(as_json["predictions"]):
+        assert [out.column(c)[i].as_py() for c in COUNTRIES] == [p["probabilities"][c] for c in COUNTRIES]
+        assert out.column("top_countries")[i].as_py() == p["top_countries"]
+    # Arrow in, JSON out (no Accept)
+    body = post(client, "/predict/batch", 200, content=sink.getvalue().to_pybytes(), headers={"content-type": ARROW})
+    assert len(body["predictions"]) == 4
+    # a bad Arrow body: 422 naming the row and field, in JSON
+    bad = pa.table({**{c: table.column(c) for c in table.column_names}, "valence": [0.5, 0.5, 7.0, 0.5]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, bad.schema) as w:
+        w.write_table(bad)
+    refused = post(client, "/predict/batch", 422, content=sink.getvalue().to_pybytes(), headers=arrow)
+    assert ("body", "songs", 2, "valence") in _loc_names(refused)
+    assert post(client, "/predict/batch", 400, content=b"not arrow", headers=arrow)["detail"][0]["type"] == \
+        "arrow_invalid"
 
 
 def _loc_names(body: dict) -> list:
