@@ -149,7 +149,8 @@ def predictions_stream(P: np.ndarray, top_idx: np.ndarray, request_id: str, mode
         [_CODES.take(pa.array(top_idx.ravel())), pa.array(np.take_along_axis(P, top_idx, axis=1).ravel())],
         names=["country", "probability"])
     top_countries = pa.ListArray.from_arrays(pa.array(np.arange(0, n * k + 1, k, dtype=np.int32)), top)
-    columns = [pa.array(P[:, j]) for j in range(P.shape[1])] + [top_countries]
+    by_country = np.ascontiguousarray(P.T)  # one copy; each country's column is then a zero-copy view
+    columns = [pa.array(by_country[j]) for j in range(P.shape[1])] + [top_countries]
     schema = pa.schema([(c, pa.float64()) for c in COUNTRIES] + [("top_countries", top_countries.type)],
                        metadata={"request_id": request_id, "model_version": model_version})
     sink = pa.BufferOutputStream()

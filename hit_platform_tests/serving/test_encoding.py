@@ -93,3 +93,11 @@ def test_predictor_uses_arrays_only_when_answers_are_identical():
     assert X.dtype == np.float64 and X[1, FEATURE_COLUMNS.index("is_explicit")] == 1.0
     expected = pipe.predict_proba(pd.DataFrame(X, columns=list(FEATURE_COLUMNS)))
     assert np.array_equal(p.predict(X), expected)
+
+
+@pytest.mark.parametrize("k", [1, 5, 8, 9, 72])
+def test_top_k_is_a_stable_sort_ties_in_country_order(k):
+    P = np.round(np.random.default_rng(k).random((300, len(COUNTRIES))), 2)  # many ties
+    idx, vals = top_k(P, k)
+    expected = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    assert np.array_equal(idx, expected) and np.array_equal(vals, np.take_along_axis(P, expected, axis=1))
