@@ -2,6 +2,7 @@
 
     POST /predict          one song -> 72 probabilities and the top_k countries
     POST /predict/batch    {"songs": [...]} -> one prediction per song, one model call
+                           (or Arrow stream in / out, see arrow_batch.py)
     GET  /healthz          200 with the model version once a model is loaded
     GET  /model            what is served and where it came from (MLflow, lake snapshot, code, Dagster run)
     GET  /openapi.json, /docs
