@@ -210,9 +210,9 @@ def read_journal(path: Path) -> pa.Table:
     try:
         with pa.OSFile(str(path), "rb") as f:
             table = pa.ipc.open_stream(f).read_all()
+    except FileNotFoundError:
+        raise
     except (pa.ArrowInvalid, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
         raise ValueError(f"{path.name}: not an Arrow IPC stream ({exc})") from exc
     if not table.schema.equals(ARROW_SCHEMA):
         raise ValueError(f"{path.name}: columns {table.schema.names[:5]}... are not the inference log's")

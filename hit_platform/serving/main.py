@@ -164,6 +164,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per readiness poll
     settings, config = Settings(), ServeConfig()
+    # Decide "auto" here, once: the replicas receive this config and must not decide it again.
+    config = config.model_copy(update={"log_committer": "replica" if config.replicas_commit() else "process"})
     state = config.state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     # Ray reads these at import time: set them before anything imports it.
