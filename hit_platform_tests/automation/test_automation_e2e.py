@@ -31,6 +31,7 @@ from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.training import CANDIDATES
 from hit_platform.features import FEATURE_COLUMNS
 from hit_platform.lake import Lake
+from hit_platform.serving.inference_log import requests_in_log
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.tracking import Tracker
 from hit_platform_tests.automation.drill import Drill
@@ -119,7 +120,8 @@ def test_4_served_drift_alerts_and_the_drift_sensor_retrains_once(drill):
     def serve_drifted_songs():
         r = httpx.post(drill.serve.endpoint + "/predict/batch", json={"songs": songs}, timeout=60)
         assert r.status_code == 200, r.text
-        time.sleep(3)  # the inference log flushes every second here
+        rid = r.json()["request_id"]  # the monitor reads the log: wait until the serving process committed it
+        drill.wait(lambda: rid in requests_in_log(Lake(drill.settings), [rid]), 60, "the inference log commit")
 
     serve_drifted_songs()
     resources = {"lake": LakeResource(warehouse=str(drill.settings.warehouse)),

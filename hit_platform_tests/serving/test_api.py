@@ -203,7 +203,7 @@ def test_inference_log_holds_exactly_the_requests_sent(app):
         if set(SENT) <= set(logged):
             break
         time.sleep(0.5)
-    time.sleep(2 * config.log_flush_seconds)  # nothing more may arrive
+    time.sleep(config.log_flush_seconds + config.log_commit_seconds)  # nothing more may arrive
     assert requests_in_log(lake) == SENT
     with lake.connection(read_only=True) as con:
         statuses = dict(con.execute("SELECT status, count(DISTINCT request_id) FROM ops.inference_log "
