@@ -15,6 +15,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
 from dagster._time import get_current_datetime
 
+from hit_platform.defs import gate_policy
 from hit_platform.defs.ingest import LANDING, RAW_CHART_ROWS
 
 
@@ -26,6 +27,9 @@ class BuildResult:
     materialized: list[dg.AssetKey] = field(default_factory=list)
     checks: list[dg.AssetCheckEvaluation] = field(default_factory=list)
     skipped: list[dg.AssetKey] = field(default_factory=list)
+    # stale assets left unbuilt because a parent's blocking check did not pass (and what is below them)
+    held: list[gate_policy.Hold] = field(default_factory=list)
+    held_below: list[dg.AssetKey] = field(default_factory=list)
 
     @property
     def run_id(self) -> str | None:
@@ -56,6 +60,42 @@ def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.Asset
     return set(selection.resolve(graph)) & set(graph.materializable_asset_keys)
 
 
+def without_held(defs: dg.Definitions, instance: dg.DagsterInstance, selected: list[dg.AssetKey]
+                 ) -> tuple[list[dg.AssetKey], list[gate_policy.Hold], list[dg.AssetKey]]:
+    """`selected` minus what the gate policy refuses now, and everything below it.
+
+    A parent in the same selection gets its checks run with it, and Dagster stops its children there
+    if one fails; so only a check that failed the parent's current version holds the child back (for
+    one wave: if the run gives the parent a new version that passes, the next wave builds the child).
+    """
+    graph = defs.resolve_asset_graph()
+    checks = gate_policy.blocking_checks(defs.assets or [], defs.asset_checks or [])
+    chosen = set(selected)
+    found = [h for key in selected for h in gate_policy.holds(instance, key, graph.get(key).parent_keys, checks)
+             if h.verdict.failed or h.check.asset_key not in chosen]
+    held = {h.asset for h in found}
+    below = set(dg.AssetSelection.assets(*held).downstream().resolve(graph)) - held if held else set()
+    keep = [k for k in selected if k not in held and k not in below]
+    return keep, found, sorted(below & chosen, key=lambda k: k.to_user_string())
+
+
+def _with_multi_asset_neighbors(defs: dg.Definitions, keys: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    if not keys:
+        return keys
+    graph = defs.resolve_asset_graph()
+    whole = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors().resolve(graph)
+    return sorted(whole, key=lambda k: k.to_user_string())
+
+
+def recheck(defs: dg.Definitions, instance: dg.DagsterInstance, checks: set[dg.AssetCheckKey],
+            log_level: str = "INFO") -> list[dg.AssetCheckEvaluation]:
+    """Evaluate `checks` again on their assets' latest versions, in a run of their own."""
+    job = defs.resolve_implicit_global_asset_job_def().get_subset(asset_selection=set(),
+                                                                  asset_check_selection=checks)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=_run_config(log_level))
+    return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+
+
 def _run_config(log_level: str, force_ingest: bool = False) -> dict:
     config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
     if force_ingest:  # ingest materializes even with nothing new, so everything below rebuilds too
@@ -75,19 +115,35 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     Staleness only shows one step down at a time (an asset turns stale once its
     input got a new data version), so this runs in waves until nothing is stale:
     new landing data -> ingest; new raw rows -> everything below. A wave whose
-    gate fails ends the build: what it stopped stays stale for the next one.
+    gate fails ends the build: what it stopped stays stale for the next one. A stale asset whose
+    parent's blocking check failed (in an earlier run) is not selected at all: it is reported in
+    `held`, with what is below it in `held_below` (the assets would refuse anyway, see gate_policy).
     `upto` limits the build to these assets and what they need (e.g. the data half).
     """
     observe_landing(defs, instance, log_level)
     out = BuildResult()
     job = defs.resolve_implicit_global_asset_job_def()
     all_keys = sorted(_scope(defs, upto), key=lambda k: k.to_user_string())
+    rechecked = False
     for wave in range(max_waves):
         forced = everything and wave == 0
         selected = all_keys if forced else stale_or_missing(defs, instance, upto)
         # Once per build: an ingest that found nothing new stays "stale" against the landing
         # folder (a rejected file changed it) but has nothing more to do.
         selected = [k for k in selected if k not in out.selected]
+        # A multi-asset runs whole: ingest writes raw and quarantine together, even when only one of
+        # them is stale (a file without bad rows leaves quarantine stale against the landing folder).
+        selected = _with_multi_asset_neighbors(defs, selected)
+        selected, held, below = without_held(defs, instance, selected)
+        stuck = {h.check for h in held if h.check.asset_key not in selected}
+        if stuck and not rechecked:
+            # A verdict can change without a new version of its asset (the thresholds changed): the
+            # checks holding something whose parent this build does not rebuild are evaluated again,
+            # once per build, before it gives up.
+            rechecked = True
+            out.checks += recheck(defs, instance, stuck, log_level)
+            selected, held, below = without_held(defs, instance, selected + [h.asset for h in held] + below)
+        out.held, out.held_below = held, below  # what the last wave still holds is what stays unbuilt
         if not selected:
             break
         result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
@@ -102,4 +158,6 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
         if not result.success:
             out.success = False
             break
+    if out.held or out.held_below:  # say why as of now: a gate may have failed in the last run
+        _, out.held, out.held_below = without_held(defs, instance, [h.asset for h in out.held] + out.held_below)
     return out

@@ -3,13 +3,14 @@
 import dagster as dg
 
 from hit_platform.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated, automation_sensor
-from hit_platform.defs import (checks, evaluation, features, ingest, monitoring, predictions, sensors, serving, songs,
-                               training)
+from hit_platform.defs import (checks, evaluation, features, gate_policy, ingest, monitoring, predictions, sensors,
+                               serving, songs)
+from hit_platform.defs import training as training_defs
 from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, TrackingResource,
                                          TrainingResource)
 
-ASSET_MODULES = [ingest, songs, features, training, evaluation, predictions, serving, monitoring]
-CHECK_MODULES = [checks, training, evaluation]
+ASSET_MODULES = [ingest, songs, features, training_defs, evaluation, predictions, serving, monitoring]
+CHECK_MODULES = [checks, training_defs, evaluation]
 # Ingest is started by the landing sensor; everything else follows its group's condition.
 CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving": ON_NEW_DATA_OR_CODE,
               "monitoring": ON_SCHEDULE_OR_UPDATE}
@@ -21,32 +22,34 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
     """The whole graph; tests pass a lake and an MLflow store in a temp folder, the default is
     `Settings` (env / warehouse/)."""
     lake = lake or LakeResource()
+    gates = gates or GatesResource()
     if training is None:
         settings = lake.settings()
         training = TrainingResource(families=settings.train_families, seed=settings.train_seed,
                                     workers=settings.train_workers)
-    assets = [a.map_asset_specs(lambda s: s.replace_attributes(code_version=training.code_version(s.code_version)))
-              if isinstance(a, dg.AssetsDefinition) and _is_candidates(a) else a
+    # Code versions that also cover configuration: the training settings retrain the candidates, the
+    # promotion thresholds re-decide the evaluation.
+    versioned = {training_defs.CANDIDATES: training.code_version, evaluation.EVALUATION: gates.promotion_code_version}
+    assets = [a.map_asset_specs(lambda s: s.replace_attributes(code_version=versioned[s.key](s.code_version)))
+              if isinstance(a, dg.AssetsDefinition) and set(a.keys) & set(versioned) else a
               for a in dg.load_assets_from_modules(ASSET_MODULES)]
+    asset_checks = dg.load_asset_checks_from_modules(CHECK_MODULES)
+    # Policies applied to every asset once: when it re-materializes by itself, and that it never
+    # builds on a parent its blocking checks did not pass, whatever run it is in (gate_policy.py).
+    assets = gate_policy.apply(automated(assets, CONDITIONS), asset_checks)
     return dg.Definitions(
-        assets=automated(assets, CONDITIONS),
-        asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+        assets=assets,
+        asset_checks=asset_checks,
         jobs=[sensors.ingest_job],
         # One process per run, steps in order: on two cores, a subprocess per step (the default)
         # spends more time importing than working.
         executor=dg.in_process_executor,
         sensors=[sensors.landing_sensor, sensors.drift_retrain_sensor, sensors.run_failure_alerts,
                  automation_sensor],
-        resources={"lake": lake, "gates_config": gates or GatesResource(),
+        resources={"lake": lake, "gates_config": gates,
                    "tracking": tracking or TrackingResource(warehouse=lake.warehouse),
                    "training": training, "monitors": monitors or MonitorsResource()},
     )
-
-
-def _is_candidates(a: dg.AssetsDefinition) -> bool:
-    """The candidates asset: its code version also covers the model code and the training config
-    (families, seed), so changing hyper-parameters retrains by itself."""
-    return training.CANDIDATES in a.keys
 
 
 defs = build_definitions()

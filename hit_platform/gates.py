@@ -12,6 +12,7 @@ from datetime import date
 
 import duckdb
 import numpy as np
+from pandera.errors import SchemaError, SchemaErrors
 
 from hit_platform.countries import COUNTRIES, GLOBAL_CHART
 from hit_platform.features import FEATURE_COLUMNS, SPLITS
@@ -57,12 +58,13 @@ def schema_gate(con: duckdb.DuckDBPyConnection, table: str = "raw.chart_rows") -
                          "REPEATABLE (42)").df()
     try:
         CHART_ROWS_SCHEMA.validate(sample, lazy=True)
-    except Exception as exc:  # pandera's SchemaErrors: a table of failure cases
-        cases = getattr(exc, "failure_cases", None)
-        worst = cases.head(10).to_string() if cases is not None else str(exc)[:1000]
+    except (SchemaErrors, SchemaError) as exc:  # the data fails the schema; anything else is a bug: it raises
+        cases = exc.failure_cases
+        counted = cases is not None and hasattr(cases, "__len__") and not isinstance(cases, str)
+        n_cases = len(cases) if counted else 1  # one error without a table of cases (e.g. a column)
+        worst = cases.head(10).to_string() if hasattr(cases, "head") else str(exc)[:1000]
         return GateResult(False, f"pandera schema {CHART_ROWS_SCHEMA.name} failed on the sample",
-                          {"sample_rows": len(sample), "failure_cases": len(cases) if cases is not None else -1,
-                           "worst": worst})
+                          {"sample_rows": len(sample), "failure_cases": n_cases, "worst": worst})
     return GateResult(True, f"{len(DUMP_COLUMNS)} columns with the schema's types; pandera passed on a "
                       f"{len(sample):,}-row sample", {"sample_rows": len(sample)})
 

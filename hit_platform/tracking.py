@@ -45,17 +45,35 @@ class ModelVersionInfo:
     source: str
 
 
-def code_version() -> dict[str, str]:
-    """The git commit of the code and whether the work tree had uncommitted changes."""
-    def git(*args: str) -> str:
+UNKNOWN = "unknown"
+
+
+def code_version(repo_root: Path = REPO_ROOT, *, timeout: float = 10.0) -> dict[str, str]:
+    """The git commit of the code and whether the work tree had uncommitted changes ("true"/"false").
+
+    When git cannot say (not installed, not a repository, a timeout, any non-zero exit), what it
+    could not say is "unknown": never a commit read off a failed command, never "false".
+    """
+    def git(*args: str) -> str | None:
         try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-    commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {"git_commit": commit, "git_dirty": str(dirty).lower()}
+            done = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.SubprocessError) as exc:  # no git, no such folder, timeout
+            log.warning("code version unknown: `git %s` in %s failed: %s", " ".join(args), repo_root, exc)
+            return None
+        if done.returncode != 0:
+            log.warning("code version unknown: `git %s` in %s exited %d: %s", " ".join(args), repo_root,
+                        done.returncode, done.stderr.strip()[:300])
+            return None
+        return done.stdout.strip()
+    commit = git("rev-parse", "--verify", "HEAD")
+    if not commit:
+        return {"git_commit": UNKNOWN, "git_dirty": UNKNOWN}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": UNKNOWN if status is None else str(bool(status)).lower()}
+
+
+def _error_code(exc: MlflowException) -> str:
+    return str(getattr(exc, "error_code", ""))
 
 
 class Tracker:
@@ -84,7 +102,10 @@ class Tracker:
             location = self.settings.mlflow_artifacts.as_uri()
         try:
             return self.client.create_experiment(self.settings.mlflow_experiment, artifact_location=location)
-        except MlflowException:  # created meanwhile by another process
+        except MlflowException as exc:
+            if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # created meanwhile by another process
             return self.client.get_experiment_by_name(self.settings.mlflow_experiment).experiment_id
 
     def log_candidate(self, *, run_name: str, params: dict, metrics: dict[str, float], pipeline,
@@ -113,12 +134,15 @@ class Tracker:
         """A new version of the registered model (created on first use)."""
         try:
             self.client.get_registered_model(self.model_name)
-        except MlflowException:
+        except MlflowException as exc:
+            if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                raise
             try:
                 self.client.create_registered_model(
                     self.model_name, description="Per-country Spotify Top 50 hit probabilities (72 outputs)")
-            except MlflowException:
-                pass  # created meanwhile
+            except MlflowException as exc2:
+                if _error_code(exc2) != "RESOURCE_ALREADY_EXISTS":
+                    raise  # only "created meanwhile by another process" is fine
         mv = self.client.create_model_version(self.model_name, model_uri, run_id=run_id, tags=tags)
         return ModelVersionInfo(self.model_name, str(mv.version), run_id, dict(mv.tags), mv.source)
 
@@ -129,10 +153,16 @@ class Tracker:
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
 
     def champion_info(self) -> ModelVersionInfo | None:
+        """The version the champion alias names; None when there is none yet (no registered model, or no
+        alias). Any other failure (store unreachable, broken) raises: it is not "no champion"."""
         try:
             mv = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
-        except MlflowException:
-            return None
+        except MlflowException as exc:
+            # the SQL store answers a missing alias with INVALID_PARAMETER_VALUE, a missing model with
+            # RESOURCE_DOES_NOT_EXIST; a tracking server that cannot be reached raises INTERNAL_ERROR etc.
+            if _error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
         return ModelVersionInfo(self.model_name, str(mv.version), mv.run_id, dict(mv.tags), mv.source)
 
     def load_version(self, version: str):

@@ -8,6 +8,7 @@ import duckdb
 
 from hit_platform.automation import WITH_ITS_ASSET
 from hit_platform.datasets import load_split
+from hit_platform.defs import gate_policy
 from hit_platform.defs.checks import alert_on_failure
 from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource
 from hit_platform.defs.training import CANDIDATES
@@ -99,13 +100,36 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
         metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version"))}))
 
 
+def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_version: str | None) -> None:
+    """Raise unless the latest evaluation says promote and its promotion gate passed it."""
+    if not ev.get("promote"):
+        verdict = f"its evaluation decided: {ev.get('decision', 'no decision recorded')}"
+    else:
+        gate = gate_policy.verdict(instance, dg.AssetCheckKey(EVALUATION, "promotion_gate"))
+        if gate is None:
+            return
+        verdict = f"ml/model_evaluation:promotion_gate {gate}"
+    keeps = f"the champion stays version {champion_version}" if champion_version else "there is no champion yet"
+    raise dg.Failure(
+        description=(f"refused to promote model version {ev.get('candidate_version')} "
+                     f"({ev.get('candidate_family')}): {verdict}. {keeps.capitalize()}. To proceed: train a better "
+                     f"candidate or change the thresholds (HIT_GATE_*), then `hit-platform build`, which evaluates "
+                     f"it again with its gate."),
+        metadata={"candidate_version": str(ev.get("candidate_version")), "promote": bool(ev.get("promote")),
+                  "decision": str(ev.get("decision")), "champion_version": champion_version or "none"},
+        allow_retries=False)
+
+
 @dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
 def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource) -> dg.MaterializeResult:
     """The model being served: the registry alias `hit_model@champion` moved to the candidate that
-    passed the promotion gate (this asset is not built when the gate refuses it)."""
+    passed the promotion gate. It checks the decision itself, whatever run it is in: a candidate whose
+    evaluation says refuse, or whose `promotion_gate` did not pass that very evaluation, is refused
+    with an error and the alias does not move."""
     ev = _upstream(context, EVALUATION)
     tracker = tracking.tracker()
     before = tracker.champion_info()
+    refuse_unless_promoted(context.instance, ev, before.version if before else None)
     tracker.promote(ev["candidate_version"])
     tracker.set_version_tag(ev["candidate_version"], "promoted_by_dagster_run", context.run.run_id)
     info = tracker.champion_info()

@@ -41,6 +41,10 @@ def _overrides(text: str, resource: str) -> dict:
         raise ValueError(f"{resource}.overrides_json is not valid JSON: {exc}") from exc
 
 
+PROMOTION_THRESHOLDS = ("min_auc_gain_over_baseline", "max_auc_drop_vs_champion",
+                        "max_country_auc_drop_vs_champion", "max_log_loss_increase_vs_champion")
+
+
 class GatesResource(dg.ConfigurableResource):
     """The quality gates' thresholds: `hit_platform.quality.GateThresholds` (env `HIT_GATE_*`),
     with optional overrides given as JSON, e.g. '{"max_psi": 0.3}'."""
@@ -49,6 +53,16 @@ class GatesResource(dg.ConfigurableResource):
 
     def thresholds(self) -> GateThresholds:
         return GateThresholds(**_overrides(self.overrides_json, "gates"))
+
+    def promotion_code_version(self, base: str | None) -> str:
+        """`base` plus a hash of the promotion thresholds: the evaluation's decision depends on them, so
+        changing them makes it stale and the next build decides again (the way to release a refusal
+        by thresholds)."""
+        import hashlib
+
+        promotion = {k: v for k, v in self.thresholds().model_dump().items()
+                     if k in PROMOTION_THRESHOLDS}
+        return f"{base or '1'}-{hashlib.sha256(json.dumps(promotion, sort_keys=True).encode()).hexdigest()[:12]}"
 
 
 class TrackingResource(dg.ConfigurableResource):

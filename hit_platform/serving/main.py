@@ -22,6 +22,7 @@ import time
 from datetime import datetime, timezone
 
 import httpx
+from mlflow.exceptions import MlflowException
 
 from hit_platform.lake import Lake
 from hit_platform.serving import loopback
@@ -98,7 +99,12 @@ class ServingProcess:
     # -- lifecycle ------------------------------------------------------------------------------
     def update(self) -> None:
         """SIGHUP: serve whatever the champion alias names now."""
-        info = self.tracker.champion_info()
+        try:
+            info = self.tracker.champion_info()
+        except MlflowException as exc:  # the registry unreachable: keep serving what we serve, say why
+            log.error("update: cannot read the champion alias from %s: %s", self.tracker.uri, exc)
+            update_pid_file(self.pid_path, update_error=f"{type(exc).__name__}: {exc}", update_error_version=None)
+            return
         if info is None:
             update_pid_file(self.pid_path, update_error="no champion alias", update_error_version=None)
             return

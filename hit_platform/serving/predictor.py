@@ -10,6 +10,7 @@ very same answer on a plain float array, and then feed it arrays.
 
 from __future__ import annotations
 
+import logging
 import operator
 import warnings
 from dataclasses import dataclass, field
@@ -17,10 +18,13 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from hit_platform.countries import COUNTRIES
 from hit_platform.features import FEATURE_COLUMNS, feature_range
 from hit_platform.tracking import ModelUnavailable, ModelVersionInfo, Tracker
+
+log = logging.getLogger(__name__)
 
 N_FEATURES = len(FEATURE_COLUMNS)
 N_COUNTRIES = len(COUNTRIES)
@@ -51,6 +55,13 @@ def probe_rows(n: int = 16, seed: int = 0) -> np.ndarray:
             v = np.round(v)
         cols.append(v)
     return np.column_stack(cols).astype(np.float64)
+
+
+# What a pipeline that reads columns by name raises when handed a plain array: sklearn's
+# ColumnTransformer (ValueError), X["col"] (IndexError), X.loc (AttributeError), or an answer of
+# another shape (ModelContractError). Anything else (out of memory, a broken model) is not a
+# reason to quietly switch inputs: it raises.
+_NEEDS_A_DATAFRAME = (ValueError, TypeError, LookupError, AttributeError, ModelContractError)
 
 
 @dataclass
@@ -92,7 +103,9 @@ class Predictor:
                 raise ModelContractError(f"model version {self.version} returns values outside [0, 1]")
             try:
                 same = np.array_equal(self._call(X, as_array=True), P)
-            except Exception:  # a pipeline that selects columns by name needs the DataFrame
+            except _NEEDS_A_DATAFRAME as exc:  # a pipeline that selects columns by name needs the DataFrame
+                log.info("model version %s takes DataFrames only (on an array: %s: %s)", self.version,
+                         type(exc).__name__, exc)
                 same = False
         self.array_input = same
         if same:
@@ -104,13 +117,18 @@ class Predictor:
 def lineage_of(tracker: Tracker, info: ModelVersionInfo) -> dict:
     """Where a model version came from: its tags and its MLflow run."""
     tags = {k: str(v) for k, v in (info.tags or {}).items()}
-    trained_at = None
+    trained_at = None  # unknown when the run is gone
     try:
         run = tracker.client.get_run(info.run_id)
+    except MlflowException as exc:
+        if str(getattr(exc, "error_code", "")) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        # the run is gone from a pruned store; the version's own tags remain
+        log.warning("model version %s: its MLflow run %s is gone from %s; lineage from the version's tags only",
+                    info.version, info.run_id, tracker.uri)
+    else:
         trained_at = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).isoformat()
         tags = {**{k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}, **tags}
-    except Exception:  # the run may be gone from a pruned store; the version's own tags remain
-        pass
     return {
         "name": info.name, "version": str(info.version), "source": info.source,
         "mlflow_run_id": info.run_id, "mlflow_tracking_uri": tracker.uri,
@@ -131,8 +149,10 @@ def load_predictor(tracker: Tracker, version: str | None = None) -> Predictor:
     else:
         try:
             mv = tracker.client.get_model_version(tracker.model_name, str(version))
-        except Exception as exc:  # MlflowException: no such version
-            raise ModelUnavailable(f"no version {version} of {tracker.model_name!r} in {tracker.uri}: {exc}") from exc
+        except MlflowException as exc:
+            what = "no" if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST" else "cannot read"
+            raise ModelUnavailable(f"{what} version {version} of {tracker.model_name!r} in {tracker.uri}: "
+                                   f"{exc}") from exc
         info = ModelVersionInfo(tracker.model_name, mv.version, mv.run_id, dict(mv.tags), mv.source)
         pipeline = tracker.load_version(str(version))
     predictor = Predictor(pipeline, info, lineage_of(tracker, info))

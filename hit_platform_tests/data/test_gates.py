@@ -7,11 +7,15 @@ rolled back afterwards: gates are the defence against any writer, not only inges
 from __future__ import annotations
 
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
 from hit_platform import gates
+from hit_platform.lake import Lake
 from hit_platform.quality import GateThresholds
+from hit_platform.schema import DUMP_COLUMNS
+from hit_platform.settings import Settings
 
 T = GateThresholds()
 
@@ -97,3 +101,42 @@ def test_thresholds_are_one_overridable_config(monkeypatch):
     monkeypatch.setenv("HIT_GATE_MAX_PSI", "0.5")
     assert GateThresholds().max_psi == 0.5
     assert GateThresholds(max_psi=0.1).max_psi == 0.1
+
+
+# -- the schema gate: bad data fails it, a bug in it is an error -----------------------------------------------
+
+def _chart_rows_lake(settings: Settings, rows: int = 40) -> Lake:
+    """A lake whose raw.chart_rows holds `rows` valid rows with the dump's exact column types."""
+    values = {"spotify_id": "'0VjIjW4GlUZAMYd2vXMi3b'", "name": "'Song'", "artists": "'Artist'",
+              "daily_rank": "1 + (i % 50)", "daily_movement": "0", "weekly_movement": "0", "country": "'DE'",
+              "snapshot_date": "DATE '2024-03-01' + (i // 50)::INTEGER", "popularity": "80", "is_explicit": "false",
+              "duration_ms": "200000", "album_name": "'Album'", "album_release_date": "DATE '2023-01-01'",
+              "key": "5", "mode": "1", "loudness": "-6.0", "tempo": "120.0", "time_signature": "4"}
+    cols = ", ".join(f"CAST({values.get(c.name, '0.5')} AS {c.sql_type}) AS {c.name}" for c in DUMP_COLUMNS)
+    lake = Lake(settings)
+    lake.write(lambda con: con.execute(f"CREATE TABLE raw.chart_rows AS SELECT {cols} FROM range({rows}) t(i)"))
+    return lake
+
+
+def test_schema_gate_fails_on_bad_data_counting_the_failure_cases(tmp_path: Path):
+    lake = _chart_rows_lake(Settings(warehouse=tmp_path / "warehouse"))
+    with lake.connection(read_only=True) as con:
+        clean = gates.schema_gate(con)
+    assert clean.passed, clean.description
+    # types stay right (the column check passes), values do not: only pandera sees it
+    lake.write(lambda con: con.execute("UPDATE raw.chart_rows SET danceability = 1.7 WHERE daily_rank IN (3, 4)"))
+    with lake.connection(read_only=True) as con:
+        result = gates.schema_gate(con)
+    assert not result.passed and "pandera schema chart_rows failed" in result.description
+    assert result.metadata["failure_cases"] == 2 and result.metadata["sample_rows"] == 40
+    assert "danceability" in result.metadata["worst"]
+
+
+def test_a_bug_in_the_schema_gate_raises_instead_of_failing_the_data(tmp_path: Path, monkeypatch):
+    lake = _chart_rows_lake(Settings(warehouse=tmp_path / "warehouse"))
+
+    def broken_validate(*args, **kwargs):
+        raise TypeError("a bug in the gate's own code")
+    monkeypatch.setattr(gates.CHART_ROWS_SCHEMA, "validate", broken_validate)
+    with lake.connection(read_only=True) as con, pytest.raises(TypeError, match="a bug in the gate's own code"):
+        gates.schema_gate(con)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.serving.loopback import free_port
 from hit_platform.settings import Settings
 from hit_platform.tracking import ChampionUnavailable, Tracker, code_version
 
@@ -88,3 +92,106 @@ def test_corrupted_champion_is_a_clear_error(tracker: Tracker):
 def test_code_version_names_the_commit():
     cv = code_version()
     assert len(cv["git_commit"]) in (40, len("unknown")) and cv["git_dirty"] in ("true", "false")
+
+
+# -- code version: what git cannot say is "unknown", never a commit off a failed command, never "clean" ------
+
+needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git executable")
+UNKNOWN_CODE = {"git_commit": "unknown", "git_dirty": "unknown"}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def outside_any_repo(tmp_path: Path, monkeypatch) -> Path:
+    """A folder git will not walk up from (the temp dir could sit inside some repository)."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    folder = tmp_path / "work"
+    folder.mkdir()
+    return folder
+
+
+def fake_git(tmp_path: Path, script: str) -> Path:
+    """A `git` executable of our own on PATH: a git that misbehaves the way real ones can."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / "git"
+    exe.write_text("#!/bin/sh\n" + script + "\n")
+    exe.chmod(0o755)
+    return bin_dir
+
+
+@needs_git
+def test_code_version_reads_the_commit_and_whether_the_tree_is_dirty(outside_any_repo: Path):
+    repo = outside_any_repo
+    git(repo, "init", "-q")
+    (repo / "code.py").write_text("x = 1\n")
+    git(repo, "add", "code.py")
+    git(repo, "commit", "-q", "-m", "one")
+    head = git(repo, "rev-parse", "HEAD")
+    assert code_version(repo) == {"git_commit": head, "git_dirty": "false"}
+    (repo / "code.py").write_text("x = 2\n")
+    assert code_version(repo) == {"git_commit": head, "git_dirty": "true"}
+
+
+@needs_git
+def test_code_version_outside_a_repository_is_unknown(outside_any_repo: Path):
+    assert code_version(outside_any_repo) == UNKNOWN_CODE
+
+
+@needs_git
+def test_code_version_of_a_repository_without_commits_is_unknown(outside_any_repo: Path):
+    """`git rev-parse HEAD` prints "HEAD" on stdout there, and fails: the exit code decides, not stdout."""
+    git(outside_any_repo, "init", "-q")
+    assert code_version(outside_any_repo) == UNKNOWN_CODE
+
+
+def test_code_version_without_git_installed_is_unknown(outside_any_repo: Path, tmp_path: Path, monkeypatch):
+    empty = tmp_path / "no-git-here"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    assert code_version(outside_any_repo) == UNKNOWN_CODE
+
+
+def test_a_git_that_prints_a_commit_but_fails_is_unknown(outside_any_repo: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_git(tmp_path, "echo 0123456789abcdef0123456789abcdef01234567\n"
+                                                      "echo 'fatal: something broke' >&2\nexit 128")))
+    assert code_version(outside_any_repo) == UNKNOWN_CODE
+
+
+def test_a_git_that_hangs_is_unknown(outside_any_repo: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("PATH", str(fake_git(tmp_path, "exec sleep 30")))
+    started = time.monotonic()
+    assert code_version(outside_any_repo, timeout=0.5) == UNKNOWN_CODE
+    assert time.monotonic() - started < 10
+
+
+def test_a_git_whose_status_fails_keeps_the_commit_but_not_the_cleanliness(outside_any_repo: Path, tmp_path: Path,
+                                                                          monkeypatch):
+    script = ('case "$1" in rev-parse) echo 0123456789abcdef0123456789abcdef01234567;; '
+              "*) echo 'fatal: index file corrupt' >&2; exit 128;; esac")
+    monkeypatch.setenv("PATH", str(fake_git(tmp_path, script)))
+    assert code_version(outside_any_repo) == {"git_commit": "0123456789abcdef0123456789abcdef01234567",
+                                              "git_dirty": "unknown"}
+
+
+# -- the champion alias: "none yet" only when the registry says so -------------------------------------------
+
+def test_a_registered_model_without_the_alias_has_no_champion(tmp_path: Path):
+    tracker = Tracker(Settings(warehouse=tmp_path / "warehouse"))
+    tracker.client.create_registered_model(tracker.model_name)
+    assert tracker.champion_info() is None
+
+
+def test_an_unreachable_registry_is_an_error_not_no_champion(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    tracker = Tracker(Settings(warehouse=tmp_path / "warehouse", mlflow_tracking_uri=uri))
+    with pytest.raises(MlflowException):
+        tracker.champion_info()
+    with pytest.raises(MlflowException):
+        tracker.load_champion()  # not "no model has been promoted yet"
