@@ -60,23 +60,27 @@ def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.Asset
     return set(selection.resolve(graph)) & set(graph.materializable_asset_keys)
 
 
-def without_held(defs: dg.Definitions, instance: dg.DagsterInstance, selected: list[dg.AssetKey]
-                 ) -> tuple[list[dg.AssetKey], list[gate_policy.Hold], list[dg.AssetKey]]:
+def without_held(defs: dg.Definitions, instance: dg.DagsterInstance, selected: list[dg.AssetKey],
+                 in_run: bool = True) -> tuple[list[dg.AssetKey], list[gate_policy.Hold], list[dg.AssetKey]]:
     """`selected` minus what the gate policy refuses now, and everything below it.
 
-    A parent in the same selection gets its checks run with it, and Dagster stops its children there
-    if one fails; so only a check that failed the parent's current version holds the child back (for
-    one wave: if the run gives the parent a new version that passes, the next wave builds the child).
+    With `in_run`, a parent in the same selection does not hold its child: its checks run with it,
+    Dagster stops the child there if one fails, and the child's own policy reads the new verdict.
     """
     graph = defs.resolve_asset_graph()
     checks = gate_policy.blocking_checks(defs.assets or [], defs.asset_checks or [])
-    chosen = set(selected)
-    found = [h for key in selected for h in gate_policy.holds(instance, key, graph.get(key).parent_keys, checks)
-             if h.verdict.failed or h.check.asset_key not in chosen]
+    assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
+    guarded = {k for a in assets if gate_policy.is_guarded(a) for k in a.keys}
+    observers = {k for a in assets if gate_policy.is_observer(a) for k in a.keys}
+    chosen = set(selected) if in_run else set()
+    found = [h for key in selected if key in guarded
+             for h in gate_policy.holds(instance, key, [p for p in graph.get(key).parent_keys if p not in chosen],
+                                        checks)]
     held = {h.asset for h in found}
     below = set(dg.AssetSelection.assets(*held).downstream().resolve(graph)) - held if held else set()
+    below -= observers  # monitors still run: they report on what is held
     keep = [k for k in selected if k not in held and k not in below]
-    return keep, found, sorted(below & chosen, key=lambda k: k.to_user_string())
+    return keep, found, sorted(below & set(selected), key=lambda k: k.to_user_string())
 
 
 def _with_multi_asset_neighbors(defs: dg.Definitions, keys: list[dg.AssetKey]) -> list[dg.AssetKey]:
@@ -115,49 +119,57 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     Staleness only shows one step down at a time (an asset turns stale once its
     input got a new data version), so this runs in waves until nothing is stale:
     new landing data -> ingest; new raw rows -> everything below. A wave whose
-    gate fails ends the build: what it stopped stays stale for the next one. A stale asset whose
-    parent's blocking check failed (in an earlier run) is not selected at all: it is reported in
-    `held`, with what is below it in `held_below` (the assets would refuse anyway, see gate_policy).
+    gate fails ends the build: what it stopped stays stale for the next one.
     `upto` limits the build to these assets and what they need (e.g. the data half).
+
+    What a failed gate holds (see `gate_policy`) is left out and reported in `held`, with what is
+    below it in `held_below`. A verdict can change without a new version of its asset (the
+    thresholds changed), so the checks that hold something are evaluated again, once per build;
+    what they release is built in a second round of waves.
     """
     observe_landing(defs, instance, log_level)
     out = BuildResult()
+    tried: set[dg.AssetKey] = set()
+    rechecked = False
+    while True:
+        _waves(defs, instance, out, tried, everything and not out.run_ids, upto, log_level, max_waves)
+        unbuilt = [k for k in stale_or_missing(defs, instance, upto) if k not in out.materialized]
+        _, out.held, out.held_below = without_held(defs, instance, unbuilt, in_run=False)
+        stuck = {h.check for h in out.held if h.verdict.judged_version_exists}
+        if rechecked or not stuck or not out.success:
+            return out
+        rechecked = True
+        evaluations = recheck(defs, instance, stuck, log_level)
+        out.checks += evaluations
+        if not any(e.passed for e in evaluations):
+            return out
+        tried -= {h.asset for h in out.held} | set(out.held_below)  # released: may be selected again
+
+
+def _waves(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, tried: set[dg.AssetKey],
+           everything: bool, upto: list[dg.AssetKey] | None, log_level: str, max_waves: int) -> None:
     job = defs.resolve_implicit_global_asset_job_def()
     all_keys = sorted(_scope(defs, upto), key=lambda k: k.to_user_string())
-    rechecked = False
     for wave in range(max_waves):
         forced = everything and wave == 0
         selected = all_keys if forced else stale_or_missing(defs, instance, upto)
         # Once per build: an ingest that found nothing new stays "stale" against the landing
         # folder (a rejected file changed it) but has nothing more to do.
-        selected = [k for k in selected if k not in out.selected]
+        selected = [k for k in selected if k not in tried]
         # A multi-asset runs whole: ingest writes raw and quarantine together, even when only one of
         # them is stale (a file without bad rows leaves quarantine stale against the landing folder).
-        selected = _with_multi_asset_neighbors(defs, selected)
-        selected, held, below = without_held(defs, instance, selected)
-        stuck = {h.check for h in held if h.check.asset_key not in selected}
-        if stuck and not rechecked:
-            # A verdict can change without a new version of its asset (the thresholds changed): the
-            # checks holding something whose parent this build does not rebuild are evaluated again,
-            # once per build, before it gives up.
-            rechecked = True
-            out.checks += recheck(defs, instance, stuck, log_level)
-            selected, held, below = without_held(defs, instance, selected + [h.asset for h in held] + below)
-        out.held, out.held_below = held, below  # what the last wave still holds is what stays unbuilt
+        selected, _, _ = without_held(defs, instance, _with_multi_asset_neighbors(defs, selected))
         if not selected:
-            break
+            return
         result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
                                         run_config=_run_config(log_level, forced and RAW_CHART_ROWS in selected))
-        materialized = [e.asset_key for e in result.get_asset_materialization_events()]
+        tried.update(selected)
         out.run_ids.append(result.run_id)
         out.selected += [k for k in selected if k not in out.selected]
-        out.materialized += materialized
+        out.materialized += [e.asset_key for e in result.get_asset_materialization_events()]
         out.checks += [e.event_specific_data for e in result.all_events
                        if e.event_type_value == "ASSET_CHECK_EVALUATION"]
         out.skipped = [k for k in out.selected if k not in out.materialized]
         if not result.success:
             out.success = False
-            break
-    if out.held or out.held_below:  # say why as of now: a gate may have failed in the last run
-        _, out.held, out.held_below = without_held(defs, instance, [h.asset for h in out.held] + out.held_below)
-    return out
+            return

@@ -7,6 +7,7 @@ configuration); artifacts of the default store stay under warehouse/ too.
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import tempfile
@@ -76,6 +77,15 @@ def _error_code(exc: MlflowException) -> str:
     return str(getattr(exc, "error_code", ""))
 
 
+@functools.cache
+def model_requirements() -> list[str]:
+    """What a logged model needs, pinned to the versions that fitted it. Given explicitly: MLflow's
+    own inference imports the model in a subprocess, about 7 s per candidate."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "numpy", "pandas", "cloudpickle", "pyarrow")]
+
+
 class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -127,7 +137,8 @@ class Tracker:
             probe = pipeline.predict_proba(input_example)
             info = mlflow.sklearn.log_model(pipeline, name="model", input_example=input_example,
                                             signature=infer_signature(input_example, probe),
-                                            serialization_format="cloudpickle")
+                                            serialization_format="cloudpickle",
+                                            pip_requirements=model_requirements())
             return run.info.run_id, info.model_uri
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersionInfo:

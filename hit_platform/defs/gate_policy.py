@@ -20,6 +20,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+# Monitors and the dashboard report on what the gates judged (a refused candidate, failing labels) and
+# build nothing that trains or serves on it: the policy does not hold them.
+OBSERVER_GROUPS = frozenset({"monitoring"})
 
 RELEASE = ("fix the data (or the thresholds, HIT_GATE_*) and rebuild: `hit-platform build`, which runs "
            "the check again with its asset")
@@ -31,6 +36,7 @@ class Verdict:
 
     failed: bool
     text: str
+    judged_version_exists: bool = True  # False: the asset itself was never materialized
 
     def __str__(self) -> str:
         return self.text
@@ -63,13 +69,16 @@ def verdict(instance: dg.DagsterInstance, check: dg.AssetCheckKey) -> Verdict | 
     """None when `check` passed for its asset's latest materialization; else why it did not."""
     latest = instance.fetch_materializations(check.asset_key, limit=1).records
     if not latest:
-        return Verdict(False, f"{check.asset_key.to_user_string()} has never been materialized")
-    record = instance.get_latest_asset_check_evaluation_record(check)
-    if record is None:
+        return Verdict(False, f"{check.asset_key.to_user_string()} has never been materialized", False)
+    # The latest *finished* evaluation: a run that planned the check but skipped it (its asset made no
+    # new version) leaves a planned record that judges nothing. No public instance method filters by
+    # status; the event log storage's does.
+    done = instance.event_log_storage.get_asset_check_execution_history(
+        check, limit=1, status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED})
+    evaluation = done[0].event.asset_check_evaluation if done and done[0].event else None
+    if evaluation is None:
         return Verdict(False, "never evaluated")
-    evaluation = record.event.asset_check_evaluation if record.event else None
-    if evaluation is None:  # PLANNED: its run is still going, or died before the check finished
-        return Verdict(False, f"its evaluation in run {record.run_id} has not finished")
+    record = done[0]
     target = evaluation.target_materialization_data
     if target is None or target.storage_id != latest[0].storage_id:
         return Verdict(False, f"not evaluated on the latest materialization of "
@@ -133,6 +142,7 @@ def guard(asset: dg.AssetsDefinition, checks: Mapping[dg.AssetKey, list[dg.Asset
             refuse_if_held()
             return body(*args, **kwargs)
 
+    wrapped.gate_policy_guarded = True
     new_op = dg.OpDefinition.dagster_internal_init(
         name=op.name, ins={i.name: dg.In.from_definition(i) for i in op.input_defs},
         outs={o.name: dg.Out.from_definition(o) for o in op.output_defs},
@@ -143,7 +153,20 @@ def guard(asset: dg.AssetsDefinition, checks: Mapping[dg.AssetKey, list[dg.Asset
     return dg.AssetsDefinition.dagster_internal_init(**{**asset.get_attributes_dict(), "node_def": new_op})
 
 
+def is_guarded(asset: dg.AssetsDefinition) -> bool:
+    """Whether the gate policy guards this asset (observers and assets without gated parents are not)."""
+    return bool(asset.is_executable and getattr(asset.op.compute_fn.decorated_fn, "gate_policy_guarded", False))
+
+
+def is_observer(asset: dg.AssetsDefinition) -> bool:
+    return {s.group_name for s in asset.specs} <= OBSERVER_GROUPS
+
+
 def apply(assets: list, checks: list) -> list:
-    """Every executable asset guarded by its parents' blocking checks (see the module docstring)."""
+    """Every executable asset guarded by its parents' blocking checks (see the module docstring), but
+    for the observers (OBSERVER_GROUPS)."""
     by_parent = blocking_checks(assets, checks)
-    return [guard(a, by_parent) if isinstance(a, dg.AssetsDefinition) and a.is_executable else a for a in assets]
+    return [guard(a, by_parent)
+            if isinstance(a, dg.AssetsDefinition) and a.is_executable
+            and not is_observer(a) else a
+            for a in assets]

@@ -1,6 +1,7 @@
 """Candidate models: every family trained on the train split, tuned on validation, tracked in MLflow."""
 
 import hashlib
+from dataclasses import dataclass, field
 
 import dagster as dg
 import numpy as np
@@ -13,10 +14,11 @@ from hit_platform.defs.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.checks import alert_on_failure
 from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
 from hit_platform.defs.songs import SONG_LABELS
+from hit_platform.lake import Lake
 from hit_platform.models import refit, select_best, train_candidates
 from hit_platform.models.candidates import fitted_params
 from hit_platform.tables import table_fingerprint
-from hit_platform.tracking import code_version
+from hit_platform.tracking import Tracker, code_version
 
 CANDIDATES = dg.AssetKey(["ml", "candidate_models"])
 PROBE_ROWS = 256
@@ -95,35 +97,81 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     })
 
 
+@dataclass
+class ReproResult:
+    passed: bool
+    description: str
+    metadata: dict
+    differences: list[str] = field(default_factory=list)  # one line per thing that differs
+
+
+def reproduce(lake: Lake, tracker: Tracker, recorded: dict) -> ReproResult:
+    """Rebuild the best candidate as `recorded` (the plain values of an ml/candidate_models
+    materialization's metadata) says it was built, and compare it with the registered model.
+
+    From the recorded lake snapshot: the splits must hash to the recorded fingerprint; the recorded
+    family, parameters and seed must be those of the registered version (its MLflow run and tags);
+    the chosen parameters fitted again (no search) with the recorded seed must choose what the fit
+    chose then (e.g. boosting rounds) and give the same prediction bytes on a fixed probe set as the
+    registered model and as recorded at training. Every difference is named in the description."""
+    snapshot, family, version = recorded["lake_snapshot_id"], recorded["best_family"], recorded["best_model_version"]
+    params, seed = recorded["best_params"], recorded["seed"]
+    with lake.connection(read_only=True) as con:
+        train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
+        splits_fp = table_fingerprint(con, at_version("ml.splits", snapshot))
+    differences = []
+    if splits_fp != recorded["splits_fingerprint"]:
+        differences.append(f"splits fingerprint at snapshot {snapshot}: {splits_fp} now, "
+                           f"{recorded['splits_fingerprint']} at training")
+    # What the registry says the model was built with: its version tags and its MLflow run's params.
+    mv = tracker.client.get_model_version(tracker.model_name, str(version))
+    registered_seed = mv.tags.get("seed")
+    if registered_seed is not None and registered_seed != str(seed):
+        differences.append(f"seed: {seed} recorded, the registered version {version} was fitted with {registered_seed}")
+    logged = tracker.client.get_run(mv.run_id).data.params if mv.run_id else {}
+    if logged.get("family", family) != family:
+        differences.append(f"family: {family} recorded, the registered version {version} is {logged['family']}")
+    # MLflow keeps params as strings; compare in that form (what `log_candidate` logged)
+    changed = {k: (v, logged.get(k)) for k, v in params.items() if logged and str(v) != logged.get(k)}
+    if changed:
+        differences.append("params: " + ", ".join(f"{k} {a} recorded, {b} in the registered version's run"
+                                                  for k, (a, b) in sorted(changed.items())))
+    # The chosen hyper-parameters fitted again (no search): the same data and code must give the
+    # same model, byte for byte.
+    rebuilt = refit(family, params, train.X, train.Y, seed=seed)
+    chose = fitted_params(rebuilt)  # what the fit chose again (e.g. boosting rounds)
+    chose_differently = {k: (v, params.get(k)) for k, v in chose.items() if params.get(k) != v}
+    if chose_differently:
+        differences.append("the refit chose " + ", ".join(f"{k}={a} (recorded {b})"
+                                                          for k, (a, b) in sorted(chose_differently.items())))
+    stored = tracker.load_version(version)
+    probe = val.X.head(PROBE_ROWS)
+    h_rebuilt, h_stored = prediction_hash(rebuilt, probe), prediction_hash(stored, probe)
+    h_training = recorded["probe_prediction_sha256"]
+    if not h_rebuilt == h_stored == h_training:
+        differences.append(f"prediction bytes on {len(probe)} probe rows (sha256): rebuilt {h_rebuilt[:12]}, "
+                           f"registered {h_stored[:12]}, at training {h_training[:12]}")
+    passed = not differences
+    description = (f"rebuilt from snapshot {snapshot}: identical splits, parameters and prediction bytes" if passed
+                   else f"the rebuild from snapshot {snapshot} differs from registered version {version}: "
+                        + "; ".join(differences))
+    return ReproResult(passed, description, {
+        "lake_snapshot_id": snapshot, "family": family, "probe_rows": len(probe),
+        "prediction_sha256_rebuilt": h_rebuilt, "prediction_sha256_registered": h_stored,
+        "prediction_sha256_at_training": h_training,
+        "splits_fingerprint_rebuilt": splits_fp, "splits_fingerprint_at_training": recorded["splits_fingerprint"],
+        "params_fitted_again": dg.MetadataValue.json(chose),
+        "seed_at_training": seed, "seed_registered": registered_seed or "unknown"}, differences)
+
+
 @dg.asset_check(asset=CANDIDATES, blocking=True, automation_condition=WITH_ITS_ASSET)
 def candidates_reproducible(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                             tracking: TrackingResource) -> dg.AssetCheckResult:
     """Refitting the best candidate's hyper-parameters from the same lake snapshot and code gives
     identical split hashes and an identical model: the same prediction bytes on a fixed probe set, compared with
-    the model as stored in the MLflow registry."""
-    meta = context.instance.get_latest_materialization_event(CANDIDATES).asset_materialization.metadata
-    snapshot, family = meta["lake_snapshot_id"].value, meta["best_family"].value
-    the_lake = lake.lake()
-    with the_lake.connection(read_only=True) as con:
-        train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
-        splits_fp = table_fingerprint(con, at_version("ml.splits", snapshot))
-    # The chosen hyper-parameters fitted again (no search): the same data and code must give the
-    # same model, byte for byte.
-    rebuilt = refit(family, meta["best_params"].value, train.X, train.Y, seed=meta["seed"].value)
-    stored = tracking.tracker().load_version(meta["best_model_version"].value)
-    probe = val.X.head(PROBE_ROWS)
-    h_rebuilt, h_stored = prediction_hash(rebuilt, probe), prediction_hash(stored, probe)
-    chose = fitted_params(rebuilt)  # what the fit chose again (e.g. boosting rounds)
-    same = (h_rebuilt == h_stored == meta["probe_prediction_sha256"].value
-            and splits_fp == meta["splits_fingerprint"].value
-            and all(meta["best_params"].value.get(k) == v for k, v in chose.items()))
-    return alert_on_failure(context, lake, dg.AssetCheckResult(
-        passed=same,
-        description=("rebuilt from snapshot %s: identical splits, parameters and prediction bytes" % snapshot)
-        if same else "the rebuild differs from the registered model (see metadata)",
-        metadata={"lake_snapshot_id": snapshot, "family": family, "probe_rows": len(probe),
-                  "prediction_sha256_rebuilt": h_rebuilt, "prediction_sha256_registered": h_stored,
-                  "prediction_sha256_at_training": meta["probe_prediction_sha256"].value,
-                  "splits_fingerprint_rebuilt": splits_fp,
-                  "splits_fingerprint_at_training": meta["splits_fingerprint"].value,
-                  "params_fitted_again": dg.MetadataValue.json(chose)}))
+    the model as stored in the MLflow registry (see `reproduce`)."""
+    event = context.instance.get_latest_materialization_event(CANDIDATES)
+    recorded = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    r = reproduce(lake.lake(), tracking.tracker(), recorded)
+    return alert_on_failure(context, lake, dg.AssetCheckResult(passed=r.passed, description=r.description,
+                                                               metadata=r.metadata))

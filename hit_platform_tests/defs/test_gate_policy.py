@@ -85,12 +85,18 @@ def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path, monk
                         .metadata["candidate_version"].value)
         assert candidate != champion and tracker.champion_info().version == champion
 
-        # 1. a second build: only what is stale, so the gate is not in that run; it holds the champion
+        # 1. a second `hit-platform build`, as the user typed it: only what is stale, so the gate is not
+        # in that run; the champion is held and the command says by what
         before = latest_storage_ids(instance, [CHAMPION, DEPLOYMENT, BATCH_PREDICTIONS])
-        again = builder.build(retrain, instance, upto=upto)
-        assert [str(h.asset.to_user_string()) for h in again.held] == ["ml/champion_model"]
-        assert again.held[0].check.name == "promotion_gate" and again.held[0].verdict.failed and "refuse" in again.held[0].verdict.text
-        assert again.materialized == [] and tracker.champion_info().version == champion
+        cli_env = {**env, "HIT_TRAIN_FAMILIES": '["linear"]', "HIT_TRAIN_SEED": "1",
+                   "HIT_GATE_MIN_AUC_GAIN_OVER_BASELINE": "0.9", "DAGSTER_HOME": str(home)}
+        again = subprocess.run([os.path.join(os.path.dirname(sys.executable), "hit-platform"), "build"],
+                               capture_output=True, text=True, timeout=600, env={**os.environ, **cli_env})
+        assert again.returncode == 1, again.stdout[-3000:] + again.stderr[-3000:]
+        assert "left unbuilt, held by a failed gate" in again.stdout
+        assert "ml/champion_model is held by ml/model_evaluation:promotion_gate (failed in run" in again.stdout
+        assert "materialized: ml/champion_model" not in again.stdout
+        assert tracker.champion_info().version == champion
 
         # 2. the champion alone through the Dagster API: the asset itself refuses, naming version and decision
         job = retrain.resolve_implicit_global_asset_job_def()
@@ -107,8 +113,6 @@ def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path, monk
             refuse_unless_promoted(instance, ev, champion)
 
         # 3. `dagster asset materialize` of the champion alone, on the same instance and warehouse
-        cli_env = {**env, "HIT_TRAIN_FAMILIES": '["linear"]', "HIT_TRAIN_SEED": "1",
-                   "HIT_GATE_MIN_AUC_GAIN_OVER_BASELINE": "0.9"}
         cli = dagster_cli(home, cli_env, "asset", "materialize", "-m", "hit_platform.definitions",
                           "--select", "ml/champion_model")
         assert cli.returncode != 0, cli.stdout[-2000:]
