@@ -94,7 +94,7 @@ def decide(candidate: dict, baseline: dict, champion: dict | None, t: GateThresh
         d.refuse(FINITE_METRICS, f"the candidate's {' and '.join(nan)} {'are' if len(nan) > 1 else 'is'} NaN: "
                                  "a model that cannot be measured is never promoted")
         return d
-    auc, loss = candidate["mean_roc_auc"], candidate["mean_log_loss"]
+    auc = candidate["mean_roc_auc"]
 
     rule, need = "min_auc_gain_over_baseline", t.min_auc_gain_over_baseline
     if not _finite(baseline.get("mean_roc_auc")):
@@ -110,27 +110,19 @@ def decide(candidate: dict, baseline: dict, champion: dict | None, t: GateThresh
         d.reasons.append("no champion yet")
         return d
 
-    rule, tol = "max_auc_drop_vs_champion", t.max_auc_drop_vs_champion
-    if not _finite(champion.get("mean_roc_auc")):
-        d.reasons.append("the champion's mean AUC is NaN: not compared")
-    else:
-        drop = champion["mean_roc_auc"] - auc
-        if drop > tol + SLACK:
-            d.refuse(rule, f"mean AUC {auc:.4f} is {drop:.4f} below the champion's {champion['mean_roc_auc']:.4f} "
-                           f"({rule} {tol})")
+    # how much worse the candidate is: a lower mean AUC, a higher mean log loss
+    for rule, key, label, worse_if in (("max_auc_drop_vs_champion", "mean_roc_auc", "mean AUC", "below"),
+                                       ("max_log_loss_increase_vs_champion", "mean_log_loss", "mean log loss",
+                                        "above")):
+        tol, ours, theirs = getattr(t, rule), candidate[key], champion.get(key)
+        if not _finite(theirs):
+            d.reasons.append(f"the champion's {label} is NaN: not compared")
+            continue
+        worse = theirs - ours if worse_if == "below" else ours - theirs
+        if worse > tol + SLACK:
+            d.refuse(rule, f"{label} {ours:.4f} is {worse:.4f} {worse_if} the champion's {theirs:.4f} ({rule} {tol})")
         else:
-            d.reasons.append(f"mean AUC {auc - champion['mean_roc_auc']:+.4f} vs the champion")
-
-    rule, tol = "max_log_loss_increase_vs_champion", t.max_log_loss_increase_vs_champion
-    if not _finite(champion.get("mean_log_loss")):
-        d.reasons.append("the champion's mean log loss is NaN: not compared")
-    else:
-        loss_up = loss - champion["mean_log_loss"]
-        if loss_up > tol + SLACK:
-            d.refuse(rule, f"mean log loss {loss:.4f} is {loss_up:.4f} above the champion's "
-                           f"{champion['mean_log_loss']:.4f} ({rule} {tol})")
-        else:
-            d.reasons.append(f"mean log loss {loss_up:+.4f} vs the champion")
+            d.reasons.append(f"{label} {ours - theirs:+.4f} vs the champion")
 
     rule, tol = "max_country_auc_drop_vs_champion", t.max_country_auc_drop_vs_champion
     drops = country_drops(candidate, champion)

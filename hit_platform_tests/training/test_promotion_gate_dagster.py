@@ -16,10 +16,10 @@ import pytest
 from hit_platform import build as builder
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.evaluation import CHAMPION, EVALUATION
-from hit_platform.defs.resources import GatesResource, TrackingResource, TrainingResource
+from hit_platform.defs.resources import GatesResource, TrainingResource
 from hit_platform.defs.training import CANDIDATES
-from hit_platform.tracking import Tracker
-from hit_platform_tests.data.conftest import Built, generate_full
+from hit_platform_tests.data.conftest import generate_full
+from hit_platform_tests.training.linear import TrainedLinear, latest_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +30,10 @@ MARGIN, AUC_DROP, LOSS_UP, COUNTRY_DROP = RULES = (
 DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05}
 
 
-class Trained(Built):
-    def __init__(self, root):
-        super().__init__(root)
-        self.tracking = TrackingResource(warehouse=str(self.settings.warehouse))
-        # linear only (with the prior baseline) and no worker processes: the cheapest graph with a model
-        self.training = TrainingResource(families=["linear"], workers=1)
-        self.defs = build_definitions(self.resource, tracking=self.tracking, training=self.training)
-        self.tracker = Tracker(self.settings)
+Trained = TrainedLinear
 
 
-def meta(instance, key) -> dict:
-    event = instance.get_latest_materialization_event(key)
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+meta = latest_metadata
 
 
 @pytest.fixture(scope="module")

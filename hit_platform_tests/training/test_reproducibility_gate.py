@@ -9,32 +9,22 @@ import dagster as dg
 import pytest
 
 from hit_platform import build as builder
-from hit_platform.definitions import build_definitions
 from hit_platform.defs.features import SPLITS_KEY
-from hit_platform.defs.resources import TrackingResource, TrainingResource
 from hit_platform.defs.training import CANDIDATES, reproduce
-from hit_platform.tracking import Tracker
-from hit_platform_tests.data.conftest import Built, generate_full
+from hit_platform_tests.data.conftest import generate_full
+from hit_platform_tests.training.linear import TrainedLinear, latest_metadata
 
 pytestmark = pytest.mark.slow
 
 CHECK = dg.AssetCheckKey(CANDIDATES, "candidates_reproducible")
 
 
-class Trained(Built):
-    def __init__(self, root):
-        super().__init__(root)
-        self.tracking = TrackingResource(warehouse=str(self.settings.warehouse))
-        # linear only (and the prior baseline): the cheapest family that is the best one
-        self.training = TrainingResource(families=["linear"], workers=1)
-        self.defs = build_definitions(self.resource, tracking=self.tracking, training=self.training)
-        self.tracker = Tracker(self.settings)
+Trained = TrainedLinear
 
 
 def recorded(instance) -> dict:
-    """The plain values of the latest ml/candidate_models materialization, as the check reads them."""
-    event = instance.get_latest_materialization_event(CANDIDATES)
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    """The latest ml/candidate_models record, as the check reads it."""
+    return latest_metadata(instance, CANDIDATES)
 
 
 @pytest.fixture(scope="module")
