@@ -141,7 +141,8 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
         rechecked = True
         evaluations = recheck(defs, instance, stuck, log_level)
         out.checks += evaluations
-        if not any(e.passed for e in evaluations):
+        if not any(e.passed for e in evaluations):  # still held: say so as of the new verdicts
+            _, out.held, out.held_below = without_held(defs, instance, unbuilt, in_run=False)
             return out
         tried -= {h.asset for h in out.held} | set(out.held_below)  # released: may be selected again
 
