@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hit_platform.defs.evaluation import EVALUATION  # noqa: E402
+from hit_platform.defs.ml.evaluation import EVALUATION  # noqa: E402
 from hit_platform.defs.serving import DEPLOYMENT  # noqa: E402
 from hit_platform_tests.automation.drill import Drill  # noqa: E402
 

@@ -5,7 +5,7 @@
 Generates one chart dump of about --rows rows (one file, all 73 charts), starts a
 throw-away PostgreSQL server and a moto S3 server on 127.0.0.1
 (hit_platform_tests/servers.py; needs `apt-get install -y postgresql` and
-`pip install "moto[server]"`), then times `hit_platform.ingestion.ingest_file` of
+`pip install "moto[server]"`), then times `hit_platform.steps.ingest.ingest_file` of
 that same file into a fresh lake on each backend:
   sqlite+local: catalog warehouse/lake/catalog.sqlite, data warehouse/lake/data/
   postgres+s3:  catalog in PostgreSQL, data in s3://<bucket>/<prefix>/ on moto
@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # hit_platform_tests from a checkout
 
 from bench_ingest import one_file_dump  # noqa: E402  (bench/ is on sys.path: the script's folder)
-from hit_platform.ingestion import ingest_file  # noqa: E402
-from hit_platform.lake import Lake  # noqa: E402
+from hit_platform.steps.ingest import ingest_file  # noqa: E402
+from hit_platform.adapters.lake.connection import Lake  # noqa: E402
 from hit_platform.settings import Settings  # noqa: E402
 from hit_platform_tests.servers import (create_database, list_objects, postgres_missing_reason,  # noqa: E402
                                         postgres_server, s3_missing_reason, s3_server)

@@ -26,8 +26,8 @@ from pathlib import Path
 def one_size(rows: int) -> dict:
     import dagster as dg
 
-    from hit_platform.build import build
-    from hit_platform.defs.features import SPLITS_KEY
+    from hit_platform.cli.build import build
+    from hit_platform.defs.ml.features import SPLITS_KEY
     from hit_platform.definitions import build_definitions
     from hit_platform.defs.resources import LakeResource
     from hit_platform.generator import GeneratorConfig, generate

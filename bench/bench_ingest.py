@@ -4,7 +4,7 @@
 
 Generates one chart dump of about --rows rows (one file, all 73 charts), then times
   bare:     DuckDB read_csv(...) -> Parquet file (COPY), the engine alone
-  platform: hit_platform.ingestion.ingest_file into a fresh DuckLake
+  platform: hit_platform.steps.ingest.ingest_file into a fresh DuckLake
 on the same file, and prints rows/s of each and their ratio (target >= 0.5).
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 
 from hit_platform.generator import GeneratorConfig, generate
-from hit_platform.ingestion import ingest_file, landing_files
-from hit_platform.lake import Lake
+from hit_platform.steps.ingest import ingest_file, landing_files
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 
 

@@ -33,15 +33,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hit_platform.countries import COUNTRIES
+from hit_platform.domain.countries import COUNTRIES
 
 ROOT = Path(__file__).resolve().parents[1]
 ORACLE = ROOT / "warehouse" / "generator" / "oracle.parquet"
 
 
 def load_splits():
-    from hit_platform.datasets import load_split
-    from hit_platform.lake import Lake
+    from hit_platform.steps.datasets import load_split
+    from hit_platform.adapters.lake.connection import Lake
 
     with Lake().connection(read_only=True) as con:
         return tuple(load_split(con, s) for s in ("train", "validation", "test"))
@@ -70,7 +70,7 @@ def peak_rss_mb() -> float:
 
 def child(data_path: str, n_songs: int) -> None:
     """Subprocess: train every family on the first n_songs of a shuffled train split; print JSON."""
-    from hit_platform.models import train_candidates
+    from hit_platform.domain.models import train_candidates
 
     with open(data_path, "rb") as f:
         train, val = pickle.load(f)
@@ -113,7 +113,7 @@ def main() -> None:
     if args.child:
         return child(args.child[0], int(args.child[1]))
 
-    from hit_platform.models import evaluate, select_best, train_candidates
+    from hit_platform.domain.models import evaluate, select_best, train_candidates
 
     print(f"machine: {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f} "
           "(other processes share the cores: timings are wall clock)")

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_serving.py [--duration 15] [--family linear] [--no-default-proxy]
 
-1. Trains a champion (a `hit_platform.models` family on synthetic songs; `--family`), registers and
+1. Trains a champion (a `hit_platform.domain.models` family on synthetic songs; `--family`), registers and
    promotes it in a temp MLflow store (or serves the champion of `--tracking-uri`).
 2. Starts the real serving process (`hit_platform.serving.start`: Ray Serve, HAProxy ingress,
    inference log into a temp lake) and a plain app (uvicorn + FastAPI, one worker, defined below,
@@ -37,8 +37,8 @@ from fastapi.responses import Response
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hit_platform.countries import COUNTRIES  # noqa: E402
-from hit_platform.features import FEATURE_COLUMNS  # noqa: E402
+from hit_platform.domain.countries import COUNTRIES  # noqa: E402
+from hit_platform.domain.features import FEATURE_COLUMNS  # noqa: E402
 from hit_platform.serving import ServeConfig, process  # noqa: E402
 from hit_platform.serving.loopback import free_port  # noqa: E402
 from hit_platform.serving.predictor import probe_rows  # noqa: E402
@@ -62,8 +62,8 @@ def synthetic_songs(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
 
 
 def promote_champion(settings: Settings, family: str) -> tuple[str, object]:
-    from hit_platform.models import select_best, train_candidates
-    from hit_platform.tracking import Tracker, code_version
+    from hit_platform.domain.models import select_best, train_candidates
+    from hit_platform.adapters.tracking import Tracker, code_version
 
     X, Y = synthetic_songs(4000, seed=0)
     Xv, Yv = synthetic_songs(1000, seed=1)
@@ -91,7 +91,7 @@ def plain_app_main(port: int) -> None:
     from hit_platform.serving.encoding import answered, prediction_bytes
     from hit_platform.serving.predictor import features_of, load_predictor, top_k
     from hit_platform.serving.schemas import SONG_ADAPTER
-    from hit_platform.tracking import Tracker
+    from hit_platform.adapters.tracking import Tracker
 
     model = load_predictor(Tracker(Settings()))
     app = FastAPI()
@@ -212,7 +212,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds per app")
-    ap.add_argument("--family", default="linear", help="hit_platform.models family of the champion")
+    ap.add_argument("--family", default="linear", help="hit_platform.domain.models family of the champion")
     ap.add_argument("--tracking-uri", help="serve the champion of this MLflow store instead of training one")
     ap.add_argument("--batch", type=int, default=10_000, help="songs in the /predict/batch request")
     ap.add_argument("--flush-seconds", type=float, default=ServeConfig().log_flush_seconds,
@@ -228,7 +228,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
     settings = Settings(warehouse=tmp / "warehouse", mlflow_tracking_uri=args.tracking_uri)
     if args.tracking_uri:
-        from hit_platform.tracking import Tracker
+        from hit_platform.adapters.tracking import Tracker
         pipeline, info = Tracker(settings).load_champion()
         version = str(info.version)
         print(f"champion: version {version} of {args.tracking_uri}")
@@ -297,7 +297,7 @@ def main() -> None:
         plain.terminate()
         plain.wait(10)
 
-    from hit_platform.lake import Lake
+    from hit_platform.adapters.lake.connection import Lake
     from hit_platform.serving.inference_log import requests_in_log
     lake = Lake(settings)
     logged = requests_in_log(lake)

@@ -2,14 +2,14 @@
 
 import dagster as dg
 
-from hit_platform.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated, automation_sensor
-from hit_platform.defs import (checks, evaluation, features, gate_policy, ingest, monitoring, predictions, sensors,
-                               serving, songs)
-from hit_platform.defs import training as training_defs
+from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated, automation_sensor
+from hit_platform.defs import checks, core, gate_policy, ops, raw, sensors, serving
+from hit_platform.defs.ml import evaluation, features, predictions
+from hit_platform.defs.ml import training as training_defs
 from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, TrackingResource,
                                          TrainingResource)
 
-ASSET_MODULES = [ingest, songs, features, training_defs, evaluation, predictions, serving, monitoring]
+ASSET_MODULES = [raw, core, features, training_defs, evaluation, predictions, serving, ops]
 CHECK_MODULES = [checks, training_defs, evaluation]
 # Ingest is started by the landing sensor; everything else follows its group's condition.
 CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving": ON_NEW_DATA_OR_CODE,

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hit_platform.schema import AUDIO_FEATURES
+from hit_platform.domain.schema import AUDIO_FEATURES
 
 
 class GateThresholds(BaseSettings):

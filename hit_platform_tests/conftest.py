@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 
 

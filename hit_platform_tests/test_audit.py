@@ -22,16 +22,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hit_platform import cli
-from hit_platform.audit import AuditError, AuditNotFound, audit
-from hit_platform.features import FEATURE_COLUMNS
-from hit_platform.lake import Lake
+from hit_platform.cli import main as cli
+from hit_platform.adapters.reports.audit import AuditError, AuditNotFound, audit
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import app as serving_app
 from hit_platform.serving.config import ServeConfig
 from hit_platform.serving.inference_log import JournalCommitter, Served, insert, to_arrow
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings, get_settings
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.serving.conftest import make_pipeline, song
 
 # Two trainings with nothing in common but the model family: every lineage field tells them apart.
@@ -73,7 +73,7 @@ def write_features(lake: Lake, n: int = 5) -> list[str]:
 
 def run_batch_predictions(settings: Settings) -> tuple[str, int]:
     """Materialize the real `ml/batch_predictions` asset; (Dagster run id, lake snapshot it read)."""
-    from hit_platform.defs.predictions import batch_predictions
+    from hit_platform.defs.ml.predictions import batch_predictions
     from hit_platform.defs.resources import LakeResource, TrackingResource
 
     result = dg.materialize([batch_predictions], instance=dg.DagsterInstance.ephemeral(), resources={

@@ -9,13 +9,13 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from hit_platform.automation import WITH_ITS_ASSET
-from hit_platform import gates
-from hit_platform.alerts import raise_alert
-from hit_platform.defs.features import FEATURES, SPLITS_KEY
-from hit_platform.defs.ingest import RAW_CHART_ROWS
+from hit_platform.defs.automation import WITH_ITS_ASSET
+from hit_platform.steps import gates
+from hit_platform.adapters.alerts import raise_alert
+from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
+from hit_platform.defs.raw import RAW_CHART_ROWS
 from hit_platform.defs.resources import GatesResource, LakeResource
-from hit_platform.defs.songs import SONG_LABELS, SONGS
+from hit_platform.defs.core import SONG_LABELS, SONGS
 
 Ctx = dg.AssetCheckExecutionContext
 

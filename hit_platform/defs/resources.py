@@ -7,9 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.quality import GateThresholds
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 from hit_platform.settings import Settings
 
 
@@ -82,7 +82,7 @@ class TrackingResource(dg.ConfigurableResource):
 
 class TrainingResource(dg.ConfigurableResource):
     """What candidate training runs: the model families (empty = every family in
-    `hit_platform.models.FAMILIES`) and the seed. The baseline `prior` is always trained."""
+    `hit_platform.domain.models.FAMILIES`) and the seed. The baseline `prior` is always trained."""
 
     families: list[str] = []
     seed: int = 0
@@ -93,7 +93,7 @@ class TrainingResource(dg.ConfigurableResource):
         either is a new code version of the candidates, which automation retrains."""
         import hashlib
 
-        import hit_platform.models as models
+        import hit_platform.domain.models as models
 
         h = hashlib.sha256(json.dumps({"families": self.families, "seed": self.seed}, sort_keys=True).encode())
         for path in sorted(Path(models.__file__).parent.glob("*.py")):
@@ -107,12 +107,12 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 class MonitorsResource(dg.ConfigurableResource):
-    """The monitors' thresholds: `hit_platform.monitoring.MonitorThresholds` (env `HIT_MONITOR_*`),
+    """The monitors' thresholds: `hit_platform.steps.monitors.MonitorThresholds` (env `HIT_MONITOR_*`),
     with optional overrides given as JSON, e.g. '{"min_rows": 50}'."""
 
     overrides_json: str = "{}"
 
     def thresholds(self):
-        from hit_platform.monitoring import MonitorThresholds
+        from hit_platform.steps.monitors import MonitorThresholds
 
         return MonitorThresholds(**_overrides(self.overrides_json, "monitors"))

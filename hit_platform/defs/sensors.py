@@ -5,15 +5,15 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
-from hit_platform.alerts import list_alerts, raise_alert
-from hit_platform.defs.evaluation import CHAMPION, EVALUATION
-from hit_platform.defs.features import FEATURES
-from hit_platform.defs.ingest import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
-from hit_platform.defs.predictions import BATCH_PREDICTIONS
+from hit_platform.adapters.alerts import list_alerts, raise_alert
+from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.ml.features import FEATURES
+from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
+from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.serving import DEPLOYMENT
-from hit_platform.defs.training import CANDIDATES
+from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.defs.resources import LakeResource
-from hit_platform.ingestion import file_sha256, landing_files
+from hit_platform.steps.ingest import file_sha256, landing_files
 from hit_platform.settings import get_settings
 
 

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from hit_platform.defs.evaluation import CHAMPION
+from hit_platform.defs.ml.evaluation import CHAMPION
 from hit_platform.defs.resources import TrackingResource
 from hit_platform.serving import process
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hit_platform.countries import CHART_SIZE
+from hit_platform.domain.countries import CHART_SIZE
 from hit_platform.generator.randomness import hash_logistic, hash_uniform, stream
 
 LOOKBACK_DAYS = 7  # weekly_movement compares with the chart a week earlier

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from hit_platform.countries import CHART_SIZE, COUNTRIES
+from hit_platform.domain.countries import CHART_SIZE, COUNTRIES
 
 FORMATS: dict[str, str] = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hit_platform.schema import COLUMN_NAMES
+from hit_platform.domain.schema import COLUMN_NAMES
 from hit_platform.generator.rows import RowBlock
 from hit_platform.generator.table import ROW_COLUMNS, DumpColumns, as_text
 

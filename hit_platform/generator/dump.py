@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hit_platform.countries import COUNTRIES
+from hit_platform.domain.countries import COUNTRIES
 from hit_platform.generator.charts import ChartSchedule
 from hit_platform.generator.config import GeneratorConfig
 from hit_platform.generator.csv_render import FastCsvRenderer

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from hit_platform.countries import CHART_SIZE, COUNTRIES
-from hit_platform.schema import COLUMNS, DUMP_COLUMNS
+from hit_platform.domain.countries import CHART_SIZE, COUNTRIES
+from hit_platform.domain.schema import COLUMNS, DUMP_COLUMNS
 from hit_platform.generator.charts import ChartSchedule
 from hit_platform.generator.config import (FAULT_KINDS, FILE_FAULT_KINDS, ROW_FAULT_KINDS,
                                            GeneratorConfig)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hit_platform.countries import CHART_SIZE
+from hit_platform.domain.countries import CHART_SIZE
 from hit_platform.generator.charts import ChartDays
 
 

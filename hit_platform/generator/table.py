@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hit_platform.schema import AUDIO_FEATURES, COLUMN_NAMES, DUMP_COLUMNS
+from hit_platform.domain.schema import AUDIO_FEATURES, COLUMN_NAMES, DUMP_COLUMNS
 from hit_platform.generator.rows import RowBlock
 from hit_platform.generator.songs import Catalogue
 

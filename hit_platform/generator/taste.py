@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hit_platform.countries import CHART_SIZE, COUNTRIES, GLOBAL_CHART, REGION_OF, REGIONS
+from hit_platform.domain.countries import CHART_SIZE, COUNTRIES, GLOBAL_CHART, REGION_OF, REGIONS
 from hit_platform.generator.randomness import stream
 
 # Every chart of the world, in a fixed order: index 0 is the global chart. The

@@ -31,9 +31,9 @@ from pydantic import TypeAdapter, ValidationError
 from ray import serve
 from starlette.concurrency import run_in_threadpool
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS
-from hit_platform.lake import Lake
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import arrow_batch, loopback
 from hit_platform.serving.config import ServeConfig
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
@@ -42,7 +42,7 @@ from hit_platform.serving.predictor import Predictor, features_of, load_predicto
 from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, ApiError, BatchPrediction, ErrorBody, Health,
                                           ModelCard, Prediction, batch_model)
 from hit_platform.settings import Settings
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ one Arrow stream of 72 probability columns plus `top_countries`.
 The rules are the JSON Song's (`schemas.py`), so either format refuses the
 same songs: every model input required and non-null; DOUBLE columns numeric
 and finite, INTEGER columns integer-typed, `is_explicit` boolean; ranges of
-`hit_platform.schema`; the optional identifiers strings within their length;
+`hit_platform.domain.schema`; the optional identifiers strings within their length;
 no unknown columns. Errors use the JSON shape and locations
 (`["body", "songs", row, field]`), so a client handles both alike.
 """
@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS, feature_range
-from hit_platform.schema import COLUMNS
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
+from hit_platform.domain.schema import COLUMNS
 from hit_platform.serving.schemas import _EXTRA_MAX_LENGTH, SONG_EXTRAS, ApiError
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"

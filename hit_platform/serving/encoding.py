@@ -13,7 +13,7 @@ import json
 
 import numpy as np
 
-from hit_platform.countries import COUNTRIES
+from hit_platform.domain.countries import COUNTRIES
 
 DECIMALS = 9
 _SCALE = 10 ** DECIMALS

@@ -38,9 +38,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS
-from hit_platform.lake import Lake
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.schemas import SONG_EXTRAS
 
 log = logging.getLogger(__name__)

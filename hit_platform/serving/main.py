@@ -24,13 +24,13 @@ from datetime import datetime, timezone
 import httpx
 from mlflow.exceptions import MlflowException
 
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import loopback
 from hit_platform.serving.inference_log import JournalCommitter
 from hit_platform.serving.config import ServeConfig
 from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
 from hit_platform.settings import Settings
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 
 log = logging.getLogger("hit_platform.serving")
 

@@ -1,6 +1,6 @@
 """The served model: a champion pipeline, its lineage, and the fastest way to call it.
 
-The contract (see `hit_platform.features`): `pipeline.predict_proba(X)` with
+The contract (see `hit_platform.domain.features`): `pipeline.predict_proba(X)` with
 the 14 FEATURE_COLUMNS (float64, is_explicit 0/1) returns (n, 72)
 probabilities in COUNTRIES order, all countries in one call. A pandas
 DataFrame costs ~0.6 ms of sklearn input checks per call, more than the
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS, feature_range
-from hit_platform.tracking import ModelUnavailable, ModelVersionInfo, Tracker
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
+from hit_platform.adapters.tracking import ModelUnavailable, ModelVersionInfo, Tracker
 
 log = logging.getLogger(__name__)
 

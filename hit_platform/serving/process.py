@@ -224,7 +224,7 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
     ChampionUnavailable when no model is promoted, ServingError when the port is taken or
     the process dies while starting (with the tail of its log).
     """
-    from hit_platform.tracking import ChampionUnavailable, Tracker  # mlflow: only when starting
+    from hit_platform.adapters.tracking import ChampionUnavailable, Tracker  # mlflow: only when starting
 
     config = config or ServeConfig()
     timeout = timeout or config.start_timeout_s
@@ -271,7 +271,7 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
     user_config, so Serve reconfigures the running replicas in place. Returns once /healthz
     reports the new version. Raises ServingError if nothing runs or the version cannot be loaded.
     """
-    from hit_platform.tracking import ChampionUnavailable, Tracker
+    from hit_platform.adapters.tracking import ChampionUnavailable, Tracker
 
     config = config or ServeConfig()
     with _lock(state_dir(settings, config) / "serving.lock"):

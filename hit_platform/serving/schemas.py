@@ -2,7 +2,7 @@
 
 A song is one flat object whose keys are the chart dump's column names. The
 model's inputs are required, typed strictly and range-checked with the bounds
-of `hit_platform.schema` (via `features.feature_range`): no number is typed
+of `hit_platform.domain.schema` (via `features.feature_range`): no number is typed
 here twice. Unknown keys are refused, so a misspelt feature never silently
 falls back to a default. Songs validate to plain dicts (see `Song`).
 """
@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from typing_extensions import Annotated, NotRequired, Required, TypedDict
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS, feature_range
-from hit_platform.schema import COLUMNS
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
+from hit_platform.domain.schema import COLUMNS
 
 _PY_TYPES = {"DOUBLE": float, "INTEGER": int, "BIGINT": int, "BOOLEAN": bool}
 

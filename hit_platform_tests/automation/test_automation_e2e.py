@@ -22,18 +22,18 @@ import dagster as dg
 import httpx
 import pytest
 
-from hit_platform.alerts import list_alerts
-from hit_platform.defs import monitoring
-from hit_platform.defs.monitoring import DASHBOARD
-from hit_platform.defs.evaluation import CHAMPION, EVALUATION
+from hit_platform.adapters.alerts import list_alerts
+from hit_platform.defs import ops
+from hit_platform.defs.ops import DASHBOARD
+from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource
 from hit_platform.defs.serving import DEPLOYMENT
-from hit_platform.defs.training import CANDIDATES
-from hit_platform.features import FEATURE_COLUMNS
-from hit_platform.lake import Lake
+from hit_platform.defs.ml.training import CANDIDATES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.inference_log import requests_in_log
 from hit_platform.serving.predictor import probe_rows
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.automation.drill import Drill
 
 pytestmark = pytest.mark.slow
@@ -127,7 +127,7 @@ def test_4_served_drift_alerts_and_the_drift_sensor_retrains_once(drill):
     resources = {"lake": LakeResource(warehouse=str(drill.settings.warehouse)),
                  "tracking": TrackingResource(warehouse=str(drill.settings.warehouse)),
                  "monitors": MonitorsResource(overrides_json='{"min_rows": 50}')}
-    result = dg.materialize([monitoring.served_feature_drift], instance=drill.instance, resources=resources)
+    result = dg.materialize([ops.served_feature_drift], instance=drill.instance, resources=resources)
     meta = result.asset_materializations_for_node("ops__served_feature_drift")[0].metadata
     assert meta["breached"].value and meta["max_psi"].value > 0.25, meta["summary"].value
     before = drill.served_version()
@@ -143,7 +143,7 @@ def test_4_served_drift_alerts_and_the_drift_sensor_retrains_once(drill):
     assert drill.served_version() == champion(drill) and (drill.served_version() != before) == promoted
     # the drift persists (the new version sees the same songs): another breach does not retrain again
     serve_drifted_songs()
-    dg.materialize([monitoring.served_feature_drift], instance=drill.instance, resources=resources)
+    dg.materialize([ops.served_feature_drift], instance=drill.instance, resources=resources)
     drill.settled(QUIET_S)
     assert len([r for r in drill.runs() if r.tags.get("trigger") == "drift_alert"]) == 1
     assert count(drill, CANDIDATES) == n + 1
@@ -197,7 +197,7 @@ def test_7_monitors_dashboard_and_alerts_are_there_to_read(drill):
     assert html.count("data:image/png;base64") >= 4
     meta = drill.materializations(DASHBOARD)[0].asset_materialization.metadata
     assert meta["path"].value == str(board) and "Champion" in meta["summary"].value
-    out = subprocess.run([sys.executable, "-m", "hit_platform.cli", "alerts", "--limit", "100"], env=drill.env,
+    out = subprocess.run([sys.executable, "-m", "hit_platform.cli.main", "alerts", "--limit", "100"], env=drill.env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for kind in ("drift", "ingest", "gate_failure", "run_failure"):

@@ -8,12 +8,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from hit_platform import build as builder
-from hit_platform.defs.features import SPLITS_KEY
+from hit_platform.cli import build as builder
+from hit_platform.defs.ml.features import SPLITS_KEY
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.resources import LakeResource
 from hit_platform.generator import GeneratorConfig, generate
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 
 HISTORY_DAYS, INCREMENTS = 24, 2

@@ -6,10 +6,10 @@ import dagster as dg
 
 from hit_platform.definitions import ASSET_MODULES, build_definitions
 from hit_platform.definitions import CHECK_MODULES
-from hit_platform.defs.features import FEATURES, SPLITS_KEY
+from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.resources import GatesResource
-from hit_platform.defs.songs import CHART_ENTRIES, SONG_LABELS, SONGS
-from hit_platform.tables import build_splits, table_fingerprint
+from hit_platform.defs.core import CHART_ENTRIES, SONG_LABELS, SONGS
+from hit_platform.steps.transforms import build_splits, table_fingerprint
 from hit_platform_tests.data.conftest import Built, build, generate_full, stale_or_missing
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hit_platform import gates
-from hit_platform.lake import Lake
+from hit_platform.steps import gates
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.quality import GateThresholds
-from hit_platform.schema import DUMP_COLUMNS
+from hit_platform.domain.schema import DUMP_COLUMNS
 from hit_platform.settings import Settings
 
 T = GateThresholds()

@@ -18,19 +18,19 @@ import duckdb
 import httpx
 import pytest
 
-from hit_platform import build as builder
+from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
-from hit_platform.defs.evaluation import CHAMPION, EVALUATION
-from hit_platform.defs.features import FEATURES, SPLITS_KEY
-from hit_platform.defs.ingest import RAW_CHART_ROWS
-from hit_platform.defs.predictions import BATCH_PREDICTIONS
+from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
+from hit_platform.defs.raw import RAW_CHART_ROWS
+from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource, TrainingResource
 from hit_platform.defs.serving import DEPLOYMENT
-from hit_platform.defs.songs import CHART_ENTRIES, SONG_LABELS, SONGS
+from hit_platform.defs.core import CHART_ENTRIES, SONG_LABELS, SONGS
 from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import free_port
 from hit_platform.settings import REPO_ROOT, Settings
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.data.conftest import generate_full
 
 pytestmark = pytest.mark.slow
@@ -108,7 +108,7 @@ def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path, monk
         # ... and with the refused candidate's own record, it refuses on the decision itself
         ev = {k: v.value for k, v in instance.get_latest_materialization_event(EVALUATION)
               .asset_materialization.metadata.items()}
-        from hit_platform.defs.evaluation import refuse_unless_promoted
+        from hit_platform.defs.ml.evaluation import refuse_unless_promoted
         with pytest.raises(dg.Failure, match=f"refused to promote model version {candidate} .*refuse: "):
             refuse_unless_promoted(instance, ev, champion)
 

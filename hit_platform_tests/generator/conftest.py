@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hit_platform.schema import DUMP_COLUMNS
+from hit_platform.domain.schema import DUMP_COLUMNS
 from hit_platform.generator import FAULT_KINDS, GeneratorConfig, generate
 
 FORMATS = ("csv", "csv.gz", "parquet")

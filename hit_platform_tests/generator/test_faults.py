@@ -15,8 +15,8 @@ import pyarrow.csv
 import pyarrow.parquet as pq
 import pytest
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.schema import AUDIO_FEATURES, COLUMN_NAMES, DUMP_COLUMNS
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.schema import AUDIO_FEATURES, COLUMN_NAMES, DUMP_COLUMNS
 from hit_platform.generator import FAULT_KINDS
 
 CELL_RULES = {

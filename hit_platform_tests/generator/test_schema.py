@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.schema import COLUMN_NAMES, DUMP_COLUMNS
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.schema import COLUMN_NAMES, DUMP_COLUMNS
 
 
 def _header(path) -> list[str]:

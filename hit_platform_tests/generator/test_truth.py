@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from hit_platform.countries import COUNTRIES, REGION_OF
+from hit_platform.domain.countries import COUNTRIES, REGION_OF
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.csv
 import pytest
 
-from hit_platform.schema import COLUMN_NAMES
+from hit_platform.domain.schema import COLUMN_NAMES
 from hit_platform.generator.csv_render import FastCsvRenderer, header_line, lines_bytes, render_lines
 from hit_platform.generator.gzip_stream import BLOCK_SIZE, ParallelGzipWriter
 from hit_platform.generator.rows import RowBlock

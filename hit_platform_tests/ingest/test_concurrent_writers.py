@@ -7,15 +7,15 @@ import subprocess
 import sys
 import textwrap
 
-from hit_platform.ingestion import landing_files
-from hit_platform.lake import Lake
+from hit_platform.steps.ingest import landing_files
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform_tests.conftest import small_dump
 
 WRITER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from hit_platform.ingestion import ingest_landing, landing_files
-    from hit_platform.lake import Lake
+    from hit_platform.steps.ingest import ingest_landing, landing_files
+    from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
     settings = Settings(warehouse=Path(sys.argv[1]), lake_retries=40)
     files = landing_files(settings.landing_dir)

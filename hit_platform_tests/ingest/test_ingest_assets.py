@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from hit_platform.defs.ingest import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS, ingest_chart_files
+from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS, ingest_chart_files
 from hit_platform.defs.resources import LakeResource
 from hit_platform.generator import FAULT_KINDS
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform_tests.conftest import small_dump
 
 ROW_FAULT_REASON = {"missing_values": "missing_value", "out_of_range": "out_of_range",

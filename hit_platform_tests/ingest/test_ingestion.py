@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hit_platform.ingestion import ingest_file, ingest_landing
-from hit_platform.lake import Lake
-from hit_platform.schema import AUDIO_FEATURES, COLUMN_NAMES
+from hit_platform.steps.ingest import ingest_file, ingest_landing
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.domain.schema import AUDIO_FEATURES, COLUMN_NAMES
 
 HEADER = ",".join(COLUMN_NAMES)
 GOOD = {  # one valid row, as the dump writes it

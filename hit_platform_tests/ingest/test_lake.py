@@ -7,7 +7,7 @@ import sqlite3
 import duckdb
 import pytest
 
-from hit_platform.lake import Lake, extension_path
+from hit_platform.adapters.lake.connection import Lake, extension_path
 
 
 def test_extensions_come_from_their_pypi_packages():

@@ -1,4 +1,4 @@
-"""Tests of hit_platform.models on small synthetic data (no lake needed).
+"""Tests of hit_platform.domain.models on small synthetic data (no lake needed).
 
 `synthetic_split` makes songs with realistic feature ranges and a non-linear
 per-country truth (regional tempo bumps, a danceability x energy threshold,
@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from hit_platform.countries import COUNTRIES, REGION_OF, REGIONS
-from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.domain.countries import COUNTRIES, REGION_OF, REGIONS
+from hit_platform.domain.features import FEATURE_COLUMNS
 
 N_TRAIN, N_VAL, N_TEST = 2000, 600, 400
 
@@ -74,7 +74,7 @@ def data() -> dict[str, tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
 @lru_cache(maxsize=1)
 def trained_candidates() -> dict:
     """Every family trained once with train_candidates on the synthetic data: {family: CandidateResult}."""
-    from hit_platform.models import train_candidates
+    from hit_platform.domain.models import train_candidates
 
     (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
     return {r.family: r for r in train_candidates(Xt, Yt, Xv, Yv, seed=0)}

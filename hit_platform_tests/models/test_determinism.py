@@ -3,8 +3,8 @@
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from hit_platform.models import refit, train_candidates
-from hit_platform.models.candidates import FAMILIES
+from hit_platform.domain.models import refit, train_candidates
+from hit_platform.domain.models.candidates import FAMILIES
 from hit_platform_tests.models import data, trained_candidates
 
 

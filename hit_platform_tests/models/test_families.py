@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.models import FAMILIES, PROBA_MIN, CandidateResult, evaluate, select_best, train_candidates
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.models import FAMILIES, PROBA_MIN, CandidateResult, evaluate, select_best, train_candidates
 from hit_platform_tests.models import data, trained_candidates
 
 ALL = ["prior", "linear", "trees", "mlp", "blend"]

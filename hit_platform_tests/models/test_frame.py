@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hit_platform.features import FEATURE_COLUMNS
-from hit_platform.models.frame import FeatureFrame, LogFeatures, feature_matrix, label_matrix
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.domain.models.frame import FeatureFrame, LogFeatures, feature_matrix, label_matrix
 from hit_platform_tests.models import synthetic_features, trained_candidates
 
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.models import CountryMetrics, country_metrics, evaluate
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.models import CountryMetrics, country_metrics, evaluate
 
 
 def _case(seed=0, n=500, ties=False):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hit_platform.models.quickscorer import compile_hgb
-from hit_platform.models.trees import OUTPUT_CATEGORIES, CountryTrees, stack_rows
+from hit_platform.domain.models.quickscorer import compile_hgb
+from hit_platform.domain.models.trees import OUTPUT_CATEGORIES, CountryTrees, stack_rows
 from hit_platform_tests.models import data, trained_candidates
 
 

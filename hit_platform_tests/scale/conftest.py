@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 from hit_platform_tests.servers import (S3Credentials, create_database, list_objects, postgres_missing_reason,
                                         postgres_server, s3_missing_reason, s3_server)

@@ -9,7 +9,7 @@ import uuid
 import dagster as dg
 import pytest
 
-from hit_platform.defs.ingest import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS, ingest_chart_files
+from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS, ingest_chart_files
 from hit_platform.defs.resources import LakeResource
 from hit_platform_tests.conftest import small_dump
 from hit_platform_tests.servers import create_database

@@ -18,20 +18,20 @@ import httpx
 import numpy as np
 import pytest
 
-from hit_platform import build as builder
+from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
-from hit_platform.defs.evaluation import EVALUATION
-from hit_platform.defs.predictions import BATCH_PREDICTIONS
+from hit_platform.defs.ml.evaluation import EVALUATION
+from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
 from hit_platform.defs.serving import DEPLOYMENT
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.inference_log import requests_in_log
 from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings
-from hit_platform.tables import table_fingerprint
-from hit_platform.tracking import Tracker
+from hit_platform.steps.transforms import table_fingerprint
+from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.data.conftest import generate_full
 from hit_platform_tests.scale.test_dagster_postgres import DAGSTER_YAML
 from hit_platform_tests.servers import create_database

@@ -16,15 +16,15 @@ import textwrap
 
 import pytest
 
-from hit_platform.ingestion import landing_files
+from hit_platform.steps.ingest import landing_files
 from hit_platform_tests.conftest import small_dump
 
 pytestmark = pytest.mark.slow
 
 INGESTER = textwrap.dedent("""
     import json, sys
-    from hit_platform.ingestion import ingest_landing, landing_files
-    from hit_platform.lake import Lake
+    from hit_platform.steps.ingest import ingest_landing, landing_files
+    from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
     settings = Settings(lake_retries=40)  # everything else from the HIT_* environment
     files = landing_files(settings.landing_dir)
@@ -36,7 +36,7 @@ INGESTER = textwrap.dedent("""
 
 APPENDER = textwrap.dedent("""
     import json, sys
-    from hit_platform.lake import Lake
+    from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
     batches, size = int(sys.argv[1]), int(sys.argv[2])
     lake = Lake(Settings(lake_retries=40))

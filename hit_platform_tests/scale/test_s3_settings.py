@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hit_platform.lake import Lake, dsn_without_password, loadable_extension_path
+from hit_platform.adapters.lake.connection import Lake, dsn_without_password, loadable_extension_path
 from hit_platform.settings import Settings
 
 S3_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",

@@ -12,13 +12,13 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving.config import ServeConfig
 from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 
 # The replica unpickles the model without importing this test module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

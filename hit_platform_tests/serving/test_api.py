@@ -15,13 +15,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS, feature_range
-from hit_platform.lake import Lake
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import process
 from hit_platform.serving.inference_log import requests_in_log
 from hit_platform.serving.loopback import is_loopback_address, listeners
-from hit_platform.tracking import Tracker
+from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.serving.conftest import promote_champion, serving_env, song
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving import arrow_batch
 from hit_platform.serving.app import parse_body
 from hit_platform.serving.encoding import answered

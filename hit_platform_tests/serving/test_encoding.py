@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS, feature_range
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
 from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, top_k
 from hit_platform.serving.schemas import SONG_ADAPTER, batch_model
-from hit_platform.tracking import ModelVersionInfo
+from hit_platform.adapters.tracking import ModelVersionInfo
 from hit_platform_tests.serving.conftest import make_pipeline, song
 
 

@@ -11,9 +11,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.features import FEATURE_COLUMNS
-from hit_platform.lake import Lake
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.inference_log import (TABLE, InferenceLogger, JournalCommitter, Served, insert,
                                                 journal_files, read_journal, requests_in_log, to_arrow, write_journal)
 from hit_platform.settings import Settings

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from hit_platform.lake import Lake
+from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import process
 from hit_platform.serving.inference_log import requests_in_log
 from hit_platform_tests.serving.conftest import promote_champion, serving_env, song

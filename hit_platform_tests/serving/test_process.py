@@ -13,7 +13,7 @@ import pytest
 from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import haproxy_wrapper, ray_env
 from hit_platform.settings import Settings
-from hit_platform.tracking import ChampionUnavailable
+from hit_platform.adapters.tracking import ChampionUnavailable
 from hit_platform_tests.serving.conftest import promote_champion
 
 

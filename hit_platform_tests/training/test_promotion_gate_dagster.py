@@ -13,11 +13,11 @@ import json
 import dagster as dg
 import pytest
 
-from hit_platform import build as builder
+from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
-from hit_platform.defs.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.resources import GatesResource, TrainingResource
-from hit_platform.defs.training import CANDIDATES
+from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform_tests.data.conftest import generate_full
 from hit_platform_tests.training.linear import TrainedLinear, latest_metadata
 

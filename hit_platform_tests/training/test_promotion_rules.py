@@ -10,8 +10,8 @@ import math
 
 import pytest
 
-from hit_platform.countries import COUNTRIES
-from hit_platform.evaluation import FINITE_METRICS, decide
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.promotion import FINITE_METRICS, decide
 from hit_platform.quality import GateThresholds
 
 NAN = float("nan")

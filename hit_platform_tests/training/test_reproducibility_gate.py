@@ -8,9 +8,9 @@ import shutil
 import dagster as dg
 import pytest
 
-from hit_platform import build as builder
-from hit_platform.defs.features import SPLITS_KEY
-from hit_platform.defs.training import CANDIDATES, reproduce
+from hit_platform.cli import build as builder
+from hit_platform.defs.ml.features import SPLITS_KEY
+from hit_platform.defs.ml.training import CANDIDATES, reproduce
 from hit_platform_tests.data.conftest import generate_full
 from hit_platform_tests.training.linear import TrainedLinear, latest_metadata
 

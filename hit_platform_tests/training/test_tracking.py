@@ -15,10 +15,10 @@ from sklearn.base import BaseEstimator
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from hit_platform.features import FEATURE_COLUMNS
+from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving.loopback import free_port
 from hit_platform.settings import Settings
-from hit_platform.tracking import ChampionUnavailable, Tracker, code_version
+from hit_platform.adapters.tracking import ChampionUnavailable, Tracker, code_version
 
 
 class RateModel(BaseEstimator):
@@ -195,3 +195,22 @@ def test_an_unreachable_registry_is_an_error_not_no_champion(tmp_path: Path, mon
         tracker.champion_info()
     with pytest.raises(MlflowException):
         tracker.load_champion()  # not "no model has been promoted yet"
+
+
+def test_a_model_pickled_under_the_old_layout_still_loads():
+    """Models registered before the layout change name `hit_platform.models.*` in their pickle."""
+    import pickle
+    import subprocess
+    import sys
+
+    from hit_platform.domain.models.estimators import PriorRates
+    old = pickle.dumps(PriorRates(), protocol=0).replace(b"hit_platform.domain.models", b"hit_platform.models")
+    assert b"hit_platform.models.estimators" in old
+    code = ("import pickle, sys\n"
+            "data = sys.stdin.buffer.read()\n"
+            "try:\n    pickle.loads(data)\nexcept ModuleNotFoundError:\n    print('unaliased fails')\n"
+            "from hit_platform.adapters.tracking import alias_moved_modules\n"
+            "alias_moved_modules()\n"
+            "print(type(pickle.loads(data)).__module__)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=old, capture_output=True, check=True).stdout.decode()
+    assert out.split() == ["unaliased", "fails", "hit_platform.domain.models.estimators"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from hit_platform import build as builder
+from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
-from hit_platform.defs.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.resources import GatesResource, TrackingResource, TrainingResource
-from hit_platform.defs.training import CANDIDATES
-from hit_platform.tracking import Tracker
+from hit_platform.defs.ml.training import CANDIDATES
+from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.data.conftest import Built, generate_full
 
 pytestmark = pytest.mark.slow

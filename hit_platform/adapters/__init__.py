@@ -1,0 +1,1 @@
+"""Adapters to the outside: the lake (DuckLake), MLflow tracking, alerts, reports."""

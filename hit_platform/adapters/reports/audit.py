@@ -1,0 +1,141 @@
+"""Trace any prediction back to what made it: model version, MLflow run, Dagster run, lake snapshot,
+code version and training rows.
+
+An id is looked up in the inference log (`ops.inference_log.request_id`: requests the HTTP API
+answered or refused) and in the batch predictions (`ml.batch_predictions.prediction_id`). What the
+log shows is reported as it is: a refused request made no prediction, so it names no model that
+made one; an id found nowhere, or lineage the registry no longer holds, is an error, never a blank.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from mlflow.exceptions import MlflowException
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.settings import Settings
+from hit_platform.adapters.tracking import UNKNOWN, Tracker
+
+INFERENCE_LOG = "ops.inference_log"
+BATCH_PREDICTIONS = "ml.batch_predictions"
+
+
+class AuditError(LookupError):
+    """The audit cannot give a truthful answer (see the message)."""
+
+
+class AuditNotFound(AuditError):
+    """No served request nor batch prediction carries this id (or the model it names is gone)."""
+
+
+def _code_version(tags: dict) -> str:
+    commit = tags.get("git_commit") or f"{UNKNOWN} (the model version has no git_commit tag)"
+    dirty = tags.get("git_dirty")
+    if dirty == "true":
+        return f"{commit} (dirty)"
+    if dirty == "false":
+        return commit
+    return f"{commit} (unknown whether dirty)"
+
+
+def _served(identifier: str, rows: list[tuple]) -> dict:
+    """One request of the inference log: answered (one row per song) or refused (one row)."""
+    if len(rows) > 1:
+        seen = "; ".join(f"status {r[0]} model version {r[1]} on {r[2]} ({r[4]} rows)" for r in rows)
+        raise AuditError(f"{INFERENCE_LOG} holds inconsistent rows for request {identifier!r}: {seen}")
+    status, version, endpoint, at, n, detail = rows[0]
+    if status == 200:
+        if version is None:
+            raise AuditError(f"{INFERENCE_LOG}: request {identifier!r} was answered (HTTP 200) but its rows "
+                             "name no model version")
+        return {"kind": "served request", "id": identifier, "status": status, "endpoint": endpoint,
+                "at": str(at), "songs": n, "model_version": str(version)}
+    refused = 400 <= status < 500
+    return {"kind": f"{'refused' if refused else 'failed'} request (HTTP {status})", "id": identifier,
+            "status": status, "endpoint": endpoint, "at": str(at),
+            "prediction": (f"none: the request was refused (HTTP {status}) before any model ran" if refused else
+                           f"none returned: the request failed (HTTP {status})"),
+            "error": detail if detail is None or len(detail) <= 1000 else detail[:1000] + "...",
+            # the log records the serving version for answered requests only
+            "model_serving_then": str(version) if version is not None else
+            f"not recorded ({INFERENCE_LOG} keeps a model version only for answered requests)",
+            "model_version": None}
+
+
+def _find_prediction(lake: Lake, identifier: str) -> dict:
+    try:
+        con = lake.connect(read_only=True)
+    except FileNotFoundError as exc:
+        raise AuditNotFound(f"no prediction has the id {identifier!r}: {exc}") from exc
+    found, looked = [], []
+    with con:
+        if lake.table_exists(con, "ops", "inference_log"):
+            looked.append(f"{INFERENCE_LOG}.request_id")
+            rows = con.execute(f"""
+                SELECT status, model_version, endpoint, min(received_at), count(*), any_value(response_body)
+                FROM {INFERENCE_LOG} WHERE request_id = ? GROUP BY status, model_version, endpoint
+                ORDER BY status, model_version""", [identifier]).fetchall()
+            if rows:
+                found.append(_served(identifier, rows))
+        else:
+            looked.append(f"{INFERENCE_LOG} (no such table yet: nothing served)")
+        if lake.table_exists(con, "ml", "batch_predictions"):
+            looked.append(f"{BATCH_PREDICTIONS}.prediction_id")
+            rows = con.execute(f"""
+                SELECT model_version, dagster_run_id, lake_snapshot_id, min(predicted_at), any_value(spotify_id),
+                       count(*)
+                FROM {BATCH_PREDICTIONS} WHERE prediction_id = ? GROUP BY ALL""", [identifier]).fetchall()
+            if len(rows) > 1:
+                raise AuditError(f"{BATCH_PREDICTIONS} holds inconsistent rows for prediction {identifier!r}: "
+                                 + "; ".join(f"model version {r[0]}, Dagster run {r[1]}" for r in rows))
+            if rows:
+                version, run_id, snap, at, song, _ = rows[0]
+                found.append({"kind": "batch prediction", "id": identifier, "model_version": str(version),
+                              "at": str(at), "spotify_id": song, "predicted_by_dagster_run": run_id,
+                              "predicted_from_lake_snapshot": snap})
+        else:
+            looked.append(f"{BATCH_PREDICTIONS} (no such table yet: no batch predictions)")
+    if len(found) > 1:
+        raise AuditError(f"the id {identifier!r} is both a served request and a batch prediction")
+    if not found:
+        raise AuditNotFound(f"no prediction has the id {identifier!r}: looked in {' and '.join(looked)} "
+                            f"of the lake {lake.settings.catalog}")
+    return found[0]
+
+
+def audit(settings: Settings, identifier: str) -> dict:
+    """Everything known about how the prediction `identifier` was made.
+
+    A refused request is reported as such (`model_version` None, no lineage): it made no prediction.
+    """
+    found = _find_prediction(Lake(settings), identifier)
+    if found["model_version"] is None:
+        return found
+    tracker = Tracker(settings)
+    try:
+        mv = tracker.client.get_model_version(tracker.model_name, found["model_version"])
+    except MlflowException as exc:
+        if str(exc.error_code) != "RESOURCE_DOES_NOT_EXIST":
+            raise  # the registry cannot be read: not "not found"
+        raise AuditNotFound(f"{found['kind']} {identifier!r} names model version {found['model_version']}, "
+                            f"which the registry at {tracker.uri} does not hold: {exc}") from exc
+    try:
+        run = tracker.client.get_run(mv.run_id)
+    except MlflowException as exc:
+        if str(exc.error_code) != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        trained_at = f"{UNKNOWN} (MLflow run {mv.run_id} is gone from {tracker.uri})"
+    else:
+        trained_at = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).isoformat()
+    t = mv.tags
+    return {**found,
+            "registered_model": f"{tracker.model_name} version {mv.version}",
+            "mlflow_run_id": mv.run_id, "mlflow_tracking_uri": tracker.uri,
+            "family": t.get("family"), "trained_by_dagster_run": t.get("dagster_run_id"),
+            "trained_at": trained_at,
+            "trained_on_lake_snapshot": t.get("lake_snapshot_id"),
+            "trained_on_splits_data_version": t.get("splits_data_version"),
+            "code_version": _code_version(t),
+            "training_rows": t.get("train_rows"), "validation_rows": t.get("validation_rows"),
+            "evaluation": t.get("evaluation")}

@@ -1,0 +1,183 @@
+"""The dashboard: one self-contained HTML page (inline PNG plots, no server) read from the lake.
+
+Model quality over versions (ml.evaluations), the champion's per-country ROC AUC,
+drift (features at each data version and served songs), serving latency over time
+(ops.inference_log), the latest monitor results and the latest alerts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import duckdb
+import numpy as np
+
+from hit_platform.adapters.reports import plots
+from hit_platform.adapters.alerts import list_alerts
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.adapters.lake.connection import Lake
+
+plt = plots.plt
+
+
+@dataclass
+class Dashboard:
+    html: str
+    summary_md: str
+    sections: list[str] = field(default_factory=list)
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plots.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _table(rows: list[tuple], header: tuple[str, ...]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "" if np.isnan(v) else f"{v:.4f}"
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    return "" if v is None else str(v)
+
+
+def _quality(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, dict]:
+    if not lake.table_exists(con, "ml", "evaluations"):
+        return "<p>No model has been evaluated yet.</p>", {}
+    ev = con.execute("""SELECT evaluated_at, candidate_version, candidate_family, candidate_mean_roc_auc,
+                               baseline_mean_roc_auc, champion_mean_roc_auc, oracle_mean_roc_auc,
+                               candidate_mean_log_loss, promote, per_country_roc_auc
+                        FROM ml.evaluations ORDER BY evaluated_at""").fetchall()
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    xs = np.arange(len(ev))
+    for j, (label, style) in enumerate([("candidate", "o-"), ("baseline", "s:"), ("champion before", "^--"),
+                                        ("oracle", "k_")], start=3):
+        ax.plot(xs, [r[j] if r[j] is not None else np.nan for r in ev], style, label=label)
+    ax.set_xticks(xs, [f"v{r[1]}" + ("" if r[8] else " (refused)") for r in ev], rotation=45, fontsize=8)
+    ax.set_ylabel("test mean ROC AUC")
+    ax.set_title("Model quality over versions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    parts = [_png(fig)]
+    promoted = [r for r in ev if r[8]]
+    latest = promoted[-1] if promoted else ev[-1]
+    per_country = json.loads(latest[9]) if latest[9] else {}
+    parts.append(_png(plots.auc_bars(per_country, f"Per-country test ROC AUC, version {latest[1]}")))
+    parts.append(_table([(r[0], r[1], r[2], r[3], r[4], r[6], r[7], "promoted" if r[8] else "refused")
+                         for r in reversed(ev[-10:])],
+                        ("evaluated", "version", "family", "mean AUC", "baseline AUC", "oracle AUC",
+                         "log loss", "decision")))
+    return "".join(parts), {"version": latest[1], "auc": latest[3], "oracle": latest[6]}
+
+
+def _drift(con: duckdb.DuckDBPyConnection, lake: Lake) -> str:
+    if not lake.table_exists(con, "ops", "monitor_metrics"):
+        return "<p>No monitor has run yet.</p>"
+    rows = con.execute("""SELECT monitor, metric, value FROM ops.monitor_metrics
+                          WHERE monitor IN ('served_feature_drift', 'prediction_drift') AND metric LIKE 'psi_%'
+                          QUALIFY checked_at = max(checked_at) OVER (PARTITION BY monitor)""").fetchall()
+    history = con.execute("""SELECT checked_at, monitor, value, threshold FROM ops.monitor_metrics
+                             WHERE metric = 'max_psi' ORDER BY checked_at""").fetchall()
+    parts = []
+    feats = sorted(((m[4:], v) for mon, m, v in rows if mon == "served_feature_drift"), key=lambda t: -t[1])
+    if feats:
+        fig, ax = plt.subplots(figsize=(9, 3))
+        ax.bar([f for f, _ in feats], [v for _, v in feats], color="#ddaa33")
+        ax.set_ylabel("PSI vs training")
+        ax.set_title("Served songs: feature drift (latest check)")
+        ax.tick_params(axis="x", rotation=60, labelsize=8)
+        fig.tight_layout()
+        parts.append(_png(fig))
+    if history:
+        fig, ax = plt.subplots(figsize=(9, 3))
+        for mon in sorted({h[1] for h in history}):
+            pts = [h for h in history if h[1] == mon]
+            ax.plot([p[0] for p in pts], [p[2] for p in pts], "o-", label=mon)
+        ax.axhline(history[-1][3] or 0.25, color="r", linewidth=0.8, linestyle="--", label="threshold")
+        ax.set_ylabel("largest PSI")
+        ax.set_title("Drift over time")
+        ax.legend(fontsize=8)
+        fig.autofmt_xdate()
+        fig.tight_layout()
+        parts.append(_png(fig))
+    return "".join(parts) or "<p>No drift measured yet (too few served songs).</p>"
+
+
+def _latency(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, dict]:
+    if not lake.table_exists(con, "ops", "inference_log"):
+        return "<p>Nothing served yet.</p>", {}
+    rows = con.execute("""
+        WITH r AS (SELECT request_id, min(received_at) AS first_at, any_value(latency_ms) AS ms, any_value(status) AS st
+                   FROM ops.inference_log GROUP BY request_id)
+        SELECT time_bucket(INTERVAL 1 MINUTE, first_at) AS minute, count(*),
+               quantile_cont(ms, 0.5) FILTER (WHERE st = 200), quantile_cont(ms, 0.99) FILTER (WHERE st = 200),
+               count(*) FILTER (WHERE st >= 500)
+        FROM r GROUP BY 1 ORDER BY 1 DESC LIMIT 240""").fetchall()[::-1]
+    if not rows:
+        return "<p>Nothing served yet.</p>", {}
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot([r[0] for r in rows], [r[2] if r[2] is not None else np.nan for r in rows], "o-", label="p50")
+    ax.plot([r[0] for r in rows], [r[3] if r[3] is not None else np.nan for r in rows], "o-", label="p99")
+    ax.set_ylabel("latency in the replica, ms")
+    ax.set_title("Serving latency per minute")
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    total = sum(r[1] for r in rows)
+    return _png(fig), {"requests": total, "errors": sum(r[4] for r in rows)}
+
+
+def _monitors(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, list]:
+    if not lake.table_exists(con, "ops", "monitor_metrics"):
+        return "", []
+    rows = con.execute("""SELECT monitor, checked_at, model_version, value > 0
+                          FROM ops.monitor_metrics WHERE metric = 'breached'
+                          QUALIFY checked_at = max(checked_at) OVER (PARTITION BY monitor)
+                          ORDER BY monitor""").fetchall()
+    return _table([(m, t, v, "BREACHED" if b else "ok") for m, t, v, b in rows],
+                  ("monitor", "checked", "model version", "state")), rows
+
+
+def build(lake: Lake) -> Dashboard:
+    with lake.connection(read_only=True) as con:
+        quality, q = _quality(con, lake)
+        drift = _drift(con, lake)
+        latency, lat = _latency(con, lake)
+        monitors, mon = _monitors(con, lake)
+        snapshot = lake.snapshot_id(con)
+    alerts = list_alerts(lake, limit=30)
+    now = datetime.now(timezone.utc)
+    sections = ["Model quality", "Drift", "Serving", "Monitors", "Alerts"]
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hit_platform dashboard</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1000px}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{max-width:100%}}</style></head><body>
+<h1>hit_platform dashboard</h1>
+<p>Built {now:%Y-%m-%d %H:%M:%S} UTC from lake snapshot {snapshot}. Champion: version {q.get('version', 'none')},
+test mean ROC AUC {_fmt(q.get('auc'))} (oracle {_fmt(q.get('oracle'))}).</p>
+<h2>Model quality</h2>{quality}
+<h2>Drift</h2>{drift}
+<h2>Serving</h2>{latency}
+<h2>Monitors</h2>{monitors or '<p>No monitor has run yet.</p>'}
+<h2>Alerts</h2>{_table([(a['raised_at'], a['kind'], a['severity'], a['where'], a['what'][:200]) for a in alerts],
+                        ('raised', 'kind', 'severity', 'where', 'what')) if alerts else '<p>No alerts.</p>'}
+</body></html>"""
+    breached = [m for m, _, _, b in mon if b]
+    summary = (f"**Champion** v{q.get('version', '—')}: test mean ROC AUC {_fmt(q.get('auc'))} "
+               f"(oracle {_fmt(q.get('oracle'))})  \n"
+               f"**Served** {lat.get('requests', 0)} requests ({lat.get('errors', 0)} errors) in the shown window  \n"
+               f"**Monitors** {len(mon)} checked, breached: {', '.join(breached) or 'none'}  \n"
+               f"**Alerts** {len(alerts)} latest" + (f", newest: {alerts[0]['kind']} at {alerts[0]['where']}: "
+                                                   f"{alerts[0]['what'][:120]}" if alerts else ""))
+    return Dashboard(page, summary, sections)

@@ -1,0 +1,70 @@
+"""Figures for MLflow runs and reports: per-country AUC bars, calibration curve, ROC curves."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no screen: render to files
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from hit_platform.domain.countries import COUNTRIES  # noqa: E402
+
+
+def auc_bars(per_country_auc: dict[str, float], title: str, reference: dict[str, float] | None = None):
+    fig, ax = plt.subplots(figsize=(14, 4))
+    xs = np.arange(len(COUNTRIES))
+    ax.bar(xs, [per_country_auc.get(c, np.nan) for c in COUNTRIES], color="#4477aa", label="model")
+    if reference:
+        ax.plot(xs, [reference.get(c, np.nan) for c in COUNTRIES], "k_", markersize=9, label="oracle")
+        ax.legend(loc="lower right")
+    ax.set_xticks(xs, COUNTRIES, rotation=90, fontsize=7)
+    ax.set_ylim(0.5, 1.0)
+    ax.set_ylabel("ROC AUC")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def calibration(Y: np.ndarray, P: np.ndarray, title: str, bins: int = 15):
+    """Mean predicted vs observed positive rate, pooled over all 72 countries (quantile bins)."""
+    y, p = Y.ravel().astype(float), P.ravel()
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, len(edges) - 2)
+    mean_p = np.bincount(idx, p, len(edges) - 1) / np.maximum(np.bincount(idx, None, len(edges) - 1), 1)
+    mean_y = np.bincount(idx, y, len(edges) - 1) / np.maximum(np.bincount(idx, None, len(edges) - 1), 1)
+    fig, ax = plt.subplots(figsize=(5, 5))
+    top = max(mean_p.max(), mean_y.max()) * 1.05
+    ax.plot([0, top], [0, top], "k--", linewidth=0.8)
+    ax.plot(mean_p, mean_y, "o-", color="#cc6677")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed positive rate")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def roc(Y: np.ndarray, P: np.ndarray, title: str, countries: tuple[str, ...] = ("US", "BR", "DE", "JP", "IN")):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for c in countries:
+        j = COUNTRIES.index(c)
+        if Y[:, j].min() == Y[:, j].max():
+            continue
+        fpr, tpr, _ = roc_curve(Y[:, j], P[:, j])
+        ax.plot(fpr, tpr, label=c)
+    fpr, tpr, _ = roc_curve(Y.ravel(), P.ravel())
+    ax.plot(fpr, tpr, "k", linewidth=2, label="all countries pooled")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def close(*figs) -> None:
+    for f in figs:
+        plt.close(f)

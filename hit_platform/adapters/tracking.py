@@ -1,0 +1,225 @@
+"""MLflow: candidate runs, the `hit_model` registry and its `champion` alias.
+
+The one place that talks to MLflow. The tracking URI comes from `Settings`
+(a SQLite store under warehouse/mlflow/ by default, a tracking server by
+configuration); artifacts of the default store stay under warehouse/ too.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import pkgutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+from hit_platform.settings import REPO_ROOT, Settings
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+# Our own pipelines are pickled on purpose (custom estimators); MLflow warns on every save.
+logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+
+
+# Models registered before the layout change pickled their classes as `hit_platform.models.*`;
+# the same classes now live in `hit_platform.domain.models`, so a champion logged then still loads.
+MOVED_MODULES = {"hit_platform.models": "hit_platform.domain.models"}
+
+
+def alias_moved_modules() -> None:
+    for old, new in MOVED_MODULES.items():
+        package = importlib.import_module(new)
+        sys.modules.setdefault(old, package)
+        for module in pkgutil.iter_modules(package.__path__):
+            sys.modules.setdefault(f"{old}.{module.name}", importlib.import_module(f"{new}.{module.name}"))
+
+
+def _load_sklearn(uri: str):
+    alias_moved_modules()
+    return mlflow.sklearn.load_model(uri)
+
+
+class ModelUnavailable(RuntimeError):
+    """A model cannot be loaded from the registry (missing or corrupted artifacts)."""
+
+
+class ChampionUnavailable(ModelUnavailable):
+    """There is no usable champion: none promoted yet, or its model cannot be loaded."""
+
+
+@dataclass
+class ModelVersionInfo:
+    name: str
+    version: str
+    run_id: str
+    tags: dict
+    source: str
+
+
+UNKNOWN = "unknown"
+
+
+def code_version(repo_root: Path = REPO_ROOT, *, timeout: float = 10.0) -> dict[str, str]:
+    """The git commit of the code and whether the work tree had uncommitted changes ("true"/"false").
+
+    When git cannot say (not installed, not a repository, a timeout, any non-zero exit), what it
+    could not say is "unknown": never a commit read off a failed command, never "false".
+    """
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.SubprocessError) as exc:  # no git, no such folder, timeout
+            log.warning("code version unknown: `git %s` in %s failed: %s", " ".join(args), repo_root, exc)
+            return None
+        if done.returncode != 0:
+            log.warning("code version unknown: `git %s` in %s exited %d: %s", " ".join(args), repo_root,
+                        done.returncode, done.stderr.strip()[:300])
+            return None
+        return done.stdout.strip()
+    commit = git("rev-parse", "--verify", "HEAD")
+    if not commit:
+        return {"git_commit": UNKNOWN, "git_dirty": UNKNOWN}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": UNKNOWN if status is None else str(bool(status)).lower()}
+
+
+def _error_code(exc: MlflowException) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+@functools.cache
+def model_requirements() -> list[str]:
+    """What a logged model needs, pinned to the versions that fitted it. Given explicitly: MLflow's
+    own inference imports the model in a subprocess, about 7 s per candidate."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "numpy", "pandas", "cloudpickle", "pyarrow")]
+
+
+class Tracker:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.uri = settings.tracking_uri
+        if self.uri.startswith("sqlite:///"):
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.model_name = settings.model_name
+
+    def _activate(self) -> None:
+        # MLflow's fluent API (runs, log_model, load_model) reads a process-wide URI.
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.set_registry_uri(self.uri)
+
+    def experiment_id(self) -> str:
+        exp = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        if exp is not None:
+            return exp.experiment_id
+        # A tracking server knows where its artifacts go; with a file or database store MLflow's
+        # default would be ./mlruns in whatever directory the process runs in.
+        location = self.settings.mlflow_artifact_location
+        if location is None and not self.uri.startswith(("http:", "https:", "databricks")):
+            self.settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
+            location = self.settings.mlflow_artifacts.as_uri()
+        try:
+            return self.client.create_experiment(self.settings.mlflow_experiment, artifact_location=location)
+        except MlflowException as exc:
+            if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+                raise
+            # created meanwhile by another process
+            return self.client.get_experiment_by_name(self.settings.mlflow_experiment).experiment_id
+
+    def log_candidate(self, *, run_name: str, params: dict, metrics: dict[str, float], pipeline,
+                      input_example: pd.DataFrame, tags: dict[str, str], figures: dict[str, object],
+                      tables: dict[str, pd.DataFrame]) -> tuple[str, str]:
+        """One MLflow run for one candidate; returns (run_id, model_uri)."""
+        self._activate()
+        with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name, tags=tags) as run:
+            mlflow.log_params({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                               for k, v in params.items()})
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+            for name, fig in figures.items():
+                mlflow.log_figure(fig, f"plots/{name}.png")
+            for name, df in tables.items():
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"{name}.csv"
+                    df.to_csv(path, index=False)
+                    mlflow.log_artifact(str(path), "tables")
+            probe = pipeline.predict_proba(input_example)
+            info = mlflow.sklearn.log_model(pipeline, name="model", input_example=input_example,
+                                            signature=infer_signature(input_example, probe),
+                                            serialization_format="cloudpickle",
+                                            pip_requirements=model_requirements())
+            return run.info.run_id, info.model_uri
+
+    def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersionInfo:
+        """A new version of the registered model (created on first use)."""
+        try:
+            self.client.get_registered_model(self.model_name)
+        except MlflowException as exc:
+            if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            try:
+                self.client.create_registered_model(
+                    self.model_name, description="Per-country Spotify Top 50 hit probabilities (72 outputs)")
+            except MlflowException as exc2:
+                if _error_code(exc2) != "RESOURCE_ALREADY_EXISTS":
+                    raise  # only "created meanwhile by another process" is fine
+        mv = self.client.create_model_version(self.model_name, model_uri, run_id=run_id, tags=tags)
+        return ModelVersionInfo(self.model_name, str(mv.version), run_id, dict(mv.tags), mv.source)
+
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.model_name, version, key, value)
+
+    def promote(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+
+    def champion_info(self) -> ModelVersionInfo | None:
+        """The version the champion alias names; None when there is none yet (no registered model, or no
+        alias). Any other failure (store unreachable, broken) raises: it is not "no champion"."""
+        try:
+            mv = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException as exc:
+            # the SQL store answers a missing alias with INVALID_PARAMETER_VALUE, a missing model with
+            # RESOURCE_DOES_NOT_EXIST; a tracking server that cannot be reached raises INTERNAL_ERROR etc.
+            if _error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+        return ModelVersionInfo(self.model_name, str(mv.version), mv.run_id, dict(mv.tags), mv.source)
+
+    def load_version(self, version: str):
+        """The fitted pipeline of one registered version; a clear error when it cannot be loaded."""
+        uri = f"models:/{self.model_name}/{version}"
+        self._activate()
+        try:
+            return _load_sklearn(uri)
+        except Exception as exc:  # missing or corrupted artifacts: say which model and where
+            raise ModelUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
+
+    def load_uri(self, uri: str):
+        self._activate()
+        try:
+            return _load_sklearn(uri)
+        except Exception as exc:
+            raise ModelUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
+
+    def load_champion(self):
+        """(pipeline, info) of `models:/hit_model@champion`."""
+        info = self.champion_info()
+        if info is None:
+            raise ChampionUnavailable(f"no {CHAMPION} alias on registered model {self.model_name!r} in {self.uri}: "
+                                      "no model has been promoted yet (build the graph first)")
+        try:
+            return self.load_version(info.version), info
+        except ModelUnavailable as exc:
+            raise ChampionUnavailable(f"the champion (version {info.version}) is unusable: {exc}") from exc

@@ -1,0 +1,386 @@
+"""`hit-platform`: the project's command line.
+
+    hit-platform demo                 the main job on the embedded defaults
+    hit-platform generate --out DIR   a synthetic chart dump (clean unless faults are asked for)
+    hit-platform ingest [FILE ...]    ingest landing files through Dagster
+    hit-platform build [--all]        materialize what is stale or missing, with its quality gates
+    hit-platform status               what the lake holds
+    hit-platform sql [QUERY]          analyst SQL on the lake, read-only
+    hit-platform serve | stop         serve the champion on 127.0.0.1:8000 (without Dagster) / stop it
+    hit-platform audit ID             where a served or batch prediction came from
+    hit-platform alerts               run failures, gate failures and monitor breaches
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+from hit_platform.adapters.alerts import KINDS as ALERT_KINDS
+from hit_platform.settings import Settings, get_settings
+
+
+def _parse_faults(items: list[str]) -> dict[str, int]:
+    from hit_platform.generator import FAULT_KINDS
+
+    faults: dict[str, int] = {}
+    for item in items:
+        kind, _, count = item.partition("=")
+        if kind == "all":
+            faults.update({k: int(count or 1) for k in FAULT_KINDS})
+            continue
+        if kind not in FAULT_KINDS:
+            raise SystemExit(f"--fault {item}: unknown fault kind {kind!r}; known: all, {', '.join(FAULT_KINDS)}")
+        try:
+            faults[kind] = int(count or 1)
+        except ValueError:
+            raise SystemExit(f"--fault {item}: count must be an integer, e.g. {kind}=5") from None
+        if faults[kind] < 0:
+            raise SystemExit(f"--fault {item}: count must be >= 0")
+    return faults
+
+
+def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
+    p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default 42)")
+    p.add_argument("--songs", type=int, default=20_000, help="song catalogue size (default 20000)")
+    p.add_argument("--history-days", type=int, default=120, help="days in the historical dump (default 120)")
+    p.add_argument("--increments", type=int, default=3, help="daily increment files after it (default 3)")
+    p.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1),
+                   help="first chart day, YYYY-MM-DD (default 2024-01-01)")
+    p.add_argument("--format", dest="fmt", choices=("csv", "csv.gz", "parquet"), default="csv.gz")
+    p.add_argument("--countries", type=int, default=None,
+                   help="only the first N of the 72 countries (tiny smoke dumps); default all")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND[=COUNT]",
+                   help="inject a fault (repeatable); KIND 'all' injects every kind")
+
+
+def _generator_config(args: argparse.Namespace, out: Path, truth: Path):
+    from hit_platform.generator import GeneratorConfig
+
+    return GeneratorConfig(out_dir=out, truth_dir=truth, seed=args.seed, songs=args.songs,
+                           history_days=args.history_days, increments=args.increments,
+                           start_date=args.start_date, fmt=args.fmt, countries=args.countries,
+                           faults=_parse_faults(args.fault))
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    out = Path(args.out) if args.out else settings.landing_dir
+    truth = Path(args.truth_dir) if args.truth_dir else out.parent / "generator"
+    from hit_platform.generator import generate
+
+    manifest = generate(_generator_config(args, out, truth))
+    print(f"wrote {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s) to {out}")
+    print(f"oracle and manifest (never read by the pipeline): {truth}")
+    injected = {k: v["count"] for k, v in manifest.get("faults", {}).items() if v.get("count")}
+    if injected:
+        print("faults injected: " + ", ".join(f"{k}={v}" for k, v in injected.items()))
+    return 0
+
+
+def _materialize_ingest(settings: Settings, files: list[str] | None = None):
+    import dagster as dg
+
+    from hit_platform.cli.dagster_instance import persistent_instance
+    from hit_platform.defs.raw import ingest_chart_files
+    from hit_platform.defs.resources import LakeResource
+
+    run_config = {"ops": {"ingest_chart_files": {"config": {"files": files or []}}}}
+    result = dg.materialize([ingest_chart_files], instance=persistent_instance(),
+                            resources={"lake": LakeResource(warehouse=str(settings.warehouse))},
+                            run_config=run_config, raise_on_error=True)
+    return result
+
+
+def _definitions(settings: Settings):
+    from hit_platform.definitions import build_definitions
+    from hit_platform.defs.resources import LakeResource
+
+    return build_definitions(LakeResource(warehouse=str(settings.warehouse)))
+
+
+def _build(settings: Settings, everything: bool = False) -> bool:
+    """Build what is stale; True when every run succeeded and no failed gate holds anything back."""
+    from hit_platform.cli.build import build
+    from hit_platform.cli.dagster_instance import persistent_instance
+
+    result = build(_definitions(settings), persistent_instance(), everything=everything, log_level="WARNING")
+    if not result.selected and not result.held:
+        print("   nothing is stale: every asset is up to date with its inputs and code")
+        return True
+    if result.run_ids:
+        print(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
+        print("   materialized: " + (", ".join(k.to_user_string() for k in result.materialized) or "nothing"))
+    if result.skipped:
+        print("   not materialized (stopped by a failing gate upstream): "
+              + ", ".join(k.to_user_string() for k in result.skipped))
+    if result.held:
+        print("   left unbuilt, held by a failed gate (a rerun does not release them; fix the data or the "
+              "thresholds HIT_GATE_*, then build again):")
+        for h in result.held:
+            print(f"     {h}")
+        if result.held_below:
+            print("     and below them: " + ", ".join(k.to_user_string() for k in result.held_below))
+    if result.checks:
+        print("   quality gates:")
+    for c in sorted(result.checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
+        mark = "pass" if c.passed else ("WARN" if c.severity.value == "WARN" else "FAIL")
+        print(f"     [{mark}] {c.asset_key.to_user_string()}:{c.check_name} - {c.description}")
+    return result.success and not result.held
+
+
+def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
+    print("== building what is stale or missing" if not args.all else "== building every asset")
+    ok = _build(settings, everything=args.all)
+    _print_summary(settings)
+    return 0 if ok else 1
+
+
+def _print_summary(settings: Settings) -> None:
+    from hit_platform.steps.ingest import lake_summary
+    from hit_platform.adapters.lake.connection import Lake
+
+    lake = Lake(settings)
+    with lake.connection(read_only=True) as con:
+        s = lake_summary(lake, con)
+    print(f"\nlake snapshot id: {s['snapshot_id']}")
+    print("rows per table:")
+    for table, n in s["rows"].items():
+        print(f"  {table:<28} {n:>12,}")
+    if s.get("files_by_status"):
+        print("landed files: " + ", ".join(f"{k}={v}" for k, v in s["files_by_status"].items()))
+    print("quarantined rows by reason:" + ("" if s.get("quarantined_by_reason") else " none"))
+    for reason, n in s.get("quarantined_by_reason", {}).items():
+        print(f"  {reason:<28} {n:>12,}")
+    for f in s.get("rejected_files", []):
+        print(f"rejected file {f['file']}: {f['reason']}")
+
+
+def _print_champion(settings: Settings) -> None:
+    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.adapters.tracking import Tracker
+
+    tracker = Tracker(settings)
+    info = tracker.champion_info()
+    if info is None:
+        print("\nno champion model yet")
+        return
+    lake = Lake(settings)
+    with lake.connection(read_only=True) as con:
+        rows = con.execute("""
+            SELECT candidate_family, candidate_mean_roc_auc, candidate_mean_log_loss, baseline_mean_roc_auc,
+                   oracle_mean_roc_auc, auc_ratio_to_oracle, log_loss_ratio_to_oracle, test_songs
+            FROM ml.evaluations WHERE candidate_version = ? AND promote
+            ORDER BY evaluated_at DESC LIMIT 1""", [info.version]).fetchall()
+    print(f"\nchampion: {info.name} version {info.version} (MLflow run {info.run_id})")
+    if rows:
+        fam, auc, ll, base, oracle_auc, auc_ratio, ll_ratio, n = rows[0]
+        print(f"  family {fam}; on {n:,} test songs: mean ROC AUC {auc:.4f} (baseline {base:.4f}), "
+              f"mean log loss {ll:.4f}")
+        if oracle_auc is not None:
+            print(f"  vs the oracle (the best possible): AUC {auc:.4f} / {oracle_auc:.4f} = {auc_ratio:.3f}, "
+                  f"log loss ratio {ll_ratio:.3f}")
+    store = settings.tracking_uri
+    print(f"  open it in MLflow: .venv/bin/mlflow ui --backend-store-uri {store} "
+          f"--default-artifact-root {settings.mlflow_artifacts} --host 127.0.0.1 --port 5000")
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    result = _materialize_ingest(settings, args.files)
+    print(f"dagster run {result.run_id}: {'success' if result.success else 'failed'}")
+    _print_summary(settings)
+    return 0 if result.success else 1
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    _print_summary(settings)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.adapters.lake.connection import Lake
+
+    lake = Lake(settings)
+    if not args.query:
+        init = lake.write_init_file()
+        duckdb_cli = Path(sys.executable).parent / "duckdb"
+        os.execv(str(duckdb_cli), [str(duckdb_cli), "-init", str(init)])
+    with lake.connection(read_only=True) as con:
+        rel = con.sql(args.query)
+        if rel is None:
+            return 0
+        if args.json:
+            cols = rel.columns
+            for row in rel.fetchall():
+                print(json.dumps(dict(zip(cols, row)), default=str))
+        else:
+            rel.show(max_rows=args.max_rows)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.generator import generate
+
+    if args.start_date is None:  # the sample ends yesterday, so the freshness gate passes
+        args.start_date = date.today() - timedelta(days=args.history_days + args.increments)
+    print(f"== 1/2 generating a sample dump into {settings.landing_dir} (seed {args.seed})")
+    manifest = generate(_generator_config(args, settings.landing_dir, settings.generator_dir))
+    print(f"   {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s), "
+          f"{args.start_date} .. {args.start_date + timedelta(days=args.history_days + args.increments - 1)}")
+    print("== 2/2 building the asset graph through Dagster (only what is stale or missing)")
+    ok = _build(settings)
+    _print_summary(settings)
+    from hit_platform.adapters.lake.connection import Lake
+
+    _print_champion(settings)
+    if ok:
+        from hit_platform.serving import process
+
+        st = process.status(settings)
+        if st.running:
+            _print_prediction(st.endpoint)
+            print("stop serving: .venv/bin/hit-platform stop")
+    init = Lake(settings).write_init_file()
+    print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
+    print("see the assets: .venv/bin/dagster dev   (from the repository root; its daemon runs the sensors and automation)")
+    board = settings.warehouse / "reports" / "dashboard.html"
+    if board.exists():
+        print(f"dashboard: {board}")
+    return 0 if ok else 1
+
+
+SAMPLE_SONG = {"danceability": 0.72, "energy": 0.81, "key": 5, "loudness": -5.2, "mode": 1, "speechiness": 0.06,
+               "acousticness": 0.12, "instrumentalness": 0.0, "liveness": 0.11, "valence": 0.64, "tempo": 122.0,
+               "time_signature": 4, "duration_ms": 201000, "is_explicit": False}
+
+
+def _curl(endpoint: str) -> str:
+    return (f"curl -s -X POST '{endpoint}/predict?top_k=5' -H 'content-type: application/json' "
+            f"-d '{json.dumps(SAMPLE_SONG)}'")
+
+
+def _print_prediction(endpoint: str) -> None:
+    import httpx
+
+    r = httpx.post(f"{endpoint}/predict", params={"top_k": 5}, json=SAMPLE_SONG, timeout=30)
+    r.raise_for_status()
+    body = r.json()
+    print(f"\none real prediction over HTTP (request {body['request_id']}, model version {body['model_version']}):")
+    for t in body["top_countries"]:
+        print(f"  {t['country']}  {t['probability']:.3f}")
+    print(f"repeat it:  {_curl(endpoint)}")
+    print(f"trace it:   .venv/bin/hit-platform audit {body['request_id']}")
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.serving import process
+
+    endpoint = process.start(settings)
+    st = process.status(settings)
+    print(f"serving model version {st.model_version} at {endpoint} (pid {st.pid}; log {st.log_file})")
+    print(f"try it:  {_curl(endpoint)}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.serving import process
+
+    print("stopped" if process.stop(settings) else "was not running")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.adapters.reports.audit import AuditError, audit
+
+    try:
+        report = audit(settings, args.id)
+    except AuditError as exc:  # not found, or the log holds inconsistent rows for it
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        width = max(len(k) for k in report)
+        for k, v in report.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.adapters.alerts import list_alerts
+    from hit_platform.adapters.lake.connection import Lake
+
+    alerts = list_alerts(Lake(settings), limit=args.limit, kind=args.kind)
+    if not alerts:
+        print("no alerts")
+    for a in alerts:
+        print(f"{a['raised_at']:%Y-%m-%d %H:%M:%S}  {a['severity']:<7}  {a['kind']:<15}  {a['where']}  "
+              f"{a['what']}" + (f"  (run {a['dagster_run_id']})" if a["dagster_run_id"] else ""))
+    return 0
+
+
+DEMO_FAULTS = ["missing_values=10", "out_of_range=10", "exact_duplicates=10", "key_duplicates=10",
+               "unknown_country=10", "wrong_types=10", "missing_audio_features=5"]
+
+
+def build_parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hit-platform", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate a sample dump, ingest it, print what landed")
+    _add_generator_args(p, settings)
+    p.set_defaults(func=cmd_demo, fault=None, start_date=None)
+
+    p = sub.add_parser("generate", help="write a synthetic chart dump (clean unless --fault)")
+    p.add_argument("--out", help=f"landing folder (default {settings.landing_dir})")
+    p.add_argument("--truth-dir", help="oracle + manifest folder (default: OUT/../generator)")
+    _add_generator_args(p, settings)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("ingest", help="ingest landing files (all new ones by default) through Dagster")
+    p.add_argument("files", nargs="*", help="file names in the landing folder")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("build", help="materialize every stale or missing asset, with its quality gates")
+    p.add_argument("--all", action="store_true", help="materialize every asset, stale or not")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("serve", help="serve the current champion on 127.0.0.1 (HIT_SERVE_PORT, default 8000)")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("stop", help="stop the serving process (flushes the inference log)")
+    p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("audit", help="model version, MLflow run, Dagster run, lake snapshot of a prediction")
+    p.add_argument("id", help="a request_id from the HTTP API or a prediction_id of ml.batch_predictions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("alerts", help="the latest alerts (ops.alerts)")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--kind", choices=ALERT_KINDS)
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("sql", help="run SQL on the lake read-only (no query: open the duckdb CLI)")
+    p.add_argument("query", nargs="?")
+    p.add_argument("--json", action="store_true", help="one JSON object per row")
+    p.add_argument("--max-rows", type=int, default=40)
+    p.set_defaults(func=cmd_sql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    parser = build_parser(settings)
+    args = parser.parse_args(argv)
+    if args.command == "demo" and args.fault is None:
+        args.fault = DEMO_FAULTS
+    return args.func(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

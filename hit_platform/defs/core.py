@@ -1,0 +1,52 @@
+"""Validated chart entries, songs and per-country labels (`core`)."""
+
+import dagster as dg
+
+from hit_platform.steps import transforms
+from hit_platform.defs.raw import RAW_CHART_ROWS
+from hit_platform.defs.lake_asset import build_lake_tables
+from hit_platform.defs.resources import LakeResource
+
+CHART_ENTRIES = dg.AssetKey(["core", "chart_entries"])
+SONGS = dg.AssetKey(["core", "songs"])
+SONG_LABELS = dg.AssetKey(["core", "song_labels"])
+
+
+@dg.asset(key=CHART_ENTRIES, deps=[RAW_CHART_ROWS], group_name="core", kinds={"duckdb"}, code_version="1")
+def chart_entries(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Validated chart facts: which song was at which rank of which country's chart on which day
+    (the 72 countries and the global chart, country ''), from rows that passed ingest and its gates."""
+    [result] = build_lake_tables(context, lake, lambda con: {"core.chart_entries": {
+        "chart_entries": transforms.build_chart_entries(con)}}, {CHART_ENTRIES: "core.chart_entries"})
+    return result
+
+
+@dg.asset(key=SONGS, deps=[RAW_CHART_ROWS], group_name="core", kinds={"duckdb"}, code_version="1")
+def songs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """One row per song: its latest name, artists, album, explicit flag, duration and audio features,
+    its first and last chart day, and whether its audio features are present (Spotify stopped serving
+    them for new tracks in late 2024, so songs without them cannot be scored)."""
+    def build(con):
+        transforms.build_songs(con)
+        missing = con.execute("SELECT count(*) FILTER (WHERE NOT has_audio_features) FROM core.songs"
+                              ).fetchall()[0][0]
+        return {"core.songs": {"songs_missing_audio_features": missing}}
+
+    [result] = build_lake_tables(context, lake, build, {SONGS: "core.songs"})
+    return result
+
+
+@dg.asset(key=SONG_LABELS, deps=[SONGS, CHART_ENTRIES], group_name="core", kinds={"duckdb"}, code_version="1")
+def song_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """Per-country labels: one row per song and each of the 72 countries; `label` is true when the
+    song reached that country's daily Top 50 at least once in the data's window (the global chart is
+    not one of the 72). Also the days it charted there and its best rank."""
+    def build(con):
+        transforms.build_song_labels(con)
+        rates = con.execute("SELECT min(r), avg(r), max(r) FROM (SELECT avg(label::INTEGER) r "
+                            "FROM core.song_labels GROUP BY country)").fetchall()[0]
+        return {"core.song_labels": {"positive_rate_min": float(rates[0]), "positive_rate_mean": float(rates[1]),
+                                     "positive_rate_max": float(rates[2])}}
+
+    [result] = build_lake_tables(context, lake, build, {SONG_LABELS: "core.song_labels"})
+    return result

@@ -1,0 +1,144 @@
+"""Evaluation of the best candidate on the test split, the promotion gate, and the champion."""
+
+import json
+from datetime import datetime, timezone
+
+import dagster as dg
+import duckdb
+
+from hit_platform.defs.automation import WITH_ITS_ASSET
+from hit_platform.steps.datasets import load_split
+from hit_platform.defs import gate_policy
+from hit_platform.defs.checks import alert_on_failure
+from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource
+from hit_platform.defs.ml.training import CANDIDATES
+from hit_platform.domain.promotion import decide, oracle_matrix
+from hit_platform.domain.models import evaluate
+
+EVALUATION = dg.AssetKey(["ml", "model_evaluation"])
+CHAMPION = dg.AssetKey(["ml", "champion_model"])
+
+EVALUATIONS_DDL = """CREATE TABLE IF NOT EXISTS ml.evaluations (
+    evaluated_at TIMESTAMPTZ, dagster_run_id VARCHAR, lake_snapshot_id BIGINT,
+    candidate_version VARCHAR, candidate_run_id VARCHAR, candidate_family VARCHAR, test_songs BIGINT,
+    candidate_mean_roc_auc DOUBLE, candidate_mean_pr_auc DOUBLE, candidate_mean_log_loss DOUBLE,
+    candidate_mean_brier DOUBLE, baseline_mean_roc_auc DOUBLE, baseline_mean_log_loss DOUBLE,
+    champion_version VARCHAR, champion_mean_roc_auc DOUBLE, champion_mean_log_loss DOUBLE,
+    oracle_mean_roc_auc DOUBLE, oracle_mean_log_loss DOUBLE, auc_ratio_to_oracle DOUBLE,
+    log_loss_ratio_to_oracle DOUBLE, promote BOOLEAN, decision VARCHAR, per_country_roc_auc VARCHAR)"""
+
+
+def _upstream(context, key: dg.AssetKey) -> dict:
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None:
+        raise dg.Failure(f"{key.to_user_string()} has never been materialized")
+    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+
+@dg.asset(key=EVALUATION, deps=[CANDIDATES], group_name="ml", code_version="1", kinds={"duckdb", "mlflow"})
+def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
+                     gates_config: GatesResource) -> dg.MaterializeResult:
+    """The best candidate scored on the test split (at the lake snapshot it was trained on) against
+    (a) the per-country prior baseline, (b) the current champion on the same test rows and (c) the
+    generator's oracle probabilities when present (the best any model can do), with the promotion
+    decision. Appended to `ml.evaluations`, so the history can be queried."""
+    cand = _upstream(context, CANDIDATES)
+    snapshot, version = cand["lake_snapshot_id"], cand["best_model_version"]
+    tracker = tracking.tracker()
+    the_lake = lake.lake()
+    with the_lake.connection(read_only=True) as con:
+        test = load_split(con, "test", snapshot)
+    candidate = tracker.load_version(version)
+    m = evaluate(test.Y, candidate.predict_proba(test.X))
+    baseline = evaluate(test.Y, tracker.load_uri(cand["baseline_model_uri"]).predict_proba(test.X))
+    champion_info = tracker.champion_info()
+    champion = None
+    if champion_info is not None and champion_info.version != version:
+        champion = evaluate(test.Y, tracker.load_version(champion_info.version).predict_proba(test.X))
+    oracle_P = oracle_matrix(lake.settings().oracle, test.spotify_ids)
+    oracle = evaluate(test.Y, oracle_P) if oracle_P is not None else None
+    decision = decide(m, baseline, champion, gates_config.thresholds())
+    auc_ratio = m["mean_roc_auc"] / oracle["mean_roc_auc"] if oracle else None
+    loss_ratio = m["mean_log_loss"] / oracle["mean_log_loss"] if oracle else None
+    row = [datetime.now(timezone.utc), context.run.run_id, snapshot, version, cand["best_run_id"], cand["best_family"],
+           len(test), m["mean_roc_auc"], m["mean_pr_auc"], m["mean_log_loss"], m["mean_brier"],
+           baseline["mean_roc_auc"], baseline["mean_log_loss"],
+           champion_info.version if champion is not None else None,
+           champion["mean_roc_auc"] if champion else None, champion["mean_log_loss"] if champion else None,
+           oracle["mean_roc_auc"] if oracle else None, oracle["mean_log_loss"] if oracle else None,
+           auc_ratio, loss_ratio, decision.promote, decision.summary, json.dumps(m["roc_auc"])]
+
+    def write(c: duckdb.DuckDBPyConnection) -> None:
+        c.execute(EVALUATIONS_DDL)
+        c.execute(f"INSERT INTO ml.evaluations VALUES ({', '.join('?' * len(row))})", row)
+
+    with the_lake.connection() as con:
+        the_lake.write(write, con=con, what="ml.evaluations")
+        written = the_lake.snapshot_id(con)
+    tracker.set_version_tag(version, "evaluation", decision.summary[:500])
+    meta = {"candidate_version": version, "candidate_family": cand["best_family"], "lake_snapshot_id": snapshot,
+            "lake_snapshot_written": written, "test_songs": len(test), "promote": decision.promote,
+            "decision": decision.summary, "test_mean_roc_auc": m["mean_roc_auc"],
+            "test_mean_log_loss": m["mean_log_loss"], "test_mean_pr_auc": m["mean_pr_auc"],
+            "baseline_mean_roc_auc": baseline["mean_roc_auc"], "baseline_mean_log_loss": baseline["mean_log_loss"],
+            "champion_version": champion_info.version if champion_info else "none"}
+    if champion:
+        meta |= {"champion_mean_roc_auc": champion["mean_roc_auc"], "champion_mean_log_loss": champion["mean_log_loss"]}
+    if oracle:
+        meta |= {"oracle_mean_roc_auc": oracle["mean_roc_auc"], "oracle_mean_log_loss": oracle["mean_log_loss"],
+                 "auc_ratio_to_oracle": auc_ratio, "log_loss_ratio_to_oracle": loss_ratio}
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset_check(asset=EVALUATION, blocking=True, automation_condition=WITH_ITS_ASSET)
+def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    """The candidate beats the baseline clearly and is not worse than the champion beyond the
+    tolerances, overall and in every country; only then does the champion alias move."""
+    meta = _upstream(context, EVALUATION)
+    return alert_on_failure(context, lake, dg.AssetCheckResult(
+        passed=bool(meta["promote"]), description=meta["decision"],
+        metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version"))}))
+
+
+def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_version: str | None) -> None:
+    """Raise unless the latest evaluation says promote and its promotion gate passed it."""
+    if not ev.get("promote"):
+        verdict = f"its evaluation decided: {ev.get('decision', 'no decision recorded')}"
+    else:
+        gate = gate_policy.verdict(instance, dg.AssetCheckKey(EVALUATION, "promotion_gate"))
+        if gate is None:
+            return
+        verdict = f"ml/model_evaluation:promotion_gate {gate}"
+    keeps = f"the champion stays version {champion_version}" if champion_version else "there is no champion yet"
+    raise dg.Failure(
+        description=(f"refused to promote model version {ev.get('candidate_version')} "
+                     f"({ev.get('candidate_family')}): {verdict}. {keeps.capitalize()}. To proceed: train a better "
+                     f"candidate or change the thresholds (HIT_GATE_*), then `hit-platform build`, which evaluates "
+                     f"it again with its gate."),
+        metadata={"candidate_version": str(ev.get("candidate_version")), "promote": bool(ev.get("promote")),
+                  "decision": str(ev.get("decision")), "champion_version": champion_version or "none"},
+        allow_retries=False)
+
+
+@dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
+def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource) -> dg.MaterializeResult:
+    """The model being served: the registry alias `hit_model@champion` moved to the candidate that
+    passed the promotion gate. It checks the decision itself, whatever run it is in: a candidate whose
+    evaluation says refuse, or whose `promotion_gate` did not pass that very evaluation, is refused
+    with an error and the alias does not move."""
+    ev = _upstream(context, EVALUATION)
+    tracker = tracking.tracker()
+    before = tracker.champion_info()
+    refuse_unless_promoted(context.instance, ev, before.version if before else None)
+    tracker.promote(ev["candidate_version"])
+    tracker.set_version_tag(ev["candidate_version"], "promoted_by_dagster_run", context.run.run_id)
+    info = tracker.champion_info()
+    meta = {"model_uri": f"models:/{info.name}@champion", "model_version": info.version,
+            "mlflow_run_id": info.run_id, "previous_version": before.version if before else "none",
+            "family": ev["candidate_family"], "test_mean_roc_auc": ev["test_mean_roc_auc"],
+            "test_mean_log_loss": ev["test_mean_log_loss"], "lake_snapshot_id": ev["lake_snapshot_id"],
+            **{k: info.tags[k] for k in ("git_commit", "git_dirty", "dagster_run_id") if k in info.tags}}
+    for k in ("auc_ratio_to_oracle", "log_loss_ratio_to_oracle", "oracle_mean_roc_auc"):
+        if k in ev:
+            meta[k] = ev[k]
+    return dg.MaterializeResult(metadata=meta)

@@ -1,0 +1,119 @@
+"""Ingest: landing files -> `raw.chart_rows` + `quarantine.chart_rows`."""
+
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+from hit_platform.adapters.alerts import raise_alert
+from hit_platform.defs.resources import LakeResource
+from hit_platform.steps.ingest import file_sha256, ingest_landing, landing_files
+
+LANDING = dg.AssetKey(["landing", "files"])
+RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
+QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
+
+
+def _observe_landing(lake: LakeResource) -> dg.DataVersion:
+    # Content, not mtimes: a file rewritten with the same bytes is not new data.
+    listing = "\n".join(f"{p.name}:{file_sha256(p)}" for p in landing_files(lake.landing_dir))
+    return dg.DataVersion(hashlib.sha256(listing.encode()).hexdigest()[:16])
+
+
+with warnings.catch_warnings():  # observable_source_asset is beta; it is what models a landing folder
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    landing_files_observation = dg.observable_source_asset(
+        key=LANDING, group_name="ingest",
+        description="Chart dump files waiting in warehouse/landing/ (CSV, CSV.gz, Parquet). Its data version "
+                    "is a hash of their contents: it changes when a file arrives, which makes ingest stale.",
+    )(_observe_landing)
+
+
+class IngestConfig(dg.Config):
+    """Which landing files to ingest: all waiting ones by default, or these names."""
+
+    files: list[str] = []
+    materialize_unchanged: bool = False  # a forced rebuild (`build --all`) materializes even when nothing is new
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            RAW_CHART_ROWS, deps=[LANDING], group_name="ingest", kinds={"duckdb"}, skippable=True,
+            description=(
+                "Chart rows as landed: one row per (spotify_id, country, snapshot_date) from every "
+                "landing file, typed, with the source file, its sha256 and the row number. Each file "
+                "is ingested once, in one transaction; `raw.landed_files` records every file."),
+        ),
+        dg.AssetSpec(
+            QUARANTINED_CHART_ROWS, deps=[LANDING], group_name="ingest", kinds={"duckdb"}, skippable=True,
+            description=(
+                "Rows refused at ingest, as text, with the reason (missing_value, wrong_type, "
+                "out_of_range, unknown_country, exact_duplicate, key_duplicate), the column and "
+                "the value. Per file: rows read = raw rows + quarantined rows."),
+        ),
+    ],
+    code_version="1",
+)
+def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
+    """Ingest new files from `warehouse/landing/` (or the configured ones). A table is materialized
+    only when rows were added to it (or it does not exist yet): a run that lands nothing new makes
+    nothing downstream stale and starts no retrain. Rejected files and quarantined rows raise alerts."""
+    landing = lake.landing_dir
+    if config.files:
+        paths = [landing / name for name in config.files]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise dg.Failure(f"landing file(s) not found: {', '.join(missing)}")
+    else:
+        paths = landing_files(landing)
+    the_lake = lake.lake()
+    results = ingest_landing(the_lake, paths)
+    for r in results:  # alerts first: the snapshot recorded below is the lake as this run left it
+        if r.status == "rejected":
+            context.log.warning(f"rejected {r.file_name}: {r.reason}")
+            raise_alert(the_lake, kind="ingest", severity="error", where=f"landing/{r.file_name}",
+                        what=f"file rejected, nothing stored: {r.reason}", run_id=context.run.run_id,
+                        alert_id=f"rejected:{r.file_sha256}", details={"file_sha256": r.file_sha256})
+        elif r.rows_quarantined:
+            raise_alert(the_lake, kind="ingest", severity="warning", where=f"landing/{r.file_name}",
+                        what=f"{r.rows_quarantined} of {r.rows_read} rows quarantined "
+                             f"({', '.join(f'{k} {v}' for k, v in sorted(r.quarantined_by_reason.items()))})",
+                        run_id=context.run.run_id, alert_id=f"quarantined:{r.file_sha256}",
+                        details=dict(r.quarantined_by_reason))
+    with the_lake.connection(read_only=True) as con:
+        snapshot = the_lake.snapshot_id(con)
+        landed = con.execute("SELECT file_sha256 FROM raw.landed_files ORDER BY 1").fetchall() \
+            if the_lake.table_exists(con, "raw", "landed_files") else []
+        raw_rows, quarantined_rows = (con.execute(
+            "SELECT (SELECT count(*) FROM raw.chart_rows), (SELECT count(*) FROM quarantine.chart_rows)"
+        ).fetchall()[0] if landed else (0, 0))
+    # The data version is the set of files landed: unchanged when nothing new arrived,
+    # so nothing downstream turns stale.
+    version = hashlib.sha256("".join(h for (h,) in landed).encode()).hexdigest()[:16]
+    by_status = {s: sum(r.status == s for r in results) for s in ("ingested", "rejected", "already_landed")}
+    files_table = dg.MetadataValue.md(
+        "| file | status | read | raw | quarantined | reason |\n|---|---|---|---|---|---|\n"
+        + "\n".join(f"| {r.file_name} | {r.status} | {r.rows_read} | {r.rows_raw} | {r.rows_quarantined} "
+                    f"| {r.reason or ''} |" for r in results))
+    common = {"lake_snapshot_id": snapshot, "files_ingested": by_status["ingested"],
+              "files_rejected": by_status["rejected"], "files_already_landed": by_status["already_landed"]}
+    by_reason: dict[str, int] = {}
+    for r in results:
+        for k, v in r.quarantined_by_reason.items():
+            by_reason[k] = by_reason.get(k, 0) + v
+    added = {RAW_CHART_ROWS: sum(r.rows_raw for r in results),
+             QUARANTINED_CHART_ROWS: sum(r.rows_quarantined for r in results)}
+    metadata = {
+        RAW_CHART_ROWS: {"dagster/row_count": raw_rows, "files": files_table},
+        QUARANTINED_CHART_ROWS: {"dagster/row_count": quarantined_rows,
+                                 **{f"added_{k}": v for k, v in sorted(by_reason.items())}}}
+    for key in (RAW_CHART_ROWS, QUARANTINED_CHART_ROWS):
+        first = context.instance.get_latest_materialization_event(key) is None
+        if landed and (added[key] or first or config.materialize_unchanged):
+            yield dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(version),
+                                       metadata={**common, **metadata[key], "rows_added": added[key]})
+        else:
+            context.log.info(f"no new rows for {key.to_user_string()}: not materialized")

@@ -1,0 +1,56 @@
+"""Training data out of the lake: features x 72 labels for one split, at one snapshot.
+
+Row order is fixed (by spotify_id) and the columns are `FEATURE_COLUMNS` and
+`COUNTRIES` in order, so the same snapshot always gives the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+
+
+@dataclass
+class Dataset:
+    split: str
+    spotify_ids: np.ndarray  # (n,)
+    X: pd.DataFrame  # (n, len(FEATURE_COLUMNS)), float64
+    Y: np.ndarray  # (n, 72) bool, columns in COUNTRIES order
+    snapshot_id: int | None
+
+    def __len__(self) -> int:
+        return len(self.spotify_ids)
+
+
+def at_version(table: str, snapshot_id: int | None) -> str:
+    """A table reference at a lake snapshot, usable with an alias (DuckDB's parser takes no alias
+    right after an AT clause)."""
+    if snapshot_id is None:
+        return table
+    return f"(SELECT * FROM {table} AT (VERSION => {int(snapshot_id)}))"
+
+
+def load_split(con: duckdb.DuckDBPyConnection, split: str, snapshot_id: int | None = None) -> Dataset:
+    """One split's songs with their features and per-country labels, optionally at a lake snapshot."""
+    pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"{c}\"" for c in COUNTRIES)
+    feats = ", ".join(f"f.{c}" for c in FEATURE_COLUMNS)
+    df = con.execute(f"""
+        SELECT f.spotify_id, {feats}, {pivot}
+        FROM {at_version("ml.features", snapshot_id)} f
+        JOIN {at_version("ml.splits", snapshot_id)} s USING (spotify_id)
+        JOIN {at_version("core.song_labels", snapshot_id)} l USING (spotify_id)
+        WHERE s.split = ?
+        GROUP BY ALL
+        ORDER BY f.spotify_id""", [split]).df()
+    if df.empty:
+        where = f" at snapshot {snapshot_id}" if snapshot_id is not None else ""
+        raise ValueError(f"split {split!r} is empty in the lake{where}: build ml/splits first")
+    Y = df[list(COUNTRIES)].to_numpy(dtype=bool)
+    X = df[list(FEATURE_COLUMNS)].astype("float64").reset_index(drop=True)
+    return Dataset(split, df["spotify_id"].to_numpy(), X, Y, snapshot_id)
