@@ -3,17 +3,17 @@
 import dagster as dg
 
 from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated, automation_sensor
-from hit_platform.defs import checks, core, gate_policy, ops, raw, sensors, serving
+from hit_platform.defs import core, gate_policy, landing, ops, raw, sensors, serving
 from hit_platform.defs.ml import evaluation, features, predictions
 from hit_platform.defs.ml import training as training_defs
 from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, TrackingResource,
                                          TrainingResource)
 
-ASSET_MODULES = [raw, core, features, training_defs, evaluation, predictions, serving, ops]
-CHECK_MODULES = [checks, training_defs, evaluation]
+# One module per key prefix = lake schema = group; each holds its assets and the checks on them.
+ASSET_MODULES = [landing, raw, core, features, training_defs, evaluation, predictions, serving, ops]
 # Ingest is started by the landing sensor; everything else follows its group's condition.
 CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving": ON_NEW_DATA_OR_CODE,
-              "monitoring": ON_SCHEDULE_OR_UPDATE}
+              "ops": ON_SCHEDULE_OR_UPDATE}
 
 
 def build_definitions(lake: LakeResource | None = None, gates: GatesResource | None = None,
@@ -33,7 +33,7 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
     assets = [a.map_asset_specs(lambda s: s.replace_attributes(code_version=versioned[s.key](s.code_version)))
               if isinstance(a, dg.AssetsDefinition) and set(a.keys) & set(versioned) else a
               for a in dg.load_assets_from_modules(ASSET_MODULES)]
-    asset_checks = dg.load_asset_checks_from_modules(CHECK_MODULES)
+    asset_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
     # Policies applied to every asset once: when it re-materializes by itself, and that it never
     # builds on a parent its blocking checks did not pass, whatever run it is in (gate_policy.py).
     assets = gate_policy.apply(automated(assets, CONDITIONS), asset_checks)

@@ -16,7 +16,8 @@ from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, Temp
 from dagster._time import get_current_datetime
 
 from hit_platform.defs import gate_policy
-from hit_platform.defs.raw import LANDING, RAW_CHART_ROWS
+from hit_platform.defs.landing import LANDING
+from hit_platform.defs.raw import RAW_CHART_ROWS
 
 
 @dataclass

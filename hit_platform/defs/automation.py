@@ -46,7 +46,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 
 def automated(assets: list, condition_by_group: dict[str, dg.AutomationCondition]) -> list:
-    """The same assets, each with the condition of its group (ingest keeps none: a sensor starts it)."""
+    """The same assets, each with the condition of its group (raw and quarantine keep none: the landing sensor starts ingest)."""
     out = []
     for a in assets:
         if isinstance(a, dg.AssetsDefinition) and a.is_executable:

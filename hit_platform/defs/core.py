@@ -1,11 +1,14 @@
-"""Validated chart entries, songs and per-country labels (`core`)."""
+"""Validated chart entries, songs and per-country labels (`core`), and the gates on them."""
 
 import dagster as dg
 
 from hit_platform.steps import transforms
+from hit_platform.defs.automation import WITH_ITS_ASSET
+from hit_platform.defs.gate_checks import Ctx, run_gate
 from hit_platform.defs.raw import RAW_CHART_ROWS
 from hit_platform.defs.lake_asset import build_lake_tables
-from hit_platform.defs.resources import LakeResource
+from hit_platform.defs.resources import GatesResource, LakeResource
+from hit_platform.steps import gates
 
 CHART_ENTRIES = dg.AssetKey(["core", "chart_entries"])
 SONGS = dg.AssetKey(["core", "songs"])
@@ -50,3 +53,23 @@ def song_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
 
     [result] = build_lake_tables(context, lake, build, {SONG_LABELS: "core.song_labels"})
     return result
+
+
+# -- gates --------------------------------------------------------------------------
+
+@dg.asset_check(asset=SONGS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def songs_audio_features(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """Share of songs without audio features (new tracks) within its threshold."""
+    return run_gate(context, lake, gates.missing_audio_features_gate, gates_config.thresholds())
+
+
+@dg.asset_check(asset=SONG_LABELS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def labels_balance(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """Every country has positives and negatives, its positive rate within range."""
+    return run_gate(context, lake, gates.label_balance_gate, gates_config.thresholds())
+
+
+@dg.asset_check(asset=SONG_LABELS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def labels_bias(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """Positive-rate disparity between explicit and clean songs, per country, within threshold."""
+    return run_gate(context, lake, gates.bias_gate, gates_config.thresholds())

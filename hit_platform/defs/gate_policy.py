@@ -24,7 +24,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 
 # Monitors and the dashboard report on what the gates judged (a refused candidate, failing labels) and
 # build nothing that trains or serves on it: the policy does not hold them.
-OBSERVER_GROUPS = frozenset({"monitoring"})
+OBSERVER_GROUPS = frozenset({"ops"})
 
 RELEASE = ("fix the data (or the thresholds, HIT_GATE_*) and rebuild: `hit-platform build`, which runs "
            "the check again with its asset")

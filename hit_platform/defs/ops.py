@@ -44,7 +44,7 @@ def _report(context: dg.AssetExecutionContext, lake: LakeResource, result: monit
     return dg.MaterializeResult(metadata={**result.metadata(), "lake_snapshot_id": written})
 
 
-@dg.asset(key=SERVED_FEATURE_DRIFT, deps=[DEPLOYMENT], group_name="monitoring", code_version="1",
+@dg.asset(key=SERVED_FEATURE_DRIFT, deps=[DEPLOYMENT], group_name="ops", code_version="1",
           kinds={"duckdb"})
 def served_feature_drift(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                          monitors: MonitorsResource) -> dg.MaterializeResult:
@@ -58,7 +58,7 @@ def served_feature_drift(context: dg.AssetExecutionContext, lake: LakeResource, 
     return _report(context, lake, result)
 
 
-@dg.asset(key=PREDICTION_DRIFT, deps=[DEPLOYMENT], group_name="monitoring", code_version="1",
+@dg.asset(key=PREDICTION_DRIFT, deps=[DEPLOYMENT], group_name="ops", code_version="1",
           kinds={"duckdb", "sklearn"})
 def prediction_drift(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                      monitors: MonitorsResource) -> dg.MaterializeResult:
@@ -76,7 +76,7 @@ def prediction_drift(context: dg.AssetExecutionContext, lake: LakeResource, trac
     return _report(context, lake, result)
 
 
-@dg.asset(key=DELAYED_LABELS, deps=[BATCH_PREDICTIONS, SONG_LABELS, CHAMPION], group_name="monitoring",
+@dg.asset(key=DELAYED_LABELS, deps=[BATCH_PREDICTIONS, SONG_LABELS, CHAMPION], group_name="ops",
           code_version="1", kinds={"duckdb"})
 def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                              monitors: MonitorsResource) -> dg.MaterializeResult:
@@ -98,7 +98,7 @@ def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResour
     return _report(context, lake, result)
 
 
-@dg.asset(key=SERVING_HEALTH, deps=[DEPLOYMENT], group_name="monitoring", code_version="1", kinds={"ray"})
+@dg.asset(key=SERVING_HEALTH, deps=[DEPLOYMENT], group_name="ops", code_version="1", kinds={"ray"})
 def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                    monitors: MonitorsResource) -> dg.MaterializeResult:
     """Request rate, error rate and p50/p99 latency from the inference log window, and the serving
@@ -114,7 +114,7 @@ def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracki
 DASHBOARD = dg.AssetKey(["ops", "dashboard"])
 
 
-@dg.asset(key=DASHBOARD, deps=[*MONITORS, EVALUATION], group_name="monitoring", code_version="1",
+@dg.asset(key=DASHBOARD, deps=[*MONITORS, EVALUATION], group_name="ops", code_version="1",
           kinds={"html"})
 def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """An HTML report under warehouse/reports/: model quality over versions, per-country ROC AUC,

@@ -1,34 +1,20 @@
-"""Ingest: landing files -> `raw.chart_rows` + `quarantine.chart_rows`."""
-
+"""Ingest: landing files -> `raw.chart_rows` + `quarantine.chart_rows`, and the gates on raw rows."""
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import dagster as dg
 
 from hit_platform.adapters.alerts import raise_alert
-from hit_platform.defs.resources import LakeResource
-from hit_platform.steps.ingest import file_sha256, ingest_landing, landing_files
+from hit_platform.defs.automation import WITH_ITS_ASSET
+from hit_platform.defs.gate_checks import Ctx, run_gate
+from hit_platform.defs.landing import LANDING
+from hit_platform.defs.resources import GatesResource, LakeResource
+from hit_platform.steps import gates
+from hit_platform.steps.ingest import ingest_landing, landing_files
 
-LANDING = dg.AssetKey(["landing", "files"])
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
-
-
-def _observe_landing(lake: LakeResource) -> dg.DataVersion:
-    # Content, not mtimes: a file rewritten with the same bytes is not new data.
-    listing = "\n".join(f"{p.name}:{file_sha256(p)}" for p in landing_files(lake.landing_dir))
-    return dg.DataVersion(hashlib.sha256(listing.encode()).hexdigest()[:16])
-
-
-with warnings.catch_warnings():  # observable_source_asset is beta; it is what models a landing folder
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    landing_files_observation = dg.observable_source_asset(
-        key=LANDING, group_name="ingest",
-        description="Chart dump files waiting in warehouse/landing/ (CSV, CSV.gz, Parquet). Its data version "
-                    "is a hash of their contents: it changes when a file arrives, which makes ingest stale.",
-    )(_observe_landing)
 
 
 class IngestConfig(dg.Config):
@@ -41,14 +27,14 @@ class IngestConfig(dg.Config):
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            RAW_CHART_ROWS, deps=[LANDING], group_name="ingest", kinds={"duckdb"}, skippable=True,
+            RAW_CHART_ROWS, deps=[LANDING], group_name="raw", kinds={"duckdb"}, skippable=True,
             description=(
                 "Chart rows as landed: one row per (spotify_id, country, snapshot_date) from every "
                 "landing file, typed, with the source file, its sha256 and the row number. Each file "
                 "is ingested once, in one transaction; `raw.landed_files` records every file."),
         ),
         dg.AssetSpec(
-            QUARANTINED_CHART_ROWS, deps=[LANDING], group_name="ingest", kinds={"duckdb"}, skippable=True,
+            QUARANTINED_CHART_ROWS, deps=[LANDING], group_name="quarantine", kinds={"duckdb"}, skippable=True,
             description=(
                 "Rows refused at ingest, as text, with the reason (missing_value, wrong_type, "
                 "out_of_range, unknown_country, exact_duplicate, key_duplicate), the column and "
@@ -117,3 +103,47 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
                                        metadata={**common, **metadata[key], "rows_added": added[key]})
         else:
             context.log.info(f"no new rows for {key.to_user_string()}: not materialized")
+
+
+# -- raw/chart_rows ---------------------------------------------------------------
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def raw_schema(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
+    """Columns and types of raw.chart_rows as the schema says; the pandera model on a sample."""
+    return run_gate(context, lake, gates.schema_gate)
+
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def raw_keys(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
+    """(snapshot_date, country, daily_rank) and (snapshot_date, country, spotify_id) unique; no duplicates."""
+    return run_gate(context, lake, gates.keys_gate)
+
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def raw_ranges(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
+    """Every numeric value within the schema's range."""
+    return run_gate(context, lake, gates.ranges_gate)
+
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def raw_missing_values(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """Missing-value rate of every column within its threshold."""
+    return run_gate(context, lake, gates.missing_values_gate, gates_config.thresholds())
+
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def raw_countries(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
+    """Only the 72 country codes and the global chart."""
+    return run_gate(context, lake, gates.unknown_countries_gate)
+
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+def raw_chart_days(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """Chart days holding ranks 1..50 exactly once, but for a tolerated share."""
+    return run_gate(context, lake, gates.chart_days_gate, gates_config.thresholds())
+
+
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=False, automation_condition=WITH_ITS_ASSET)
+def raw_freshness(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """The newest chart day is recent (warns)."""
+    return run_gate(context, lake, gates.freshness_gate, gates_config.thresholds(), warn=True)

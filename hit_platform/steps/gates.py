@@ -1,7 +1,7 @@
 """Quality gates: plain functions over the lake that say pass or fail, and why.
 
 Each returns a `GateResult` whose metadata (counts, rates, thresholds, worst
-offenders) explains a failure without reading logs; `defs/checks.py` turns them
+offenders) explains a failure without reading logs; `defs/gate_checks.py` turns them
 into Dagster asset checks. SQL does the counting, so they run at lake scale.
 """
 
@@ -15,6 +15,7 @@ import numpy as np
 from pandera.errors import SchemaError, SchemaErrors
 
 from hit_platform.domain.countries import COUNTRIES, GLOBAL_CHART
+from hit_platform.domain.drift import psi
 from hit_platform.domain.features import FEATURE_COLUMNS, SPLITS
 from hit_platform.quality import GateThresholds
 from hit_platform.domain.schema import AUDIO_FEATURES, CHART_KEYS, CHART_ROWS_SCHEMA, DUMP_COLUMNS
@@ -297,24 +298,6 @@ def splits_gate(con: duckdb.DuckDBPyConnection, t: GateThresholds) -> GateResult
 
 
 # -- drift against the previous data version ----------------------------------
-
-def psi(expected: np.ndarray, actual: np.ndarray, bins: int = 10) -> float:
-    """Population stability index of `actual` against `expected` (quantile bins of expected)."""
-    expected = expected[~np.isnan(expected)]
-    actual = actual[~np.isnan(actual)]
-    if len(expected) == 0 or len(actual) == 0:
-        return float("inf")
-    edges = np.unique(np.quantile(expected, np.linspace(0, 1, bins + 1)))
-    if len(edges) < 2:  # a constant feature: compare the share equal to that constant
-        same_e, same_a = 1.0, float(np.mean(actual == edges[0]))
-        e, a = np.array([same_e, 1e-6]), np.array([max(same_a, 1e-6), max(1 - same_a, 1e-6)])
-    else:
-        edges[0], edges[-1] = -np.inf, np.inf
-        e = np.histogram(expected, edges)[0] / len(expected)
-        a = np.histogram(actual, edges)[0] / len(actual)
-    e, a = np.clip(e, 1e-6, None), np.clip(a, 1e-6, None)
-    return float(np.sum((a - e) * np.log(a / e)))
-
 
 def drift_gate(con: duckdb.DuckDBPyConnection, t: GateThresholds, previous_snapshot: int | None,
                table: str = "ml.features") -> GateResult:

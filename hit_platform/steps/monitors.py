@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.steps.datasets import at_version
 from hit_platform.domain.features import FEATURE_COLUMNS
-from hit_platform.steps.gates import psi
+from hit_platform.domain.drift import psi
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.models import evaluate
 

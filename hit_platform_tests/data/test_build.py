@@ -5,7 +5,6 @@ from __future__ import annotations
 import dagster as dg
 
 from hit_platform.definitions import ASSET_MODULES, build_definitions
-from hit_platform.definitions import CHECK_MODULES
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.resources import GatesResource
 from hit_platform.defs.core import CHART_ENTRIES, SONG_LABELS, SONGS
@@ -56,7 +55,7 @@ def test_code_version_bump_rebuilds_exactly_that_asset_and_what_is_downstream(tm
     bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="2"))
               if isinstance(a, dg.AssetsDefinition) and SONGS in a.keys else a
               for a in dg.load_assets_from_modules(ASSET_MODULES)]
-    defs = dg.Definitions(assets=bumped, asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
+    defs = dg.Definitions(assets=bumped, asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
                           resources=b.defs.resources)
     # Dagster's staleness: the bumped asset is stale at once; its dependents as soon as it
     # has a new data version (its code version is part of it), so the build runs in waves.

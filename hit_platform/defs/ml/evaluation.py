@@ -9,10 +9,11 @@ import duckdb
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import load_split
 from hit_platform.defs import gate_policy
-from hit_platform.defs.checks import alert_on_failure
+from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource
 from hit_platform.defs.ml.training import CANDIDATES
-from hit_platform.domain.promotion import decide, oracle_matrix
+from hit_platform.domain.promotion import decide
+from hit_platform.steps.oracle import oracle_matrix
 from hit_platform.domain.models import evaluate
 
 EVALUATION = dg.AssetKey(["ml", "model_evaluation"])

@@ -1,10 +1,13 @@
-"""The model's input (`ml.features`) and the train / validation / test splits (`ml.splits`)."""
+"""The model's input (`ml.features`) and the train / validation / test splits (`ml.splits`), and their gates."""
 
 import dagster as dg
 
 from hit_platform.steps import transforms
+from hit_platform.defs.automation import WITH_ITS_ASSET
+from hit_platform.defs.gate_checks import Ctx, run_gate
 from hit_platform.defs.lake_asset import build_lake_tables
-from hit_platform.defs.resources import LakeResource
+from hit_platform.defs.resources import GatesResource, LakeResource
+from hit_platform.steps import gates
 from hit_platform.defs.core import SONG_LABELS, SONGS
 from hit_platform.domain.features import FEATURE_COLUMNS, SPLITS
 
@@ -41,3 +44,23 @@ def splits(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
 
     [result] = build_lake_tables(context, lake, build, {SPLITS_KEY: "ml.splits"})
     return result
+
+
+# -- gates ----------------------------------------------------------------------------
+
+@dg.asset_check(asset=SPLITS_KEY, blocking=True, automation_condition=WITH_ITS_ASSET)
+def splits_sound(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
+    """No leakage between splits, shares near 70/15/15, positives of every country in every split."""
+    return run_gate(context, lake, gates.splits_gate, gates_config.thresholds())
+
+
+@dg.asset_check(asset=FEATURES, blocking=False, automation_condition=WITH_ITS_ASSET, additional_deps=[])
+def features_drift(context: Ctx, lake: LakeResource,
+                   gates_config: GatesResource) -> dg.AssetCheckResult:
+    """PSI of every feature against the previous data version, read by DuckLake time travel (warns)."""
+    records = context.instance.fetch_materializations(FEATURES, limit=2).records
+    previous = None
+    if len(records) == 2:
+        meta = records[1].asset_materialization.metadata
+        previous = meta["lake_snapshot_id"].value if "lake_snapshot_id" in meta else None
+    return run_gate(context, lake, gates.drift_gate, gates_config.thresholds(), previous, warn=True, kind="drift")

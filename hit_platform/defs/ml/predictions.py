@@ -19,7 +19,7 @@ BATCH_DDL = ("CREATE TABLE IF NOT EXISTS ml.batch_predictions (prediction_id VAR
              + ", ".join(f"{p} DOUBLE" for p in PROB_COLUMNS) + ")")
 
 
-@dg.asset(key=BATCH_PREDICTIONS, deps=[CHAMPION, FEATURES], group_name="serving", code_version="1",
+@dg.asset(key=BATCH_PREDICTIONS, deps=[CHAMPION, FEATURES], group_name="ml", code_version="1",
           kinds={"duckdb", "sklearn"})
 def batch_predictions(context: dg.AssetExecutionContext, lake: LakeResource,
                       tracking: TrackingResource) -> dg.MaterializeResult:

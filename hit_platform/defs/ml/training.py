@@ -11,7 +11,7 @@ from hit_platform.adapters.reports import plots
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import at_version, load_split
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
-from hit_platform.defs.checks import alert_on_failure
+from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
 from hit_platform.defs.core import SONG_LABELS
 from hit_platform.adapters.lake.connection import Lake

@@ -1,0 +1,51 @@
+"""How a quality gate becomes a Dagster asset check, and how a failing check becomes an alert.
+
+A gate (`steps/gates.py`) runs on a read-only connection to the lake; its result becomes an
+`AssetCheckResult` with the lake snapshot it judged. Blocking checks stop what is built on their
+asset (`gate_policy.py`); freshness and drift warn instead. Every failure lands in `ops.alerts`.
+"""
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from hit_platform.adapters.alerts import raise_alert
+from hit_platform.defs.resources import LakeResource
+
+Ctx = dg.AssetCheckExecutionContext
+
+
+def _plain(metadata) -> dict:
+    """The numbers and short strings of a check's metadata (tables stay in the UI)."""
+    out = {}
+    for k, v in (metadata or {}).items():
+        v = v.value if isinstance(v, dg.MetadataValue) else v
+        if isinstance(v, (bool, int, float)) or (isinstance(v, str) and len(v) < 300):
+            out[k] = v
+    return out
+
+
+def alert_on_failure(context: Ctx, lake: LakeResource, result: dg.AssetCheckResult,
+                     kind: str = "gate_failure") -> dg.AssetCheckResult:
+    """A failing check lands in ops.alerts (what, which check, which run), then is returned as is."""
+    if not result.passed:
+        key = context.check_specs[0].key if context.check_specs else None
+        where = key.to_user_string() if key else context.op_def.name
+        warn = result.severity == dg.AssetCheckSeverity.WARN
+        raise_alert(lake.lake(), kind=kind, severity="warning" if warn else "error", where=where,
+                    what=result.description or "check failed", run_id=context.run.run_id,
+                    alert_id=f"{kind}:{where}:{context.run.run_id}",
+                    details=_plain(result.metadata))
+    return result
+
+
+def run_gate(context: Ctx, lake: LakeResource, gate: Callable, *args, warn: bool = False,
+         kind: str = "gate_failure") -> dg.AssetCheckResult:
+    the_lake = lake.lake()
+    with the_lake.connection(read_only=True) as con:
+        result = gate(con, *args)
+        snapshot = the_lake.snapshot_id(con)
+    severity = dg.AssetCheckSeverity.WARN if warn else dg.AssetCheckSeverity.ERROR
+    return alert_on_failure(context, lake, dg.AssetCheckResult(
+        passed=result.passed, description=result.description, severity=severity,
+        metadata={**result.metadata, "lake_snapshot_id": snapshot}), kind)
