@@ -63,8 +63,9 @@ def main() -> None:
             remote = []
             for i in range(args.repeat):
                 catalog = create_database(dsn, f"bench_{i}")
-                settings = Settings(warehouse=tmp / f"remote_{i}", lake_catalog=f"postgres:{catalog}",
-                                    lake_data_path=f"s3://{bucket}/bench_{i}", **creds.settings_kwargs(endpoint))
+                settings = Settings(warehouse=tmp / f"remote_{i}",
+                                    lake={"catalog": f"postgres:{catalog}", "data_path": f"s3://{bucket}/bench_{i}"},
+                                    s3=creds.settings_section(endpoint))
                 remote.append(timed_ingest(settings, path, rows))
                 keys = list_objects(endpoint, creds, bucket, f"bench_{i}/")
                 assert keys and not (settings.warehouse / "lake").exists()

@@ -226,7 +226,7 @@ def main() -> None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_serving_"))
-    settings = Settings(warehouse=tmp / "warehouse", mlflow_tracking_uri=args.tracking_uri)
+    settings = Settings(warehouse=tmp / "warehouse", mlflow={"tracking_uri": args.tracking_uri})
     if args.tracking_uri:
         from hit_platform.adapters.tracking import Tracker
         pipeline, info = Tracker(settings).load_champion()

@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated, automation_sensor
+from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated
 from hit_platform.defs import core, gate_policy, landing, ops, raw, sensors, serving
 from hit_platform.defs.ml import evaluation, features, predictions
 from hit_platform.defs.ml import training as training_defs
-from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, TrackingResource,
-                                         TrainingResource)
+from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, ServingResource,
+                                         TrackingResource, TrainingResource, resources_for)
+from hit_platform.settings import Settings, get_settings
 
 # One module per key prefix = lake schema = group; each holds its assets and the checks on them.
 ASSET_MODULES = [landing, raw, core, features, training_defs, evaluation, predictions, serving, ops]
@@ -16,17 +17,19 @@ CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving":
               "ops": ON_SCHEDULE_OR_UPDATE}
 
 
-def build_definitions(lake: LakeResource | None = None, gates: GatesResource | None = None,
-                      tracking: TrackingResource | None = None, training: TrainingResource | None = None,
-                      monitors: MonitorsResource | None = None) -> dg.Definitions:
-    """The whole graph; tests pass a lake and an MLflow store in a temp folder, the default is
-    `Settings` (env / warehouse/)."""
-    lake = lake or LakeResource()
-    gates = gates or GatesResource()
-    if training is None:
-        settings = lake.settings()
-        training = TrainingResource(families=settings.train_families, seed=settings.train_seed,
-                                    workers=settings.train_workers)
+def build_definitions(lake: LakeResource | None = None, gates: GatesResource | None = None, *,
+                      settings: Settings | None = None, tracking: TrackingResource | None = None,
+                      training: TrainingResource | None = None, monitors: MonitorsResource | None = None,
+                      serving_config: ServingResource | None = None) -> dg.Definitions:
+    """The whole graph, its resources and sensors built from `settings` (default: the environment,
+    read once). Tests pass their own resources (a lake and an MLflow store in a temp folder)."""
+    settings = settings or get_settings()
+    resources = resources_for(settings)
+    given = {"lake": lake, "gates_config": gates, "training": training, "monitors": monitors,
+             "serving": serving_config,
+             "tracking": tracking or (TrackingResource(warehouse=lake.warehouse) if lake is not None else None)}
+    resources.update({k: v for k, v in given.items() if v is not None})
+    training, gates = resources["training"], resources["gates_config"]
     # Code versions that also cover configuration: the training settings retrain the candidates, the
     # promotion thresholds re-decide the evaluation.
     versioned = {training_defs.CANDIDATES: training.code_version, evaluation.EVALUATION: gates.promotion_code_version}
@@ -44,11 +47,8 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
         # One process per run, steps in order: on two cores, a subprocess per step (the default)
         # spends more time importing than working.
         executor=dg.in_process_executor,
-        sensors=[sensors.landing_sensor, sensors.drift_retrain_sensor, sensors.run_failure_alerts,
-                 automation_sensor],
-        resources={"lake": lake, "gates_config": gates,
-                   "tracking": tracking or TrackingResource(warehouse=lake.warehouse),
-                   "training": training, "monitors": monitors or MonitorsResource()},
+        sensors=sensors.build_sensors(settings.sensors),
+        resources=resources,
     )
 
 

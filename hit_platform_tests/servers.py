@@ -209,10 +209,10 @@ class S3Credentials:
                 "HIT_S3_ACCESS_KEY_ID": self.access_key_id, "HIT_S3_SECRET_ACCESS_KEY": self.secret_access_key,
                 "HIT_S3_URL_STYLE": "path", "HIT_S3_USE_SSL": "false"}
 
-    def settings_kwargs(self, endpoint_url: str) -> dict:
-        """The same as `Settings(...)` keyword arguments."""
-        return {"s3_endpoint": endpoint_url, "s3_region": self.region, "s3_access_key_id": self.access_key_id,
-                "s3_secret_access_key": self.secret_access_key, "s3_url_style": "path", "s3_use_ssl": False}
+    def settings_section(self, endpoint_url: str) -> dict:
+        """The same as the `s3` section of `Settings`."""
+        return {"endpoint": endpoint_url, "region": self.region, "access_key_id": self.access_key_id,
+                "secret_access_key": self.secret_access_key, "url_style": "path", "use_ssl": False}
 
 
 def s3_client(endpoint_url: str, credentials: S3Credentials):

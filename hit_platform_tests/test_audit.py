@@ -27,7 +27,7 @@ from hit_platform.adapters.reports.audit import AuditError, AuditNotFound, audit
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import app as serving_app
-from hit_platform.serving.config import ServeConfig
+from hit_platform.settings import ServeConfig
 from hit_platform.serving.inference_log import JournalCommitter, Served, insert, to_arrow
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings, get_settings

@@ -114,7 +114,7 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-        self.model_name = settings.model_name
+        self.model_name = settings.mlflow.model_name
 
     def _activate(self) -> None:
         # MLflow's fluent API (runs, log_model, load_model) reads a process-wide URI.
@@ -122,22 +122,22 @@ class Tracker:
         mlflow.set_registry_uri(self.uri)
 
     def experiment_id(self) -> str:
-        exp = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        exp = self.client.get_experiment_by_name(self.settings.mlflow.experiment)
         if exp is not None:
             return exp.experiment_id
         # A tracking server knows where its artifacts go; with a file or database store MLflow's
         # default would be ./mlruns in whatever directory the process runs in.
-        location = self.settings.mlflow_artifact_location
+        location = self.settings.mlflow.artifact_location
         if location is None and not self.uri.startswith(("http:", "https:", "databricks")):
             self.settings.mlflow_artifacts.mkdir(parents=True, exist_ok=True)
             location = self.settings.mlflow_artifacts.as_uri()
         try:
-            return self.client.create_experiment(self.settings.mlflow_experiment, artifact_location=location)
+            return self.client.create_experiment(self.settings.mlflow.experiment, artifact_location=location)
         except MlflowException as exc:
             if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                 raise
             # created meanwhile by another process
-            return self.client.get_experiment_by_name(self.settings.mlflow_experiment).experiment_id
+            return self.client.get_experiment_by_name(self.settings.mlflow.experiment).experiment_id
 
     def log_candidate(self, *, run_name: str, params: dict, metrics: dict[str, float], pipeline,
                       input_example: pd.DataFrame, tags: dict[str, str], figures: dict[str, object],

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import dagster as dg
+# Private: Dagster has no public API for "which assets are stale" (the UI asks GraphQL, which uses these).
 from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
 from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext

@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 
 import dagster as dg
+# Private: the public DagsterInstance.get() needs DAGSTER_HOME; an instance in warehouse/dagster with
+# dagster.yaml from the repository root has no public constructor.
 from dagster._core.instance.ref import InstanceRef
 
 from hit_platform.settings import REPO_ROOT

@@ -97,9 +97,8 @@ def _materialize_ingest(settings: Settings, files: list[str] | None = None):
 
 def _definitions(settings: Settings):
     from hit_platform.definitions import build_definitions
-    from hit_platform.defs.resources import LakeResource
 
-    return build_definitions(LakeResource(warehouse=str(settings.warehouse)))
+    return build_definitions(settings=settings)
 
 
 def _build(settings: Settings, everything: bool = False) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from hit_platform.settings import get_settings
 
 AC = dg.AutomationCondition
 MONITOR_CRON = "*/15 * * * *"
@@ -38,12 +37,6 @@ ON_SCHEDULE_OR_UPDATE = (
     & ~AC.any_deps_in_progress()
     & ~AC.in_progress()
 ).with_label(f"every {MONITOR_CRON} or when what it watches updates")
-
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    "automation", target=dg.AssetSelection.all(), minimum_interval_seconds=get_settings().automation_interval_s,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Evaluates every asset's automation condition (new data, code changes, monitor schedule).")
-
 
 def automated(assets: list, condition_by_group: dict[str, dg.AutomationCondition]) -> list:
     """The same assets, each with the condition of its group (raw and quarantine keep none: the landing sensor starts ingest)."""

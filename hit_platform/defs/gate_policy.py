@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
+# Private: Dagster exports no public type for a check evaluation's status (the instance API returns it).
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 # Monitors and the dashboard report on what the gates judged (a refused candidate, failing labels) and

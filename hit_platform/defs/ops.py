@@ -7,7 +7,7 @@ monitors, which makes the drift sensor retrain; `monitor_breach` otherwise).
 
 import dagster as dg
 
-from hit_platform.steps import monitors
+from hit_platform.steps import monitors as monitor_steps
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.steps.datasets import load_split
 from hit_platform.adapters.reports.dashboard import build as build_dashboard
@@ -32,9 +32,9 @@ def _champion(tracking: TrackingResource):
     return info, snapshot
 
 
-def _report(context: dg.AssetExecutionContext, lake: LakeResource, result: monitors.MonitorResult):
+def _report(context: dg.AssetExecutionContext, lake: LakeResource, result: monitor_steps.MonitorResult):
     the_lake = lake.lake()
-    written = monitors.record(the_lake, result, context.run.run_id)
+    written = monitor_steps.record(the_lake, result, context.run.run_id)
     if result.breached:
         raise_alert(the_lake, kind=ALERT_KIND.get(result.monitor, "monitor_breach"), severity="warning",
                     what=result.summary, where=f"ops/{result.monitor}", run_id=context.run.run_id,
@@ -53,7 +53,7 @@ def served_feature_drift(context: dg.AssetExecutionContext, lake: LakeResource, 
     info, snapshot = _champion(tracking)
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
-        result = monitors.served_feature_drift(the_lake, con, monitors.thresholds(),
+        result = monitor_steps.served_feature_drift(the_lake, con, monitors.thresholds(),
                                                  info.version if info else None, snapshot)
     return _report(context, lake, result)
 
@@ -71,7 +71,7 @@ def prediction_drift(context: dg.AssetExecutionContext, lake: LakeResource, trac
         if info is not None and snapshot is not None:
             model = tracking.tracker().load_version(info.version)
             reference = model.predict_proba(load_split(con, "validation", snapshot).X)
-        result = monitors.prediction_drift(the_lake, con, monitors.thresholds(),
+        result = monitor_steps.prediction_drift(the_lake, con, monitors.thresholds(),
                                              info.version if info else None, reference)
     return _report(context, lake, result)
 
@@ -86,14 +86,14 @@ def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResour
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
         if info is None:
-            result = monitors.MonitorResult("delayed_label_evaluation", None, False, "no champion yet")
+            result = monitor_steps.MonitorResult("delayed_label_evaluation", None, False, "no champion yet")
         else:
             promoted = None
             if the_lake.table_exists(con, "ml", "evaluations"):
                 row = con.execute("SELECT candidate_mean_roc_auc FROM ml.evaluations WHERE candidate_version = ? "
                                   "ORDER BY evaluated_at DESC LIMIT 1", [info.version]).fetchall()
                 promoted = row[0][0] if row else None
-            result = monitors.delayed_label_evaluation(the_lake, con, monitors.thresholds(), info.version,
+            result = monitor_steps.delayed_label_evaluation(the_lake, con, monitors.thresholds(), info.version,
                                                          promoted)
     return _report(context, lake, result)
 
@@ -106,7 +106,7 @@ def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracki
     st = process.status(tracking.settings())
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
-        result = monitors.serving_health(the_lake, con, monitors.thresholds(), st.model_version,
+        result = monitor_steps.serving_health(the_lake, con, monitors.thresholds(), st.model_version,
                                            st.running, st.pid)
     return _report(context, lake, result)
 

@@ -1,4 +1,9 @@
-"""Resources shared by the assets: the lake (and, later, MLflow and serving)."""
+"""The Dagster resources: the lake, MLflow, training, gate and monitor thresholds, serving.
+
+All of them are built from the one `Settings` in one place, `resources_for`. Their fields show in
+the Dagster UI what a run uses; what they leave empty (credentials, DuckDB limits, retries) comes
+from the same `Settings`, read once per process.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,8 @@ from pathlib import Path
 import dagster as dg
 
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.quality import GateThresholds
 from hit_platform.adapters.tracking import Tracker
-from hit_platform.settings import Settings
+from hit_platform.settings import GateThresholds, MonitorThresholds, ServeConfig, Settings, get_settings
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -21,9 +25,7 @@ class LakeResource(dg.ConfigurableResource):
     lake_data_path: str | None = None
 
     def settings(self) -> Settings:
-        overrides = {k: v for k, v in {"warehouse": self.warehouse, "lake_catalog": self.lake_catalog,
-                                         "lake_data_path": self.lake_data_path}.items() if v}
-        return Settings(**overrides)
+        return _settings(self.warehouse, lake={"catalog": self.lake_catalog, "data_path": self.lake_data_path})
 
     def lake(self) -> Lake:
         return Lake(self.settings())
@@ -31,6 +33,15 @@ class LakeResource(dg.ConfigurableResource):
     @property
     def landing_dir(self) -> Path:
         return self.settings().landing_dir
+
+
+def _settings(warehouse: str | None, **sections: dict) -> Settings:
+    """The process's settings with this resource's non-empty fields on top."""
+    given = {name: {k: v for k, v in fields.items() if v} for name, fields in sections.items()}
+    given = {name: fields for name, fields in given.items() if fields}
+    if warehouse:
+        given["warehouse"] = warehouse
+    return get_settings().override(**given) if given else get_settings()
 
 
 def _overrides(text: str, resource: str) -> dict:
@@ -46,13 +57,13 @@ PROMOTION_THRESHOLDS = ("min_auc_gain_over_baseline", "max_auc_drop_vs_champion"
 
 
 class GatesResource(dg.ConfigurableResource):
-    """The quality gates' thresholds: `hit_platform.quality.GateThresholds` (env `HIT_GATE_*`),
-    with optional overrides given as JSON, e.g. '{"max_psi": 0.3}'."""
+    """The quality gates' and promotion's thresholds: the settings' `gates` section (env `HIT_GATE_*`),
+    with overrides given as JSON, e.g. '{"max_psi": 0.3}'."""
 
     overrides_json: str = "{}"
 
     def thresholds(self) -> GateThresholds:
-        return GateThresholds(**_overrides(self.overrides_json, "gates"))
+        return _section(get_settings().gates, self.overrides_json, "gates")
 
     def promotion_code_version(self, base: str | None) -> str:
         """`base` plus a hash of the promotion thresholds: the evaluation's decision depends on them, so
@@ -72,9 +83,7 @@ class TrackingResource(dg.ConfigurableResource):
     tracking_uri: str | None = None
 
     def settings(self) -> Settings:
-        overrides = {k: v for k, v in {"warehouse": self.warehouse,
-                                         "mlflow_tracking_uri": self.tracking_uri}.items() if v}
-        return Settings(**overrides)
+        return _settings(self.warehouse, mlflow={"tracking_uri": self.tracking_uri})
 
     def tracker(self) -> Tracker:
         return Tracker(self.settings())
@@ -107,12 +116,46 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 class MonitorsResource(dg.ConfigurableResource):
-    """The monitors' thresholds: `hit_platform.steps.monitors.MonitorThresholds` (env `HIT_MONITOR_*`),
-    with optional overrides given as JSON, e.g. '{"min_rows": 50}'."""
+    """The monitors' thresholds: the settings' `monitors` section (env `HIT_MONITOR_*`), with overrides
+    given as JSON, e.g. '{"min_rows": 50}'."""
 
     overrides_json: str = "{}"
 
-    def thresholds(self):
-        from hit_platform.steps.monitors import MonitorThresholds
+    def thresholds(self) -> MonitorThresholds:
+        return _section(get_settings().monitors, self.overrides_json, "monitors")
 
-        return MonitorThresholds(**_overrides(self.overrides_json, "monitors"))
+
+class ServingResource(dg.ConfigurableResource):
+    """How the serving process runs: the settings' `serving` section (env `HIT_SERVE_*`), with overrides
+    given as JSON, e.g. '{"port": 8081}'."""
+
+    overrides_json: str = "{}"
+
+    def config(self) -> ServeConfig:
+        return _section(get_settings().serving, self.overrides_json, "serving")
+
+
+def _section(base, overrides_json: str, resource: str):
+    """A settings section with a resource's JSON overrides on top, validated like the environment."""
+    overrides = _overrides(overrides_json, resource)
+    unknown = sorted(set(overrides) - set(type(base).model_fields))
+    if unknown:
+        raise ValueError(f"{resource}.overrides_json names no setting {unknown}; "
+                         f"known: {sorted(type(base).model_fields)}")
+    return type(base)(**{**base.model_dump(), **overrides})
+
+
+def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    """Every resource, from one Settings. The embedded profile keeps the lake, MLflow and Dagster in
+    files under the warehouse; the scale profile has Settings require a PostgreSQL catalog, object
+    storage and an MLflow server. Thresholds are written out in full, so the UI shows those in force."""
+    return {
+        "lake": LakeResource(warehouse=str(settings.warehouse), lake_catalog=settings.lake.catalog,
+                             lake_data_path=settings.lake.data_path),
+        "tracking": TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri),
+        "training": TrainingResource(families=settings.training.families, seed=settings.training.seed,
+                                     workers=settings.training.workers),
+        "gates_config": GatesResource(overrides_json=settings.gates.model_dump_json()),
+        "monitors": MonitorsResource(overrides_json=settings.monitors.model_dump_json()),
+        "serving": ServingResource(overrides_json=settings.serving.model_dump_json(exclude={"ray_address"})),
+    }

@@ -14,15 +14,13 @@ from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.defs.resources import LakeResource
 from hit_platform.steps.ingest import file_sha256, landing_files
-from hit_platform.settings import get_settings
+from hit_platform.settings import SensorSettings
 
 
 ingest_job = dg.define_asset_job("ingest_job", selection=[RAW_CHART_ROWS, QUARANTINED_CHART_ROWS],
                                  description="Ingest the landing files named in the run config.")
 
 
-@dg.sensor(job=ingest_job, minimum_interval_seconds=get_settings().landing_sensor_interval_s,
-           default_status=dg.DefaultSensorStatus.RUNNING)
 def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """One ingest run per new landing file content (run key = the file's sha256, so a file is never
     ingested twice, even if it lands again under another name). The cursor remembers each file's
@@ -71,8 +69,6 @@ def _training_active(instance: dg.DagsterInstance) -> bool:
     return False
 
 
-@dg.sensor(minimum_interval_seconds=get_settings().drift_sensor_interval_s,
-           default_status=dg.DefaultSensorStatus.RUNNING, asset_selection=RETRAIN)
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """A drift alert (ops.alerts, kind `drift`: the features' drift gate or a drift monitor) retrains:
     candidates -> evaluation -> promotion -> batch predictions -> serving. At most once per data
@@ -101,3 +97,19 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     return dg.RunRequest(run_key=f"drift:{data_version}", asset_selection=RETRAIN,
                          tags={"trigger": "drift_alert", "alert_id": newest["alert_id"][:200],
                                "features_snapshot": str(data_version)})
+
+
+def build_sensors(intervals: SensorSettings) -> list[dg.SensorDefinition]:
+    """The sensors, at the intervals of the settings' `sensors` section (built when the Definitions are)."""
+    running = dg.DefaultSensorStatus.RUNNING
+    return [
+        dg.sensor(job=ingest_job, minimum_interval_seconds=intervals.landing_sensor_interval_s,
+                  default_status=running)(landing_sensor),
+        dg.sensor(minimum_interval_seconds=intervals.drift_sensor_interval_s, default_status=running,
+                  asset_selection=RETRAIN)(drift_retrain_sensor),
+        run_failure_alerts,
+        dg.AutomationConditionSensorDefinition(
+            "automation", target=dg.AssetSelection.all(), minimum_interval_seconds=intervals.automation_interval_s,
+            default_status=running,
+            description="Evaluates every asset's automation condition (new data, code changes, monitor schedule)."),
+    ]

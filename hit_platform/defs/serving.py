@@ -3,27 +3,28 @@
 import dagster as dg
 
 from hit_platform.defs.ml.evaluation import CHAMPION
-from hit_platform.defs.resources import TrackingResource
+from hit_platform.defs.resources import ServingResource, TrackingResource
 from hit_platform.serving import process
 
 DEPLOYMENT = dg.AssetKey(["serving", "deployment"])
 
 
 @dg.asset(key=DEPLOYMENT, deps=[CHAMPION], group_name="serving", code_version="1", kinds={"ray", "fastapi"})
-def serving_deployment(context: dg.AssetExecutionContext, tracking: TrackingResource) -> dg.MaterializeResult:
-    """The Ray Serve application on 127.0.0.1 (port from HIT_SERVE_PORT, default 8000) answering
+def serving_deployment(context: dg.AssetExecutionContext, tracking: TrackingResource,
+                       serving: ServingResource) -> dg.MaterializeResult:
+    """The Ray Serve application on 127.0.0.1 (port from the serving resource, HIT_SERVE_PORT, default 8000) answering
     POST /predict, POST /predict/batch, GET /healthz, GET /model with `models:/hit_model@champion`.
     It runs in its own long-lived process (found again by warehouse/serving/serving.json), so it
     outlives this run; materializing again swaps in a new champion without dropping requests."""
-    settings = tracking.settings()
+    settings, config = tracking.settings(), serving.config()
     champion = tracking.tracker().champion_info()
-    before = process.status(settings)
+    before = process.status(settings, config)
     if before.running:
-        after = process.update(settings)
+        after = process.update(settings, config)
         action = "updated" if before.model_version != after.model_version else "already serving"
     else:
-        process.start(settings)
-        after = process.status(settings)
+        process.start(settings, config)
+        after = process.status(settings, config)
         action = "started"
     if champion is not None and after.model_version != champion.version:
         raise dg.Failure(f"serving answers model version {after.model_version}, but the champion is "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hit_platform.domain.countries import COUNTRIES
-from hit_platform.quality import GateThresholds
+from hit_platform.settings import GateThresholds
 
 
 @dataclass

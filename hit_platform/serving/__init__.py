@@ -12,7 +12,7 @@ Importing this package does not import Ray; `hit_platform.serving.app` (the
 Serve deployment) does.
 """
 
-from hit_platform.serving.config import ServeConfig
+from hit_platform.settings import ServeConfig
 from hit_platform.serving.process import ServingError, ServingStatus, start, status, stop, update
 
 __all__ = ["ServeConfig", "ServingError", "ServingStatus", "start", "status", "stop", "update"]

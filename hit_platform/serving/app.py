@@ -35,7 +35,7 @@ from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import arrow_batch, loopback
-from hit_platform.serving.config import ServeConfig
+from hit_platform.settings import ServeConfig
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
@@ -165,7 +165,7 @@ def _openapi() -> dict:
     schema = get_openapi(title=app.title, version=app.version, summary=app.summary, description=app.description,
                          routes=app.routes)
     server = _SERVER
-    max_batch = server.config.max_batch if server is not None else ServeConfig().max_batch
+    max_batch = server.config.max_batch if server is not None else ServeConfig.model_fields["max_batch"].default
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for adapter in (SONG_ADAPTER, TypeAdapter(batch_model(max_batch))):
         s = adapter.json_schema(ref_template="#/components/schemas/{model}")

@@ -1,6 +1,6 @@
 """The serving process: `python -m hit_platform.serving.main` (started by `process.start`).
 
-Reads Settings (HIT_*) and ServeConfig (HIT_SERVE_*) from its environment,
+Reads Settings (HIT_*, its serving section HIT_SERVE_*) from its environment,
 starts an embedded Ray (`ray.init(num_cpus=2, include_dashboard=False)`,
 on loopback) or joins RAY_ADDRESS, starts Serve's HTTP ingress on
 host:port, deploys the champion, records itself in the pid file and stays
@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import loopback
 from hit_platform.serving.inference_log import JournalCommitter
-from hit_platform.serving.config import ServeConfig
+from hit_platform.settings import ServeConfig
 from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import Tracker
@@ -53,7 +53,7 @@ class ServingProcess:
         import ray
         from ray import serve
 
-        address = os.environ.get("RAY_ADDRESS")
+        address = self.config.ray_address
         if address:
             ray.init(address=address, namespace="hit_platform", logging_level=logging.WARNING)
         else:
@@ -141,7 +141,7 @@ class ServingProcess:
     def run(self) -> int:
         champion = self.tracker.champion_info()
         if champion is None:
-            print(f"hit_platform serving: no champion alias on registered model {self.settings.model_name!r} "
+            print(f"hit_platform serving: no champion alias on registered model {self.settings.mlflow.model_name!r} "
                   f"in {self.tracker.uri}; nothing to serve", file=sys.stderr)
             return 2
         if self.committer is not None:  # its first round commits what an earlier run left in the journal
@@ -155,8 +155,8 @@ class ServingProcess:
             self.deploy(str(champion.version))
             update_pid_file(self.pid_path, pid=os.getpid(), state="running", model_version=self.version,
                             endpoint=self.config.endpoint, ready_at=time.time(),
-                            ray_address=os.environ.get("RAY_ADDRESS"))
-            log.warning("serving %s version %s at %s", self.settings.model_name, self.version, self.config.endpoint)
+                            ray_address=self.config.ray_address)
+            log.warning("serving %s version %s at %s", self.settings.mlflow.model_name, self.version, self.config.endpoint)
             while not self.stop_requested.is_set():
                 if self.update_requested.wait(0.5):
                     self.update_requested.clear()
@@ -169,14 +169,15 @@ class ServingProcess:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no line per readiness poll
-    settings, config = Settings(), ServeConfig()
+    settings = Settings()
+    config = settings.serving
     # Decide "auto" here, once: the replicas receive this config and must not decide it again.
     config = config.model_copy(update={"log_committer": "replica" if config.replicas_commit() else "process"})
     state = config.state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     # Ray reads these at import time: set them before anything imports it.
     os.environ.update(loopback.ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state,
-                                       joining_cluster=bool(os.environ.get("RAY_ADDRESS"))))
+                                       joining_cluster=bool(config.ray_address)))
     return ServingProcess(settings, config).run()
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from hit_platform.serving.config import ServeConfig
+from hit_platform.settings import ServeConfig
 from hit_platform.settings import REPO_ROOT, Settings
 
 MAIN_MODULE = "hit_platform.serving.main"
@@ -62,7 +62,7 @@ class ServingStatus:
 # -- the pid file ------------------------------------------------------------------------------------
 
 def state_dir(settings: Settings, config: ServeConfig | None = None) -> Path:
-    return (config or ServeConfig()).state_dir(settings)
+    return (config or settings.serving).state_dir(settings)
 
 
 def pid_file(settings: Settings, config: ServeConfig | None = None) -> Path:
@@ -148,7 +148,7 @@ def _health(endpoint: str, timeout: float = 2.0) -> dict | None:
 
 def status(settings: Settings, config: ServeConfig | None = None) -> ServingStatus:
     """Is a serving process running for this warehouse, where, and which model version does it serve?"""
-    config = config or ServeConfig()
+    config = config or settings.serving
     path = pid_file(settings, config)
     log = str(state_dir(settings, config) / LOG_FILE)
     info = read_pid_file(path)
@@ -171,11 +171,7 @@ def status(settings: Settings, config: ServeConfig | None = None) -> ServingStat
 def child_env(settings: Settings, config: ServeConfig) -> dict[str, str]:
     """The environment that rebuilds exactly these Settings and ServeConfig in the serving process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIT_")}
-    for prefix, obj in (("HIT_", settings), ("HIT_SERVE_", config)):
-        values = obj.dump_for_child() if isinstance(obj, Settings) else obj.model_dump(mode="json")
-        for name, value in values.items():
-            if value is not None:
-                env[f"{prefix}{name.upper()}"] = value if isinstance(value, str) else json.dumps(value)
+    env.update(settings.model_copy(update={"serving": config}).to_env())
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
@@ -226,7 +222,7 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
     """
     from hit_platform.adapters.tracking import ChampionUnavailable, Tracker  # mlflow: only when starting
 
-    config = config or ServeConfig()
+    config = config or settings.serving
     timeout = timeout or config.start_timeout_s
     sdir = state_dir(settings, config)
     with _lock(sdir / "serving.lock"):
@@ -241,7 +237,7 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
             tracker = Tracker(settings)
             if tracker.champion_info() is None:
                 raise ChampionUnavailable(
-                    f"nothing to serve: registered model {settings.model_name!r} in {tracker.uri} has no "
+                    f"nothing to serve: registered model {settings.mlflow.model_name!r} in {tracker.uri} has no "
                     "'champion' alias yet (materialize the graph first)")
             if not _port_free(config.host, config.port):
                 raise ServingError(f"{config.host}:{config.port} is already in use by another program; "
@@ -273,7 +269,7 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
     """
     from hit_platform.adapters.tracking import ChampionUnavailable, Tracker
 
-    config = config or ServeConfig()
+    config = config or settings.serving
     with _lock(state_dir(settings, config) / "serving.lock"):
         st = status(settings, config)
         if not st.running:
@@ -281,7 +277,7 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
                                "start it first (hit-platform serve)")
         champion = Tracker(settings).champion_info()
         if champion is None:
-            raise ChampionUnavailable(f"no champion alias on {settings.model_name!r}: nothing to update to")
+            raise ChampionUnavailable(f"no champion alias on {settings.mlflow.model_name!r}: nothing to update to")
         target = str(champion.version)
         if st.model_version == target:
             return st
@@ -313,7 +309,7 @@ def stop(settings: Settings, config: ServeConfig | None = None, *, timeout: floa
     Returns False if none was running (a stale pid file is removed). Escalates to SIGKILL of the
     process's own session only if it has not exited after `timeout` seconds.
     """
-    config = config or ServeConfig()
+    config = config or settings.serving
     with _lock(state_dir(settings, config) / "serving.lock"):
         path = pid_file(settings, config)
         info = read_pid_file(path)

@@ -24,34 +24,18 @@ from datetime import datetime, timezone
 import duckdb
 import numpy as np
 import psutil
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.steps.datasets import at_version
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.drift import psi
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.settings import MonitorThresholds
 from hit_platform.domain.models import evaluate
 
 METRICS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitor_metrics (
     checked_at TIMESTAMPTZ, monitor VARCHAR, model_version VARCHAR, metric VARCHAR, value DOUBLE,
     threshold DOUBLE, breached BOOLEAN, dagster_run_id VARCHAR)"""
-
-
-class MonitorThresholds(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="HIT_MONITOR_", extra="ignore")
-
-    window_hours: float = Field(24.0, gt=0, description="served requests of this many past hours are watched")
-    min_rows: int = Field(200, ge=1, description="fewest served songs (or labelled songs) before judging")
-    max_served_psi: float = Field(0.25, description="largest PSI of a served feature vs the training split")
-    max_prediction_psi: float = Field(0.25, description="largest PSI of a country's served probabilities "
-                                                        "vs the model's validation predictions")
-    max_auc_drop: float = Field(0.05, description="largest drop of mean ROC AUC on revealed labels below "
-                                                  "the test AUC the model was promoted with")
-    max_error_rate: float = Field(0.01, description="largest share of requests answered 5xx")
-    max_p99_ms: float = Field(250.0, description="largest p99 latency inside the replica, ms")
-    max_memory_mb: float = Field(6_000.0, description="largest resident memory of the serving process tree")
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 from hit_platform.steps import gates
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.quality import GateThresholds
+from hit_platform.settings import GateThresholds
 from hit_platform.domain.schema import DUMP_COLUMNS
 from hit_platform.settings import Settings
 

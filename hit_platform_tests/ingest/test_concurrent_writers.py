@@ -17,7 +17,7 @@ WRITER = textwrap.dedent("""
     from hit_platform.steps.ingest import ingest_landing, landing_files
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
-    settings = Settings(warehouse=Path(sys.argv[1]), lake_retries=40)
+    settings = Settings(warehouse=Path(sys.argv[1]), lake={"retries": 40})
     files = landing_files(settings.landing_dir)
     if sys.argv[2] == "reverse":
         files = files[::-1]

@@ -61,8 +61,8 @@ class ScaleLake:
     @property
     def env(self) -> dict[str, str]:
         """`HIT_*` variables that open this lake from another process."""
-        return {"HIT_WAREHOUSE": str(self.settings.warehouse), "HIT_LAKE_CATALOG": self.settings.lake_catalog,
-                "HIT_LAKE_DATA_PATH": self.settings.lake_data_path, **self.s3.credentials.env(self.s3.endpoint)}
+        return {"HIT_WAREHOUSE": str(self.settings.warehouse), "HIT_LAKE_CATALOG": self.settings.lake.catalog,
+                "HIT_LAKE_DATA_PATH": self.settings.lake.data_path, **self.s3.credentials.env(self.s3.endpoint)}
 
     def data_keys(self) -> list[str]:
         return self.s3.keys(self.prefix + "/")
@@ -73,6 +73,7 @@ def pg_s3_lake(tmp_path: Path, pg_dsn: str, s3: S3Server) -> ScaleLake:
     name = "lake_" + uuid.uuid4().hex[:10]
     dsn = create_database(pg_dsn, name)
     prefix = f"{name}/lake"
-    settings = Settings(warehouse=tmp_path / "warehouse", lake_catalog=f"postgres:{dsn}",
-                        lake_data_path=f"s3://{s3.bucket}/{prefix}", **s3.credentials.settings_kwargs(s3.endpoint))
+    settings = Settings(warehouse=tmp_path / "warehouse",
+                        lake={"catalog": f"postgres:{dsn}", "data_path": f"s3://{s3.bucket}/{prefix}"},
+                        s3=s3.credentials.settings_section(s3.endpoint))
     return ScaleLake(settings, Lake(settings), dsn, prefix, s3)

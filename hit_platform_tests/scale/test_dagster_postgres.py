@@ -48,8 +48,8 @@ def test_ingest_asset_with_dagster_storage_in_postgres(tmp_path, monkeypatch, pg
     settings = pg_s3_lake.settings
     small_dump(settings, faults={"missing_values": 2, "key_duplicates": 2, "empty_file": 1},
                countries=3, history_days=2, increments=1)
-    resource = LakeResource(warehouse=str(settings.warehouse), lake_catalog=settings.lake_catalog,
-                            lake_data_path=settings.lake_data_path)
+    resource = LakeResource(warehouse=str(settings.warehouse), lake_catalog=settings.lake.catalog,
+                            lake_data_path=settings.lake.data_path)
     instance = dg.DagsterInstance.get()
     assert type(instance.run_storage).__name__ == "PostgresRunStorage"
     assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"

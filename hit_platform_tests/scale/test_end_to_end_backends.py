@@ -57,9 +57,9 @@ def run_platform(settings: Settings, instance: dg.DagsterInstance, monkeypatch) 
     for k, v in process.child_env(settings, ServeConfig(port=port)).items():
         if k.startswith("HIT_"):
             monkeypatch.setenv(k, v)  # the deployment asset reads ServeConfig and Settings from the env
-    lake_res = LakeResource(warehouse=str(settings.warehouse), lake_catalog=settings.lake_catalog,
-                            lake_data_path=settings.lake_data_path)
-    tracking = TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow_tracking_uri)
+    lake_res = LakeResource(warehouse=str(settings.warehouse), lake_catalog=settings.lake.catalog,
+                            lake_data_path=settings.lake.data_path)
+    tracking = TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri)
     defs = build_definitions(lake_res, tracking=tracking, training=TrainingResource(families=["linear"]))
     result = builder.build(defs, instance, upto=[DEPLOYMENT, BATCH_PREDICTIONS])
     assert result.success, [c.description for c in result.checks if not c.passed]
@@ -90,8 +90,8 @@ def test_the_same_files_give_the_same_lake_models_and_answers_on_both_backends(t
                                                                               pg_s3_lake):
     embedded = Settings(warehouse=tmp_path / "embedded")
     generate_full(embedded, songs=2000, increments=1)
-    scale = pg_s3_lake.settings.model_copy(update={
-        "mlflow_tracking_uri": "postgresql+psycopg2://" + _pg_url(create_database(pg_dsn, "mlflow_" + uuid.uuid4().hex[:8]))})
+    scale = pg_s3_lake.settings.override(mlflow={
+        "tracking_uri": "postgresql+psycopg2://" + _pg_url(create_database(pg_dsn, "mlflow_" + uuid.uuid4().hex[:8]))})
     scale.landing_dir.parent.mkdir(parents=True, exist_ok=True)
     scale.landing_dir.symlink_to(embedded.landing_dir)  # the same files, byte for byte
     scale.generator_dir.symlink_to(embedded.generator_dir)  # and the same oracle

@@ -26,7 +26,7 @@ INGESTER = textwrap.dedent("""
     from hit_platform.steps.ingest import ingest_landing, landing_files
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
-    settings = Settings(lake_retries=40)  # everything else from the HIT_* environment
+    settings = Settings(lake={"retries": 40})  # everything else from the HIT_* environment
     files = landing_files(settings.landing_dir)
     if sys.argv[1] == "reverse":
         files = files[::-1]
@@ -39,7 +39,7 @@ APPENDER = textwrap.dedent("""
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
     batches, size = int(sys.argv[1]), int(sys.argv[2])
-    lake = Lake(Settings(lake_retries=40))
+    lake = Lake(Settings(lake={"retries": 40}))
     with lake.connection() as con:
         lake.write(lambda c: c.execute(
             "CREATE TABLE IF NOT EXISTS ops.inference_log (request_id VARCHAR, batch INTEGER, "

@@ -45,9 +45,9 @@ def test_aws_defaults_without_an_endpoint(tmp_path):
 
 def test_secret_only_for_s3_data_and_never_in_repr_or_init_file(tmp_path):
     assert Lake(Settings(warehouse=tmp_path)).secret_sql() is None
-    s = Settings(warehouse=tmp_path, lake_data_path="s3://bucket/lake", s3_endpoint="http://127.0.0.1:9000",
-                 s3_access_key_id="key", s3_secret_access_key="very-secret",
-                 lake_catalog="postgres:dbname=lake host=db user=hit password=pg-secret")
+    s = Settings(warehouse=tmp_path, s3={"endpoint": "http://127.0.0.1:9000", "access_key_id": "key",
+                                      "secret_access_key": "very-secret"},
+                 lake={"data_path": "s3://bucket/lake", "catalog": "postgres:dbname=lake host=db user=hit password=pg-secret"})
     assert "very-secret" not in repr(s)
     lake = Lake(s)
     sql = lake.secret_sql()
@@ -80,9 +80,9 @@ def test_the_serving_process_and_its_replicas_get_the_real_secret(tmp_path):
     from hit_platform.serving import ServeConfig
     from hit_platform.serving.process import child_env
 
-    s = Settings(warehouse=tmp_path, s3_secret_access_key="s3cr3t", s3_session_token="t0k3n")
-    assert "s3cr3t" not in repr(s) and s.model_dump(mode="json")["s3_secret_access_key"] == "**********"
-    assert s.dump_for_child()["s3_secret_access_key"] == "s3cr3t"
-    env = child_env(s, ServeConfig())
+    s = Settings(warehouse=tmp_path, s3={"secret_access_key": "s3cr3t", "session_token": "t0k3n"})
+    assert "s3cr3t" not in repr(s) and s.model_dump(mode="json")["s3"]["secret_access_key"] == "**********"
+    assert s.dump_for_child()["s3"]["secret_access_key"] == "s3cr3t"
+    env = child_env(s, s.serving)
     assert env["HIT_S3_SECRET_ACCESS_KEY"] == "s3cr3t" and env["HIT_S3_SESSION_TOKEN"] == "t0k3n"
-    assert Settings(**s.dump_for_child()).s3_secret_access_key.get_secret_value() == "s3cr3t"
+    assert Settings(**s.dump_for_child()).s3.secret_access_key.get_secret_value() == "s3cr3t"

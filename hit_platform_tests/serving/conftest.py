@@ -14,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
-from hit_platform.serving.config import ServeConfig
+from hit_platform.settings import ServeConfig
 from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings

@@ -84,8 +84,8 @@ def test_lake_unavailable_keeps_the_journal_then_commits_without_loss_or_doubles
     """A catalog nobody can open: journal files stay; once it can be opened, they land exactly once."""
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the catalog's folder should be")
-    settings = Settings(warehouse=tmp_path / "warehouse", lake_catalog=str(blocker / "catalog.sqlite"),
-                        lake_retries=2, lake_retry_base_s=0.01)
+    settings = Settings(warehouse=tmp_path / "warehouse",
+                        lake={"catalog": str(blocker / "catalog.sqlite"), "retries": 2, "retry_base_s": 0.01})
     lake, journal = Lake(settings), tmp_path / "journal"
     log, committer = InferenceLogger(journal, flush_seconds=60), JournalCommitter(lake, journal)
     down = [served(n) for n in (1, 2, 1, 5)]

@@ -45,7 +45,7 @@ def test_lineage_of_an_unreachable_store_raises(registry, tmp_path: Path, monkey
     _, info = registry
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    down = Tracker(Settings(warehouse=tmp_path / "warehouse", mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}"))
+    down = Tracker(Settings(warehouse=tmp_path / "warehouse", mlflow={"tracking_uri": f"http://127.0.0.1:{free_port()}"}))
     with pytest.raises(MlflowException):
         lineage_of(down, info)
 

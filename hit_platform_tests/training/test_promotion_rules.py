@@ -12,7 +12,7 @@ import pytest
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.promotion import FINITE_METRICS, decide
-from hit_platform.quality import GateThresholds
+from hit_platform.settings import GateThresholds
 
 NAN = float("nan")
 MARGIN, AUC_DROP, LOSS_UP, COUNTRY_DROP = ("min_auc_gain_over_baseline", "max_auc_drop_vs_champion",

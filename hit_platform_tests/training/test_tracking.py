@@ -190,7 +190,7 @@ def test_an_unreachable_registry_is_an_error_not_no_champion(tmp_path: Path, mon
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    tracker = Tracker(Settings(warehouse=tmp_path / "warehouse", mlflow_tracking_uri=uri))
+    tracker = Tracker(Settings(warehouse=tmp_path / "warehouse", mlflow={"tracking_uri": uri}))
     with pytest.raises(MlflowException):
         tracker.champion_info()
     with pytest.raises(MlflowException):

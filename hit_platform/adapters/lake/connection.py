@@ -138,7 +138,7 @@ class Lake:
 
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or get_settings()
-        self.alias = self.settings.lake_alias
+        self.alias = self.settings.lake.alias
 
     # -- opening -----------------------------------------------------------
     def _extensions(self) -> list[str]:
@@ -242,10 +242,10 @@ class Lake:
                 f"no lake at {self.settings.catalog.removeprefix('sqlite:')}: run `hit-platform demo` "
                 "or ingest something first")
         config = {}
-        if self.settings.duckdb_memory_limit:
-            config["memory_limit"] = self.settings.duckdb_memory_limit
-        if self.settings.duckdb_threads:
-            config["threads"] = self.settings.duckdb_threads
+        if self.settings.duckdb.memory_limit:
+            config["memory_limit"] = self.settings.duckdb.memory_limit
+        if self.settings.duckdb.threads:
+            config["threads"] = self.settings.duckdb.threads
         # Where a connection spills when a query outgrows memory (not the process's cwd).
         config["temp_directory"] = str(self.settings.warehouse / "duckdb_tmp")
         con = duckdb.connect(config=config)
@@ -268,13 +268,13 @@ class Lake:
             con.close()
             raise
         attach = [self._attach_statement(read_only), f"USE {self.alias};"]
-        for attempt in range(self.settings.lake_retries):
+        for attempt in range(self.settings.lake.retries):
             try:
                 for stmt in attach:
                     con.execute(stmt)
                 break
             except duckdb.Error as exc:
-                if not _attach_retryable(exc) or attempt == self.settings.lake_retries - 1:
+                if not _attach_retryable(exc) or attempt == self.settings.lake.retries - 1:
                     con.close()
                     raise
                 log.info("attach %s: retry %d after %s", self.alias, attempt + 1, exc)
@@ -307,7 +307,7 @@ class Lake:
 
     # -- writing -----------------------------------------------------------
     def _sleep(self, attempt: int) -> None:
-        base = self.settings.lake_retry_base_s * (2 ** min(attempt, 6))
+        base = self.settings.lake.retry_base_s * (2 ** min(attempt, 6))
         time.sleep(base * (0.5 + random.random()))
 
     def write(self, fn: Callable[[duckdb.DuckDBPyConnection], T], *,
@@ -320,7 +320,7 @@ class Lake:
         own = con is None
         con = con or self.connect()
         try:
-            for attempt in range(self.settings.lake_retries):
+            for attempt in range(self.settings.lake.retries):
                 con.execute("BEGIN TRANSACTION")
                 try:
                     result = fn(con)
@@ -331,7 +331,7 @@ class Lake:
                         con.execute("ROLLBACK")
                     except duckdb.Error:
                         pass  # the failed COMMIT already ended the transaction
-                    if not is_retryable(exc) or attempt == self.settings.lake_retries - 1:
+                    if not is_retryable(exc) or attempt == self.settings.lake.retries - 1:
                         raise
                     log.info("%s: retry %d after %s", what, attempt + 1, exc)
                     self._sleep(attempt)

@@ -1,0 +1,114 @@
+"""One Settings, in sections, read once: what a child process, a resource or a sensor gets is what
+the settings say, and the scale profile refuses to start without its services."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from pydantic import ValidationError
+
+import hit_platform
+from hit_platform.definitions import build_definitions
+from hit_platform.defs.resources import GatesResource, resources_for
+from hit_platform.settings import Settings
+
+SECTIONS = ("lake", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving", "sensors")
+
+
+def test_every_section_is_there_and_the_environment_fills_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("HIT_GATE_MAX_PSI", "0.4")
+    monkeypatch.setenv("HIT_MODEL_NAME", "other_model")
+    monkeypatch.setenv("HIT_TRAIN_FAMILIES", '["linear"]')
+    monkeypatch.setenv("HIT_SERVE_PORT", "8123")
+    monkeypatch.setenv("HIT_LANDING_SENSOR_INTERVAL_S", "7")
+    s = Settings(warehouse=tmp_path)
+    assert all(hasattr(s, name) for name in SECTIONS)
+    assert (s.gates.max_psi, s.mlflow.model_name, s.training.families, s.serving.port,
+            s.sensors.landing_sensor_interval_s) == (0.4, "other_model", ["linear"], 8123, 7)
+
+
+def test_a_section_given_in_code_overrides_only_its_fields(monkeypatch, tmp_path):
+    monkeypatch.setenv("HIT_LAKE_CATALOG", str(tmp_path / "c.sqlite"))
+    s = Settings(warehouse=tmp_path, lake={"retries": 40})
+    assert (s.lake.retries, s.lake.catalog) == (40, str(tmp_path / "c.sqlite"))
+    assert s.override(gates={"max_psi": 0.9}).gates.max_psi == 0.9
+    assert s.override(gates={"max_psi": 0.9}).lake.retries == 40
+
+
+def test_a_bad_value_says_which_setting(monkeypatch, tmp_path):
+    monkeypatch.setenv("HIT_SERVE_PORT", "eighty")
+    with pytest.raises(ValidationError, match="port"):
+        Settings(warehouse=tmp_path)
+
+
+def test_the_environment_of_to_env_rebuilds_the_same_settings(tmp_path):
+    s = Settings(warehouse=tmp_path, gates={"max_psi": 0.33}, training={"families": ["linear"], "seed": 3},
+                 mlflow={"model_name": "m2"}, s3={"secret_access_key": "s3cr3t"}, serving={"port": 8124})
+    code = "from hit_platform.settings import Settings; import json; print(json.dumps(Settings().dump_for_child()))"
+    out = subprocess.run([sys.executable, "-c", code], env={"PATH": "/usr/bin:/bin", **s.to_env()},
+                         capture_output=True, text=True, check=True).stdout
+    child = json.loads(out)
+    mine = s.dump_for_child()
+    child["s3"].pop("aws"), mine["s3"].pop("aws")  # the AWS_* variables of each process
+    assert child == mine
+
+
+def test_scale_profile_refuses_to_start_without_its_services(tmp_path):
+    with pytest.raises(ValidationError) as err:
+        Settings(warehouse=tmp_path, profile="scale")
+    for needed in ("HIT_LAKE_CATALOG", "HIT_LAKE_DATA_PATH", "HIT_MLFLOW_TRACKING_URI"):
+        assert needed in str(err.value)
+    scale = Settings(warehouse=tmp_path, profile="scale",
+                     lake={"catalog": "postgres:dbname=lake host=db", "data_path": "s3://bucket/lake"},
+                     mlflow={"tracking_uri": "http://mlflow:5000"})
+    assert scale.catalog.startswith("postgres:") and scale.data_on_s3
+
+
+def test_resources_and_sensors_are_built_from_the_settings(tmp_path):
+    s = Settings(warehouse=tmp_path, gates={"max_psi": 0.31}, training={"families": ["linear"], "seed": 5},
+                 serving={"port": 8125}, sensors={"landing_sensor_interval_s": 9, "drift_sensor_interval_s": 11,
+                                                  "automation_interval_s": 13})
+    resources = resources_for(s)
+    assert resources["lake"].settings().warehouse == tmp_path
+    assert resources["gates_config"].thresholds().max_psi == 0.31
+    assert (resources["training"].families, resources["training"].seed) == (["linear"], 5)
+    assert resources["serving"].config().port == 8125
+    defs = build_definitions(settings=s)
+    intervals = {sensor.name: sensor.minimum_interval_seconds for sensor in defs.sensors}
+    assert (intervals["landing_sensor"], intervals["drift_retrain_sensor"], intervals["automation"]) == (9, 11, 13)
+    assert defs.resources["gates_config"].thresholds().max_psi == 0.31
+
+
+def test_a_resource_override_naming_no_setting_is_an_error():
+    with pytest.raises(ValueError, match="max_pzi"):
+        GatesResource(overrides_json='{"max_pzi": 0.3}').thresholds()
+    with pytest.raises(ValueError, match="not valid JSON"):
+        GatesResource(overrides_json="{max_psi: 0.3}").thresholds()
+
+
+# Modules that touch the environment for a reason other than reading a setting.
+ENV_WRITERS = {
+    "serving/loopback.py": "sets Ray's own variables for the serving process",
+    "serving/process.py": "passes its environment on to the serving process",
+    "serving/main.py": "applies loopback's Ray variables before ray.init",
+    "cli/dagster_instance.py": "DAGSTER_HOME is Dagster's own convention",
+    "adapters/lake/connection.py": "XDG_CACHE_HOME: where the per-user extension links go",
+}
+
+
+def test_no_module_reads_the_environment_on_its_own():
+    package = Path(hit_platform.__file__).parent
+    readers = set()
+    for path in package.rglob("*.py"):
+        rel = str(path.relative_to(package))
+        if rel == "settings.py" or rel.startswith("generator/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and \
+                    isinstance(node.value, ast.Name) and node.value.id == "os":
+                readers.add(rel)
+    assert readers <= set(ENV_WRITERS), sorted(readers - set(ENV_WRITERS))
