@@ -298,7 +298,7 @@ def main() -> None:
         plain.wait(10)
 
     from hit_platform.adapters.lake.connection import Lake
-    from hit_platform.serving.inference_log import requests_in_log
+    from hit_platform.adapters.lake.tables import requests_in_log
     lake = Lake(settings)
     logged = requests_in_log(lake)
     with lake.connection(read_only=True) as con:

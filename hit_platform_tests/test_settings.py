@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 from pydantic import ValidationError
 

@@ -11,11 +11,10 @@ from datetime import datetime, timezone
 
 import duckdb
 
+from hit_platform.adapters.lake.tables import ALERTS_DDL
 from hit_platform.adapters.lake.connection import Lake
 
-ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
-    alert_id VARCHAR, raised_at TIMESTAMPTZ, kind VARCHAR, severity VARCHAR, what VARCHAR, "where" VARCHAR,
-    dagster_run_id VARCHAR, details VARCHAR)"""
+
 
 KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "ingest")
 SEVERITIES = ("warning", "error")

@@ -160,6 +160,7 @@ def _print_summary(settings: Settings) -> None:
 
 def _print_champion(settings: Settings) -> None:
     from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.adapters.lake.tables import evaluations
     from hit_platform.adapters.tracking import Tracker
 
     tracker = Tracker(settings)
@@ -169,19 +170,17 @@ def _print_champion(settings: Settings) -> None:
         return
     lake = Lake(settings)
     with lake.connection(read_only=True) as con:
-        rows = con.execute("""
-            SELECT candidate_family, candidate_mean_roc_auc, candidate_mean_log_loss, baseline_mean_roc_auc,
-                   oracle_mean_roc_auc, auc_ratio_to_oracle, log_loss_ratio_to_oracle, test_songs
-            FROM ml.evaluations WHERE candidate_version = ? AND promote
-            ORDER BY evaluated_at DESC LIMIT 1""", [info.version]).fetchall()
+        judged = evaluations(con, candidate_version=info.version, promoted_only=True)
     print(f"\nchampion: {info.name} version {info.version} (MLflow run {info.run_id})")
-    if rows:
-        fam, auc, ll, base, oracle_auc, auc_ratio, ll_ratio, n = rows[0]
-        print(f"  family {fam}; on {n:,} test songs: mean ROC AUC {auc:.4f} (baseline {base:.4f}), "
-              f"mean log loss {ll:.4f}")
-        if oracle_auc is not None:
-            print(f"  vs the oracle (the best possible): AUC {auc:.4f} / {oracle_auc:.4f} = {auc_ratio:.3f}, "
-                  f"log loss ratio {ll_ratio:.3f}")
+    if judged:
+        e = judged[-1]
+        print(f"  family {e.candidate_family}; on {e.test_songs:,} test songs: mean ROC AUC "
+              f"{e.candidate_mean_roc_auc:.4f} (baseline {e.baseline_mean_roc_auc:.4f}), "
+              f"mean log loss {e.candidate_mean_log_loss:.4f}")
+        if e.oracle_mean_roc_auc is not None:
+            print(f"  vs the oracle (the best possible): AUC {e.candidate_mean_roc_auc:.4f} / "
+                  f"{e.oracle_mean_roc_auc:.4f} = {e.auc_ratio_to_oracle:.3f}, "
+                  f"log loss ratio {e.log_loss_ratio_to_oracle:.3f}")
     store = settings.tracking_uri
     print(f"  open it in MLflow: .venv/bin/mlflow ui --backend-store-uri {store} "
           f"--default-artifact-root {settings.mlflow_artifacts} --host 127.0.0.1 --port 5000")

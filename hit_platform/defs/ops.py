@@ -7,6 +7,7 @@ monitors, which makes the drift sensor retrain; `monitor_breach` otherwise).
 
 import dagster as dg
 
+from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.steps import monitors as monitor_steps
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.steps.datasets import load_split
@@ -88,11 +89,8 @@ def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResour
         if info is None:
             result = monitor_steps.MonitorResult("delayed_label_evaluation", None, False, "no champion yet")
         else:
-            promoted = None
-            if the_lake.table_exists(con, "ml", "evaluations"):
-                row = con.execute("SELECT candidate_mean_roc_auc FROM ml.evaluations WHERE candidate_version = ? "
-                                  "ORDER BY evaluated_at DESC LIMIT 1", [info.version]).fetchall()
-                promoted = row[0][0] if row else None
+            judged = evaluations(con, candidate_version=info.version)
+            promoted = judged[-1].candidate_mean_roc_auc if judged else None
             result = monitor_steps.delayed_label_evaluation(the_lake, con, monitors.thresholds(), info.version,
                                                          promoted)
     return _report(context, lake, result)

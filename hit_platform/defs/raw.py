@@ -1,7 +1,6 @@
 """Ingest: landing files -> `raw.chart_rows` + `quarantine.chart_rows`, and the gates on raw rows."""
 
 import hashlib
-from pathlib import Path
 
 import dagster as dg
 

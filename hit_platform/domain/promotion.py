@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hit_platform.domain.countries import COUNTRIES
 from hit_platform.settings import GateThresholds
 
 

@@ -93,3 +93,6 @@ def pandera_schema(columns: tuple[Column, ...] = DUMP_COLUMNS, *, name: str = "c
 
 
 CHART_ROWS_SCHEMA = pandera_schema()
+
+# The identifiers a client may send with a song to /predict: kept in the inference log, never used by the model.
+SONG_EXTRAS: tuple[str, ...] = ("spotify_id", "name", "artists", "album_release_date")

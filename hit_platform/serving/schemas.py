@@ -17,12 +17,11 @@ from typing_extensions import Annotated, NotRequired, Required, TypedDict
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
-from hit_platform.domain.schema import COLUMNS
+from hit_platform.domain.schema import COLUMNS, SONG_EXTRAS
 
 _PY_TYPES = {"DOUBLE": float, "INTEGER": int, "BIGINT": int, "BOOLEAN": bool}
 
 # Identifiers a client may send along; echoed into the inference log, not read by the model.
-SONG_EXTRAS: tuple[str, ...] = ("spotify_id", "name", "artists", "album_release_date")
 _EXTRA_MAX_LENGTH = {"spotify_id": 64, "name": 1_000, "artists": 2_000, "album_release_date": 32}
 
 _SONG_CONFIG = ConfigDict(

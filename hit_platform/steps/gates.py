@@ -18,7 +18,7 @@ from hit_platform.domain.countries import COUNTRIES, GLOBAL_CHART
 from hit_platform.domain.drift import psi
 from hit_platform.domain.features import FEATURE_COLUMNS, SPLITS
 from hit_platform.settings import GateThresholds
-from hit_platform.domain.schema import AUDIO_FEATURES, CHART_KEYS, CHART_ROWS_SCHEMA, DUMP_COLUMNS
+from hit_platform.domain.schema import CHART_KEYS, CHART_ROWS_SCHEMA, DUMP_COLUMNS
 
 PANDERA_SAMPLE_ROWS = 50_000
 

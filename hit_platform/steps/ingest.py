@@ -29,6 +29,7 @@ from pathlib import Path
 
 import duckdb
 
+from hit_platform.adapters.lake.tables import FILES_DDL, QUARANTINE_DDL, RAW_DDL, SEQUENCE_DDL
 from hit_platform.domain.countries import COUNTRIES, GLOBAL_CHART
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.schema import CHART_KEYS, COLUMN_NAMES, DUMP_COLUMNS, Column
@@ -42,18 +43,6 @@ CLASSIFIED = "classified"  # temp table in the ingesting connection, not in the 
 REASONS = ("missing_value", "wrong_type", "out_of_range", "unknown_country",
            "exact_duplicate", "key_duplicate")
 
-LINEAGE_COLUMNS = "source_file VARCHAR, file_sha256 VARCHAR, source_row BIGINT, ingested_at TIMESTAMPTZ"
-
-RAW_DDL = ("CREATE TABLE IF NOT EXISTS raw.chart_rows ("
-           + ", ".join(f"{c.name} {c.sql_type}" for c in DUMP_COLUMNS) + f", {LINEAGE_COLUMNS})")
-QUARANTINE_DDL = ("CREATE TABLE IF NOT EXISTS quarantine.chart_rows ("
-                  + ", ".join(f"{c} VARCHAR" for c in COLUMN_NAMES)
-                  + f", {LINEAGE_COLUMNS}, reason VARCHAR, reason_column VARCHAR, reason_value VARCHAR,"
-                  " detail VARCHAR)")
-FILES_DDL = """CREATE TABLE IF NOT EXISTS raw.landed_files (
-    file_name VARCHAR, file_sha256 VARCHAR, size_bytes BIGINT, format VARCHAR, status VARCHAR,
-    rows_read BIGINT, rows_raw BIGINT, rows_quarantined BIGINT, reason VARCHAR, ingested_at TIMESTAMPTZ)"""
-SEQUENCE_DDL = "CREATE TABLE IF NOT EXISTS raw.ingest_sequence (n BIGINT)"
 
 
 @dataclass

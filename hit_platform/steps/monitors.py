@@ -25,6 +25,7 @@ import duckdb
 import numpy as np
 import psutil
 
+from hit_platform.adapters.lake.tables import METRICS_DDL
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.steps.datasets import at_version
 from hit_platform.domain.features import FEATURE_COLUMNS
@@ -33,9 +34,7 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import MonitorThresholds
 from hit_platform.domain.models import evaluate
 
-METRICS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitor_metrics (
-    checked_at TIMESTAMPTZ, monitor VARCHAR, model_version VARCHAR, metric VARCHAR, value DOUBLE,
-    threshold DOUBLE, breached BOOLEAN, dagster_run_id VARCHAR)"""
+
 
 
 @dataclass

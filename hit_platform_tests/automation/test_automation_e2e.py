@@ -31,7 +31,7 @@ from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.serving.inference_log import requests_in_log
+from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.automation.drill import Drill

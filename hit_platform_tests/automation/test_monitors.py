@@ -92,7 +92,7 @@ def test_prediction_drift_compares_served_probabilities_with_the_reference(world
 
 def batch(lake: Lake, ids, P: np.ndarray, version: str, snapshot: int) -> None:
     frame = pd.DataFrame(P, columns=[f"p_{c}" for c in COUNTRIES]).assign(spotify_id=ids)
-    from hit_platform.defs.ml.predictions import BATCH_DDL
+    from hit_platform.adapters.lake.tables import BATCH_DDL
 
     def write(con):
         con.execute(BATCH_DDL)

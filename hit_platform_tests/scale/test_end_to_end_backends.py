@@ -26,7 +26,7 @@ from hit_platform.defs.resources import LakeResource, TrackingResource, Training
 from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import ServeConfig, process
-from hit_platform.serving.inference_log import requests_in_log
+from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings

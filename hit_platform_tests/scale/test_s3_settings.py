@@ -77,7 +77,6 @@ def test_postgres_extension_loads_from_its_package():
 
 
 def test_the_serving_process_and_its_replicas_get_the_real_secret(tmp_path):
-    from hit_platform.serving import ServeConfig
     from hit_platform.serving.process import child_env
 
     s = Settings(warehouse=tmp_path, s3={"secret_access_key": "s3cr3t", "session_token": "t0k3n"})

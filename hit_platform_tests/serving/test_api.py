@@ -19,7 +19,7 @@ from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import process
-from hit_platform.serving.inference_log import requests_in_log
+from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.loopback import is_loopback_address, listeners
 from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.serving.conftest import promote_champion, serving_env, song

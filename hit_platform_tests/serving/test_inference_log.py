@@ -15,7 +15,8 @@ from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.inference_log import (TABLE, InferenceLogger, JournalCommitter, Served, insert,
-                                                journal_files, read_journal, requests_in_log, to_arrow, write_journal)
+                                                journal_files, read_journal, to_arrow, write_journal)
+from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.settings import Settings
 
 

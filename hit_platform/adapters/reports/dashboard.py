@@ -19,8 +19,8 @@ import numpy as np
 
 from hit_platform.adapters.reports import plots
 from hit_platform.adapters.alerts import list_alerts
-from hit_platform.domain.countries import COUNTRIES
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.tables import evaluations
 
 plt = plots.plt
 
@@ -54,12 +54,12 @@ def _fmt(v) -> str:
 
 
 def _quality(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, dict]:
-    if not lake.table_exists(con, "ml", "evaluations"):
+    judged = evaluations(con)
+    if not judged:
         return "<p>No model has been evaluated yet.</p>", {}
-    ev = con.execute("""SELECT evaluated_at, candidate_version, candidate_family, candidate_mean_roc_auc,
-                               baseline_mean_roc_auc, champion_mean_roc_auc, oracle_mean_roc_auc,
-                               candidate_mean_log_loss, promote, per_country_roc_auc
-                        FROM ml.evaluations ORDER BY evaluated_at""").fetchall()
+    ev = [(e.evaluated_at, e.candidate_version, e.candidate_family, e.candidate_mean_roc_auc, e.baseline_mean_roc_auc,
+           e.champion_mean_roc_auc, e.oracle_mean_roc_auc, e.candidate_mean_log_loss, e.promote, e.per_country_roc_auc)
+          for e in judged]
     fig, ax = plt.subplots(figsize=(9, 3.5))
     xs = np.arange(len(ev))
     for j, (label, style) in enumerate([("candidate", "o-"), ("baseline", "s:"), ("champion before", "^--"),

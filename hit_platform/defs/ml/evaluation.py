@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import duckdb
 
+from hit_platform.adapters.lake.tables import EVALUATIONS_DDL
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import load_split
 from hit_platform.defs import gate_policy
@@ -19,14 +20,7 @@ from hit_platform.domain.models import evaluate
 EVALUATION = dg.AssetKey(["ml", "model_evaluation"])
 CHAMPION = dg.AssetKey(["ml", "champion_model"])
 
-EVALUATIONS_DDL = """CREATE TABLE IF NOT EXISTS ml.evaluations (
-    evaluated_at TIMESTAMPTZ, dagster_run_id VARCHAR, lake_snapshot_id BIGINT,
-    candidate_version VARCHAR, candidate_run_id VARCHAR, candidate_family VARCHAR, test_songs BIGINT,
-    candidate_mean_roc_auc DOUBLE, candidate_mean_pr_auc DOUBLE, candidate_mean_log_loss DOUBLE,
-    candidate_mean_brier DOUBLE, baseline_mean_roc_auc DOUBLE, baseline_mean_log_loss DOUBLE,
-    champion_version VARCHAR, champion_mean_roc_auc DOUBLE, champion_mean_log_loss DOUBLE,
-    oracle_mean_roc_auc DOUBLE, oracle_mean_log_loss DOUBLE, auc_ratio_to_oracle DOUBLE,
-    log_loss_ratio_to_oracle DOUBLE, promote BOOLEAN, decision VARCHAR, per_country_roc_auc VARCHAR)"""
+
 
 
 def _upstream(context, key: dg.AssetKey) -> dict:

@@ -5,6 +5,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from hit_platform.adapters.lake.tables import BATCH_DDL, PROB_COLUMNS
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.defs.ml.evaluation import CHAMPION
 from hit_platform.defs.ml.features import FEATURES
@@ -12,11 +13,7 @@ from hit_platform.defs.resources import LakeResource, TrackingResource
 from hit_platform.domain.features import FEATURE_COLUMNS
 
 BATCH_PREDICTIONS = dg.AssetKey(["ml", "batch_predictions"])
-PROB_COLUMNS = [f"p_{c}" for c in COUNTRIES]
-BATCH_DDL = ("CREATE TABLE IF NOT EXISTS ml.batch_predictions (prediction_id VARCHAR, spotify_id VARCHAR, "
-             "model_version VARCHAR, dagster_run_id VARCHAR, lake_snapshot_id BIGINT, predicted_at TIMESTAMPTZ, "
-             "top_country VARCHAR, top_probability DOUBLE, "
-             + ", ".join(f"{p} DOUBLE" for p in PROB_COLUMNS) + ")")
+
 
 
 @dg.asset(key=BATCH_PREDICTIONS, deps=[CHAMPION, FEATURES], group_name="ml", code_version="1",

@@ -1,0 +1,184 @@
+"""Every lake table the platform writes, declared once: its DDL, and readers for the tables that
+several modules read (`ml.evaluations`, `ops.inference_log`; `ops.alerts` has `adapters.alerts`).
+
+The `core` and `ml` tables built by SQL (`steps/transforms.py`) are declared by their CREATE OR
+REPLACE ... AS SELECT there; the tables here are appended to, so their shape is fixed up front.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import duckdb
+import pyarrow as pa
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.domain.schema import COLUMN_NAMES, DUMP_COLUMNS, SONG_EXTRAS
+
+# -- raw and quarantine: written by ingest -----------------------------------------------------------
+
+LINEAGE_COLUMNS = "source_file VARCHAR, file_sha256 VARCHAR, source_row BIGINT, ingested_at TIMESTAMPTZ"
+
+RAW_DDL = ("CREATE TABLE IF NOT EXISTS raw.chart_rows ("
+           + ", ".join(f"{c.name} {c.sql_type}" for c in DUMP_COLUMNS) + f", {LINEAGE_COLUMNS})")
+QUARANTINE_DDL = ("CREATE TABLE IF NOT EXISTS quarantine.chart_rows ("
+                  + ", ".join(f"{c} VARCHAR" for c in COLUMN_NAMES)
+                  + f", {LINEAGE_COLUMNS}, reason VARCHAR, reason_column VARCHAR, reason_value VARCHAR,"
+                  " detail VARCHAR)")
+FILES_DDL = """CREATE TABLE IF NOT EXISTS raw.landed_files (
+    file_name VARCHAR, file_sha256 VARCHAR, size_bytes BIGINT, format VARCHAR, status VARCHAR,
+    rows_read BIGINT, rows_raw BIGINT, rows_quarantined BIGINT, reason VARCHAR, ingested_at TIMESTAMPTZ)"""
+SEQUENCE_DDL = "CREATE TABLE IF NOT EXISTS raw.ingest_sequence (n BIGINT)"
+
+
+# -- ml: the evaluation of each candidate, and batch predictions ---------------------------------------
+
+EVALUATIONS_DDL = """CREATE TABLE IF NOT EXISTS ml.evaluations (
+    evaluated_at TIMESTAMPTZ, dagster_run_id VARCHAR, lake_snapshot_id BIGINT,
+    candidate_version VARCHAR, candidate_run_id VARCHAR, candidate_family VARCHAR, test_songs BIGINT,
+    candidate_mean_roc_auc DOUBLE, candidate_mean_pr_auc DOUBLE, candidate_mean_log_loss DOUBLE,
+    candidate_mean_brier DOUBLE, baseline_mean_roc_auc DOUBLE, baseline_mean_log_loss DOUBLE,
+    champion_version VARCHAR, champion_mean_roc_auc DOUBLE, champion_mean_log_loss DOUBLE,
+    oracle_mean_roc_auc DOUBLE, oracle_mean_log_loss DOUBLE, auc_ratio_to_oracle DOUBLE,
+    log_loss_ratio_to_oracle DOUBLE, promote BOOLEAN, decision VARCHAR, per_country_roc_auc VARCHAR)"""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One row of ml.evaluations: a candidate judged against the baseline, the champion and the oracle."""
+
+    evaluated_at: object
+    dagster_run_id: str | None
+    lake_snapshot_id: int | None
+    candidate_version: str
+    candidate_run_id: str | None
+    candidate_family: str | None
+    test_songs: int | None
+    candidate_mean_roc_auc: float | None
+    candidate_mean_pr_auc: float | None
+    candidate_mean_log_loss: float | None
+    candidate_mean_brier: float | None
+    baseline_mean_roc_auc: float | None
+    baseline_mean_log_loss: float | None
+    champion_version: str | None
+    champion_mean_roc_auc: float | None
+    champion_mean_log_loss: float | None
+    oracle_mean_roc_auc: float | None
+    oracle_mean_log_loss: float | None
+    auc_ratio_to_oracle: float | None
+    log_loss_ratio_to_oracle: float | None
+    promote: bool
+    decision: str | None
+    per_country_roc_auc: str | None
+
+
+def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    # Asked first: querying a missing table would make DuckDB look for a Python variable of that name.
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, table]).fetchall()[0][0])
+
+
+def evaluations(con: duckdb.DuckDBPyConnection, *, candidate_version: str | None = None,
+                promoted_only: bool = False) -> list[Evaluation]:
+    """ml.evaluations in the order they were made (none when the table does not exist yet)."""
+    where, params = [], []
+    if candidate_version is not None:
+        where.append("candidate_version = ?")
+        params.append(str(candidate_version))
+    if promoted_only:
+        where.append("promote")
+    cols = ", ".join(f.name for f in fields(Evaluation))
+    if not _exists(con, "ml", "evaluations"):
+        return []
+    rows = con.execute(f"SELECT {cols} FROM ml.evaluations {'WHERE ' + ' AND '.join(where) if where else ''} "
+                       "ORDER BY evaluated_at", params).fetchall()
+    return [Evaluation(*row) for row in rows]
+
+
+PROB_COLUMNS = [f"p_{c}" for c in COUNTRIES]
+BATCH_DDL = ("CREATE TABLE IF NOT EXISTS ml.batch_predictions (prediction_id VARCHAR, spotify_id VARCHAR, "
+             "model_version VARCHAR, dagster_run_id VARCHAR, lake_snapshot_id BIGINT, predicted_at TIMESTAMPTZ, "
+             "top_country VARCHAR, top_probability DOUBLE, "
+             + ", ".join(f"{p} DOUBLE" for p in PROB_COLUMNS) + ")")
+
+
+# -- ops: monitors and alerts ----------------------------------------------------------------------------
+
+METRICS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitor_metrics (
+    checked_at TIMESTAMPTZ, monitor VARCHAR, model_version VARCHAR, metric VARCHAR, value DOUBLE,
+    threshold DOUBLE, breached BOOLEAN, dagster_run_id VARCHAR)"""
+
+ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
+    alert_id VARCHAR, raised_at TIMESTAMPTZ, kind VARCHAR, severity VARCHAR, what VARCHAR, "where" VARCHAR,
+    dagster_run_id VARCHAR, details VARCHAR)"""
+
+
+# -- ops.inference_log: written by the serving replicas (through the journal) ----------------------------
+
+INFERENCE_LOG = "ops.inference_log"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'  # country codes such as IS, IN, DO are SQL keywords
+
+
+PROBABILITIES_TYPE = pa.struct([(c, pa.float64()) for c in COUNTRIES])
+ARROW_SCHEMA = pa.schema(
+    [("request_id", pa.string()), ("item", pa.int32()),
+     ("received_at", pa.timestamp("us", tz="UTC")), ("endpoint", pa.string()), ("status", pa.int32()),
+     ("latency_ms", pa.float64()), ("n_songs", pa.int32()), ("model_version", pa.string()),
+     ("top_k", pa.int32())]
+    + [(c, pa.string()) for c in SONG_EXTRAS]
+    + [(c, pa.float64()) for c in FEATURE_COLUMNS]
+    + [("probabilities", PROBABILITIES_TYPE), ("request_body", pa.string()), ("response_body", pa.string())])
+
+_DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.float64(): "DOUBLE",
+               pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE"}
+COLUMN_COMMENTS = {
+    "request_id": "id answered to the client; one request, one id",
+    "item": "position of the song in the request (0-based); NULL for a refused request",
+    "received_at": "when the request arrived (UTC)",
+    "endpoint": "/predict or /predict/batch",
+    "status": "HTTP status answered",
+    "latency_ms": "time from receipt to answer inside the replica",
+    "n_songs": "songs in the request (0 when refused)",
+    "model_version": "registered version of hit_model that answered (NULL if refused before a model was used)",
+    "top_k": "top_k asked for",
+    "probabilities": "the 72 probabilities answered, one field per country",
+    "request_body": "refused requests only: the body as received (truncated)",
+    "response_body": "refused requests only: the error answered",
+}
+
+
+def inference_log_ddl() -> str:
+    cols = []
+    for f in ARROW_SCHEMA:
+        if f.name == "probabilities":
+            t = "STRUCT(" + ", ".join(f"{_q(c)} DOUBLE" for c in COUNTRIES) + ")"
+        else:
+            t = _DUCK_TYPES[f.type]
+        cols.append(f"{_q(f.name)} {t}")
+    return f"CREATE TABLE IF NOT EXISTS {INFERENCE_LOG} (\n    " + ",\n    ".join(cols) + "\n)"
+
+
+def requests_in_log(lake: Lake, request_ids: list[str] | None = None) -> dict[str, int]:
+    """{request_id: rows} of the log (optionally only those ids): for tests, audits and the benchmark."""
+    try:
+        con = lake.connect(read_only=True)
+    except FileNotFoundError:  # no lake yet: nothing logged
+        return {}
+    except duckdb.InvalidInputException as exc:  # its catalog file exists, its first commit does not yet
+        if "does not exist" in str(exc):
+            return {}
+        raise
+    with con:
+        if not lake.table_exists(con, "ops", "inference_log"):
+            return {}
+        if request_ids is None:
+            rows = con.execute(f"SELECT request_id, count(*) FROM {INFERENCE_LOG} GROUP BY ALL").fetchall()
+        else:
+            rows = con.execute(f"SELECT request_id, count(*) FROM {INFERENCE_LOG} WHERE list_contains(?, request_id) "
+                               "GROUP BY ALL", [request_ids]).fetchall()
+    return dict(rows)
