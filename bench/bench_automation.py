@@ -13,17 +13,15 @@ Target: under 5 minutes from landing to serving.
 
 import argparse
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from hit_platform.defs.ml.evaluation import EVALUATION  # noqa: E402
-from hit_platform.defs.serving import DEPLOYMENT  # noqa: E402
-from hit_platform_tests.automation.drill import Drill  # noqa: E402
+from hit_platform.defs.ml.evaluation import EVALUATION
+from hit_platform.defs.serving import DEPLOYMENT
+from hit_platform_tests.support.drill import Drill
 
 
 def main() -> None:

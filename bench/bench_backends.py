@@ -4,7 +4,7 @@
 
 Generates one chart dump of about --rows rows (one file, all 73 charts), starts a
 throw-away PostgreSQL server and a moto S3 server on 127.0.0.1
-(hit_platform_tests/servers.py; needs `apt-get install -y postgresql` and
+(hit_platform_tests/support/servers.py; needs `apt-get install -y postgresql` and
 `pip install "moto[server]"`), then times `hit_platform.steps.ingest.ingest_file` of
 that same file into a fresh lake on each backend:
   sqlite+local: catalog warehouse/lake/catalog.sqlite, data warehouse/lake/data/
@@ -21,13 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # hit_platform_tests from a checkout
 
-from bench_ingest import one_file_dump  # noqa: E402  (bench/ is on sys.path: the script's folder)
-from hit_platform.steps.ingest import ingest_file  # noqa: E402
-from hit_platform.adapters.lake.connection import Lake  # noqa: E402
-from hit_platform.settings import Settings  # noqa: E402
-from hit_platform_tests.servers import (create_database, list_objects, postgres_missing_reason,  # noqa: E402
+from bench_ingest import one_file_dump  # bench/ is on sys.path: the script's folder
+from hit_platform.steps.ingest import ingest_file
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.settings import Settings
+from hit_platform_tests.support.servers import (create_database, list_objects, postgres_missing_reason,
                                         postgres_server, s3_missing_reason, s3_server)
 
 

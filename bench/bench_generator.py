@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from hit_platform.domain.countries import CHART_SIZE, COUNTRIES  # noqa: E402
+from hit_platform.domain.countries import CHART_SIZE, COUNTRIES
 
 CHARTS = len(COUNTRIES) + 1  # + the global chart
 INCREMENTS = 7

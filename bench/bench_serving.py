@@ -35,14 +35,13 @@ from fastapi import FastAPI, Query, Request  # module level: FastAPI resolves th
 from fastapi.responses import Response
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from hit_platform.domain.countries import COUNTRIES  # noqa: E402
-from hit_platform.domain.features import FEATURE_COLUMNS  # noqa: E402
-from hit_platform.serving import ServeConfig, process  # noqa: E402
-from hit_platform.serving.loopback import free_port  # noqa: E402
-from hit_platform.serving.predictor import probe_rows  # noqa: E402
-from hit_platform.settings import Settings  # noqa: E402
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.serving import ServeConfig, process
+from hit_platform.serving.loopback import free_port
+from hit_platform.serving.predictor import probe_rows
+from hit_platform.settings import Settings
 
 SONG = {"danceability": 0.71, "energy": 0.62, "key": 5, "loudness": -6.5, "mode": 1, "speechiness": 0.05,
         "acousticness": 0.21, "instrumentalness": 0.0, "liveness": 0.11, "valence": 0.52, "tempo": 121.0,

@@ -1,14 +1,15 @@
-"""Shared fixtures: a temp warehouse with a real DuckLake, and small generated dumps."""
+"""Shared fixtures: a temp warehouse with a real DuckLake, and one built data half (module-scoped)."""
 
 from __future__ import annotations
 
-from datetime import date
 from pathlib import Path
 
 import pytest
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
+from hit_platform_tests.support.built import Built, build
+from hit_platform_tests.support.dumps import generate_full
 
 
 @pytest.fixture
@@ -21,12 +22,11 @@ def lake(settings: Settings) -> Lake:
     return Lake(settings)
 
 
-def small_dump(settings: Settings, *, faults: dict | None = None, seed: int = 7, fmt: str = "csv.gz",
-               countries: int = 4, history_days: int = 3, increments: int = 2, songs: int = 600) -> dict:
-    """A small generated dump in the settings' landing folder; returns the manifest."""
-    from hit_platform.generator import GeneratorConfig, generate
-
-    return generate(GeneratorConfig(
-        out_dir=settings.landing_dir, truth_dir=settings.generator_dir, seed=seed, songs=songs,
-        history_days=history_days, increments=increments, start_date=date(2024, 3, 1), fmt=fmt,
-        countries=countries, faults=faults or {}))
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Built:
+    """A lake with the data half built from all 72 countries (one per test module that asks)."""
+    b = Built(tmp_path_factory.mktemp("built"))
+    b.manifest = generate_full(b.settings)
+    b.first = build(b.defs, b.instance)
+    assert b.first.success, b.first
+    return b

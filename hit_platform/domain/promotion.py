@@ -1,7 +1,7 @@
 """Judging a candidate on the test split: against the baseline, the champion and the oracle.
 
 Pure functions (arrays in, numbers and a decision out); the Dagster assets in
-`defs/evaluation.py` feed them and store what they return in `ml.evaluations`.
+`defs/ml/evaluation.py` feed them and store what they return in `ml.evaluations`.
 """
 
 from __future__ import annotations

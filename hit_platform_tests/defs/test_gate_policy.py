@@ -31,7 +31,7 @@ from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import free_port
 from hit_platform.settings import REPO_ROOT, Settings
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.data.conftest import generate_full
+from hit_platform_tests.support.dumps import generate_full
 
 pytestmark = pytest.mark.slow
 STRICT = GatesResource(overrides_json='{"min_auc_gain_over_baseline": 0.9}')  # no model can pass it

@@ -114,3 +114,18 @@ def test_dagster_definitions_validate_loads_the_code_location():
                           "-m", "hit_platform.definitions"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "Validation successful" in out.stdout + out.stderr
+
+
+# Test folders that have no package folder of the same name, and why.
+TEST_ONLY = {"support": "helpers shared by the tests and bench/", "scale": "the scale profile, across the layers"}
+
+
+def test_the_tests_mirror_the_package():
+    tests = Path(__file__).resolve().parents[1]
+    test_dirs = {p.relative_to(tests).as_posix() for p in tests.rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    package_dirs = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*")
+                    if p.is_dir() and p.name != "__pycache__" and any(p.glob("*.py"))}
+    strays = {d for d in test_dirs if d.split("/")[0] not in TEST_ONLY and d not in package_dirs}
+    assert not strays, f"test folders with no package folder of that name: {sorted(strays)}"
+    layers = {"domain", "steps", "adapters", "defs", "serving", "generator", "cli"}
+    assert layers <= test_dirs, sorted(layers - test_dirs)

@@ -16,7 +16,7 @@ import pytest
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
-from hit_platform_tests.servers import (S3Credentials, create_database, list_objects, postgres_missing_reason,
+from hit_platform_tests.support.servers import (S3Credentials, create_database, list_objects, postgres_missing_reason,
                                         postgres_server, s3_missing_reason, s3_server)
 
 

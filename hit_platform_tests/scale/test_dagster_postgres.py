@@ -11,8 +11,8 @@ import pytest
 
 from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS, ingest_chart_files
 from hit_platform.defs.resources import LakeResource
-from hit_platform_tests.conftest import small_dump
-from hit_platform_tests.servers import create_database
+from hit_platform_tests.support.dumps import small_dump
+from hit_platform_tests.support.servers import create_database
 
 pytestmark = pytest.mark.slow
 

@@ -32,9 +32,9 @@ from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings
 from hit_platform.steps.transforms import table_fingerprint
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.data.conftest import generate_full
+from hit_platform_tests.support.dumps import generate_full
 from hit_platform_tests.scale.test_dagster_postgres import DAGSTER_YAML
-from hit_platform_tests.servers import create_database
+from hit_platform_tests.support.servers import create_database
 
 pytestmark = pytest.mark.slow
 TABLES = ("raw.chart_rows", "quarantine.chart_rows", "raw.landed_files", "core.chart_entries", "core.songs",

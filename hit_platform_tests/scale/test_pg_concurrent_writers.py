@@ -17,7 +17,7 @@ import textwrap
 import pytest
 
 from hit_platform.steps.ingest import landing_files
-from hit_platform_tests.conftest import small_dump
+from hit_platform_tests.support.dumps import small_dump
 
 pytestmark = pytest.mark.slow
 

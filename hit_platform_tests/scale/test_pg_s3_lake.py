@@ -13,7 +13,7 @@ import pytest
 from hit_platform.generator import FAULT_KINDS
 from hit_platform.steps.ingest import ingest_landing, landing_files, lake_summary
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform_tests.conftest import small_dump
+from hit_platform_tests.support.dumps import small_dump
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from hit_platform.serving import process
 from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.loopback import is_loopback_address, listeners
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.serving.conftest import promote_champion, serving_env, song
+from hit_platform_tests.support.serving import promote_champion, serving_env, song
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from hit_platform.serving.encoding import answered
 from hit_platform.serving.predictor import features_of, top_k
 from hit_platform.serving.schemas import ApiError, batch_model
 from pydantic import TypeAdapter
-from hit_platform_tests.serving.conftest import song
+from hit_platform_tests.support.serving import song
 
 
 def stream(table: pa.Table) -> bytes:

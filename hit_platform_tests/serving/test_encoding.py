@@ -15,7 +15,7 @@ from hit_platform.serving.encoding import answered, batch_bytes, prediction_byte
 from hit_platform.serving.predictor import Predictor, features_of, top_k
 from hit_platform.serving.schemas import SONG_ADAPTER, batch_model
 from hit_platform.adapters.tracking import ModelVersionInfo
-from hit_platform_tests.serving.conftest import make_pipeline, song
+from hit_platform_tests.support.serving import make_pipeline, song
 
 
 def test_song_ranges_come_from_the_schema():

@@ -14,7 +14,7 @@ import pytest
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import process
 from hit_platform.adapters.lake.tables import requests_in_log
-from hit_platform_tests.serving.conftest import promote_champion, serving_env, song
+from hit_platform_tests.support.serving import promote_champion, serving_env, song
 
 pytestmark = pytest.mark.slow
 

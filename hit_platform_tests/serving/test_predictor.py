@@ -20,7 +20,7 @@ from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import Predictor, lineage_of, load_predictor, probe_rows
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker
-from hit_platform_tests.serving.conftest import LinearHits, promote_champion
+from hit_platform_tests.support.serving import LinearHits, promote_champion
 
 INFO = ModelVersionInfo("hit_model", "1", "run", {}, "src")
 

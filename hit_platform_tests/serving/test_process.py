@@ -14,7 +14,7 @@ from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import haproxy_wrapper, ray_env
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import ChampionUnavailable
-from hit_platform_tests.serving.conftest import promote_champion
+from hit_platform_tests.support.serving import promote_champion
 
 
 def test_start_without_a_champion_is_a_clear_error(settings: Settings):

@@ -10,7 +10,8 @@ from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.resources import GatesResource, TrackingResource, TrainingResource
 from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.data.conftest import Built, generate_full
+from hit_platform_tests.support.built import Built
+from hit_platform_tests.support.dumps import generate_full
 
 pytestmark = pytest.mark.slow
 

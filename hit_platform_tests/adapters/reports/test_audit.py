@@ -32,7 +32,7 @@ from hit_platform.serving.inference_log import JournalCommitter, Served, insert,
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings, get_settings
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.serving.conftest import make_pipeline, song
+from hit_platform_tests.support.serving import make_pipeline, song
 
 # Two trainings with nothing in common but the model family: every lineage field tells them apart.
 LINEAGE = {

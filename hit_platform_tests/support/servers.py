@@ -170,7 +170,7 @@ def postgres_server(tmp_dir: Path, *, fast: bool = True) -> Iterator[str]:
         conf = data / "postgresql.conf"
         # postgresql.conf belongs to the postgres user; root may append to it
         with conf.open("a") as f:
-            f.write("\n# hit_platform_tests.servers\n" + "\n".join(settings) + "\n")
+            f.write("\n# hit_platform_tests.support.servers\n" + "\n".join(settings) + "\n")
         # only loopback, trust: nothing but this machine can reach the throw-away cluster
         (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
         if os.geteuid() == 0:

@@ -18,8 +18,8 @@ from hit_platform.definitions import build_definitions
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.resources import GatesResource, TrainingResource
 from hit_platform.defs.ml.training import CANDIDATES
-from hit_platform_tests.data.conftest import generate_full
-from hit_platform_tests.training.linear import TrainedLinear, latest_metadata
+from hit_platform_tests.support.dumps import generate_full
+from hit_platform_tests.support.linear import TrainedLinear, latest_metadata
 
 pytestmark = pytest.mark.slow
 

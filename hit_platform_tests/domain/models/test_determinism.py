@@ -5,7 +5,7 @@ from threadpoolctl import threadpool_limits
 
 from hit_platform.domain.models import refit, train_candidates
 from hit_platform.domain.models.candidates import FAMILIES
-from hit_platform_tests.models import data, trained_candidates
+from hit_platform_tests.support.models import data, trained_candidates
 
 
 def _probe():

@@ -34,7 +34,7 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.automation.drill import Drill
+from hit_platform_tests.support.drill import Drill
 
 pytestmark = pytest.mark.slow
 FAST = {"HIT_LANDING_SENSOR_INTERVAL_S": "5", "HIT_AUTOMATION_INTERVAL_S": "5", "HIT_DRIFT_SENSOR_INTERVAL_S": "5",

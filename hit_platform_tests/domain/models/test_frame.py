@@ -6,7 +6,7 @@ import pytest
 
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.models.frame import FeatureFrame, LogFeatures, feature_matrix, label_matrix
-from hit_platform_tests.models import synthetic_features, trained_candidates
+from hit_platform_tests.support.models import synthetic_features, trained_candidates
 
 
 def test_feature_matrix_in_feature_order_whatever_the_column_order():

@@ -9,7 +9,7 @@ import textwrap
 
 from hit_platform.steps.ingest import landing_files
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform_tests.conftest import small_dump
+from hit_platform_tests.support.dumps import small_dump
 
 WRITER = textwrap.dedent("""
     import json, sys

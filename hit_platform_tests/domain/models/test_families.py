@@ -10,7 +10,7 @@ from sklearn.pipeline import Pipeline
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.models import FAMILIES, PROBA_MIN, CandidateResult, evaluate, select_best, train_candidates
-from hit_platform_tests.models import data, trained_candidates
+from hit_platform_tests.support.models import data, trained_candidates
 
 ALL = ["prior", "linear", "trees", "mlp", "blend"]
 

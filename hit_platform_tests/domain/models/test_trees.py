@@ -5,7 +5,7 @@ import pytest
 
 from hit_platform.domain.models.quickscorer import compile_hgb
 from hit_platform.domain.models.trees import OUTPUT_CATEGORIES, CountryTrees, stack_rows
-from hit_platform_tests.models import data, trained_candidates
+from hit_platform_tests.support.models import data, trained_candidates
 
 
 def test_stack_rows_is_song_major():

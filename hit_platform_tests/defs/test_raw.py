@@ -8,7 +8,7 @@ from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS, ingest
 from hit_platform.defs.resources import LakeResource
 from hit_platform.generator import FAULT_KINDS
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform_tests.conftest import small_dump
+from hit_platform_tests.support.dumps import small_dump
 
 ROW_FAULT_REASON = {"missing_values": "missing_value", "out_of_range": "out_of_range",
                     "exact_duplicates": "exact_duplicate", "key_duplicates": "key_duplicate",

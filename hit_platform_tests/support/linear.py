@@ -7,7 +7,7 @@ import dagster as dg
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.resources import TrackingResource, TrainingResource
 from hit_platform.adapters.tracking import Tracker
-from hit_platform_tests.data.conftest import Built
+from hit_platform_tests.support.built import Built
 
 
 class TrainedLinear(Built):

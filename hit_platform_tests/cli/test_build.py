@@ -9,7 +9,8 @@ from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.resources import GatesResource
 from hit_platform.defs.core import CHART_ENTRIES, SONG_LABELS, SONGS
 from hit_platform.steps.transforms import build_splits, table_fingerprint
-from hit_platform_tests.data.conftest import Built, build, generate_full, stale_or_missing
+from hit_platform_tests.support.built import Built, build, stale_or_missing
+from hit_platform_tests.support.dumps import generate_full
 
 
 def keys(ks) -> set[str]:
