@@ -7,9 +7,18 @@ from pathlib import Path
 import pytest
 
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.settings import Settings
+from hit_platform.settings import Settings, get_settings
 from hit_platform_tests.support.built import Built, build
 from hit_platform_tests.support.dumps import generate_full
+
+
+@pytest.fixture(autouse=True)
+def settings_read_per_test():
+    """A process reads its settings once; a test is a fresh process for that purpose, so the
+    environment a test sets (monkeypatch) is the one its code reads."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture

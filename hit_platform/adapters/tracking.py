@@ -107,6 +107,14 @@ def model_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "numpy", "pandas", "cloudpickle", "pyarrow")]
 
 
+def flat_metrics(prefix: str, m: dict) -> dict[str, float]:
+    """MLflow metrics: the means, and every per-country value (e.g. val_roc_auc_US)."""
+    out = {f"{prefix}_{k}": float(v) for k, v in m.items() if k.startswith("mean_")}
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier"):
+        out.update({f"{prefix}_{name}_{c}": float(v) for c, v in m[name].items()})
+    return out
+
+
 class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -161,6 +169,29 @@ class Tracker:
                                             serialization_format="cloudpickle",
                                             pip_requirements=model_requirements())
             return run.info.run_id, info.model_uri
+
+    def log_candidates(self, results: list, X_val: pd.DataFrame, Y_val, lineage: dict[str, str]
+                       ) -> dict[str, tuple[str, str]]:
+        """One run per trained candidate (params, train and validation metrics, plots, its search);
+        returns {family: (run_id, model_uri)}."""
+        from hit_platform.adapters.reports import plots
+
+        runs = {}
+        for r in results:
+            P_val = r.pipeline.predict_proba(X_val)
+            figs = {"auc_by_country": plots.auc_bars(r.val_metrics["roc_auc"], f"{r.family}: validation ROC AUC"),
+                    "calibration": plots.calibration(Y_val, P_val, f"{r.family}: calibration (validation)"),
+                    "roc": plots.roc(Y_val, P_val, f"{r.family}: ROC (validation)")}
+            try:
+                runs[r.family] = self.log_candidate(
+                    run_name=r.family, params={"family": r.family, **r.params},
+                    metrics={**flat_metrics("val", r.val_metrics), **flat_metrics("train", r.train_metrics),
+                             "fit_seconds": r.fit_seconds},
+                    pipeline=r.pipeline, input_example=X_val.head(5), tags={**lineage, "family": r.family},
+                    figures=figs, tables={"search": pd.DataFrame(r.search)})
+            finally:
+                plots.close(*figs.values())
+        return runs
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersionInfo:
         """A new version of the registered model (created on first use)."""

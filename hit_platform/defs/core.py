@@ -29,13 +29,13 @@ def songs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materiali
     """One row per song: its latest name, artists, album, explicit flag, duration and audio features,
     its first and last chart day, and whether its audio features are present (Spotify stopped serving
     them for new tracks in late 2024, so songs without them cannot be scored)."""
-    def build(con):
+    def write_table(con):
         transforms.build_songs(con)
         missing = con.execute("SELECT count(*) FILTER (WHERE NOT has_audio_features) FROM core.songs"
                               ).fetchall()[0][0]
         return {"core.songs": {"songs_missing_audio_features": missing}}
 
-    [result] = build_lake_tables(context, lake, build, {SONGS: "core.songs"})
+    [result] = build_lake_tables(context, lake, write_table, {SONGS: "core.songs"})
     return result
 
 
@@ -44,14 +44,14 @@ def song_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     """Per-country labels: one row per song and each of the 72 countries; `label` is true when the
     song reached that country's daily Top 50 at least once in the data's window (the global chart is
     not one of the 72). Also the days it charted there and its best rank."""
-    def build(con):
+    def write_table(con):
         transforms.build_song_labels(con)
         rates = con.execute("SELECT min(r), avg(r), max(r) FROM (SELECT avg(label::INTEGER) r "
                             "FROM core.song_labels GROUP BY country)").fetchall()[0]
         return {"core.song_labels": {"positive_rate_min": float(rates[0]), "positive_rate_mean": float(rates[1]),
                                      "positive_rate_max": float(rates[2])}}
 
-    [result] = build_lake_tables(context, lake, build, {SONG_LABELS: "core.song_labels"})
+    [result] = build_lake_tables(context, lake, write_table, {SONG_LABELS: "core.song_labels"})
     return result
 
 

@@ -8,7 +8,7 @@ is kept by every asset itself, whatever the run: before its body runs, each
 parent's blocking checks must have passed *for that parent's latest
 materialization*. A failed, missing, unfinished or out-of-date evaluation holds
 the asset, with an error that names the check, its verdict and how to release
-it. `definitions.py` applies this to every asset at once; `build.py` asks the
+it. `definitions.py` applies this to every asset at once; `cli/build.py` asks the
 same question up front to report what it leaves unbuilt.
 """
 

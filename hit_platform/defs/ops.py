@@ -11,10 +11,10 @@ from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.steps import monitors as monitor_steps
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.steps.datasets import load_split
-from hit_platform.adapters.reports.dashboard import build as build_dashboard
+from hit_platform.adapters.reports.dashboard import render as render_dashboard
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
-from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource
+from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource, serving_settings
 from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.core import SONG_LABELS
 from hit_platform.serving import process
@@ -101,7 +101,7 @@ def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracki
                    monitors: MonitorsResource) -> dg.MaterializeResult:
     """Request rate, error rate and p50/p99 latency from the inference log window, and the serving
     process tree's CPU and memory; breached when serving is down, erring, slow or too large."""
-    st = process.status(tracking.settings())
+    st = process.status(serving_settings(lake, tracking))
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
         result = monitor_steps.serving_health(the_lake, con, monitors.thresholds(), st.model_version,
@@ -119,7 +119,7 @@ def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     drift, serving latency, monitors and alerts. Open the file linked in the metadata in a browser;
     the summary below is the short version."""
     the_lake = lake.lake()
-    board = build_dashboard(the_lake)
+    board = render_dashboard(the_lake)
     out = lake.settings().warehouse / "reports" / "dashboard.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".html.tmp")

@@ -44,6 +44,11 @@ def _settings(warehouse: str | None, **sections: dict) -> Settings:
     return get_settings().override(**given) if given else get_settings()
 
 
+def serving_settings(lake: "LakeResource", tracking: "TrackingResource") -> Settings:
+    """What the serving process is started with: the lake it logs to and the MLflow it loads from."""
+    return lake.settings().override(mlflow=tracking.settings().mlflow.model_dump())
+
+
 def _overrides(text: str, resource: str) -> dict:
     """Threshold overrides given to a resource as a JSON object."""
     try:

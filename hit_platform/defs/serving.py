@@ -3,20 +3,20 @@
 import dagster as dg
 
 from hit_platform.defs.ml.evaluation import CHAMPION
-from hit_platform.defs.resources import ServingResource, TrackingResource
+from hit_platform.defs.resources import LakeResource, ServingResource, TrackingResource, serving_settings
 from hit_platform.serving import process
 
 DEPLOYMENT = dg.AssetKey(["serving", "deployment"])
 
 
 @dg.asset(key=DEPLOYMENT, deps=[CHAMPION], group_name="serving", code_version="1", kinds={"ray", "fastapi"})
-def serving_deployment(context: dg.AssetExecutionContext, tracking: TrackingResource,
+def serving_deployment(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                        serving: ServingResource) -> dg.MaterializeResult:
     """The Ray Serve application on 127.0.0.1 (port from the serving resource, HIT_SERVE_PORT, default 8000) answering
     POST /predict, POST /predict/batch, GET /healthz, GET /model with `models:/hit_model@champion`.
     It runs in its own long-lived process (found again by warehouse/serving/serving.json), so it
     outlives this run; materializing again swaps in a new champion without dropping requests."""
-    settings, config = tracking.settings(), serving.config()
+    settings, config = serving_settings(lake, tracking), serving.config()
     champion = tracking.tracker().champion_info()
     before = process.status(settings, config)
     if before.running:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hit_platform.domain.models.metrics import evaluate
 from hit_platform.settings import GateThresholds
 
 
@@ -132,3 +133,31 @@ def worst_country_drop(candidate: dict, champion: dict) -> tuple[str | None, flo
         return None, 0.0
     c = max(drops, key=drops.get)
     return c, drops[c]
+
+
+@dataclass
+class Judgement:
+    """A candidate's test metrics next to the baseline's, the champion's and the oracle's, and the decision."""
+
+    candidate: dict
+    baseline: dict
+    champion: dict | None
+    oracle: dict | None
+    decision: Decision
+
+    @property
+    def auc_ratio_to_oracle(self) -> float | None:
+        return self.candidate["mean_roc_auc"] / self.oracle["mean_roc_auc"] if self.oracle else None
+
+    @property
+    def log_loss_ratio_to_oracle(self) -> float | None:
+        return self.candidate["mean_log_loss"] / self.oracle["mean_log_loss"] if self.oracle else None
+
+
+def judge(Y, P_candidate, P_baseline, P_champion, P_oracle, t: GateThresholds) -> Judgement:
+    """Score each set of (n, 72) probabilities on the labels Y and decide; a missing champion or
+    oracle is None."""
+    candidate, baseline = evaluate(Y, P_candidate), evaluate(Y, P_baseline)
+    champion = evaluate(Y, P_champion) if P_champion is not None else None
+    oracle = evaluate(Y, P_oracle) if P_oracle is not None else None
+    return Judgement(candidate, baseline, champion, oracle, decide(candidate, baseline, champion, t))

@@ -325,8 +325,8 @@ class HitModelServer:
                                "last_update_error": self.update_error}), media_type="application/json")
 
 
-def build(settings: Settings, config: ServeConfig, model_version: str, *, code_version: str,
-          requested_at: str | None = None):
+def bind_application(settings: Settings, config: ServeConfig, model_version: str, *, code_version: str,
+                     requested_at: str | None = None):
     """The Serve application: the deployment bound to these settings, serving `model_version`.
 
     `model_version` travels in the deployment's user_config. With the deployment's code version

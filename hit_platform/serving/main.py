@@ -66,10 +66,11 @@ class ServingProcess:
         from ray import serve
         from ray.serve.schema import LoggingConfig
 
-        from hit_platform.serving.app import APP_NAME, build
+        from hit_platform.serving.app import APP_NAME, bind_application
 
         requested_at = datetime.now(timezone.utc).isoformat()
-        app = build(self.settings, self.config, version, code_version=self.code_version, requested_at=requested_at)
+        app = bind_application(self.settings, self.config, version, code_version=self.code_version,
+                               requested_at=requested_at)
         # Serve's per-request access log would duplicate the inference log and cost CPU per request.
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False,
                   logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"))

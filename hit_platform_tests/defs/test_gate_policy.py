@@ -10,6 +10,7 @@ The same for a data gate: a failing `raw_*` gate, then runs that leave it out.
 from __future__ import annotations
 
 import os
+import json
 import subprocess
 import sys
 
@@ -24,7 +25,8 @@ from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.raw import RAW_CHART_ROWS
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
-from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource, TrainingResource
+from hit_platform.defs.resources import (GatesResource, LakeResource, ServingResource, TrackingResource,
+                                         TrainingResource)
 from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.core import CHART_ENTRIES, SONG_LABELS, SONGS
 from hit_platform.serving import ServeConfig, process
@@ -53,13 +55,13 @@ def dagster_cli(home, env: dict, *args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **env, "DAGSTER_HOME": str(home)})
 
 
-def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path, monkeypatch):
+def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path):
     settings = Settings(warehouse=tmp_path / "warehouse")
     generate_full(settings, songs=2000, increments=1)
     port = free_port()
+    # the CLI runs below get these settings through their environment, the in-process builds as resources
     env = {k: v for k, v in process.child_env(settings, ServeConfig(port=port)).items() if k.startswith("HIT_")}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)  # the deployment asset reads ServeConfig and Settings from the env
+    serving = ServingResource(overrides_json=json.dumps({"port": port}))
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(str(home))  # the one `dagster` on DAGSTER_HOME sees too
@@ -69,14 +71,14 @@ def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path, monk
     upto = [DEPLOYMENT, BATCH_PREDICTIONS]
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        first = builder.build(build_definitions(lake, tracking=tracking, training=TrainingResource(families=["linear"])),
-                              instance, upto=upto)
+        first = builder.build(build_definitions(lake, tracking=tracking, training=TrainingResource(families=["linear"]),
+                                                serving_config=serving), instance, upto=upto)
         assert first.success, [c.description for c in first.checks if not c.passed]
         champion = tracker.champion_info().version
         assert httpx.get(endpoint + "/model", timeout=30).json()["version"] == champion
 
         # a retrain (another seed: a new code version of the candidates) that the promotion gate refuses
-        retrain = build_definitions(lake, STRICT, tracking=tracking,
+        retrain = build_definitions(lake, STRICT, tracking=tracking, serving_config=serving,
                                     training=TrainingResource(families=["linear"], seed=1))
         refused = builder.build(retrain, instance, upto=upto)
         gate = next(c for c in refused.checks if c.check_name == "promotion_gate")

@@ -9,6 +9,7 @@ lakes must hold the same rows, the models the same metrics and the same predicti
 
 from __future__ import annotations
 
+import json
 import hashlib
 import uuid
 from pathlib import Path
@@ -22,14 +23,14 @@ from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.ml.evaluation import EVALUATION
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
-from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
+from hit_platform.defs.resources import LakeResource, ServingResource, TrackingResource, TrainingResource
 from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import ServeConfig, process
 from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import probe_rows
-from hit_platform.settings import Settings
+from hit_platform.settings import Settings, get_settings
 from hit_platform.steps.transforms import table_fingerprint
 from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.support.dumps import generate_full
@@ -54,13 +55,17 @@ def as_song(row: dict) -> dict:
 def run_platform(settings: Settings, instance: dg.DagsterInstance, monkeypatch) -> dict:
     """Build through serving, send 5 predictions, stop serving; what the platform holds afterwards."""
     port = free_port()
-    for k, v in process.child_env(settings, ServeConfig(port=port)).items():
-        if k.startswith("HIT_"):
-            monkeypatch.setenv(k, v)  # the deployment asset reads ServeConfig and Settings from the env
+    # Object-storage secrets reach the resources through the environment, as in a deployment; each
+    # platform run here stands for a process of its own, which reads its settings once.
+    for k, v in settings.to_env().items():
+        if k.startswith("HIT_S3_"):
+            monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
     lake_res = LakeResource(warehouse=str(settings.warehouse), lake_catalog=settings.lake.catalog,
                             lake_data_path=settings.lake.data_path)
     tracking = TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri)
-    defs = build_definitions(lake_res, tracking=tracking, training=TrainingResource(families=["linear"]))
+    defs = build_definitions(lake_res, tracking=tracking, training=TrainingResource(families=["linear"]),
+                             serving_config=ServingResource(overrides_json=json.dumps({"port": port})))
     result = builder.build(defs, instance, upto=[DEPLOYMENT, BATCH_PREDICTIONS])
     assert result.success, [c.description for c in result.checks if not c.passed]
     endpoint = f"http://127.0.0.1:{port}"

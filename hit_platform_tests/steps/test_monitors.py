@@ -147,7 +147,7 @@ def test_results_are_recorded_and_the_dashboard_shows_them(world):
         rows = con.execute("SELECT metric, value, breached FROM ops.monitor_metrics WHERE dagster_run_id = 'run-1'"
                            ).fetchall()
     assert ("breached", 1.0, True) in rows and any(m == "p99_ms" for m, _, _ in rows)
-    board = dashboard.build(lake)
+    board = dashboard.render(lake)
     for section in board.sections:
         assert f"<h2>{section}</h2>" in board.html
     assert "serving_health" in board.html and "BREACHED" in board.html and "serving_health" in board.summary_md

@@ -80,6 +80,14 @@ def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
                             [schema, table]).fetchall()[0][0])
 
 
+def append_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> None:
+    """Add one row to ml.evaluations (creating it first). Call inside `Lake.write`."""
+    con.execute(EVALUATIONS_DDL)
+    names = [f.name for f in fields(Evaluation)]
+    con.execute(f"INSERT INTO ml.evaluations ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                [getattr(evaluation, n) for n in names])
+
+
 def evaluations(con: duckdb.DuckDBPyConnection, *, candidate_version: str | None = None,
                 promoted_only: bool = False) -> list[Evaluation]:
     """ml.evaluations in the order they were made (none when the table does not exist yet)."""

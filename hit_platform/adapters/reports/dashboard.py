@@ -150,7 +150,7 @@ def _monitors(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, list]:
                   ("monitor", "checked", "model version", "state")), rows
 
 
-def build(lake: Lake) -> Dashboard:
+def render(lake: Lake) -> Dashboard:
     with lake.connection(read_only=True) as con:
         quality, q = _quality(con, lake)
         drift = _drift(con, lake)

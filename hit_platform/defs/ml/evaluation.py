@@ -4,18 +4,16 @@ import json
 from datetime import datetime, timezone
 
 import dagster as dg
-import duckdb
 
-from hit_platform.adapters.lake.tables import EVALUATIONS_DDL
+from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import load_split
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource
 from hit_platform.defs.ml.training import CANDIDATES
-from hit_platform.domain.promotion import decide
+from hit_platform.domain.promotion import judge
 from hit_platform.steps.oracle import oracle_matrix
-from hit_platform.domain.models import evaluate
 
 EVALUATION = dg.AssetKey(["ml", "model_evaluation"])
 CHAMPION = dg.AssetKey(["ml", "champion_model"])
@@ -39,50 +37,47 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     decision. Appended to `ml.evaluations`, so the history can be queried."""
     cand = _upstream(context, CANDIDATES)
     snapshot, version = cand["lake_snapshot_id"], cand["best_model_version"]
-    tracker = tracking.tracker()
-    the_lake = lake.lake()
+    tracker, the_lake = tracking.tracker(), lake.lake()
     with the_lake.connection(read_only=True) as con:
         test = load_split(con, "test", snapshot)
-    candidate = tracker.load_version(version)
-    m = evaluate(test.Y, candidate.predict_proba(test.X))
-    baseline = evaluate(test.Y, tracker.load_uri(cand["baseline_model_uri"]).predict_proba(test.X))
-    champion_info = tracker.champion_info()
-    champion = None
-    if champion_info is not None and champion_info.version != version:
-        champion = evaluate(test.Y, tracker.load_version(champion_info.version).predict_proba(test.X))
-    oracle_P = oracle_matrix(lake.settings().oracle, test.spotify_ids)
-    oracle = evaluate(test.Y, oracle_P) if oracle_P is not None else None
-    decision = decide(m, baseline, champion, gates_config.thresholds())
-    auc_ratio = m["mean_roc_auc"] / oracle["mean_roc_auc"] if oracle else None
-    loss_ratio = m["mean_log_loss"] / oracle["mean_log_loss"] if oracle else None
-    row = [datetime.now(timezone.utc), context.run.run_id, snapshot, version, cand["best_run_id"], cand["best_family"],
-           len(test), m["mean_roc_auc"], m["mean_pr_auc"], m["mean_log_loss"], m["mean_brier"],
-           baseline["mean_roc_auc"], baseline["mean_log_loss"],
-           champion_info.version if champion is not None else None,
-           champion["mean_roc_auc"] if champion else None, champion["mean_log_loss"] if champion else None,
-           oracle["mean_roc_auc"] if oracle else None, oracle["mean_log_loss"] if oracle else None,
-           auc_ratio, loss_ratio, decision.promote, decision.summary, json.dumps(m["roc_auc"])]
-
-    def write(c: duckdb.DuckDBPyConnection) -> None:
-        c.execute(EVALUATIONS_DDL)
-        c.execute(f"INSERT INTO ml.evaluations VALUES ({', '.join('?' * len(row))})", row)
-
+    current = tracker.champion_info()
+    champion = current if current is not None and current.version != version else None  # not against itself
+    j = judge(test.Y, tracker.load_version(version).predict_proba(test.X),
+              tracker.load_uri(cand["baseline_model_uri"]).predict_proba(test.X),
+              tracker.load_version(champion.version).predict_proba(test.X) if champion else None,
+              oracle_matrix(lake.settings().oracle, test.spotify_ids), gates_config.thresholds())
+    record = Evaluation(
+        datetime.now(timezone.utc), context.run.run_id, snapshot, version, cand["best_run_id"], cand["best_family"],
+        len(test), j.candidate["mean_roc_auc"], j.candidate["mean_pr_auc"], j.candidate["mean_log_loss"],
+        j.candidate["mean_brier"], j.baseline["mean_roc_auc"], j.baseline["mean_log_loss"],
+        champion.version if champion else None, *(_means(j.champion) + _means(j.oracle)),
+        j.auc_ratio_to_oracle, j.log_loss_ratio_to_oracle, j.decision.promote, j.decision.summary,
+        json.dumps(j.candidate["roc_auc"]))
     with the_lake.connection() as con:
-        the_lake.write(write, con=con, what="ml.evaluations")
+        the_lake.write(lambda c: append_evaluation(c, record), con=con, what="ml.evaluations")
         written = the_lake.snapshot_id(con)
-    tracker.set_version_tag(version, "evaluation", decision.summary[:500])
-    meta = {"candidate_version": version, "candidate_family": cand["best_family"], "lake_snapshot_id": snapshot,
-            "lake_snapshot_written": written, "test_songs": len(test), "promote": decision.promote,
-            "decision": decision.summary, "test_mean_roc_auc": m["mean_roc_auc"],
-            "test_mean_log_loss": m["mean_log_loss"], "test_mean_pr_auc": m["mean_pr_auc"],
-            "baseline_mean_roc_auc": baseline["mean_roc_auc"], "baseline_mean_log_loss": baseline["mean_log_loss"],
-            "champion_version": champion_info.version if champion_info else "none"}
-    if champion:
-        meta |= {"champion_mean_roc_auc": champion["mean_roc_auc"], "champion_mean_log_loss": champion["mean_log_loss"]}
-    if oracle:
-        meta |= {"oracle_mean_roc_auc": oracle["mean_roc_auc"], "oracle_mean_log_loss": oracle["mean_log_loss"],
-                 "auc_ratio_to_oracle": auc_ratio, "log_loss_ratio_to_oracle": loss_ratio}
-    return dg.MaterializeResult(metadata=meta)
+    tracker.set_version_tag(version, "evaluation", j.decision.summary[:500])
+    return dg.MaterializeResult(metadata=_metadata(record, written, current))
+
+
+def _means(metrics: dict | None) -> tuple:
+    return (metrics["mean_roc_auc"], metrics["mean_log_loss"]) if metrics else (None, None)
+
+
+def _metadata(e: Evaluation, written: int, champion) -> dict:
+    """What the UI shows of an evaluation, and what the promotion gate and the champion read."""
+    meta = {"candidate_version": e.candidate_version, "candidate_family": e.candidate_family,
+            "lake_snapshot_id": e.lake_snapshot_id, "lake_snapshot_written": written, "test_songs": e.test_songs,
+            "promote": e.promote, "decision": e.decision, "test_mean_roc_auc": e.candidate_mean_roc_auc,
+            "test_mean_log_loss": e.candidate_mean_log_loss, "test_mean_pr_auc": e.candidate_mean_pr_auc,
+            "baseline_mean_roc_auc": e.baseline_mean_roc_auc, "baseline_mean_log_loss": e.baseline_mean_log_loss,
+            "champion_version": champion.version if champion else "none"}
+    if e.champion_version is not None:
+        meta |= {"champion_mean_roc_auc": e.champion_mean_roc_auc, "champion_mean_log_loss": e.champion_mean_log_loss}
+    if e.oracle_mean_roc_auc is not None:
+        meta |= {"oracle_mean_roc_auc": e.oracle_mean_roc_auc, "oracle_mean_log_loss": e.oracle_mean_log_loss,
+                 "auc_ratio_to_oracle": e.auc_ratio_to_oracle, "log_loss_ratio_to_oracle": e.log_loss_ratio_to_oracle}
+    return meta
 
 
 @dg.asset_check(asset=EVALUATION, blocking=True, automation_condition=WITH_ITS_ASSET)

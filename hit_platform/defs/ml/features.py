@@ -19,12 +19,12 @@ SPLITS_KEY = dg.AssetKey(["ml", "splits"])
 def features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The model's input columns, one row per song that has its audio features: the 12 audio
     features, is_explicit (0/1) and duration_ms, derived in SQL from core.songs."""
-    def build(con):
+    def write_table(con):
         n, left_out = transforms.build_features(con)
         return {"ml.features": {"songs_with_features": n, "songs_left_out_missing_audio": left_out,
                                 "feature_columns": ", ".join(FEATURE_COLUMNS)}}
 
-    [result] = build_lake_tables(context, lake, build, {FEATURES: "ml.features"})
+    [result] = build_lake_tables(context, lake, write_table, {FEATURES: "ml.features"})
     return result
 
 
@@ -37,12 +37,12 @@ SPLITS_DESCRIPTION = (
 @dg.asset(key=SPLITS_KEY, deps=[FEATURES, SONG_LABELS], group_name="ml", kinds={"duckdb"}, code_version="1",
           description=SPLITS_DESCRIPTION)
 def splits(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
-    def build(con):
+    def write_table(con):
         counts = transforms.build_splits(con)
         return {"ml.splits": {f"songs_{k}": v for k, v in counts.items()}
                 | {"splits_fingerprint": transforms.table_fingerprint(con, "ml.splits")}}
 
-    [result] = build_lake_tables(context, lake, build, {SPLITS_KEY: "ml.splits"})
+    [result] = build_lake_tables(context, lake, write_table, {SPLITS_KEY: "ml.splits"})
     return result
 
 

@@ -7,7 +7,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from hit_platform.adapters.reports import plots
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import at_version, load_split
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
@@ -22,14 +21,6 @@ from hit_platform.adapters.tracking import Tracker, code_version
 
 CANDIDATES = dg.AssetKey(["ml", "candidate_models"])
 PROBE_ROWS = 256
-
-
-def flat_metrics(prefix: str, m: dict) -> dict[str, float]:
-    """MLflow metrics: the means, and every per-country value (e.g. val_roc_auc_US)."""
-    out = {f"{prefix}_{k}": float(v) for k, v in m.items() if k.startswith("mean_")}
-    for name in ("roc_auc", "pr_auc", "log_loss", "brier"):
-        out.update({f"{prefix}_{name}_{c}": float(v) for c, v in m[name].items()})
-    return out
 
 
 def prediction_hash(pipeline, X: pd.DataFrame) -> str:
@@ -63,27 +54,13 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     lineage = {"lake_snapshot_id": str(snapshot), "splits_data_version": splits_data_version(context.instance),
                "splits_fingerprint": splits_fp, "dagster_run_id": context.run.run_id, **code_version(),
                "train_rows": str(len(train)), "validation_rows": str(len(val)), "seed": str(training.seed)}
-    rows, runs = [], {}
-    for r in results:
-        P_val = r.pipeline.predict_proba(val.X)
-        figs = {"auc_by_country": plots.auc_bars(r.val_metrics["roc_auc"], f"{r.family}: validation ROC AUC"),
-                "calibration": plots.calibration(val.Y, P_val, f"{r.family}: calibration (validation)"),
-                "roc": plots.roc(val.Y, P_val, f"{r.family}: ROC (validation)")}
-        run_id, uri = tracker.log_candidate(
-            run_name=f"{r.family}", params={"family": r.family, **r.params},
-            metrics={**flat_metrics("val", r.val_metrics), **flat_metrics("train", r.train_metrics),
-                     "fit_seconds": r.fit_seconds},
-            pipeline=r.pipeline, input_example=val.X.head(5), tags={**lineage, "family": r.family},
-            figures=figs, tables={"search": pd.DataFrame(r.search)})
-        plots.close(*figs.values())
-        runs[r.family] = (run_id, uri)
-        rows.append((r.family, r.val_metrics["mean_roc_auc"], r.val_metrics["mean_log_loss"], r.fit_seconds,
-                     run_id, "best" if r is best else ""))
+    runs = tracker.log_candidates(results, val.X, val.Y, lineage)
     run_id, uri = runs[best.family]
     version = tracker.register(uri, run_id, tags={**lineage, "family": best.family, "mlflow_run_id": run_id})
     probe = val.X.head(PROBE_ROWS)
-    table = "| family | val mean AUC | val mean log loss | fit s | MLflow run | |\n|---|---|---|---|---|---|\n" + \
-        "\n".join(f"| {f} | {a:.4f} | {ll:.4f} | {s:.1f} | {rid} | {b} |" for f, a, ll, s, rid, b in rows)
+    table = "| family | val mean AUC | val mean log loss | fit s | MLflow run | |\n|---|---|---|---|---|---|\n" + "\n".join(
+        f"| {r.family} | {r.val_metrics['mean_roc_auc']:.4f} | {r.val_metrics['mean_log_loss']:.4f} | "
+        f"{r.fit_seconds:.1f} | {runs[r.family][0]} | {'best' if r is best else ''} |" for r in results)
     return dg.MaterializeResult(metadata={
         "candidates": dg.MetadataValue.md(table),
         "best_family": best.family, "best_params": dg.MetadataValue.json(best.params),
