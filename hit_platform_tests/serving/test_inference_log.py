@@ -1,7 +1,13 @@
-"""The inference log against a real DuckLake, without Ray: buffer -> journal -> lake; no loss, no doubles."""
+"""The inference log against a real DuckLake, without Ray: written before the answer -> journal -> lake;
+no loss, no doubles, also when the writer is killed."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -14,8 +20,10 @@ import pytest
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.serving.inference_log import (TABLE, InferenceLogger, JournalCommitter, Served, insert,
-                                                journal_files, read_journal, to_arrow, write_journal)
+from hit_platform.adapters.alerts import list_alerts
+from hit_platform.serving.inference_log import (TABLE, InferenceLogger, JournalCommitter, SegmentWriter, Served,
+                                                encode, insert, journal_files, read_segment, to_arrow)
+from hit_platform.serving.inference_log.journal import OPEN
 from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.settings import Settings
 
@@ -36,6 +44,14 @@ def logged(lake: Lake) -> dict[str, int]:
     return requests_in_log(lake)
 
 
+def sealed(journal: Path, entries: list[Served]) -> Path:
+    """A sealed segment holding these requests, as a replica leaves it."""
+    writer = SegmentWriter(journal)
+    for e in entries:
+        writer.append(encode(e))
+    return writer.seal()
+
+
 def wait_for(predicate, timeout: float = 10.0) -> bool:
     for _ in range(int(timeout / 0.05)):
         if predicate():
@@ -50,22 +66,25 @@ def test_rows_hold_features_probabilities_and_refusals(lake: Lake, tmp_path: Pat
     log = InferenceLogger(journal, flush_seconds=60)
     for e in (ok, batch, refused):
         log.log(e)
-    assert log.pending_rows == 5
-    log.flush()
-    assert log.pending_rows == 0 and log.journaled_rows == 5 and len(journal_files(journal)) == 1
-    assert logged(lake) == {}  # journaled, not yet committed
+    # on disk before the answer: nothing waits in memory
+    assert log.pending_rows == 0 and log.journaled_rows == 5
+    assert [p.suffix for p in journal.iterdir()] == [OPEN]
     committer = JournalCommitter(lake, journal)
+    assert committer.commit() == 0  # an open segment of a live writer is not taken
+    log.flush()  # sealed
+    assert len(journal_files(journal)) == 1
+    assert logged(lake) == {}  # journaled, not yet committed
     assert committer.commit() == 5 and journal_files(journal) == []
     assert logged(lake) == {ok.request_id: 1, batch.request_id: 3, refused.request_id: 1}
     with lake.connection(read_only=True) as con:
         cols = [r[0] for r in con.execute(f"DESCRIBE {TABLE}").fetchall()]
         assert set(FEATURE_COLUMNS) <= set(cols) and "probabilities" in cols
         row = con.execute(f"""SELECT item, n_songs, model_version, spotify_id, energy, probabilities."IS",
-                                     probabilities.ZA FROM {TABLE} WHERE request_id = ? ORDER BY item""",
-                          [batch.request_id]).fetchall()
+                                     probabilities.ZA, recovered_from FROM {TABLE} WHERE request_id = ?
+                              ORDER BY item""", [batch.request_id]).fetchall()
         assert [r[0] for r in row] == [0, 1, 2] and row[0][1] == 3 and row[0][2] == "3" and row[2][3] == "song2"
         j, z = FEATURE_COLUMNS.index("energy"), COUNTRIES.index("ZA")
-        assert row[1][4] == pytest.approx(batch.X[1, j]) and row[1][6] == pytest.approx(batch.P[1, z])
+        assert row[1][4] == batch.X[1, j] and row[1][6] == batch.P[1, z] and row[0][7] is None
         bad = con.execute(f"SELECT item, status, energy, probabilities, request_body FROM {TABLE} "
                           "WHERE request_id = ?", [refused.request_id]).fetchall()[0]
         assert bad[:4] == (None, 422, None, None) and "energy" in bad[4]
@@ -73,12 +92,37 @@ def test_rows_hold_features_probabilities_and_refusals(lake: Lake, tmp_path: Pat
     committer.close()
 
 
-def test_journal_round_trips_the_rows_exactly(tmp_path: Path):
+def test_records_round_trip_exactly(tmp_path: Path):
     entries = [served(1), served(4), served(status=400)]
-    table = to_arrow(entries)
-    path = write_journal(tmp_path / "journal", table)
-    assert path.suffix == ".arrow" and not list((tmp_path / "journal").glob(".*.tmp"))
-    assert read_journal(path).equals(table)
+    path = sealed(tmp_path / "journal", entries)
+    assert path.suffix == ".seg" and not list((tmp_path / "journal").glob(".*"))
+    seg = read_segment(path)
+    assert not seg.torn_tail and seg.corrupt_at is None and seg.good_bytes == seg.size
+    assert to_arrow(seg.entries).equals(to_arrow(entries))
+
+
+def test_a_torn_last_record_is_dropped_and_damage_inside_is_kept_with_an_alert(lake: Lake, tmp_path: Path):
+    journal = tmp_path / "journal"
+    entries = [served(2) for _ in range(4)]
+    path = sealed(journal, entries)
+    data = path.read_bytes()
+    path.write_bytes(data[:-10])  # the last record cut short, as by a kill in the middle of a write
+    seg = read_segment(path)
+    assert seg.torn_tail and seg.corrupt_at is None and len(seg.entries) == 3
+
+    path.write_bytes(data)
+    first = len(encode(entries[0]))
+    damaged = bytearray(data)
+    damaged[first + 40] ^= 0xFF  # a flipped byte in the second record, with two whole records after it
+    path.write_bytes(bytes(damaged))
+    seg = read_segment(path)
+    assert seg.corrupt_at == first and len(seg.entries) == 1
+    committer = JournalCommitter(lake, journal)
+    assert committer.commit() == 2  # the whole record before the damage
+    assert journal_files(journal) == [] and (journal / "unreadable" / path.name).read_bytes() == bytes(damaged)
+    alert = [a for a in list_alerts(lake, kind="inference_log") if a["severity"] == "error"]
+    assert len(alert) == 1 and path.name in alert[0]["what"] and f"bytes {first}-" in alert[0]["what"]
+    committer.close()
 
 
 def test_lake_unavailable_keeps_the_journal_then_commits_without_loss_or_doubles(tmp_path: Path):
@@ -108,35 +152,151 @@ def test_lake_unavailable_keeps_the_journal_then_commits_without_loss_or_doubles
     assert logged(lake) == expected
     assert committer.commits == 1  # three files, one lake transaction
 
-    # a journal file committed again (e.g. a crash between commit and delete) adds nothing
-    write_journal(journal, to_arrow(down))
+    # a segment committed again (e.g. a crash between commit and delete) adds nothing
+    sealed(journal, down)
     assert committer.commit() == 0
     assert logged(lake) == expected and journal_files(journal) == []
     committer.close()
 
 
-def test_a_full_disk_keeps_the_rows_in_memory(lake: Lake, tmp_path: Path):
+def test_a_journal_that_cannot_be_written_buffers_then_refuses_then_recovers(lake: Lake, tmp_path: Path):
     blocked = tmp_path / "journal"
     blocked.write_text("a file where the journal folder should be")
-    log = InferenceLogger(blocked, flush_seconds=60)
+    told = []
+    log = InferenceLogger(blocked, flush_seconds=60, buffer_rows=5, on_trouble=lambda *a: told.append(a))
     first = served(3)
     log.log(first)
     log.flush()
     assert log.pending_rows == 3 and log.last_error and log.journaled_rows == 0
+    assert log.state == "buffering" and log.accepting
+    second = served(2)
+    log.log(second)  # 5 rows held: the bound
+    assert log.state == "refusing" and not log.accepting
+    assert "HIT_SERVE_LOG_BUFFER_ROWS=5" in log.refuse() and log.stats()["refused_requests"] == 1
     blocked.unlink()
-    second = served(1)
-    log.log(second)
     log.flush()
-    assert log.pending_rows == 0 and log.last_error is None
+    assert log.pending_rows == 0 and log.last_error is None and log.state == "ok" and log.accepting
+    assert wait_for(lambda: [a[0] for a in told] == ["buffering", "refusing", "ok"])
+    assert "FileExistsError" in told[0][1]  # the reason, as the disk gave it
     JournalCommitter(lake, blocked).close()
-    assert logged(lake) == {first.request_id: 3, second.request_id: 1}
+    assert logged(lake) == {first.request_id: 3, second.request_id: 2}
+
+
+WRITER_UNDER_A_FILE_SIZE_LIMIT = """
+import json, resource, signal, sys
+from hit_platform.serving.inference_log import InferenceLogger
+from hit_platform_tests.serving.test_inference_log import served
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing us
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+log = InferenceLogger(sys.argv[1], flush_seconds=60, buffer_rows=10_000)
+resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))  # the disk fills up after a few records
+ids = []
+for _ in range(40):
+    e = served(1)
+    log.log(e)
+    ids.append(e.request_id)
+held = log.pending_rows
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))  # space again
+log.close()
+print(json.dumps({"ids": ids, "held": held, "error": log.stats()["last_error"]}))
+"""
+
+
+def test_a_write_that_fails_halfway_leaves_only_whole_records(lake: Lake, tmp_path: Path):
+    """A real short write (the file size limit hit mid-record): the segment is cut back to whole
+    records, the rest waits in memory and is written once there is room; each request once."""
+    journal = tmp_path / "journal"
+    out = subprocess.run([sys.executable, "-c", WRITER_UNDER_A_FILE_SIZE_LIMIT, str(journal)], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["held"] > 0 and result["error"] is None
+    for path in journal_files(journal):
+        seg = read_segment(path)
+        assert not seg.torn_tail and seg.corrupt_at is None
+    JournalCommitter(lake, journal).close()
+    assert logged(lake) == {i: 1 for i in result["ids"]}
+
+
+KILLED_WRITER = """
+import sys
+from hit_platform.serving.inference_log import InferenceLogger
+from hit_platform_tests.serving.test_inference_log import served
+log = InferenceLogger(sys.argv[1], flush_seconds=0.05, batch_rows=500).start()
+while True:
+    e = served(1 + len(sys.argv[1]) % 3)
+    log.log(e)
+    print(e.request_id, flush=True)  # "answered": only after the record is written
+"""
+
+
+def test_a_writer_killed_at_any_moment_loses_no_answered_request(lake: Lake, tmp_path: Path):
+    """kill -9 of a process writing and sealing segments as fast as it can, three times: every request
+    it answered is committed once; those of its open segment are marked recovered, with an alert."""
+    journal = tmp_path / "journal"
+    answered: list[str] = []
+    for delay in (0.3, 0.55, 0.8):
+        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(journal)], stdout=subprocess.PIPE,
+                                 text=True, cwd=Path(__file__).parents[2])
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(child.stdout))  # never let the pipe block it
+        reader.start()
+        assert wait_for(lambda: len(lines) > 0, timeout=60)
+        threading.Event().wait(delay)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        reader.join()
+        answered += [line.strip() for line in lines if line.endswith("\n")]
+    assert len(answered) > 100 and list(journal.glob("*" + OPEN))  # killed with a segment open
+    committer = JournalCommitter(lake, journal)
+    committer.commit()
+    got = logged(lake)
+    assert set(answered) <= set(got)  # every answered request; perhaps one more written, not yet printed
+    assert len(got) - len(answered) <= 3 and not list(journal.iterdir())
+    with lake.connection(read_only=True) as con:
+        recovered = con.execute(f"SELECT count(DISTINCT request_id), count(DISTINCT recovered_from) FROM {TABLE} "
+                                "WHERE recovered_from IS NOT NULL").fetchall()[0]
+    # (a kill a few microseconds after a seal leaves an empty segment: nothing to recover there)
+    assert recovered[0] > 0 and recovered[1] >= 2 and committer.recovered_rows > 0
+    alerts = [a for a in list_alerts(lake, kind="inference_log") if "replica that died" in a["what"]]
+    assert len(alerts) >= recovered[1]
+    committer.close()
+
+
+def test_a_request_retried_on_a_second_replica_is_logged_once(lake: Lake, tmp_path: Path):
+    """Replica A journaled a request and died before answering; the ingress sent it to B under the same
+    id. Whether the two land in one commit or in two, the log keeps it once: B's answer, the one sent."""
+    journal = tmp_path / "journal"
+    a = served(2)
+    b = Served(a.request_id, a.received_at + timedelta(seconds=2), a.endpoint, 200, 3.0, a.model_version, a.top_k,
+               a.X, a.P, a.extras)
+    dead = SegmentWriter(journal)
+    dead.append(encode(a))
+    os.close(dead.fd)  # the writer is gone, its segment left open
+    sealed(journal, [b])
+    committer = JournalCommitter(lake, journal)
+    assert committer.commit() == 2
+    with lake.connection(read_only=True) as con:
+        rows = con.execute(f"SELECT latency_ms, recovered_from FROM {TABLE}").fetchall()
+    assert rows == [(3.0, None), (3.0, None)]
+    # the other order: the recovered attempt committed first, the answered one a round later
+    c = served(1)
+    d = Served(c.request_id, c.received_at + timedelta(seconds=5), c.endpoint, 200, 9.0, c.model_version, c.top_k,
+               c.X, c.P, c.extras)
+    dead = SegmentWriter(journal)
+    dead.append(encode(c))
+    os.close(dead.fd)
+    assert committer.commit() == 1
+    sealed(journal, [d])
+    assert committer.commit() == 0
+    assert logged(lake)[c.request_id] == 1
+    committer.close()
 
 
 def test_journal_left_by_an_earlier_run_is_committed_at_start_up(lake: Lake, tmp_path: Path):
     journal = tmp_path / "journal"
     left = [served(1), served(4)]
-    write_journal(journal, to_arrow(left))
-    assert read_journal(journal_files(journal)[0]).num_rows == 5
+    assert read_segment(sealed(journal, left)).rows == 5
     committer = JournalCommitter(lake, journal).start(every_seconds=60)  # the first round commits
     try:
         assert wait_for(lambda: not journal_files(journal))
@@ -145,24 +305,24 @@ def test_journal_left_by_an_earlier_run_is_committed_at_start_up(lake: Lake, tmp
         committer.close()
 
 
-def test_background_threads_flush_by_size_and_time_and_close_flushes_the_rest(lake: Lake, tmp_path: Path):
+def test_segments_are_sealed_by_size_and_time_and_close_seals_the_rest(lake: Lake, tmp_path: Path):
     journal = tmp_path / "journal"
     committer = JournalCommitter(lake, journal).start(every_seconds=0.2)
     log = InferenceLogger(journal, flush_seconds=30, batch_rows=10).start()
-    first = [served(4) for _ in range(3)]  # 12 rows >= batch_rows: wakes the flusher long before 30 s
+    first = [served(4) for _ in range(3)]  # 12 rows >= batch_rows: wakes the roller long before 30 s
     for e in first:
         log.log(e)
     assert wait_for(lambda: len(logged(lake)) == 3)
     assert logged(lake) == {e.request_id: 4 for e in first}
     last = served(1)
     log.log(last)
-    log.close()  # flushes what the timer has not written yet
+    log.close()  # seals what the timer has not sealed yet
     committer.close()  # and commits it
-    assert logged(lake)[last.request_id] == 1 and log.pending_rows == 0 and journal_files(journal) == []
+    assert logged(lake)[last.request_id] == 1 and not list(journal.iterdir())
 
 
 def test_a_replica_can_commit_its_own_journal(lake: Lake, tmp_path: Path):
-    """The cluster mode: the flusher also commits (no serving process on the replica's machine)."""
+    """The cluster mode: the roller also commits (no serving process on the replica's machine)."""
     journal = tmp_path / "journal"
     log = InferenceLogger(journal, flush_seconds=0.2, committer=JournalCommitter(lake, journal)).start()
     entries = [served(2) for _ in range(3)]
@@ -180,7 +340,7 @@ def test_concurrent_committers_never_double_a_request(tmp_path: Path):
     journal = tmp_path / "journal"
     entries = [served(2) for _ in range(40)]
     for i in range(0, 40, 4):
-        write_journal(journal, to_arrow(entries[i:i + 4]))
+        sealed(journal, entries[i:i + 4])
     committers = [JournalCommitter(Lake(settings), journal, max_rows=8) for _ in range(2)]
     threads = [threading.Thread(target=c.commit) for c in committers]
     for t in threads:
@@ -202,18 +362,36 @@ def test_insert_is_idempotent_by_request_id(lake: Lake):
     assert sum(logged(lake).values()) == 3
 
 
-def test_unreadable_journal_file_is_set_aside(lake: Lake, tmp_path: Path):
+def test_a_log_made_by_an_earlier_version_gains_its_new_column(lake: Lake):
+    from hit_platform.adapters.lake.tables import inference_log_ddl
+
+    old_ddl = inference_log_ddl().replace(',\n    "recovered_from" VARCHAR', "")
+    assert "recovered_from" not in old_ddl
+    lake.write(lambda con: con.execute(old_ddl))
+    e = served(2)
+    assert lake.write(lambda con: insert(con, to_arrow([e]))) == 2
+    assert logged(lake) == {e.request_id: 2}
+
+
+def test_journal_files_of_the_previous_format_are_committed_or_kept_with_an_alert(lake: Lake, tmp_path: Path):
+    from hit_platform.adapters.lake.tables import ARROW_SCHEMA
+
     journal = tmp_path / "journal"
     journal.mkdir()
-    (journal / "00000000000000000001-1-deadbeef.arrow").write_text("not arrow\n")
+    good = served(3)
+    old = to_arrow([good]).drop_columns(["recovered_from"])  # what the previous version journaled
+    with pa.OSFile(str(journal / "00000000000000000001-1-aaaaaaaa.arrow"), "wb") as f:
+        with pa.ipc.new_stream(f, old.schema) as w:
+            w.write_table(old)
+    (journal / "00000000000000000002-1-deadbeef.arrow").write_text("not arrow\n")
     other = pa.table({"x": [1, 2]})  # an Arrow stream, but not the log's columns
-    with pa.OSFile(str(journal / "00000000000000000002-1-0badf00d.arrow"), "wb") as f:
+    with pa.OSFile(str(journal / "00000000000000000003-1-0badf00d.arrow"), "wb") as f:
         with pa.ipc.new_stream(f, other.schema) as w:
             w.write_table(other)
-    good = served(1)
-    write_journal(journal, to_arrow([good]))
+    assert "recovered_from" in ARROW_SCHEMA.names
     committer = JournalCommitter(lake, journal)
-    assert committer.commit() == 1
-    assert logged(lake) == {good.request_id: 1}
+    assert committer.commit() == 3
+    assert logged(lake) == {good.request_id: 3}
     assert journal_files(journal) == [] and len(list((journal / "unreadable").iterdir())) == 2
+    assert len([a for a in list_alerts(lake, kind="inference_log") if a["severity"] == "error"]) == 2
     committer.close()

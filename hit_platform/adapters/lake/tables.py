@@ -140,7 +140,8 @@ ARROW_SCHEMA = pa.schema(
      ("top_k", pa.int32())]
     + [(c, pa.string()) for c in SONG_EXTRAS]
     + [(c, pa.float64()) for c in FEATURE_COLUMNS]
-    + [("probabilities", PROBABILITIES_TYPE), ("request_body", pa.string()), ("response_body", pa.string())])
+    + [("probabilities", PROBABILITIES_TYPE), ("request_body", pa.string()), ("response_body", pa.string()),
+       ("recovered_from", pa.string())])
 
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.float64(): "DOUBLE",
                pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE"}
@@ -157,6 +158,7 @@ COLUMN_COMMENTS = {
     "probabilities": "the 72 probabilities answered, one field per country",
     "request_body": "refused requests only: the body as received (truncated)",
     "response_body": "refused requests only: the error answered",
+    "recovered_from": "the journal segment these rows were recovered from after its replica died (else NULL)",
 }
 
 
@@ -169,6 +171,17 @@ def inference_log_ddl() -> str:
             t = _DUCK_TYPES[f.type]
         cols.append(f"{_q(f.name)} {t}")
     return f"CREATE TABLE IF NOT EXISTS {INFERENCE_LOG} (\n    " + ",\n    ".join(cols) + "\n)"
+
+
+def ensure_inference_log(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ops.inference_log, or add the columns a lake made by an earlier version lacks."""
+    con.execute(inference_log_ddl())
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'ops' AND table_name = 'inference_log'").fetchall()}
+    for f in ARROW_SCHEMA:
+        if f.name not in have:
+            con.execute(f"ALTER TABLE {INFERENCE_LOG} ADD COLUMN {_q(f.name)} {_DUCK_TYPES[f.type]}")
 
 
 def requests_in_log(lake: Lake, request_ids: list[str] | None = None) -> dict[str, int]:

@@ -7,29 +7,35 @@ request id, time, endpoint, status, latency and model version. Drift
 monitors compare the feature columns with `ml.features` (same names, same
 DOUBLE type); an audit finds a request by its id.
 
-Logging never blocks or fails a request, and never loses one:
-1. the request path appends to an in-memory buffer (`InferenceLogger.log`);
-2. the replica's flusher thread writes the buffer every `flush_seconds` to a
-   new Arrow IPC file in the journal (`<warehouse>/serving/journal/`):
-   milliseconds, and no lake work inside the process that answers requests;
+Logging never blocks a request, and never loses an answered one:
+1. before a replica sends an answer, it `write`s the request's record to its
+   open journal segment (`<warehouse>/serving/journal/*.open`): once written,
+   it outlives the process, whatever kills it (`journal`);
+2. every `flush_seconds` the replica seals the segment: fsync, rename to
+   `.seg` (a power cut now spares it too);
 3. a `JournalCommitter` (in the serving process; in each replica when they
-   run on a cluster) commits all waiting journal files to the lake in one
-   retried transaction every `commit_seconds`, then deletes them. While the
-   lake refuses (down, locked, misconfigured) the files stay and are retried,
-   also after a restart.
-Inserts skip request ids already in the table (an anti-join), so a file
-committed twice (a crash between commit and delete) is never doubled.
+   run on a cluster) commits the sealed segments, and the open segments of
+   replicas that died (marked `recovered_from`, with an `ops.alerts` row),
+   to the lake in one retried transaction every `commit_seconds`, then
+   deletes them. While the lake refuses (down, locked, misconfigured) the
+   files stay and are retried, also after a restart;
+4. if the journal cannot be written (disk full, read-only) the records wait
+   in a bounded memory buffer; past `buffer_rows` the replica answers 503
+   with Retry-After rather than answer what it cannot log.
+Inserts skip request ids already in the table (an anti-join), so a segment
+committed twice (a crash between commit and delete), or a request retried on
+a second replica after the first died, is never doubled.
 
 The parts, one module each: `schema` (a served request as rows), `journal` (the Arrow IPC files),
-`buffer` (the replica's in-memory buffer and its flusher), `committer` (journal files -> the lake).
+`logger` (the replica's side: write before answer, the bounded buffer, the roller), `committer` (journal files -> the lake).
 The table itself is declared in `adapters/lake/tables.py`.
 """
 
 from hit_platform.adapters.lake.tables import INFERENCE_LOG as TABLE
-from hit_platform.serving.inference_log.buffer import InferenceLogger
 from hit_platform.serving.inference_log.committer import JournalCommitter, insert
-from hit_platform.serving.inference_log.journal import journal_files, read_journal, write_journal
+from hit_platform.serving.inference_log.journal import SegmentWriter, encode, journal_files, read_segment
+from hit_platform.serving.inference_log.logger import InferenceLogger
 from hit_platform.serving.inference_log.schema import Served, to_arrow, truncate_body
 
-__all__ = ["TABLE", "InferenceLogger", "JournalCommitter", "Served", "insert", "journal_files", "read_journal",
-           "to_arrow", "truncate_body", "write_journal"]
+__all__ = ["TABLE", "InferenceLogger", "JournalCommitter", "SegmentWriter", "Served", "encode", "insert",
+           "journal_files", "read_segment", "to_arrow", "truncate_body"]

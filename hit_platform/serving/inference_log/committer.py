@@ -1,30 +1,41 @@
-"""The committer: journal files into ops.inference_log, all waiting files in one retried transaction,
-never doubling a request."""
+"""The committer: journal segments into ops.inference_log, many segments per lake transaction, each
+request exactly once; the segments of replicas that died are recovered."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
 import os
+import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from hit_platform.adapters.alerts import insert_alert
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.adapters.lake.tables import INFERENCE_LOG, inference_log_ddl
-from hit_platform.serving.inference_log.buffer import lower_this_threads_priority
-from hit_platform.serving.inference_log.journal import journal_files, read_journal
+from hit_platform.adapters.lake.tables import INFERENCE_LOG, ensure_inference_log
+from hit_platform.serving.inference_log.journal import (LEGACY, NEW, OPEN, SEALED, Segment, journal_files, read_legacy,
+                                                        read_segment)
+from hit_platform.serving.inference_log.logger import lower_this_threads_priority
+from hit_platform.serving.inference_log.schema import Served, to_arrow
 
 log = logging.getLogger(__name__)
+
+UNREADABLE = "unreadable"  # where a damaged journal file is kept, with an alert, for someone to look at
+_PID = re.compile(r"^\d+-(\d+)-")
+# A request retried on a second replica after the first died carries the same request id; the two
+# attempts are seconds apart. The anti-join looks this far back from the oldest row committed.
+_RETRY_WINDOW = "INTERVAL 1 HOUR"
 
 
 def insert(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
     """Add the rows of request ids not yet in the log; returns rows inserted. Call inside `Lake.write`."""
     if table.num_rows == 0:
         return 0
-    con.execute(inference_log_ddl())
+    ensure_inference_log(con)
     since = min(table.column("received_at").to_pylist())
     con.register("_incoming_log", table)
     try:
@@ -33,22 +44,57 @@ def insert(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
         inserted = con.execute(f"""
             INSERT INTO {INFERENCE_LOG} BY NAME
             SELECT * FROM _incoming_log i
-            WHERE NOT EXISTS (SELECT 1 FROM {INFERENCE_LOG} l WHERE l.request_id = i.request_id AND l.received_at >= ?)
+            WHERE NOT EXISTS (SELECT 1 FROM {INFERENCE_LOG} l
+                              WHERE l.request_id = i.request_id AND l.received_at >= ?::TIMESTAMPTZ - {_RETRY_WINDOW})
         """, [since]).fetchall()
         return int(inserted[0][0]) if inserted else 0
     finally:
         con.unregister("_incoming_log")
 
 
+@dataclass
+class _Taken:
+    """A journal file this committer holds the lock of, and what it read from it."""
+
+    path: Path
+    file: object
+    segment: Segment | None = None  # the current format
+    legacy: pa.Table | None = None  # the previous format
+    recovered: bool = False  # an open segment whose writer died
+    damaged: str | None = None  # why part of the file cannot be read
+
+    @property
+    def rows(self) -> int:
+        return self.segment.rows if self.segment else self.legacy.num_rows if self.legacy is not None else 0
+
+
+def once_per_request(taken: list[_Taken]) -> pa.Table:
+    """The rows to commit, one attempt per request id: a request a dying replica journaled and another
+    replica answered again keeps the answer that was sent (not the recovered one)."""
+    chosen: dict[str, Served] = {}
+    for t in taken:
+        if t.segment is None:
+            continue
+        for e in t.segment.entries:
+            if t.recovered:
+                e.recovered_from = t.path.name
+            kept = chosen.get(e.request_id)
+            if kept is None or (kept.recovered_from is not None and e.recovered_from is None):
+                chosen[e.request_id] = e
+    tables = [to_arrow(list(chosen.values()))] + [t.legacy for t in taken if t.legacy is not None]
+    return pa.concat_tables(tables)
+
+
 class JournalCommitter:
-    """Moves journal files into `ops.inference_log`: many files, one lake transaction, then the files go.
+    """Moves journal segments into `ops.inference_log`: many segments, one lake transaction, then they go.
 
     Runs in the serving process (one writer for all local replicas: no commit conflicts, one lake
-    snapshot per round instead of one per replica flush), or in each replica on a cluster. Several
+    snapshot per round instead of one per replica), or in each replica on a cluster. Several
     committers on one folder are safe: each takes an exclusive `flock` on a file before reading it,
     and deletes it only after the commit; a crash in between is undone by `insert`'s anti-join.
-    While the lake refuses (down, locked too long, misconfigured) the files simply stay, and every
-    later round, including the first one after a restart, tries again: nothing is lost.
+    An `.open` segment it can lock belongs to a writer that died: its whole records are committed,
+    marked `recovered_from`, with an `ops.alerts` row. While the lake refuses (down, locked,
+    misconfigured) the files stay, and every later round, also after a restart, tries again.
     """
 
     def __init__(self, lake: Lake, journal_dir: Path, *, max_rows: int = 200_000):
@@ -60,6 +106,7 @@ class JournalCommitter:
         self._thread: threading.Thread | None = None
         self._con: duckdb.DuckDBPyConnection | None = None
         self.committed_rows = 0
+        self.recovered_rows = 0
         self.commits = 0
         self.last_error: str | None = None
 
@@ -101,10 +148,21 @@ class JournalCommitter:
             self._con.execute("SET threads = 1")  # the cores belong to serving, not to logging
         return self._con
 
-    def _write(self, table: pa.Table) -> int:
+    def _write(self, taken: list[_Taken]) -> int:
+        table = once_per_request(taken)
         con = self._connection()
+
+        def write(c: duckdb.DuckDBPyConnection) -> int:
+            n = insert(c, table)
+            for t in taken:  # the alerts commit with the rows they speak of
+                if t.recovered and (t.segment.entries or t.segment.torn_tail):
+                    _alert_recovered(c, t)
+                if t.damaged:
+                    _alert_damaged(c, t, self.journal_dir / UNREADABLE)
+            return n
+
         try:
-            return self.lake.write(lambda c: insert(c, table), con=con, what="inference log commit")
+            return self.lake.write(write, con=con, what="inference log commit")
         except BaseException:
             con, self._con = self._con, None  # a broken connection must not poison the next attempt
             try:
@@ -114,67 +172,119 @@ class JournalCommitter:
             raise
 
     def commit(self) -> int:
-        """Commit every journal file not locked by another committer; returns rows inserted."""
+        """Commit every sealed segment and every dead writer's open segment; returns rows inserted."""
         inserted = 0
         with self._lock:
+            self._sweep_unborn()
             while True:
-                held, tables, rows = [], [], 0
+                taken: list[_Taken] = []
+                rows = 0
                 try:
-                    for path in journal_files(self.journal_dir):
+                    for path in journal_files(self.journal_dir, (SEALED, LEGACY, OPEN)):
                         if rows >= self.max_rows:
                             break
-                        got = self._take(path)
-                        if got is not None:
-                            held.append((path, got[0]))
-                            tables.append(got[1])
-                            rows += got[1].num_rows
-                    if not held:
+                        t = self._take(path)
+                        if t is not None:
+                            taken.append(t)
+                            rows += t.rows
+                    if not taken:
                         return inserted
                     try:
-                        inserted += self._write(pa.concat_tables(tables))
+                        inserted += self._write(taken)
                     except Exception as exc:
                         self.last_error = f"{type(exc).__name__}: {exc}"
                         log.warning("inference log: lake commit failed (%s); %d journal files kept for later",
-                                    self.last_error, len(held))
+                                    self.last_error, len(taken))
                         return inserted
-                    for path, _ in held:
-                        path.unlink(missing_ok=True)
+                    for t in taken:
+                        self._retire(t)
                     self.committed_rows += rows
+                    self.recovered_rows += sum(t.rows for t in taken if t.recovered)
                     self.commits += 1
                     self.last_error = None
                 finally:
-                    for _, f in held:
-                        f.close()  # releases the flock
+                    for t in taken:
+                        t.file.close()  # releases the flock
                 if rows < self.max_rows:
                     return inserted
 
-    def _take(self, path: Path):
-        """(locked open file, rows) of one journal file, or None if it is gone, locked, or unreadable."""
+    def _sweep_unborn(self) -> None:
+        """Remove segments a writer died creating (killed between creating and naming one): always empty,
+        since records are written only once a segment has its `.open` name."""
+        try:
+            unborn = list(self.journal_dir.glob(".*" + NEW))
+        except OSError:
+            return
+        for path in unborn:
+            try:
+                with open(path, "rb") as f:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # its creator is gone
+                    path.unlink(missing_ok=True)
+            except (BlockingIOError, FileNotFoundError):
+                continue
+
+    def _retire(self, t: _Taken) -> None:
+        """After its commit: a file goes, a damaged one is kept aside for someone to look at."""
+        if t.damaged:
+            bad = self.journal_dir / UNREADABLE
+            bad.mkdir(exist_ok=True)
+            os.replace(t.path, bad / t.path.name)
+            log.error("inference log: %s: %s; kept in %s", t.path.name, t.damaged, bad)
+        else:
+            t.path.unlink(missing_ok=True)
+
+    def _take(self, path: Path) -> _Taken | None:
+        """A journal file locked and read, or None if it is gone, or locked (a live writer, another committer)."""
         try:
             f = open(path, "rb")
-        except FileNotFoundError:  # committed meanwhile by another committer
+        except FileNotFoundError:  # sealed or committed meanwhile
             return None
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # another committer holds it right now
+        except BlockingIOError:  # its writer is alive, or another committer holds it right now
             f.close()
             return None
         try:
             if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
-                f.close()  # committed and removed while we waited
+                f.close()  # sealed, committed or removed while we looked
                 return None
-            return f, read_journal(path)
+            t = _Taken(path, f, recovered=path.suffix == OPEN)
+            if path.suffix == LEGACY:
+                try:
+                    t.legacy = read_legacy(path)
+                except ValueError as exc:
+                    t.damaged = str(exc)
+                return t
+            t.segment = read_segment(path)
+            if t.segment.corrupt_at is not None:
+                t.damaged = (f"bytes {t.segment.corrupt_at}-{t.segment.size} cannot be read as journal records; "
+                             f"the {len(t.segment.entries)} whole records before them were committed")
+            return t
         except FileNotFoundError:
             f.close()
             return None
-        except ValueError as exc:
-            bad = self.journal_dir / "unreadable"
-            bad.mkdir(exist_ok=True)
-            os.replace(path, bad / path.name)
-            f.close()
-            log.error("inference log: journal file %s is unreadable (%s); moved to %s", path, exc, bad)
-            return None
 
     def stats(self) -> dict:
-        return {"committed_rows": self.committed_rows, "commits": self.commits,
+        return {"committed_rows": self.committed_rows, "recovered_rows": self.recovered_rows, "commits": self.commits,
                 "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
+
+
+def _alert_recovered(con: duckdb.DuckDBPyConnection, t: _Taken) -> None:
+    seg = t.segment
+    m = _PID.match(t.path.name)
+    tail = (" An unfinished last record was dropped: its replica died while writing it, before answering."
+            if seg.torn_tail else "")
+    insert_alert(con, kind="inference_log", severity="warning", where=f"journal/{t.path.name}",
+                 alert_id=f"inference_log:recovered:{t.path.name}",
+                 what=f"recovered {len(seg.entries)} answered requests ({seg.rows} rows) from the journal of a "
+                      f"replica that died (pid {m.group(1) if m else '?'}); they are in {INFERENCE_LOG} with "
+                      f"recovered_from = '{t.path.name}'.{tail}",
+                 details={"segment": t.path.name, "requests": len(seg.entries), "rows": seg.rows,
+                          "bytes": seg.size, "dropped_tail_bytes": seg.size - seg.good_bytes})
+
+
+def _alert_damaged(con: duckdb.DuckDBPyConnection, t: _Taken, kept_in: Path) -> None:
+    insert_alert(con, kind="inference_log", severity="error", where=f"journal/{t.path.name}",
+                 alert_id=f"inference_log:unreadable:{t.path.name}",
+                 what=f"journal file {t.path.name}: {t.damaged}. The file is kept in {kept_in} for inspection.",
+                 details={"file": t.path.name, "kept_in": str(kept_in)})

@@ -1,36 +1,220 @@
-"""The journal: Arrow IPC files between the replicas and the lake, one per flush."""
+"""The journal: each replica's answered requests on local disk, written before the answer is sent.
+
+A replica appends one record per request to its open segment
+(`<journal>/<time_ns>-<pid>-<id>.open`) with a plain `write`: once the call
+returns, the record is in the kernel's page cache and outlives the process,
+whatever kills it. Every roll (`HIT_SERVE_LOG_FLUSH_SECONDS`, or sooner once
+a segment is large) the replica fsyncs the segment and renames it to `.seg`:
+sealed, and safe from a power cut too.
+
+A record is framed so a reader can tell a whole record from a torn one:
+
+    b"HITJ" | payload length (u32) | crc32 of payload (u32) | payload
+    payload = meta length (u32) | meta (JSON) | X (n x 14 float64) | P (n x 72 float64)
+
+The writer holds an exclusive `flock` on its open segment for as long as it
+lives; the kernel drops that lock when the process dies, even by `kill -9`.
+So a committer that can lock an `.open` segment knows its writer is gone and
+recovers it: every whole record is committed, an unfinished last record
+(a request killed mid-write, never answered) is dropped.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import struct
 import time
 import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from hit_platform.adapters.lake.tables import ARROW_SCHEMA
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.serving.inference_log.schema import Served
 
-JOURNAL_SUFFIX = ".arrow"
-
-
-def write_journal(journal_dir: Path, table: pa.Table) -> Path:
-    """Write rows to a new journal file atomically (temp file, fsync, rename): a file is whole or absent."""
-    journal_dir.mkdir(parents=True, exist_ok=True)
-    name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{JOURNAL_SUFFIX}"
-    tmp = journal_dir / ("." + name + ".tmp")
-    with open(tmp, "wb") as f:
-        with pa.ipc.new_stream(f, ARROW_SCHEMA) as writer:
-            writer.write_table(table.cast(ARROW_SCHEMA))
-        f.flush()
-        os.fsync(f.fileno())
-    path = journal_dir / name
-    os.replace(tmp, path)
-    return path
+MAGIC = b"HITJ"
+_HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
+_META_LEN = struct.Struct("<I")
+NEW, OPEN, SEALED = ".new", ".open", ".seg"  # being created (a hidden name), written to, sealed
+LEGACY = ".arrow"  # Arrow IPC files of the previous journal format
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICRO = timedelta(microseconds=1)
+_NX, _NP = len(FEATURE_COLUMNS), len(COUNTRIES)
 
 
-def read_journal(path: Path) -> pa.Table:
-    """The rows of one journal file; ValueError if it is not an inference-log Arrow stream."""
+# -- records ---------------------------------------------------------------------------------------------
+
+def encode(e: Served) -> bytes:
+    """One served request as one framed record (a few microseconds for /predict)."""
+    received = (e.received_at - _EPOCH) // _MICRO
+    meta = {"id": e.request_id, "at": received, "ep": e.endpoint, "st": e.status, "ms": e.latency_ms,
+            "mv": e.model_version, "k": e.top_k, "n": 0 if e.X is None else len(e.X)}
+    if e.extras is not None:
+        meta["ex"] = e.extras
+    if e.request_body is not None:
+        meta["rq"] = e.request_body
+    if e.response_body is not None:
+        meta["rs"] = e.response_body
+    head = json.dumps(meta, separators=(",", ":")).encode()
+    parts = [_META_LEN.pack(len(head)), head]
+    if e.X is not None:
+        parts += [np.ascontiguousarray(e.X, dtype=np.float64).tobytes(),
+                  np.ascontiguousarray(e.P, dtype=np.float64).tobytes()]
+    payload = b"".join(parts)
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+
+def _decode(payload: memoryview) -> Served:
+    (m,) = _META_LEN.unpack_from(payload)
+    meta = json.loads(bytes(payload[4:4 + m]))
+    n, at = meta["n"], 4 + m
+    X = P = None
+    if n:
+        X = np.frombuffer(payload, np.float64, n * _NX, at).reshape(n, _NX)
+        P = np.frombuffer(payload, np.float64, n * _NP, at + n * _NX * 8).reshape(n, _NP)
+    extras = [tuple(x) for x in meta["ex"]] if "ex" in meta else None
+    return Served(meta["id"], _EPOCH + meta["at"] * _MICRO, meta["ep"], meta["st"], meta["ms"], meta["mv"],
+                  meta["k"], X, P, extras, meta.get("rq"), meta.get("rs"))
+
+
+@dataclass
+class Segment:
+    """What a segment file holds: its whole records, and what followed them if anything."""
+
+    path: Path
+    entries: list[Served] = field(default_factory=list)
+    size: int = 0
+    good_bytes: int = 0  # bytes of whole records from the start
+    torn_tail: bool = False  # an unfinished last record (a writer killed mid-write)
+    corrupt_at: int | None = None  # a broken record followed by more data: the file is damaged
+
+    @property
+    def rows(self) -> int:
+        return sum(e.rows for e in self.entries)
+
+
+def read_segment(path: Path) -> Segment:
+    """Every whole record of a segment, in order; where it stops and why. FileNotFoundError if gone."""
+    data = memoryview(path.read_bytes())
+    seg, at = Segment(path, size=len(data)), 0
+    while at < len(data):
+        if len(data) - at < _HEADER.size:
+            seg.torn_tail = True
+            break
+        magic, length, crc = _HEADER.unpack_from(data, at)
+        end = at + _HEADER.size + length
+        if magic != MAGIC:
+            seg.corrupt_at = at
+            break
+        if end > len(data):
+            seg.torn_tail = True
+            break
+        payload = data[at + _HEADER.size:end]
+        if zlib.crc32(payload) != crc:
+            if end == len(data):
+                seg.torn_tail = True  # the last record, half on disk
+            else:
+                seg.corrupt_at = at
+            break
+        try:
+            seg.entries.append(_decode(payload))
+        except (ValueError, KeyError, TypeError):  # crc passed but not a record of ours: damaged here
+            seg.corrupt_at = at
+            break
+        at = end
+    seg.good_bytes = at
+    return seg
+
+
+# -- the writer -------------------------------------------------------------------------------------------
+
+class SegmentWriter:
+    """One process's open segment: append records, seal it, start the next one when needed.
+
+    Not thread-safe: the caller (InferenceLogger) serializes appends and seals.
+    """
+
+    def __init__(self, journal_dir: Path, *, fsync: bool = True):
+        self.journal_dir = Path(journal_dir)
+        self.fsync = fsync
+        self.fd: int | None = None
+        self.path: Path | None = None
+        self.offset = 0
+
+    def _open(self) -> None:
+        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # Locked under a name no committer looks at, then renamed: a committer never sees an
+        # unlocked `.open` segment whose writer is alive.
+        tmp = self.journal_dir / f".{name}{NEW}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            path = self.journal_dir / (name + OPEN)
+            os.rename(tmp, path)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        self.fd, self.path, self.offset = fd, path, 0
+
+    def append(self, record: bytes) -> None:
+        """Write one record; on return it survives this process. OSError if the disk refuses (nothing half-kept)."""
+        if self.fd is None:
+            self._open()
+        view, written = memoryview(record), 0
+        try:
+            while written < len(record):
+                written += os.write(self.fd, view[written:])
+        except OSError:
+            self._abandon_partial()
+            raise
+        self.offset += len(record)
+
+    def _abandon_partial(self) -> None:
+        """After a failed write: cut the file back to its whole records, or seal what it has and move on."""
+        try:
+            os.ftruncate(self.fd, self.offset)
+        except OSError:
+            self.seal()  # the reader drops the torn tail of a sealed segment too
+
+    def seal(self) -> Path | None:
+        """fsync and rename the open segment to `.seg` (a power cut now spares it); None if it holds nothing."""
+        if self.fd is None or self.offset == 0:
+            return None
+        fd, path = self.fd, self.path
+        sealed = path.with_suffix(SEALED)
+        try:
+            if self.fsync:
+                os.fsync(fd)
+            os.rename(path, sealed)  # still locked: no committer takes it for a dead writer's
+        finally:
+            self.fd, self.path, self.offset = None, None, 0
+            os.close(fd)  # releases the lock
+        return sealed
+
+    def close(self) -> None:
+        """Seal what was written; an empty open segment is removed."""
+        if self.fd is not None and self.offset == 0:
+            fd, path = self.fd, self.path
+            self.fd, self.path = None, None
+            path.unlink(missing_ok=True)
+            os.close(fd)
+            return
+        self.seal()
+
+
+def read_legacy(path: Path) -> pa.Table:
+    """The rows of a journal file of the previous format (one Arrow IPC stream per flush)."""
     try:
         with pa.OSFile(str(path), "rb") as f:
             table = pa.ipc.open_stream(f).read_all()
@@ -38,11 +222,18 @@ def read_journal(path: Path) -> pa.Table:
         raise
     except (pa.ArrowInvalid, OSError) as exc:
         raise ValueError(f"{path.name}: not an Arrow IPC stream ({exc})") from exc
+    if "recovered_from" not in table.schema.names:
+        table = table.append_column("recovered_from", pa.nulls(table.num_rows, pa.string()))
     if not table.schema.equals(ARROW_SCHEMA):
         raise ValueError(f"{path.name}: columns {table.schema.names[:5]}... are not the inference log's")
     return table
 
 
-def journal_files(journal_dir: Path) -> list[Path]:
-    """Journal files, oldest first (names start with a nanosecond timestamp)."""
-    return sorted(journal_dir.glob("*" + JOURNAL_SUFFIX)) if journal_dir.exists() else []
+# -- the folder ---------------------------------------------------------------------------------------------
+
+def journal_files(journal_dir: Path, suffixes: tuple[str, ...] = (SEALED, LEGACY)) -> list[Path]:
+    """Journal files with these suffixes, oldest first (names start with a nanosecond timestamp)."""
+    try:
+        return sorted(p for p in journal_dir.iterdir() if p.suffix in suffixes and not p.name.startswith("."))
+    except (FileNotFoundError, NotADirectoryError):  # no journal yet, or something else in its place
+        return []

@@ -32,6 +32,7 @@ class Served:
     extras: list[tuple] | None = None  # per song: SONG_EXTRAS values
     request_body: str | None = None  # refused requests only
     response_body: str | None = None
+    recovered_from: str | None = None  # set by the committer: the segment of a writer that died
 
     @property
     def rows(self) -> int:
@@ -79,6 +80,7 @@ def to_arrow(entries: list[Served]) -> pa.Table:
         mask=pa.array(missing))
     cols["request_body"] = per_request(lambda e: e.request_body, pa.string())
     cols["response_body"] = per_request(lambda e: e.response_body, pa.string())
+    cols["recovered_from"] = per_request(lambda e: e.recovered_from, pa.string())
     return pa.table([cols[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
 
 
