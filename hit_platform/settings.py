@@ -38,6 +38,10 @@ class LakeSettings(BaseSettings):
     alias: str = Field("lake", description="name the lake is attached as in DuckDB sessions")
     retries: int = Field(12, description="attempts for a lake write that meets a lock or snapshot conflict")
     retry_base_s: float = Field(0.05, description="first back-off wait; doubles per attempt, with jitter")
+    orphan_grace_s: float = Field(
+        3600.0, ge=0, description="a data file no snapshot references (left by a writer killed mid-commit) is "
+                                  "deleted by the next ingest once it is this old; a live writer's files are "
+                                  "referenced within seconds")
 
 
 class DuckDBSettings(BaseSettings):

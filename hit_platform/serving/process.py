@@ -168,6 +168,36 @@ def status(settings: Settings, config: ServeConfig | None = None) -> ServingStat
 
 # -- starting -------------------------------------------------------------------------------------------
 
+def leftovers(info: dict) -> list[psutil.Process]:
+    """Processes a dead serving process left behind: its session (it was started in a new one) holds
+    Ray's workers, the replicas and HAProxy, which may still hold the port and the journal."""
+    sid, started = info.get("pid"), info.get("started_at", 0)
+    if not isinstance(sid, int):
+        return []
+    found = []
+    for p in psutil.process_iter(["create_time", "cmdline"]):
+        try:
+            command = " ".join(p.info["cmdline"] or [])
+            if (p.pid != sid and os.getsid(p.pid) == sid and p.info["create_time"] >= started - 1
+                    and ("ray" in command or "haproxy" in command)):  # never an unrelated reuser of the pid
+                found.append(p)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def stop_leftovers(info: dict, timeout: float = 15.0) -> int:
+    """SIGKILL what a dead serving process left behind (see `leftovers`); returns how many there were."""
+    procs = leftovers(info)
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(procs, timeout=timeout)
+    return len(procs)
+
+
 def child_env(settings: Settings, config: ServeConfig) -> dict[str, str]:
     """The environment that rebuilds exactly these Settings and ServeConfig in the serving process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HIT_")}
@@ -233,6 +263,7 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
             pid = info["pid"]
         else:
             if info is not None:
+                stop_leftovers(info)  # a serving process killed outright leaves Ray's workers and HAProxy
                 path.unlink(missing_ok=True)  # stale: its process is gone
             tracker = Tracker(settings)
             if tracker.champion_info() is None:
@@ -314,7 +345,10 @@ def stop(settings: Settings, config: ServeConfig | None = None, *, timeout: floa
         path = pid_file(settings, config)
         info = read_pid_file(path)
         if not is_serving_process(info):
+            if info:
+                stop_leftovers(info)
             path.unlink(missing_ok=True)
+            commit_left_journal(settings, config)
             return False
         pid = int(info["pid"])
         os.kill(pid, signal.SIGTERM)
@@ -326,6 +360,21 @@ def stop(settings: Settings, config: ServeConfig | None = None, *, timeout: floa
             _wait_exit(pid, 10)
         path.unlink(missing_ok=True)
         return True
+
+
+def commit_left_journal(settings: Settings, config: ServeConfig) -> int:
+    """Commit what a serving process that died left in the journal (rows inserted); a live one does it itself."""
+    from hit_platform.serving.inference_log.journal import LEGACY, OPEN, SEALED, journal_files
+
+    journal = config.journal(settings)
+    if config.replicas_commit() or not journal_files(journal, (SEALED, OPEN, LEGACY)):
+        return 0
+    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.serving.inference_log import JournalCommitter
+
+    committer = JournalCommitter(Lake(settings), journal)
+    committer.close()  # commits what the journal holds
+    return committer.committed_rows
 
 
 def _wait_exit(pid: int, timeout: float) -> bool:

@@ -394,8 +394,10 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
 
 
 def ingest_landing(lake: Lake, files: list[Path]) -> list[FileResult]:
-    """Ingest the given landing files in order, one transaction each."""
+    """Ingest the given landing files in order, one transaction each; first delete the data files an
+    ingest killed in the middle of its commit left behind (no snapshot references them)."""
     with lake.connection() as con:
+        lake.delete_orphaned_files(con)
         return [ingest_file(lake, path, con=con) for path in files]
 
 

@@ -1,10 +1,14 @@
 """The serving process's life: start over a stale pid file, no second process, champion swap under load
-with zero failed requests, clean stop that flushes the inference log."""
+with zero failed requests, a replica and then the serving process killed under load (wrk) with no
+answered request lost from the inference log, clean stop that flushes the inference log."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,7 +17,10 @@ import pytest
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import process
+from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.tables import requests_in_log
+from hit_platform.settings import REPO_ROOT
+from hit_platform_tests.support.load import Wrk, replica_pids
 from hit_platform_tests.support.serving import promote_champion, serving_env, song
 
 pytestmark = pytest.mark.slow
@@ -95,6 +102,76 @@ def test_champion_swap_under_load_drops_no_request(life):
     assert process.update(settings, config).model_version == v2  # already serving it: a no-op
 
 
+ANSWERED: dict[str, int] = {}  # request id -> status, of every answer the drills' wrk received
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.5)
+    return predicate()
+
+
+def recovered_requests(settings) -> int:
+    with Lake(settings).connection(read_only=True) as con:
+        return con.execute("SELECT count(DISTINCT request_id) FROM ops.inference_log "
+                           "WHERE recovered_from IS NOT NULL").fetchall()[0][0]
+
+
+def test_a_replica_killed_under_load_fails_no_request_and_loses_no_answer(life):
+    """kill -9 of one ServeReplica while wrk sends /predict: the ingress retries the requests that
+    replica had not answered on the other one, Serve restarts it, and the answers it had already
+    sent are committed from its journal."""
+    settings, config, endpoint, _ = life
+    serving_pid = process.status(settings, config).pid
+    load = Wrk(endpoint + "/predict", song(spotify_id="replica-kill"), 8, record=True)
+    time.sleep(3)
+    victim = replica_pids(serving_pid)[0]
+    os.kill(victim, signal.SIGKILL)
+    result = load.result()
+    ANSWERED.update(result.answered)
+    print(f"replica kill -9 under wrk -t2 -c16 -d8s: {result.line()}")
+    # One window no proxy can retry: the replica died between writing the status line and the body
+    # (uvicorn writes them in two calls). The client then reads a cut response; the request itself
+    # was journaled before either. Seen in about 1 run of 6, one request of ~10,000.
+    assert result.non2xx == 0 and result.socket_error_total <= 1, result.line()
+    assert set(result.answered.values()) == {200}
+    # Serve replaced the replica; its journal, open when it died, reaches the lake as recovered rows
+    assert wait_for(lambda: len(replica_pids(serving_pid)) == config.replicas and victim not in
+                    replica_pids(serving_pid), 60)
+    assert wait_for(lambda: recovered_requests(settings) > 0, 30)
+    alert = [a for a in list_alerts(Lake(settings), kind="inference_log") if f"pid {victim})" in a["what"]]
+    assert len(alert) == 1 and "recovered" in alert[0]["what"]
+
+
+def test_the_serving_process_killed_under_load_then_served_again_loses_no_answer(life):
+    """kill -9 of the serving process while wrk runs, then `hit-platform serve`: the new process clears
+    what the dead one left (Ray's workers, HAProxy) and commits their journals; answers given before
+    the kill and after the restart are all in the log, once."""
+    settings, config, endpoint, _ = life
+    dead = process.status(settings, config).pid
+    load = Wrk(endpoint + "/predict", song(spotify_id="process-kill"), 40, record=True)
+    time.sleep(3)
+    os.kill(dead, signal.SIGKILL)
+    t0 = time.monotonic()
+    served = subprocess.run([sys.executable, "-m", "hit_platform.cli", "serve"], env=process.child_env(settings, config),
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+    restart_s = time.monotonic() - t0
+    assert served.returncode == 0, served.stderr[-3000:]
+    st = process.status(settings, config)
+    assert st.running and st.pid != dead and st.endpoint == endpoint
+    result = load.result()
+    ANSWERED.update(result.answered)
+    ok = sum(1 for s in result.answered.values() if s == 200)
+    print(f"serving process kill -9 under wrk -t2 -c16 -d40s, then `hit-platform serve` ({restart_s:.0f} s): "
+          f"{result.line()}; {ok:,} answered 200")
+    assert ok > 1000
+    # while no process served, the clients saw errors; none of them is a 200 missing from the log (below)
+    assert not process.leftovers({"pid": dead, "started_at": 0})
+
+
 def test_stop_flushes_the_log_and_removes_the_pid_file(life):
     settings, config, endpoint, _ = life
     ids = []
@@ -110,5 +187,10 @@ def test_stop_flushes_the_log_and_removes_the_pid_file(life):
         httpx.get(endpoint + "/healthz", timeout=2)
     logged = requests_in_log(Lake(settings), ids)
     assert logged == {**{i: 1 for i in ids[:5]}, ids[5]: 3}
+    # every answer the drills' client received is in the log, exactly once
+    answered = [i for i, status in ANSWERED.items() if status == 200]
+    assert len(answered) > 5000
+    in_log = requests_in_log(Lake(settings), answered)
+    assert len(in_log) == len(answered) and set(in_log.values()) == {1}
     with pytest.raises(process.ServingError, match="no serving process runs"):
         process.update(settings, config)

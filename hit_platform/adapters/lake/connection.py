@@ -341,6 +341,19 @@ class Lake:
                 con.close()
 
     # -- reading -----------------------------------------------------------
+    def delete_orphaned_files(self, con: duckdb.DuckDBPyConnection, older_than_s: float | None = None) -> list[str]:
+        """Delete the data files no snapshot references, older than `older_than_s` (default
+        HIT_LAKE_ORPHAN_GRACE_S): what a writer killed in the middle of a commit left behind. Younger
+        ones may belong to a transaction committing right now. Returns the files deleted."""
+        grace = self.settings.lake.orphan_grace_s if older_than_s is None else older_than_s
+        rows = con.execute(f"CALL ducklake_delete_orphaned_files({_sql_str(self.alias)}, "
+                           "older_than => now() - to_microseconds(?::BIGINT))", [int(grace * 1e6)]).fetchall()
+        deleted = [r[0] for r in rows]
+        if deleted:
+            log.warning("deleted %d data files no snapshot references (left by a writer that died mid-commit): %s",
+                        len(deleted), ", ".join(Path(p).name for p in deleted[:5]))
+        return deleted
+
     def snapshot_id(self, con: duckdb.DuckDBPyConnection) -> int:
         """The lake's newest snapshot id: the data version every read and write refers to."""
         # fetchall, not fetchone: an unconsumed result keeps its read transaction open
