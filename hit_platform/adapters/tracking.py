@@ -24,10 +24,13 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
+from hit_platform.adapters.processes import is_alive, this_process
 from hit_platform.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+REGISTERED_BY = "registered_by"  # version tag: the process that registered it (adapters.processes)
+ABANDONED = "abandoned"  # version tag: why no run ever recorded, evaluated or served it
 # Our own pipelines are pickled on purpose (custom estimators); MLflow warns on every save.
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 
@@ -206,8 +209,30 @@ class Tracker:
             except MlflowException as exc2:
                 if _error_code(exc2) != "RESOURCE_ALREADY_EXISTS":
                     raise  # only "created meanwhile by another process" is fine
-        mv = self.client.create_model_version(self.model_name, model_uri, run_id=run_id, tags=tags)
+        mv = self.client.create_model_version(self.model_name, model_uri, run_id=run_id,
+                                              tags={**tags, REGISTERED_BY: this_process()})
         return ModelVersionInfo(self.model_name, str(mv.version), run_id, dict(mv.tags), mv.source)
+
+    def mark_abandoned(self, recorded: set[str]) -> list[tuple[str, str]]:
+        """Tag the versions a run registered and then died before recording (killed between registering
+        and its materialization): not in `recorded`, their registering process gone. They were never
+        evaluated and can never become champion; the tag says so. Returns [(version, reason)]."""
+        try:
+            versions = self.client.search_model_versions(f"name = '{self.model_name}'")
+        except MlflowException as exc:
+            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                return []
+            raise
+        marked = []
+        for mv in versions:
+            by = mv.tags.get(REGISTERED_BY)
+            if str(mv.version) in recorded or ABANDONED in mv.tags or by is None or is_alive(by) is not False:
+                continue  # recorded, already marked, registered by hand, or its process may still run
+            reason = (f"registered by Dagster run {mv.tags.get('dagster_run_id', '?')} (process {by}), which died "
+                      "before recording it: never evaluated, never served")
+            self.client.set_model_version_tag(self.model_name, mv.version, ABANDONED, reason)
+            marked.append((str(mv.version), reason))
+        return marked
 
     def set_version_tag(self, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(self.model_name, version, key, value)

@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from hit_platform.adapters.processes import start_id
 from hit_platform.settings import ServeConfig
 from hit_platform.settings import REPO_ROOT, Settings
 
@@ -90,19 +91,6 @@ def update_pid_file(path: Path, **changes) -> None:
     data = read_pid_file(path) or {}
     data.update(changes)
     write_pid_file(path, data)
-
-
-def start_id(pid: int) -> str:
-    """When a process started, as an exact token: guards against a recycled pid.
-
-    Linux: the start time in clock ticks since boot (/proc/<pid>/stat), immune to wall-clock steps,
-    which shift psutil's create_time (boot time + ticks) on VMs whose clock is adjusted.
-    """
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return "ticks:" + stat.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return f"time:{psutil.Process(pid).create_time():.0f}"
 
 
 def is_serving_process(info: dict | None) -> bool:

@@ -395,3 +395,47 @@ def test_journal_files_of_the_previous_format_are_committed_or_kept_with_an_aler
     assert journal_files(journal) == [] and len(list((journal / "unreadable").iterdir())) == 2
     assert len([a for a in list_alerts(lake, kind="inference_log") if a["severity"] == "error"]) == 2
     committer.close()
+
+
+COMMITTER = """
+import sys
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.serving.inference_log import JournalCommitter
+from hit_platform.settings import Settings
+JournalCommitter(Lake(Settings(warehouse=sys.argv[1])), sys.argv[2]).commit()
+"""
+
+
+def test_a_committer_killed_in_the_middle_of_a_lake_commit_loses_and_doubles_nothing(tmp_path: Path):
+    """kill -9 of a committer while it writes the lake's data files (the commit not yet in the catalog),
+    twice: the segments stay; the next committer commits every request once; the files the killed
+    commits left are deleted by the orphan sweep."""
+    settings = Settings(warehouse=tmp_path / "warehouse")
+    lake, journal = Lake(settings), tmp_path / "journal"
+    entries = [served(40) for _ in range(1000)]
+    for i in range(0, len(entries), 50):
+        sealed(journal, entries[i:i + 50])
+    data = Path(settings.data_path) / "ops"
+
+    def files() -> set[Path]:
+        return set(data.rglob("*.parquet")) if data.exists() else set()
+
+    for _ in range(2):
+        before = files()
+        child = subprocess.Popen([sys.executable, "-c", COMMITTER, str(settings.warehouse), str(journal)],
+                                 cwd=Path(__file__).parents[2])
+        while child.poll() is None and not files() - before:
+            threading.Event().wait(0.002)
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait() == -signal.SIGKILL  # killed before it finished: mid-commit
+        assert len(journal_files(journal)) == 20 and logged(lake) == {}
+    assert files()  # what the killed commits wrote
+    committer = JournalCommitter(lake, journal)
+    assert committer.commit() == 40_000 and journal_files(journal) == []
+    assert logged(lake) == {e.request_id: 40 for e in entries}
+    with lake.connection() as con:
+        lake.delete_orphaned_files(con, older_than_s=0)
+        referenced = {Path(r[0]).name for r in con.execute(
+            f"SELECT path FROM __ducklake_metadata_{lake.alias}.ducklake_data_file").fetchall()}
+    assert {p.name for p in files()} <= referenced
+    committer.close()

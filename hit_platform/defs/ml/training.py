@@ -42,6 +42,10 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     countries at once, hyper-parameters chosen on the validation split. The best one becomes a new
     version of the registered model `hit_model`, tagged with the lake snapshot, split data version,
     code version and this Dagster run."""
+    tracker = tracking.tracker()
+    abandoned = tracker.mark_abandoned(recorded_versions(context.instance))
+    for version, reason in abandoned:
+        context.log.warning(f"model version {version} marked abandoned: {reason}")
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
         snapshot = the_lake.snapshot_id(con)
@@ -50,7 +54,6 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     results = train_candidates(train.X, train.Y, val.X, val.Y, seed=training.seed, families=training.family_names(),
                                workers=training.workers)
     best = select_best(results)
-    tracker = tracking.tracker()
     lineage = {"lake_snapshot_id": str(snapshot), "splits_data_version": splits_data_version(context.instance),
                "splits_fingerprint": splits_fp, "dagster_run_id": context.run.run_id, **code_version(),
                "train_rows": str(len(train)), "validation_rows": str(len(val)), "seed": str(training.seed)}
@@ -71,7 +74,20 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
         "lake_snapshot_id": snapshot, "splits_fingerprint": splits_fp,
         "probe_prediction_sha256": prediction_hash(best.pipeline, probe),
         "mlflow_tracking_uri": tracker.uri, **{k: v for k, v in code_version().items()},
+        "abandoned_versions": dg.MetadataValue.json({v: r for v, r in abandoned}),
     })
+
+
+def recorded_versions(instance: dg.DagsterInstance) -> set[str]:
+    """Every model version an ml/candidate_models materialization recorded."""
+    recorded, cursor = set(), None
+    while True:
+        page = instance.fetch_materializations(CANDIDATES, limit=1000, cursor=cursor)
+        recorded |= {str(r.asset_materialization.metadata["best_model_version"].value) for r in page.records
+                     if "best_model_version" in r.asset_materialization.metadata}
+        if not page.has_more:
+            return recorded
+        cursor = page.cursor
 
 
 @dataclass
