@@ -17,6 +17,7 @@ import pytest
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
+from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import process
 from hit_platform.adapters.lake.tables import requests_in_log
@@ -34,7 +35,7 @@ SENT: dict[str, int] = {}  # request_id -> log rows expected (songs, or 1 for a 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    settings, config = serving_env(tmp_path_factory.mktemp("api"), max_batch=MAX_BATCH)
+    settings, config = serving_env(tmp_path_factory.mktemp("api"), max_batch=MAX_BATCH, log_buffer_rows=20)
     version = promote_champion(settings, seed=1)
     endpoint = process.start(settings, config)
     client = httpx.Client(base_url=endpoint, timeout=60)
@@ -188,6 +189,48 @@ def test_openapi_documents_routes_and_field_ranges(app):
     assert doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/Song"}
     assert client.get("/docs").status_code == 200
+
+
+def test_a_journal_that_cannot_be_written_buffers_then_answers_503_then_recovers(app):
+    """The journal folder replaced by a file (as a full or read-only disk would refuse): each replica keeps
+    up to HIT_SERVE_LOG_BUFFER_ROWS rows in memory, then answers 503 with Retry-After, /healthz says why,
+    ops.alerts records it; once the disk takes writes again the buffered answers are written, each once."""
+    settings, config, client, _ = app
+    journal = config.journal(settings)
+    away = journal.with_name("journal.away")
+    journal.rename(away)
+    journal.write_text("not a folder")
+    refused = None
+    try:
+        for _ in range(200):
+            r = client.post("/predict", json=song())
+            if r.status_code == 503:
+                refused = r
+                break
+            assert r.status_code == 200, r.text[:300]
+            SENT[r.json()["request_id"]] = 1
+            time.sleep(0.02)
+        assert refused is not None, "never refused while nothing could be logged"
+        assert int(refused.headers["retry-after"]) >= 1
+        detail = refused.json()["detail"][0]
+        assert detail["type"] == "log_unavailable" and "HIT_SERVE_LOG_BUFFER_ROWS=20" in detail["msg"]
+        health = [client.get("/healthz") for _ in range(20)]
+        down = [h for h in health if h.status_code == 503]
+        assert down and down[0].json()["status"] == "unavailable" and "refusing" in down[0].json()["reason"]
+    finally:
+        journal.unlink()
+        away.rename(journal)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # both replicas write their buffers on their next round
+        if all(client.get("/healthz").json()["inference_log"]["state"] == "ok" for _ in range(10)):
+            break
+        time.sleep(0.5)
+    post(client, "/predict", 200, json=song())
+    lake = Lake(settings)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any("answers 503" in a["what"] for a in list_alerts(lake)):
+        time.sleep(0.5)
+    assert any("answers 503" in a["what"] and a["kind"] == "inference_log" for a in list_alerts(lake))
 
 
 def test_inference_log_holds_exactly_the_requests_sent(app):
