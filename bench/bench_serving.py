@@ -12,15 +12,19 @@
    p99 no worse).
 4. /predict/batch with 10,000 songs against the serving process, as JSON and as Arrow streams, vs
    in-process predict_proba of the same 10,000 songs (target: within 2x).
-5. With the default proxy too (unless --no-default-proxy): Ray Serve's Python proxy, for reference.
+5. Kill drills (unless --no-kill-drills): wrk recording every answer's request id while one replica
+   gets kill -9, then while the serving process gets kill -9 and `hit-platform serve` starts it again;
+   after stop, each answer is looked up in ops.inference_log (target for the replica kill: 0 failed
+   requests, 0 answered but not logged; for the process kill: 0 answered but not logged).
+6. With the default proxy too (unless --no-default-proxy): Ray Serve's Python proxy, for reference.
 Needs `wrk` (apt-get install -y wrk).
 """
 
 import argparse
 import json
 import os
-import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +46,7 @@ from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import free_port
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings
+from hit_platform_tests.support.load import Wrk, WrkResult, replica_pids, wrk
 
 SONG = {"danceability": 0.71, "energy": 0.62, "key": 5, "loudness": -6.5, "mode": 1, "speechiness": 0.05,
         "acousticness": 0.21, "instrumentalness": 0.0, "liveness": 0.11, "valence": 0.52, "tempo": 121.0,
@@ -126,44 +131,18 @@ def start_plain_app(settings: Settings) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the plain app did not start")
 
 
-# -- wrk ------------------------------------------------------------------------------------------------
+# -- wrk (hit_platform_tests/support/load.py) ------------------------------------------------------------
 
-def wrk(url: str, body: dict, duration: int, threads: int = 2, connections: int = 16) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write('wrk.method = "POST"\n'
-                f"wrk.body = {json.dumps(json.dumps(body))}\n"
-                'wrk.headers["Content-Type"] = "application/json"\n')
-        script = f.name
-    try:
-        out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency",
-                              "-s", script, url], capture_output=True, text=True, check=True).stdout
-    finally:
-        os.unlink(script)
-
-    def ms(label: str) -> float:
-        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
-    total = re.search(r"(\d+) requests in", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"),
-            "p99": ms("99%"), "requests": int(total.group(1)), "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "socket_errors": errors.group(1) if errors else "none"}
+def fmt(r: WrkResult) -> str:
+    return r.line()
 
 
-def fmt(r: dict) -> str:
-    return (f"{r['rps']:8.0f} req/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms   "
-            f"({r['requests']:,} requests, non-2xx {r['non2xx']}, socket errors {r['socket_errors']})")
+def median_p99(results: list[WrkResult]) -> float:
+    return statistics.median(r.p99 for r in results)
 
 
-def median_p99(results: list[dict]) -> float:
-    return statistics.median(r["p99"] for r in results)
-
-
-def best_of(results: list[dict]) -> dict:
-    return max(results, key=lambda r: r["rps"])
+def best_of(results: list[WrkResult]) -> WrkResult:
+    return max(results, key=lambda r: r.rps)
 
 
 # -- batch helpers ----------------------------------------------------------------------------------------
@@ -205,6 +184,29 @@ def post_timed(endpoint: str, path: str, body: bytes, headers: dict, n: int, son
     return times, size
 
 
+# -- kill drills ------------------------------------------------------------------------------------------
+
+def kill_drills(settings: Settings, config: ServeConfig, endpoint: str, duration: int) -> list[tuple[str, WrkResult]]:
+    """kill -9 of one replica, then of the serving process followed by `hit-platform serve`, each a third
+    of the way into a wrk run that records every answer's request id."""
+    out = []
+    pid = process.status(settings, config).pid
+    load = Wrk(endpoint + "/predict", SONG, duration, record=True)
+    time.sleep(duration / 3)
+    os.kill(replica_pids(pid)[0], signal.SIGKILL)
+    out.append(("a replica kill -9", load.result()))
+    time.sleep(5)  # Serve restarts the replica
+    load = Wrk(endpoint + "/predict", SONG, duration, record=True)
+    time.sleep(duration / 3)
+    os.kill(pid, signal.SIGKILL)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "hit_platform.cli", "serve"], env=process.child_env(settings, config),
+                   cwd=REPO, check=True, capture_output=True)
+    restart = time.perf_counter() - t
+    out.append((f"serving process kill -9, serve again ({restart:.0f} s)", load.result()))
+    return out
+
+
 # -- main -----------------------------------------------------------------------------------------------
 
 def main() -> None:
@@ -217,6 +219,7 @@ def main() -> None:
     ap.add_argument("--flush-seconds", type=float, default=ServeConfig().log_flush_seconds,
                     help="inference log flush interval of the serving process (HIT_SERVE_LOG_FLUSH_SECONDS)")
     ap.add_argument("--no-default-proxy", action="store_true", help="skip the Ray Serve default-proxy run")
+    ap.add_argument("--no-kill-drills", action="store_true", help="skip killing a replica, then the serving process")
     ap.add_argument("--plain-app", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.plain_app:
@@ -254,13 +257,13 @@ def main() -> None:
         print(f"  plain uvicorn+FastAPI : {fmt(p)}")
         print(f"  Ray Serve (HAProxy)   : {fmt(s)}")
         for i, (a, b) in enumerate(zip(plain_runs, serve_runs)):
-            print(f"    round {i + 1}: plain {a['rps']:.0f} req/s p99 {a['p99']:.1f} ms | "
-                  f"serve {b['rps']:.0f} req/s p99 {b['p99']:.1f} ms")
-        print(f"  ratio requests/s serve/plain : {s['rps'] / p['rps']:.2f} best vs best, "
-              f"{statistics.median(b['rps'] / a['rps'] for a, b in zip(plain_runs, serve_runs)):.2f} median of "
+            print(f"    round {i + 1}: plain {a.rps:.0f} req/s p99 {a.p99:.1f} ms | "
+                  f"serve {b.rps:.0f} req/s p99 {b.p99:.1f} ms")
+        print(f"  ratio requests/s serve/plain : {s.rps / p.rps:.2f} best vs best, "
+              f"{statistics.median(b.rps / a.rps for a, b in zip(plain_runs, serve_runs)):.2f} median of "
               f"rounds   (target >= 0.8)")
-        print(f"  ratio p99 serve/plain        : {s['p99'] / p['p99']:.2f} best vs best, "
-              f"{statistics.median(b['p99'] / a['p99'] for a, b in zip(plain_runs, serve_runs)):.2f} median of "
+        print(f"  ratio p99 serve/plain        : {s.p99 / p.p99:.2f} best vs best, "
+              f"{statistics.median(b.p99 / a.p99 for a, b in zip(plain_runs, serve_runs)):.2f} median of "
               f"rounds, {median_p99(serve_runs) / median_p99(plain_runs):.2f} median p99 vs median p99   "
               f"(target <= 1.0)")
 
@@ -291,6 +294,8 @@ def main() -> None:
                   f"-> {a / b:5.1f}x in-process (target <= 2)")
         st = process.status(settings, config)
         print(f"\nstatus: {st.state}, model version {st.model_version}")
+        if not args.no_kill_drills:
+            drills = kill_drills(settings, config, endpoint, args.duration)
     finally:
         process.stop(settings, config)
         plain.terminate()
@@ -306,9 +311,18 @@ def main() -> None:
                              "AND n_songs = ? GROUP BY request_id)", [args.batch]).fetchall()[0][0]
     print(f"/predict/batch of {args.batch:,} songs inside the replica (inference log latency_ms, median, both "
           f"formats): {inside:.1f} ms; the rest is moving the bodies through HAProxy")
-    sent = sum(r["requests"] for r in serve_runs)
+    sent = sum(r.requests for r in serve_runs)
     print(f"inference log after stop: {len(logged):,} requests, {sum(logged.values()):,} rows "
           f"(wrk counted {sent:,} completed /predict requests in the measured rounds, plus warm-up and batches)")
+
+    if not args.no_kill_drills:
+        print(f"\nkill drills, wrk -t2 -c16 -d{args.duration}s (0 failed and 0 unlogged is the target of the first)")
+        for label, result in drills:
+            ok = [i for i, status in result.answered.items() if status == 200]
+            found = requests_in_log(lake, ok)
+            print(f"  {label:44}: {result.requests:,} answered ({len(ok):,} with 200), non-2xx {result.non2xx}, "
+                  f"socket errors {result.socket_error_total}, answered but not logged {len(ok) - len(found)}, "
+                  f"logged twice {sum(1 for n in found.values() if n > 1)}")
 
     if not args.no_default_proxy:
         cfg = ServeConfig(port=free_port(), fast_proxy=False)
