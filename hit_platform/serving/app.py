@@ -334,7 +334,7 @@ class HitModelServer:
                                endpoint="/predict/batch", body=None, top_k=top_k)
         arrow_out = arrow_batch.wants_arrow(request.headers.get("accept", ""))
 
-        def work():  # parse, predict, serialize: CPU-bound, so off the event loop
+        def work():  # parse, predict, serialize, journal: CPU and disk, so off the event loop
             if arrow_in:
                 X, extras = arrow_batch.read_songs(body, self.config.max_batch)
             else:
@@ -342,16 +342,18 @@ class HitModelServer:
                 X, extras = features_of(songs), [tuple(s.get(c) for c in SONG_EXTRAS) for s in songs]
             P, top = self._predict(X, top_k, model)
             if arrow_out:
-                return X, P, extras, arrow_batch.predictions_stream(P, top, request_id, model.version)
-            return X, P, extras, batch_bytes(P, top, request_id, model.version)
+                content = arrow_batch.predictions_stream(P, top, request_id, model.version)
+            else:
+                content = batch_bytes(P, top, request_id, model.version)
+            self.logger.log(Served(request_id, received_at, "/predict/batch", 200, (time.perf_counter() - t0) * 1e3,
+                                   model.version, top_k, X, P, extras))  # journaled before the answer leaves
+            return content
 
         try:
-            X, P, extras, content = await run_in_threadpool(work)
+            content = await run_in_threadpool(work)
         except ApiError as exc:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0,
                                endpoint="/predict/batch", body=None if arrow_in else body, top_k=top_k)
-        self.logger.log(Served(request_id, received_at, "/predict/batch", 200, (time.perf_counter() - t0) * 1e3,
-                               model.version, top_k, X, P, extras))
         if arrow_out:
             # the request id travels in the stream's metadata (Serve owns the x-request-id header)
             return Response(content, media_type=arrow_batch.ARROW_STREAM, headers={"x-model-version": model.version})
