@@ -63,7 +63,7 @@ def encode(e: Served) -> bytes:
         meta["rq"] = e.request_body
     if e.response_body is not None:
         meta["rs"] = e.response_body
-    head = json.dumps(meta, separators=(",", ":")).encode()
+    head = json.dumps(meta, separators=(",", ":"), default=str).encode()
     parts = [_META_LEN.pack(len(head)), head]
     if e.X is not None:
         parts += [np.ascontiguousarray(e.X, dtype=np.float64).tobytes(),
@@ -187,20 +187,19 @@ class SegmentWriter:
         except OSError:
             self.seal()  # the reader drops the torn tail of a sealed segment too
 
-    def seal(self) -> Path | None:
-        """fsync and rename the open segment to `.seg` (a power cut now spares it); None if it holds nothing."""
+    def rotate(self) -> tuple[int, Path] | None:
+        """Hand over the open segment for sealing (`seal_segment`, outside the caller's lock); the next
+        append starts a new one. None if it holds nothing."""
         if self.fd is None or self.offset == 0:
             return None
-        fd, path = self.fd, self.path
-        sealed = path.with_suffix(SEALED)
-        try:
-            if self.fsync:
-                os.fsync(fd)
-            os.rename(path, sealed)  # still locked: no committer takes it for a dead writer's
-        finally:
-            self.fd, self.path, self.offset = None, None, 0
-            os.close(fd)  # releases the lock
-        return sealed
+        handed = (self.fd, self.path)
+        self.fd, self.path, self.offset = None, None, 0
+        return handed
+
+    def seal(self) -> Path | None:
+        """fsync and rename the open segment to `.seg` (a power cut now spares it); None if it holds nothing."""
+        handed = self.rotate()
+        return seal_segment(*handed, fsync=self.fsync) if handed else None
 
     def close(self) -> None:
         """Seal what was written; an empty open segment is removed."""
@@ -227,6 +226,19 @@ def read_legacy(path: Path) -> pa.Table:
     if not table.schema.equals(ARROW_SCHEMA):
         raise ValueError(f"{path.name}: columns {table.schema.names[:5]}... are not the inference log's")
     return table
+
+
+def seal_segment(fd: int, path: Path, *, fsync: bool = True) -> Path:
+    """fsync a segment, rename it `.seg` while still holding its lock (no committer takes it for a dead
+    writer's), then close it. If the rename fails it stays `.open`, unlocked: the committer recovers it."""
+    sealed = path.with_suffix(SEALED)
+    try:
+        if fsync:
+            os.fsync(fd)
+        os.rename(path, sealed)
+    finally:
+        os.close(fd)  # releases the lock
+    return sealed
 
 
 # -- the folder ---------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from hit_platform.serving.inference_log.journal import SegmentWriter, encode, journal_files
+from hit_platform.serving.inference_log.journal import SegmentWriter, encode, journal_files, seal_segment
 from hit_platform.serving.inference_log.schema import Served
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ class InferenceLogger:
             self._wake.clear()
 
     def flush(self) -> dict:
-        """Write what waits in memory, then seal the open segment (fsync + rename)."""
+        """Write what waits in memory, then seal the open segment (fsync + rename: outside the lock,
+        so requests keep writing to the next segment meanwhile)."""
         with self._lock:
             try:
                 while self._backlog:
@@ -137,15 +138,23 @@ class InferenceLogger:
                     self._backlog.popleft()
                     self._backlog_rows -= rows
                     self.journaled_rows += rows
-                self._writer.seal()
-                self._segment_rows = 0
             except OSError as exc:
                 self._failed(exc)
                 return self.stats()
-            if self.state != "ok":
-                log.warning("inference log: the journal is writable again; the memory buffer is written")
-                self.last_error = None
-                self._set_state("ok")
+            handed = self._writer.rotate()
+            self._segment_rows = 0
+        if handed is not None:
+            try:
+                seal_segment(*handed, fsync=self._writer.fsync)
+            except OSError as exc:
+                self._failed(exc)
+                return self.stats()
+        if self.state != "ok":
+            with self._lock:
+                if not self._backlog:
+                    log.warning("inference log: the journal is writable again; the memory buffer is written")
+                    self.last_error = None
+                    self._set_state("ok")
         return self.stats()
 
     def close(self, timeout: float = 60.0) -> None:
