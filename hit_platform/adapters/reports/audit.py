@@ -44,13 +44,16 @@ def _served(identifier: str, rows: list[tuple]) -> dict:
     if len(rows) > 1:
         seen = "; ".join(f"status {r[0]} model version {r[1]} on {r[2]} ({r[4]} rows)" for r in rows)
         raise AuditError(f"{INFERENCE_LOG} holds inconsistent rows for request {identifier!r}: {seen}")
-    status, version, endpoint, at, n, detail = rows[0]
+    status, version, endpoint, at, n, detail, recovered = rows[0]
     if status == 200:
         if version is None:
             raise AuditError(f"{INFERENCE_LOG}: request {identifier!r} was answered (HTTP 200) but its rows "
                              "name no model version")
-        return {"kind": "served request", "id": identifier, "status": status, "endpoint": endpoint,
-                "at": str(at), "songs": n, "model_version": str(version)}
+        found = {"kind": "served request", "id": identifier, "status": status, "endpoint": endpoint,
+                 "at": str(at), "songs": n, "model_version": str(version)}
+        if recovered:
+            found["logged"] = f"recovered from journal segment {recovered}: its replica died before sealing it"
+        return found
     refused = 400 <= status < 500
     return {"kind": f"{'refused' if refused else 'failed'} request (HTTP {status})", "id": identifier,
             "status": status, "endpoint": endpoint, "at": str(at),
@@ -72,8 +75,13 @@ def _find_prediction(lake: Lake, identifier: str) -> dict:
     with con:
         if lake.table_exists(con, "ops", "inference_log"):
             looked.append(f"{INFERENCE_LOG}.request_id")
+            recovered = "any_value(recovered_from)" if con.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() AND "
+                "table_schema = 'ops' AND table_name = 'inference_log' AND column_name = 'recovered_from'"
+            ).fetchall()[0][0] else "NULL"  # a log written before the column existed
             rows = con.execute(f"""
-                SELECT status, model_version, endpoint, min(received_at), count(*), any_value(response_body)
+                SELECT status, model_version, endpoint, min(received_at), count(*), any_value(response_body),
+                       {recovered}
                 FROM {INFERENCE_LOG} WHERE request_id = ? GROUP BY status, model_version, endpoint
                 ORDER BY status, model_version""", [identifier]).fetchall()
             if rows:

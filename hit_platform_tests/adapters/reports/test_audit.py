@@ -196,6 +196,23 @@ def test_a_served_request_traces_to_its_model_run_and_lineage(traced: Traced):
     assert report["code_version"] == "1" * 40  # clean tree: no suffix
 
 
+def test_a_request_recovered_from_a_dead_replicas_journal_says_so(traced: Traced, tmp_path: Path):
+    import os
+    from hit_platform.serving.inference_log import SegmentWriter, encode
+
+    rid = "recovered-" + traced.ids["before_swap"]
+    e = Served(rid, datetime.now(timezone.utc), "/predict", 200, 2.0, traced.versions[1], 5,
+               np.zeros((1, len(FEATURE_COLUMNS))), np.full((1, 72), 0.5), [("x", None, None, None)])
+    writer = SegmentWriter(tmp_path / "journal")
+    writer.append(encode(e))
+    os.close(writer.fd)  # the replica dies with its segment open
+    JournalCommitter(Lake(traced.settings), tmp_path / "journal").close()
+    report = audit(traced.settings, rid)
+    assert report["kind"] == "served request" and "its replica died" in report["logged"]
+    assert "logged" not in audit(traced.settings, traced.ids["before_swap"])
+    assert_traces_to(report, traced, 1)
+
+
 def test_a_batch_request_counts_its_songs(traced: Traced):
     report = audit(traced.settings, traced.ids["batch_request"])
     assert report["kind"] == "served request" and report["endpoint"] == "/predict/batch" and report["songs"] == 3
