@@ -130,11 +130,21 @@ class ServingProcess:
 
         update_pid_file(self.pid_path, state="stopping")
         try:
-            serve.shutdown()  # replicas drain and run __del__: their buffers go to the journal
+            serve.shutdown()  # replicas drain, seal their journal segments (or die holding them open)
         finally:
+            # Commit before ray.shutdown: after it, Ray may end this process at once. Wait for the
+            # replicas' segments to be sealed or released by their exit, so `stop` returns with the log
+            # in the lake.
+            if self.committer is not None:
+                try:
+                    if not self.committer.drain(timeout=30):
+                        log.warning("inference log: segments left in %s after shutdown (%s); the next serve or "
+                                    "stop commits them", self.committer.journal_dir, self.committer.last_error)
+                except Exception:
+                    log.exception("inference log: commit at shutdown failed; the journal stays for the next run")
             ray.shutdown()
             if self.committer is not None:
-                self.committer.close()  # the journal goes to the lake
+                self.committer.close()
             info = read_pid_file(self.pid_path)
             if info and info.get("pid") == os.getpid():
                 self.pid_path.unlink(missing_ok=True)

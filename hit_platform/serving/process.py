@@ -347,6 +347,10 @@ def stop(settings: Settings, config: ServeConfig | None = None, *, timeout: floa
                 pass
             _wait_exit(pid, 10)
         path.unlink(missing_ok=True)
+        # Whatever outlived it (a replica still exiting) ends now; what it left in the journal is committed.
+        psutil.wait_procs(leftovers(info), timeout=15)
+        stop_leftovers(info)
+        commit_left_journal(settings, config)
         return True
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,19 @@ class JournalCommitter:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Commit until no segment is left, waiting up to `timeout` s for writers still holding open
+        segments to finish (replicas shutting down seal theirs; dying ones release their lock).
+        Returns whether the journal is empty."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.commit()
+            left = journal_files(self.journal_dir, (SEALED, LEGACY, OPEN))
+            if not left or time.monotonic() >= deadline or (self.last_error and not any(
+                    p.suffix == OPEN for p in left)):
+                return not left
+            time.sleep(0.2)
 
     def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
