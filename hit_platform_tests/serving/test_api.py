@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -258,6 +260,23 @@ def test_inference_log_holds_exactly_the_requests_sent(app):
         named = con.execute("SELECT count(*) FROM ops.inference_log WHERE spotify_id = '4uLU6hMCjMI75M1A2tKUQC'"
                             ).fetchall()[0][0]
         assert named == 1
+
+
+def test_the_ingress_names_each_request_and_retries_it_once_on_another_replica(app):
+    """HAProxy sets x-hit-request-id (a client cannot choose it: a reused id would be taken for a retry),
+    and retries a request whose replica died before answering, once, on another replica."""
+    settings, config, client, _ = app
+    a = post(client, "/predict", 200, json=song(), headers={"x-hit-request-id": "chosen-by-the-client"})
+    b = post(client, "/predict", 200, json=song(), headers={"x-hit-request-id": "chosen-by-the-client"})
+    assert a["request_id"] != b["request_id"] and "chosen-by-the-client" not in (a["request_id"], b["request_id"])
+    assert len(a["request_id"]) == 36  # a UUID
+    info = json.loads(process.pid_file(settings, config).read_text())
+    haproxy = [p for p in psutil.Process(info["pid"]).children(recursive=True) if p.name() == "haproxy"]
+    cfg = haproxy[0].cmdline()[haproxy[0].cmdline().index("-f") + 1]
+    text = Path(cfg).read_text()
+    assert "http-request set-header x-hit-request-id %[uuid]" in text
+    assert "retry-on conn-failure empty-response" in text and "retries 1" in text
+    assert "option redispatch 1" in text
 
 
 def test_everything_listens_on_loopback_only(app):
