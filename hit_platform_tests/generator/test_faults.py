@@ -87,7 +87,7 @@ def test_missing_audio_features_hit_whole_new_songs(faulty_dump):
     con.execute(f"CREATE TABLE t AS SELECT * FROM {faulty_dump.text_all()}")
     songs = {r[0] for r in con.execute(f"SELECT DISTINCT spotify_id FROM t WHERE {ALL_AUDIO_NULL}").fetchall()}
     assert songs == set(entry["spotify_ids"]) and len(songs) == entry["count"]
-    partial = con.execute(f"SELECT count(*) FROM t WHERE spotify_id IN (SELECT UNNEST(?)) AND danceability IS NOT NULL",
+    partial = con.execute("SELECT count(*) FROM t WHERE spotify_id IN (SELECT UNNEST(?)) AND danceability IS NOT NULL",
                           [entry["spotify_ids"]]).fetchone()[0]
     assert partial == 0  # every row of those songs
     end = date.fromisoformat(faulty_dump.manifest["window"]["end_date"])
