@@ -135,7 +135,7 @@ def test_a_replica_killed_under_load_fails_no_request_and_loses_no_answer(life):
     print(f"replica kill -9 under wrk -t2 -c16 -d8s: {result.line()}")
     # One window no proxy can retry: the replica died between writing the status line and the body
     # (uvicorn writes them in two calls). The client then reads a cut response; the request itself
-    # was journaled before either. Seen in about 1 run of 6, one request of ~10,000.
+    # was journaled before either. Seen in 1 drill of 10, one request of ~10,000.
     assert result.non2xx == 0 and result.socket_error_total <= 1, result.line()
     assert set(result.answered.values()) == {200}
     # Serve replaced the replica; its journal, open when it died, reaches the lake as recovered rows
