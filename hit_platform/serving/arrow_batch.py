@@ -97,8 +97,8 @@ def _check_feature(name: str, col: pa.ChunkedArray) -> list[dict]:
         ok, expected = pa.types.is_boolean(t), "bool_type"
     elif sql_type == "DOUBLE":
         ok, expected = pa.types.is_integer(t) or pa.types.is_floating(t), "float_type"
-    else:
-        ok, expected = pa.types.is_integer(t), "int_type"
+    else:  # an integer, as JSON Schema has it: a float column is fine where every value is whole
+        ok, expected = pa.types.is_integer(t) or pa.types.is_floating(t), "int_type"
     if not ok:
         return [{"loc": ["body", name], "type": expected, "msg": f"column of type {t} is not {expected[:-5]}"}]
     out = []
@@ -115,6 +115,12 @@ def _check_feature(name: str, col: pa.ChunkedArray) -> list[dict]:
         out += [{"loc": ["body", "songs", i, name], "type": "finite_number",
                  "msg": "Input should be a finite number"} for i in _rows(bad)]
         valid &= np.isfinite(v)
+        if sql_type != "DOUBLE":
+            bad = (np.mod(v, 1.0, where=valid, out=np.zeros_like(v)) != 0) & valid
+            out += [{"loc": ["body", "songs", i, name], "type": "int_from_float", "input": float(v[i]),
+                     "msg": "Input should be a valid integer, got a number with a fractional part"}
+                    for i in _rows(bad)]
+            valid &= ~bad
     lo, hi = feature_range(name)
     for bound, op, word in ((lo, np.less, "greater_than_equal"), (hi, np.greater, "less_than_equal")):
         if bound is None:

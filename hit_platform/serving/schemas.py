@@ -26,9 +26,14 @@ _EXTRA_MAX_LENGTH = {"spotify_id": 64, "name": 1_000, "artists": 2_000, "album_r
 
 _SONG_CONFIG = ConfigDict(
     extra="forbid",  # an unknown key is an error that names it
-    strict=True,  # "0.5" is not a number, 1 is not a boolean, 3.0 is not a key
+    strict=True,  # "0.5" is not a number, 1 is not a boolean, "3" is not a key
     allow_inf_nan=False,  # NaN / Infinity literals are refused, so the model only sees finite floats
 )
+
+
+def _as_json_schema_integer(schema: dict) -> None:
+    schema["type"] = "integer"
+    schema.pop("multipleOf", None)
 
 
 def _feature_type(column: str) -> Any:
@@ -37,6 +42,12 @@ def _feature_type(column: str) -> Any:
     py = _PY_TYPES[c.sql_type]
     if py is bool:  # is_explicit: a JSON boolean; the model reads it as 0/1
         return Annotated[bool, Field(description=c.description)]
+    if py is int:
+        # JSON Schema's integer: any number with a zero fractional part (3 and 3.0; never 5.5, "3" or true).
+        # Checked by pydantic-core as a strict number that is a multiple of 1 (no Python per value), and
+        # documented as an integer. The model reads every feature as a float anyway.
+        return Annotated[float, Field(ge=lo, le=hi, multiple_of=1, description=f"{c.description} ({lo}..{hi}, "
+                                      "an integer)", json_schema_extra=_as_json_schema_integer)]
     return Annotated[py, Field(ge=lo, le=hi, description=f"{c.description} ({lo}..{hi})")]
 
 

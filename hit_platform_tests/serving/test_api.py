@@ -124,9 +124,23 @@ def _loc_names(body: dict) -> list:
     return [tuple(d["loc"]) for d in body["detail"]]
 
 
+def test_an_integer_field_takes_a_whole_number_written_as_a_float(app):
+    """JSON Schema's integer: 3.0 is one (what schemathesis and many JSON encoders send), 5.5 is not."""
+    _, _, client, _ = app
+    as_int = post(client, "/predict", 200, json=song(key=3, time_signature=0, duration_ms=200_000))
+    as_float = post(client, "/predict", 200, json=song(key=3.0, time_signature=0.0, duration_ms=200_000.0))
+    assert as_float["probabilities"] == as_int["probabilities"]
+    refused = post(client, "/predict", 422, json=song(key=5.5))
+    assert refused["detail"][0]["loc"] == ["body", "key"] and "multiple of 1" in refused["detail"][0]["msg"]
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["Song"]["properties"]
+    assert schema["key"]["type"] == "integer" and "multipleOf" not in schema["key"]
+
+
 @pytest.mark.parametrize("path, kwargs, status, loc", [
     ("/predict", {"json": song(energy="high")}, 422, ("body", "energy")),
     ("/predict", {"json": song(key=2.5)}, 422, ("body", "key")),
+    ("/predict", {"json": song(key="3")}, 422, ("body", "key")),
+    ("/predict", {"json": song(mode=True)}, 422, ("body", "mode")),
     ("/predict", {"json": song(is_explicit="yes")}, 422, ("body", "is_explicit")),
     ("/predict", {"json": {k: v for k, v in song().items() if k != "tempo"}}, 422, ("body", "tempo")),
     ("/predict", {"json": song(loudness=-61.0)}, 422, ("body", "loudness")),

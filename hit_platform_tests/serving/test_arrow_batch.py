@@ -48,6 +48,13 @@ def test_arrow_songs_give_the_json_features_and_identifiers():
     assert [e[0] for e in extras] == ["id0", "id1", "id2"] and all(e[1:] == (None, None, None) for e in extras)
 
 
+def test_integers_may_come_as_whole_floats_as_json_schema_has_it():
+    t = table_of(SONGS, key=pa.array([5.0, -1.0, 11.0]), time_signature=pa.array([0.0, 1.0, 4.0], pa.float32()))
+    X, _ = arrow_batch.read_songs(stream(t), 100)
+    assert X[:, FEATURE_COLUMNS.index("key")].tolist() == [5.0, -1.0, 11.0]
+    assert X[:, FEATURE_COLUMNS.index("time_signature")].tolist() == [0.0, 1.0, 4.0]
+
+
 def test_narrower_numeric_types_are_accepted():
     t = table_of(SONGS, energy=pa.array([0.1, 0.5, 0.9], pa.float32()), key=pa.array([5, 5, 5], pa.int8()),
                  tempo=pa.array([120, 120, 120], pa.int32()))  # an integer for a DOUBLE, as JSON allows
@@ -61,7 +68,8 @@ def test_narrower_numeric_types_are_accepted():
     ({"energy": pa.array([0.1, float("nan"), 0.2])}, 422, ("body", "songs", 1, "energy")),
     ({"energy": pa.array([0.1, None, 0.2], pa.float64())}, 422, ("body", "songs", 1, "energy")),
     ({"energy": pa.array(["high", "low", "mid"])}, 422, ("body", "energy")),
-    ({"key": pa.array([2.5, 1.0, 1.0])}, 422, ("body", "key")),
+    ({"key": pa.array([1.0, 2.5, 1.0])}, 422, ("body", "songs", 1, "key")),  # an integer has no fraction
+    ({"key": pa.array(["1", "2", "3"])}, 422, ("body", "key")),
     ({"is_explicit": pa.array([1, 0, 1])}, 422, ("body", "is_explicit")),
     ({"popularity": pa.array([80, 80, 80])}, 422, ("body", "popularity")),
     ({"spotify_id": pa.array([1, 2, 3])}, 422, ("body", "spotify_id")),
