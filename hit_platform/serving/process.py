@@ -174,15 +174,17 @@ def leftovers(info: dict) -> list[psutil.Process]:
     return found
 
 
-def stop_leftovers(info: dict, timeout: float = 15.0) -> int:
-    """SIGKILL what a dead serving process left behind (see `leftovers`); returns how many there were."""
+def stop_leftovers(info: dict, *, grace: float = 0.0, timeout: float = 15.0) -> int:
+    """End what a dead serving process left behind (see `leftovers`): give it `grace` s to exit on its
+    own, then SIGKILL the rest. Returns how many there were."""
     procs = leftovers(info)
-    for p in procs:
+    _, alive = psutil.wait_procs(procs, timeout=grace) if grace else ([], procs)
+    for p in alive:
         try:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(procs, timeout=timeout)
+    psutil.wait_procs(alive, timeout=timeout)
     return len(procs)
 
 
@@ -348,8 +350,7 @@ def stop(settings: Settings, config: ServeConfig | None = None, *, timeout: floa
             _wait_exit(pid, 10)
         path.unlink(missing_ok=True)
         # Whatever outlived it (a replica still exiting) ends now; what it left in the journal is committed.
-        psutil.wait_procs(leftovers(info), timeout=15)
-        stop_leftovers(info)
+        stop_leftovers(info, grace=15)
         commit_left_journal(settings, config)
         return True
 

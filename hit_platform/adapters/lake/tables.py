@@ -173,12 +173,17 @@ def inference_log_ddl() -> str:
     return f"CREATE TABLE IF NOT EXISTS {INFERENCE_LOG} (\n    " + ",\n    ".join(cols) + "\n)"
 
 
+def inference_log_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The columns ops.inference_log has in this lake (a lake made by an earlier version may lack some)."""
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
+        "AND table_schema = 'ops' AND table_name = 'inference_log'").fetchall()}
+
+
 def ensure_inference_log(con: duckdb.DuckDBPyConnection) -> None:
     """Create ops.inference_log, or add the columns a lake made by an earlier version lacks."""
     con.execute(inference_log_ddl())
-    have = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_catalog = current_database() "
-        "AND table_schema = 'ops' AND table_name = 'inference_log'").fetchall()}
+    have = inference_log_columns(con)
     for f in ARROW_SCHEMA:
         if f.name not in have:
             con.execute(f"ALTER TABLE {INFERENCE_LOG} ADD COLUMN {_q(f.name)} {_DUCK_TYPES[f.type]}")

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.tables import inference_log_columns
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import UNKNOWN, Tracker
 
@@ -75,10 +76,8 @@ def _find_prediction(lake: Lake, identifier: str) -> dict:
     with con:
         if lake.table_exists(con, "ops", "inference_log"):
             looked.append(f"{INFERENCE_LOG}.request_id")
-            recovered = "any_value(recovered_from)" if con.execute(
-                "SELECT count(*) FROM information_schema.columns WHERE table_catalog = current_database() AND "
-                "table_schema = 'ops' AND table_name = 'inference_log' AND column_name = 'recovered_from'"
-            ).fetchall()[0][0] else "NULL"  # a log written before the column existed
+            recovered = ("any_value(recovered_from)" if "recovered_from" in inference_log_columns(con)
+                         else "NULL")  # a log written before the column existed
             rows = con.execute(f"""
                 SELECT status, model_version, endpoint, min(received_at), count(*), any_value(response_body),
                        {recovered}
