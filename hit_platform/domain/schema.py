@@ -39,7 +39,8 @@ DUMP_COLUMNS: tuple[Column, ...] = (
     Column("is_explicit", "BOOLEAN", required=True, description="explicit lyrics"),
     Column("duration_ms", "INTEGER", required=True, min=1_000, max=3_600_000, description="track length"),
     Column("album_name", "VARCHAR", description="album title; occasionally null"),
-    Column("album_release_date", "DATE", description="album release date"),
+    Column("album_release_date", "DATE",
+           description="album release date at Spotify's precision: 2024-08-16, 2024-01 or 1975"),
     Column("danceability", "DOUBLE", min=0, max=1, description="audio feature 0..1"),
     Column("energy", "DOUBLE", min=0, max=1, description="audio feature 0..1"),
     Column("key", "INTEGER", min=-1, max=11, description="pitch class, -1 = none detected"),
@@ -55,6 +56,12 @@ DUMP_COLUMNS: tuple[Column, ...] = (
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in DUMP_COLUMNS)
+
+# Spotify gives a release date at the precision it knows (its `release_date_precision`): "2024-08-16",
+# "2024-01" or "1975". The lake stores the first day of that period in `album_release_date` and the
+# precision beside it, so the dump's text is `strftime(album_release_date, RELEASE_DATE_FORMATS[p])`.
+RELEASE_DATE_PRECISION = "album_release_date_precision"
+RELEASE_DATE_FORMATS: dict[str, str] = {"day": "%Y-%m-%d", "month": "%Y-%m", "year": "%Y"}
 COLUMNS: dict[str, Column] = {c.name: c for c in DUMP_COLUMNS}
 assert len(COLUMN_NAMES) == 25
 

@@ -9,6 +9,9 @@ from pathlib import Path
 from hit_platform.domain.countries import CHART_SIZE, COUNTRIES
 
 FORMATS: dict[str, str] = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}
+# "minimal": fields quoted only when they must be; "all": the public Kaggle file's style (every field
+# quoted, nulls and the global chart's country written as "").
+CSV_QUOTING: tuple[str, ...] = ("minimal", "all")
 
 # Row-level faults modify or add rows inside the dump files; file-level faults
 # are whole extra files that a loader must refuse.
@@ -53,6 +56,8 @@ class GeneratorConfig:
     increments: int = 7
     start_date: date = date(2024, 1, 1)
     fmt: str = "csv.gz"
+    csv_quoting: str = "minimal"
+    world_days: int | None = None
     countries: int | None = None
     faults: dict[str, int] = field(default_factory=dict)
     chunk_days: int = DEFAULT_CHUNK_DAYS
@@ -71,8 +76,17 @@ class GeneratorConfig:
 
     @property
     def end_date(self) -> date:
-        """The last chart day of the window (inclusive)."""
+        """The last chart day written (inclusive)."""
         return self.start_date + timedelta(days=self.total_days - 1)
+
+    @property
+    def horizon(self) -> int:
+        """Days in the world: what the hidden truth, the chart schedule and the fault plan span."""
+        return self.world_days if self.world_days is not None else self.total_days
+
+    @property
+    def world_end_date(self) -> date:
+        return self.start_date + timedelta(days=self.horizon - 1)
 
     @property
     def selected_countries(self) -> tuple[str, ...]:
@@ -90,6 +104,11 @@ class GeneratorConfig:
         """Refuse configurations that cannot produce a valid dump, saying which field."""
         if self.fmt not in FORMATS:
             raise ValueError(f"GeneratorConfig.fmt={self.fmt!r}: expected one of {sorted(FORMATS)}")
+        if self.csv_quoting not in CSV_QUOTING:
+            raise ValueError(f"GeneratorConfig.csv_quoting={self.csv_quoting!r}: expected one of {list(CSV_QUOTING)}")
+        if self.world_days is not None and self.world_days < self.total_days:
+            raise ValueError(f"GeneratorConfig.world_days={self.world_days}: the world ends before the "
+                             f"{self.total_days} days asked for (history_days + increments)")
         if self.history_days < 1:
             raise ValueError(f"GeneratorConfig.history_days={self.history_days}: need at least 1 day")
         if self.increments < 0:
@@ -111,18 +130,23 @@ class GeneratorConfig:
             raise ValueError(f"GeneratorConfig.truth_dir={self.truth_dir} is inside out_dir={self.out_dir}: "
                              "the pipeline must never see the oracle")
 
-    def as_json(self) -> dict:
-        """The config as JSON-friendly values (for the manifest); everything that shapes the output."""
+    def world(self) -> dict:
+        """What makes a world and the bytes of its files: equal worlds write identical daily files,
+        however many of them (`increments`) and wherever (`out_dir`)."""
         return {
-            "out_dir": str(self.out_dir),
-            "truth_dir": str(self.truth_dir),
             "seed": self.seed,
             "songs": self.songs,
-            "history_days": self.history_days,
-            "increments": self.increments,
             "start_date": self.start_date.isoformat(),
+            "history_days": self.history_days,
+            "world_days": self.horizon,
             "fmt": self.fmt,
+            "csv_quoting": self.csv_quoting,
             "countries": self.countries,
             "faults": {k: self.faults[k] for k in FAULT_KINDS if k in self.faults},
             # chunk_days is left out on purpose: it changes how, not what, is written.
         }
+
+    def as_json(self) -> dict:
+        """The config as JSON-friendly values (for the manifest); everything that shapes the output."""
+        return {"out_dir": str(self.out_dir), "truth_dir": str(self.truth_dir), **self.world(),
+                "increments": self.increments}

@@ -24,7 +24,8 @@ from hit_platform.generator.faults import (FaultPlan, FileFault, apply_row_fault
 from hit_platform.generator.files import DataFile, data_files, day_date
 from hit_platform.generator.oracle import conditional_probability, oracle_table, write_oracle
 from hit_platform.generator.rows import RowBlock
-from hit_platform.generator.songs import Catalogue, base_popularity, make_catalogue, release_offsets
+from hit_platform.generator.songs import (Catalogue, base_popularity, make_catalogue, release_offsets,
+                                         release_precision)
 from hit_platform.generator.table import DumpColumns
 from hit_platform.generator.taste import (ALL_CHARTS, make_taste, probabilities, sample_labels, solve_base,
                                           target_positives)
@@ -61,31 +62,66 @@ def hidden_truth(cfg: GeneratorConfig) -> Truth:
     catalogue = make_catalogue(cfg.seed, cfg.songs)
     taste = make_taste(cfg.seed)
     shape = taste.shape(catalogue.features, catalogue.is_explicit, catalogue.duration_ms)
-    world = probabilities(shape, solve_base(shape, target_positives(taste.nominal_rate, cfg.songs, cfg.total_days)))
+    world = probabilities(shape, solve_base(shape, target_positives(taste.nominal_rate, cfg.songs, cfg.horizon)))
     prob = world[:, chart_ids]
-    labels, redraws = sample_labels(cfg.seed, prob, chart_ids, cfg.total_days)
+    labels, redraws = sample_labels(cfg.seed, prob, chart_ids, cfg.horizon)
     return Truth(catalogue, chart_ids, prob, labels, base_popularity(cfg.seed, world.mean(axis=1)), redraws)
 
 
+class OtherWorld(FileExistsError):
+    """The landing folder already holds files of another world; nothing was overwritten."""
+
+
+def previous_manifest(truth_dir: Path) -> dict | None:
+    path = Path(truth_dir) / MANIFEST_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def check_same_world(cfg: GeneratorConfig) -> None:
+    """Refuse to write into a folder that holds files generated for another world: its daily
+    files would not continue them (and a file of the same name would be replaced)."""
+    before = previous_manifest(cfg.truth_dir)
+    if before is None or "config" not in before:
+        return
+    old = {k: before["config"].get(k) for k in cfg.world()}
+    old["world_days"] = before.get("world", {}).get("days", before["window"]["days"])
+    present = [f["name"] for f in before.get("files", []) if (Path(cfg.out_dir) / f["name"]).exists()]
+    if present and old != cfg.world():
+        differ = ", ".join(f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.world().items() if old[k] != v)
+        raise OtherWorld(f"{cfg.out_dir} holds {len(present)} file(s) of another generated world ({differ}); "
+                         "nothing was written. Use the same world (same seed, songs, start date, history and "
+                         "world days, format, countries and faults) to add its next daily files, or an empty folder")
+
+
 def generate(config: GeneratorConfig) -> dict:
-    """Write the dump described by `config`; return the manifest (also in truth_dir/manifest.json)."""
+    """Write the dump described by `config`; return the manifest (also in truth_dir/manifest.json).
+
+    Files already in out_dir with the same bytes are left as they are (a daily feed re-run writes only
+    its new days); a file of the same name with other bytes stops the run (OtherWorld)."""
     cfg = config
     out_dir, truth_dir = Path(cfg.out_dir), Path(cfg.truth_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
+    check_same_world(cfg)
 
     truth = hidden_truth(cfg)
     charts = tuple(ALL_CHARTS[i] for i in truth.chart_ids)
-    schedule = ChartSchedule(cfg.seed, truth.labels, truth.prob, truth.popularity, cfg.total_days, truth.chart_ids)
-    release_day = release_offsets(cfg.seed, schedule.first_chart_day(cfg.songs))
+    schedule = ChartSchedule(cfg.seed, truth.labels, truth.prob, truth.popularity, cfg.horizon, truth.chart_ids)
+    first_chart_day = schedule.first_chart_day(cfg.songs)
+    release_day = release_offsets(cfg.seed, first_chart_day)
 
-    files = data_files(cfg)
-    plan = plan_faults(cfg, files, schedule, release_day, truth.in_dump)
+    files = data_files(cfg)  # the world's files; the first 1 + increments are written
+    plan = plan_faults(cfg, files, schedule, release_day, first_chart_day, truth.in_dump)
     missing_audio = np.zeros(cfg.songs, dtype=bool)
     missing_audio[plan.missing_audio_songs] = True
-    columns = DumpColumns(truth.catalogue, release_day, cfg.start_date, charts, missing_audio)
+    precision = release_precision(cfg.seed, release_day, first_chart_day)
+    columns = DumpColumns(truth.catalogue, release_day, precision, cfg.start_date, charts, missing_audio)
 
-    written, missing_audio_rows = write_data_files(cfg, files, schedule, plan, columns, missing_audio)
+    written, missing_audio_rows = write_data_files(cfg, files[: 1 + cfg.increments], schedule, plan, columns,
+                                                   missing_audio)
     bad_files = write_file_faults(plan, cfg, schedule, columns)
 
     in_dump = truth.in_dump
@@ -106,13 +142,19 @@ def generate(config: GeneratorConfig) -> dict:
 def write_data_files(cfg: GeneratorConfig, files: list[DataFile], schedule: ChartSchedule, plan: FaultPlan,
                      columns: DumpColumns, missing_audio: np.ndarray):
     """Stream every data file, `chunk_days` days at a time; returns what was written
-    and, per file, the rows whose audio features are missing."""
-    renderer = FastCsvRenderer(columns) if cfg.fmt != "parquet" else None
+    and, per file, the rows whose audio features are missing.
+
+    A file already in place is rendered beside it and compared: same bytes, it stays (status
+    "unchanged"); other bytes raise OtherWorld."""
+    renderer = FastCsvRenderer(columns, quote_all=cfg.csv_quoting == "all") if cfg.fmt != "parquet" else None
     n_charts = schedule.n_charts
     written: list[tuple[DataFile, WrittenFile]] = []
     missing_audio_rows: dict[str, int] = defaultdict(int)
     for f in files:
-        writer = open_writer(cfg.fmt, Path(cfg.out_dir) / f.name, columns, renderer, plan.string_columns(f.name))
+        target = Path(cfg.out_dir) / f.name
+        exists = target.exists()
+        path = target.with_name(f".{f.name}.check") if exists else target
+        writer = open_writer(cfg.fmt, path, columns, renderer, plan.string_columns(f.name))
         try:
             for lo in range(f.day_lo, f.day_hi, cfg.chunk_days):
                 hi = min(lo + cfg.chunk_days, f.day_hi)
@@ -124,7 +166,16 @@ def write_data_files(cfg: GeneratorConfig, files: list[DataFile], schedule: Char
             writer.abort()
             raise
         result = writer.close()
-        log.info("wrote %s: %d rows", result.name, result.rows)
+        status = "new"
+        if exists:
+            same = sha256_of(target) == result.sha256
+            path.unlink()
+            if not same:
+                raise OtherWorld(f"{target} exists with other content than this world's {f.name}; it was left as "
+                                 "it is. Generate into an empty folder, or with the world that wrote it")
+            status = "unchanged"
+        result = WrittenFile(f.name, result.rows, result.sha256, result.bytes, status)
+        log.info("%s %s: %d rows", "wrote" if status == "new" else "kept (same bytes)", f.name, result.rows)
         written.append((f, result))
     return written, dict(missing_audio_rows)
 
@@ -140,6 +191,8 @@ def build_manifest(cfg: GeneratorConfig, truth: Truth, written: list[tuple[DataF
         "seed": cfg.seed,
         "window": {"start_date": cfg.start_date.isoformat(), "end_date": cfg.end_date.isoformat(),
                    "days": cfg.total_days, "history_days": cfg.history_days, "increments": cfg.increments},
+        # Labels, positives and the oracle describe the whole world; the files show its first days.
+        "world": {"days": cfg.horizon, "end_date": cfg.world_end_date.isoformat()},
         "charts": {"countries": list(countries), "global_chart": True, "count": len(truth.chart_ids)},
         "files": [_data_file_entry(cfg, f, w) for f, w in written]
         + [_fault_file_entry(cfg, ff, w) for ff, w in bad_files],
@@ -150,7 +203,8 @@ def build_manifest(cfg: GeneratorConfig, truth: Truth, written: list[tuple[DataF
         "positives_per_country": {c: int(k) for c, k in zip(countries, truth.labels[:, 1:].sum(axis=0))},
         "positives_global": int(truth.labels[:, 0].sum()),
         "label_redraws": {(c or "global"): n for c, n in truth.redraws.items()},
-        "faults": summarize(plan, bad_files, missing_audio_rows, truth.catalogue.spotify_id),
+        "faults": summarize(plan, bad_files, missing_audio_rows, truth.catalogue.spotify_id,
+                            {w.name for _, w in written}),
         "oracle": oracle,
     }
 
@@ -158,7 +212,7 @@ def build_manifest(cfg: GeneratorConfig, truth: Truth, written: list[tuple[DataF
 def _data_file_entry(cfg: GeneratorConfig, f: DataFile, w: WrittenFile) -> dict:
     return {"name": w.name, "kind": f.kind, "fault": None, "format": cfg.fmt, "rows": w.rows,
             "sha256": w.sha256, "bytes": w.bytes, "first_date": day_date(cfg, f.day_lo).isoformat(),
-            "last_date": day_date(cfg, f.day_hi - 1).isoformat()}
+            "last_date": day_date(cfg, f.day_hi - 1).isoformat(), "status": w.status}
 
 
 def _fault_file_entry(cfg: GeneratorConfig, ff: FileFault, w: WrittenFile) -> dict:

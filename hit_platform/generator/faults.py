@@ -44,7 +44,7 @@ from hit_platform.generator.rows import RowBlock
 from hit_platform.generator.table import DumpColumns
 from hit_platform.generator.writer import WrittenFile, partial_path, sha256_of
 
-NEW_TRACK_DAYS = 30  # "new tracks": album released in the window's last 30 days
+NEW_TRACK_DAYS = 30  # "new tracks": album released in the history's last 30 days, charting in it
 
 MISSING_VALUE_COLUMNS: tuple[str, ...] = tuple(c.name for c in DUMP_COLUMNS if c.required)
 OUT_OF_RANGE_VALUES: tuple[tuple[str, object], ...] = (
@@ -133,23 +133,26 @@ class FaultPlan:
 # -- planning ----------------------------------------------------------------------
 
 def plan_faults(config: GeneratorConfig, files: list[DataFile], schedule: ChartSchedule,
-                release_day: np.ndarray, in_dump: np.ndarray) -> FaultPlan:
-    """Decide every fault up front (deterministic for the seed)."""
+                release_day: np.ndarray, first_chart_day: np.ndarray, in_dump: np.ndarray) -> FaultPlan:
+    """Decide every fault of the world's files up front (deterministic for the seed)."""
     rng = stream(config.seed, "faults")
-    missing_audio = _plan_missing_audio(config, rng, release_day, in_dump)
+    missing_audio = _plan_missing_audio(config, rng, release_day, first_chart_day, in_dump)
     row_faults = _plan_row_faults(config, rng, files, schedule, missing_audio)
     return FaultPlan(row_faults, missing_audio, _plan_file_faults(config))
 
 
 def _plan_missing_audio(config: GeneratorConfig, rng: np.random.Generator, release_day: np.ndarray,
-                        in_dump: np.ndarray) -> np.ndarray:
+                        first_chart_day: np.ndarray, in_dump: np.ndarray) -> np.ndarray:
+    """New tracks without audio features: released in the history's last NEW_TRACK_DAYS days and
+    charting in it (so the first files of a world already show them, however long it runs)."""
     n = config.fault_count("missing_audio_features")
     if not n:
         return np.zeros(0, dtype=np.int64)
-    new_tracks = np.flatnonzero(in_dump & (release_day >= config.total_days - NEW_TRACK_DAYS))
+    h = config.history_days
+    new_tracks = np.flatnonzero(in_dump & (release_day >= h - NEW_TRACK_DAYS) & (first_chart_day < h))
     if n > len(new_tracks):
-        raise ValueError(f"faults['missing_audio_features']={n}: only {len(new_tracks)} charting songs were "
-                         f"released in the window's last {NEW_TRACK_DAYS} days; ask for fewer or more songs")
+        raise ValueError(f"faults['missing_audio_features']={n}: only {len(new_tracks)} songs were released in "
+                         f"the history's last {NEW_TRACK_DAYS} days and charted in it; ask for fewer or more songs")
     return np.sort(rng.choice(new_tracks, size=n, replace=False))
 
 
@@ -300,15 +303,16 @@ def write_file_faults(plan: FaultPlan, config: GeneratorConfig, schedule: ChartS
             elif fault.kind == "renamed_column":
                 table = table.rename_columns([fault.renamed_to if n == fault.column else n
                                               for n in table.column_names])
+            quote_all = config.csv_quoting == "all"
             if fault.kind == "truncated_gzip":
-                whole = gzip.compress(render_table_csv(table), compresslevel=6, mtime=0)
+                whole = gzip.compress(render_table_csv(table, quote_all=quote_all), compresslevel=6, mtime=0)
                 tmp.write_bytes(whole[: len(whole) // 2])  # cut mid-stream: no end marker, no trailer
             elif path.name.endswith(".parquet"):
                 pq.write_table(table, tmp, compression="zstd")
             elif path.name.endswith(".csv.gz"):
-                tmp.write_bytes(gzip.compress(render_table_csv(table), compresslevel=6, mtime=0))
+                tmp.write_bytes(gzip.compress(render_table_csv(table, quote_all=quote_all), compresslevel=6, mtime=0))
             else:
-                tmp.write_bytes(render_table_csv(table))
+                tmp.write_bytes(render_table_csv(table, quote_all=quote_all))
         tmp.replace(path)
         written.append((fault, WrittenFile(fault.name, rows, sha256_of(path), path.stat().st_size)))
     return written
@@ -317,12 +321,13 @@ def write_file_faults(plan: FaultPlan, config: GeneratorConfig, schedule: ChartS
 # -- manifest ------------------------------------------------------------------------
 
 def summarize(plan: FaultPlan, file_faults_written: list[tuple[FileFault, WrittenFile]],
-              missing_audio_rows: dict[str, int], spotify_ids: np.ndarray) -> dict:
-    """The manifest's `faults` section: every kind with its count and per-file counts."""
+              missing_audio_rows: dict[str, int], spotify_ids: np.ndarray, written: set[str]) -> dict:
+    """The manifest's `faults` section: every kind with its count and per-file counts, in the
+    `written` data files (a world's later daily files carry the rest of its row faults)."""
     out: dict[str, dict] = {}
     for kind in FAULT_KINDS:
         if kind in ROW_FAULT_KINDS:
-            mine = [f for f in plan.row_faults if f.kind == kind]
+            mine = [f for f in plan.row_faults if f.kind == kind and f.file in written]
             entry = {"count": len(mine), "per_file": _counts(f.file for f in mine)}
             if kind in CELL_FAULT_KINDS:
                 entry["columns"] = _counts(f.column for f in mine)

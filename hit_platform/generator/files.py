@@ -30,10 +30,11 @@ def day_date(config: GeneratorConfig, day: int) -> date:
 
 
 def data_files(config: GeneratorConfig) -> list[DataFile]:
-    """The history file, then one file per increment day, in the order they land."""
+    """The world's files in the order they land: the history, then one file per day after it
+    (the first `config.increments` of them are written)."""
     ext = config.extension
     files = [DataFile(f"{HISTORY_STEM}.{ext}", "history", 0, config.history_days)]
-    for i in range(config.increments):
+    for i in range(config.horizon - config.history_days):
         day = config.history_days + i
         files.append(DataFile(f"charts_{day_date(config, day).isoformat()}.{ext}", "increment", day, day + 1))
     return files

@@ -35,7 +35,8 @@ SPANISH_TITLES = (
     "Me Porto Bonito", "Dime Que Sí", "Otra Vez", "Sin Ti", "Contigo", "Tú y Yo",
     "Ella Baila", "Quédate", "Vai Malandra", "Mi Gente Bonita", "Tá Tranquilo",
 )
-KPOP_WORDS = ("Hype", "Shine", "Candy", "Boom", "Pink", "Magic", "Cherry", "Flash", "Crush", "Nova")
+KPOP_WORDS = ("Hype", "Shine", "Candy", "Boom", "Pink", "Magic", "Cherry", "Flash", "Crush", "Nova",
+              "사랑", "밤하늘", "夜に駆ける", "ÉCLAT")
 FIRST_NAMES = (
     "Ava", "Leo", "Mia", "Noah", "Luna", "Mateo", "Zoe", "Kai", "Ivy", "Ezra", "Nina",
     "Diego", "Sofia", "Jonas", "Lea", "Omar", "Yara", "Hana", "Min", "Ji", "Ravi",
@@ -63,9 +64,10 @@ def track_names(rng: np.random.Generator, n: int) -> list[str]:
     adj, noun, noun2 = _pick(rng, ADJECTIVES, n), _pick(rng, NOUNS, n), _pick(rng, NOUNS, n)
     verb, es, es2 = _pick(rng, VERB_PHRASES, n), _pick(rng, SPANISH_NOUNS, n), _pick(rng, SPANISH_NOUNS, n)
     es_title, kpop = _pick(rng, SPANISH_TITLES, n), _pick(rng, KPOP_WORDS, n)
+    # Soundtrack songs carry their film in quotes, as in the real dump: Song (From "Film").
     suffix = rng.choice(
-        np.array(["", " - Remix", " - Sped Up", " (Acoustic)", " - Live", " Pt. 2"], dtype=object),
-        size=n, p=[0.86, 0.05, 0.03, 0.02, 0.02, 0.02])
+        np.array(["", " - Remix", " - Sped Up", " (Acoustic)", " - Live", " Pt. 2", " (From \"{}\")"], dtype=object),
+        size=n, p=[0.85, 0.05, 0.03, 0.02, 0.02, 0.02, 0.01])
     out = []
     for i in range(n):
         s = style[i]
@@ -81,7 +83,7 @@ def track_names(rng: np.random.Generator, n: int) -> list[str]:
             title = f"{noun[i]} & {noun2[i]}"
         else:
             title = f"{kpop[i]} {kpop[(i + 3) % n]}" if n > 3 else str(kpop[i])
-        out.append(title + suffix[i])
+        out.append(title + suffix[i].format(f"{adj[(i + 1) % n]} {noun2[i]}"))
     return out
 
 

@@ -19,6 +19,10 @@ from hit_platform.generator.randomness import stream
 BASE62 = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype="S1")
 ID_LENGTH = 22
 NULL_TEXT_RATE = 0.001  # name/artists/album_name are occasionally null in the real dump (not a fault)
+# Spotify's analysis finds no beat in a few tracks (ambient, spoken word): tempo 0 and time_signature 0.
+NO_BEAT_RATE = 0.003
+# Release date precision (Spotify's release_date_precision), codes into RELEASE_PRECISIONS.
+RELEASE_PRECISIONS = ("day", "month", "year")
 
 
 @dataclass
@@ -102,6 +106,9 @@ def _with_nulls(rng: np.random.Generator, values: list[str]) -> np.ndarray:
 def make_catalogue(seed: int, n: int) -> Catalogue:
     """The deterministic catalogue of `n` songs for `seed`."""
     features, is_explicit, duration_ms = audio_features(stream(seed, "audio_features"), n)
+    no_beat = stream(seed, "no_beat").random(n) < NO_BEAT_RATE
+    features["tempo"] = np.where(no_beat, 0.0, features["tempo"])
+    features["time_signature"] = np.where(no_beat, 0, features["time_signature"]).astype(np.int32)
     rng = stream(seed, "names")
     titles = names.track_names(rng, n)
     pool = names.artist_pool(rng, max(40, n // 4))
@@ -139,3 +146,14 @@ def release_offsets(seed: int, first_chart_day: np.ndarray) -> np.ndarray:
         [rng.geometric(1 / 12.0, n) - 1, rng.integers(60, 730, n)],
         rng.integers(730, 25 * 365, n))
     return first_chart_day.astype(np.int64) - lag
+
+
+def release_precision(seed: int, release_day: np.ndarray, first_chart_day: np.ndarray) -> np.ndarray:
+    """Index into RELEASE_PRECISIONS per song: Spotify knows the day of most releases, but often only
+    the year (or the month) of old catalogue, e.g. "1975", and now and then of a recent one."""
+    rng = stream(seed, "release_precision")
+    age = first_chart_day.astype(np.int64) - release_day
+    u = rng.random(len(age))
+    year_share = np.where(age >= 730, 0.35, np.where(age >= 60, 0.01, 0.0))
+    month_share = np.where(age >= 730, 0.10, np.where(age >= 60, 0.03, 0.0))
+    return np.where(u < year_share, 2, np.where(u < year_share + month_share, 1, 0)).astype(np.int8)

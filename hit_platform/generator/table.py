@@ -22,7 +22,9 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "VARCHAR": pa.string(), "INTEGER": pa.int32(), "BIGINT": pa.int64(),
     "DOUBLE": pa.float64(), "DATE": pa.date32(), "BOOLEAN": pa.bool_(),
 }
-COLUMN_TYPES: dict[str, pa.DataType] = {c.name: ARROW_TYPES[c.sql_type] for c in DUMP_COLUMNS}
+# Release dates are written at Spotify's precision ("2024-08-16", "2024-01", "1975"): text, in Parquet too.
+COLUMN_TYPES: dict[str, pa.DataType] = ({c.name: ARROW_TYPES[c.sql_type] for c in DUMP_COLUMNS}
+                                        | {"album_release_date": pa.string()})
 ROW_COLUMNS = ("daily_rank", "daily_movement", "weekly_movement", "country", "snapshot_date", "popularity")
 SONG_COLUMNS = tuple(c for c in COLUMN_NAMES if c not in ROW_COLUMNS)
 EPOCH = date(1970, 1, 1)
@@ -39,6 +41,14 @@ def epoch_day(d: date) -> int:
 
 def dates(epoch_days: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(epoch_days, dtype=np.int32), type=pa.int32()).view(pa.date32())
+
+
+def release_date_text(epoch_days: np.ndarray, precision: np.ndarray) -> pa.Array:
+    """Release dates as the dump writes them: the day, or only its month or year (precision 0, 1, 2)."""
+    full = pc.cast(dates(epoch_days), pa.string())
+    precision = pa.array(np.asarray(precision, dtype=np.int8))
+    return pc.if_else(pc.equal(precision, 2), pc.utf8_slice_codeunits(full, 0, 4),
+                      pc.if_else(pc.equal(precision, 1), pc.utf8_slice_codeunits(full, 0, 7), full))
 
 
 def as_text(arr: pa.Array) -> pa.Array:
@@ -61,9 +71,10 @@ def value_as_text(value: object) -> str | None:
 class DumpColumns:
     """Per-song columns as Arrow arrays, plus the chart codes; builds tables for row blocks."""
 
-    def __init__(self, catalogue: Catalogue, release_day: np.ndarray, start_date: date,
-                 charts: tuple[str, ...], missing_audio: np.ndarray):
-        """release_day: album release per song, relative to start_date; missing_audio: bool per song."""
+    def __init__(self, catalogue: Catalogue, release_day: np.ndarray, release_precision: np.ndarray,
+                 start_date: date, charts: tuple[str, ...], missing_audio: np.ndarray):
+        """release_day: album release per song, relative to start_date, shown at release_precision
+        (songs.RELEASE_PRECISIONS codes); missing_audio: bool per song."""
         self.start_epoch = epoch_day(start_date)
         cat = catalogue
         song: dict[str, pa.Array] = {
@@ -73,7 +84,7 @@ class DumpColumns:
             "is_explicit": pa.array(cat.is_explicit, type=pa.bool_()),
             "duration_ms": pa.array(cat.duration_ms, type=pa.int32()),
             "album_name": pa.array(cat.album_name, type=pa.string()),
-            "album_release_date": dates(self.start_epoch + release_day),
+            "album_release_date": release_date_text(self.start_epoch + release_day, release_precision),
         }
         for name in AUDIO_FEATURES:
             values = cat.features[name]

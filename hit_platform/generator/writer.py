@@ -36,6 +36,7 @@ class WrittenFile:
     rows: int
     sha256: str
     bytes: int
+    status: str = "new"  # "new" | "unchanged" (the same bytes were already in place)
 
 
 def partial_path(path: Path) -> Path:
@@ -58,7 +59,7 @@ class CsvDumpWriter:
         self.renderer = renderer
         self._tmp = partial_path(path)
         self._out = ParallelGzipWriter(self._tmp) if gzip else HashingFile(self._tmp)
-        self._out.write(header_line())
+        self._out.write(header_line(quote_all=renderer.quote_all))
         self.rows = 0
 
     def write(self, block: RowBlock) -> None:

@@ -32,12 +32,16 @@ import duckdb
 from hit_platform.adapters.lake.tables import FILES_DDL, QUARANTINE_DDL, RAW_DDL, SEQUENCE_DDL
 from hit_platform.domain.countries import COUNTRIES, GLOBAL_CHART
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.domain.schema import CHART_KEYS, COLUMN_NAMES, DUMP_COLUMNS, Column
+from hit_platform.domain.schema import (CHART_KEYS, COLUMN_NAMES, DUMP_COLUMNS, RELEASE_DATE_FORMATS,
+                                        RELEASE_DATE_PRECISION, Column)
 
 log = logging.getLogger(__name__)
 
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 CLASSIFIED = "classified"  # temp table in the ingesting connection, not in the lake
+# What a raw row holds: the dump's values (with the release date's precision), then its lineage.
+RAW_VALUES = (*COLUMN_NAMES, RELEASE_DATE_PRECISION)
+RAW_COLUMNS = (*RAW_VALUES, "source_file", "file_sha256", "source_row", "ingested_at")
 
 # Reasons a row is quarantined, in the order they are checked.
 REASONS = ("missing_value", "wrong_type", "out_of_range", "unknown_country",
@@ -93,6 +97,7 @@ def landing_files(landing_dir: Path) -> list[Path]:
 
 def ensure_tables(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
     if lake.table_exists(con, "raw", "ingest_sequence"):
+        ensure_release_date_precision(lake, con)
         return
 
     def create(c: duckdb.DuckDBPyConnection) -> None:
@@ -102,6 +107,21 @@ def ensure_tables(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
             c.execute("INSERT INTO raw.ingest_sequence VALUES (0)")
 
     lake.write(create, con=con, what="create ingest tables")
+
+
+def ensure_release_date_precision(lake: Lake, con: duckdb.DuckDBPyConnection) -> None:
+    """A lake ingested before release dates kept their precision gains the column; its dates were
+    all whole days then (a year or a month alone was quarantined), so they are marked 'day'."""
+    columns = {r[0] for r in con.execute("DESCRIBE raw.chart_rows").fetchall()}
+    if RELEASE_DATE_PRECISION in columns:
+        return
+
+    def add(c: duckdb.DuckDBPyConnection) -> None:
+        c.execute(f"ALTER TABLE raw.chart_rows ADD COLUMN IF NOT EXISTS {RELEASE_DATE_PRECISION} VARCHAR")
+        c.execute(f"UPDATE raw.chart_rows SET {RELEASE_DATE_PRECISION} = 'day' "
+                  f"WHERE album_release_date IS NOT NULL AND {RELEASE_DATE_PRECISION} IS NULL")
+
+    lake.write(add, con=con, what=f"add raw.chart_rows.{RELEASE_DATE_PRECISION}")
 
 
 # -- staging: read the whole file with DuckDB, as text, or reject it ---------
@@ -192,8 +212,30 @@ class Rule:
     detail: str  # SQL over the text columns
 
 
+def _release_date(v: str) -> str:
+    """A release date at day ("2024-08-16"), month ("2024-01") or year ("1975") precision as the
+    first day of its period (NULL when it does not parse)."""
+    t = f"trim({v})"
+    return (f"(CASE length({t}) WHEN 4 THEN TRY_CAST({t} || '-01-01' AS DATE) "
+            f"WHEN 7 THEN TRY_CAST({t} || '-01' AS DATE) ELSE TRY_CAST({t} AS DATE) END)")
+
+
+def _release_date_precision(v: str, date: str) -> str:
+    """'day', 'month' or 'year': the precision of the text `v` that parsed as `date`."""
+    t = f"length(trim({v}))"
+    return f"(CASE WHEN {date} IS NULL THEN NULL WHEN {t} = 4 THEN 'year' WHEN {t} = 7 THEN 'month' ELSE 'day' END)"
+
+
+def release_date_text(date: str, precision: str) -> str:
+    """SQL for the dump's text of a stored release date: the inverse of `_release_date`."""
+    formats = " ".join(f"WHEN '{p}' THEN strftime({date}, '{f}')" for p, f in RELEASE_DATE_FORMATS.items())
+    return f"(CASE {precision} {formats} END)"
+
+
 def _typed(c: Column, v: str) -> str:
     """SQL for a text value cast to the column's type (NULL when it does not parse)."""
+    if c.name == "album_release_date":
+        return _release_date(v)
     if c.sql_type == "INTEGER":
         # '3.0' is an integer written by a float-typed writer; '3.5' and '3rd' are not.
         d = f"TRY_CAST({v} AS DOUBLE)"
@@ -246,7 +288,8 @@ def classify_sql(reader: str) -> str:
     rules = row_rules()
     inner = ", ".join(f"{c.name} AS v_{c.name}, {_typed(c, c.name)} AS t_{c.name}" for c in DUMP_COLUMNS)
     rule_case = "CASE " + " ".join(f"WHEN {r.condition} THEN {i}" for i, r in enumerate(rules)) + " END"
-    typed = ", ".join(f"t_{c} AS {c}" for c in COLUMN_NAMES)
+    precision = _release_date_precision("v_album_release_date", "t_album_release_date")
+    typed = ", ".join(f"t_{c} AS {c}" for c in COLUMN_NAMES) + f", {precision} AS {RELEASE_DATE_PRECISION}"
     text = ", ".join(f"CASE WHEN rule IS NOT NULL THEN v_{c} END AS text_{c}" for c in COLUMN_NAMES)
     cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMN_NAMES)
     return f"""
@@ -277,7 +320,7 @@ def find_duplicates(con: duckdb.DuckDBPyConnection) -> None:
             WHERE c.rule IS NULL),
         ranked AS (
             SELECT source_row,
-                   min(source_row) OVER (PARTITION BY hash({", ".join(COLUMN_NAMES)})) AS first_same,
+                   min(source_row) OVER (PARTITION BY hash({", ".join(RAW_VALUES)})) AS first_same,
                    min(source_row) OVER (PARTITION BY {id_key}) AS first_key
             FROM repeated)
         SELECT source_row, CASE WHEN first_same < source_row THEN {exact} ELSE {key_id} END,
@@ -318,7 +361,11 @@ def _quarantine_select(file_sql: str) -> str:
 
     def case(f) -> str:
         return "CASE b.rule " + " ".join(f"WHEN {i} THEN {f(r)}" for i, r in enumerate(rules)) + " END"
-    text = ", ".join(f"coalesce(s.text_{c}, CAST(s.{c} AS VARCHAR)) AS {c}" for c in COLUMN_NAMES)
+    def as_text(c: str) -> str:
+        if c == "album_release_date":
+            return release_date_text(f"s.{c}", f"s.{RELEASE_DATE_PRECISION}")
+        return f"CAST(s.{c} AS VARCHAR)"
+    text = ", ".join(f"coalesce(s.text_{c}, {as_text(c)}) AS {c}" for c in COLUMN_NAMES)
     return f"""
         SELECT {', '.join(COLUMN_NAMES)}, {file_sql}, source_row, now(),
                {case(lambda r: _sql_str(r.reason))}, {case(lambda r: _sql_str(r.column))},
@@ -368,9 +415,9 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
                 return FileResult(path.name, sha, "rejected", reason=rejection)
             find_duplicates(c)
             file_sql = f"{_sql_str(path.name)}, {_sql_str(sha)}"
-            c.execute(f"INSERT INTO raw.chart_rows SELECT {', '.join('c.' + n for n in COLUMN_NAMES)}, "
-                      f"{file_sql}, c.source_row, now() FROM file_rows c ANTI JOIN duplicates d USING (source_row) "
-                      "WHERE c.rule IS NULL")
+            c.execute(f"INSERT INTO raw.chart_rows ({', '.join(RAW_COLUMNS)}) "
+                      f"SELECT {', '.join('c.' + n for n in RAW_VALUES)}, {file_sql}, c.source_row, now() "
+                      "FROM file_rows c ANTI JOIN duplicates d USING (source_row) WHERE c.rule IS NULL")
             c.execute(f"INSERT INTO quarantine.chart_rows {_quarantine_select(file_sql)}")
             by_reason = dict(c.execute("SELECT reason, count(*) FROM quarantine.chart_rows WHERE file_sha256 = ? "
                                        "GROUP BY reason ORDER BY reason", [sha]).fetchall())

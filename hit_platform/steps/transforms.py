@@ -10,12 +10,12 @@ import duckdb
 
 from hit_platform.domain.countries import COUNTRIES, GLOBAL_CHART
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_sql, split_bucket_sql, split_case_sql
-from hit_platform.domain.schema import AUDIO_FEATURES
+from hit_platform.domain.schema import AUDIO_FEATURES, RELEASE_DATE_PRECISION
 
 COUNTRY_LIST_SQL = "[" + ", ".join(f"'{c}'" for c in COUNTRIES) + "]"
 
-SONG_ATTRIBUTES = ("name", "artists", "album_name", "album_release_date", "is_explicit", "duration_ms",
-                   *AUDIO_FEATURES)
+SONG_ATTRIBUTES = ("name", "artists", "album_name", "album_release_date", RELEASE_DATE_PRECISION,
+                   "is_explicit", "duration_ms", *AUDIO_FEATURES)
 
 
 def build_chart_entries(con: duckdb.DuckDBPyConnection) -> int:

@@ -30,7 +30,12 @@ class Dump:
         """Name of an in-memory table with every data row, typed (loaded once)."""
         if self._con is None:
             self._con = duckdb.connect()
-            self._con.execute(f"CREATE TABLE dump_rows AS SELECT * FROM {self.typed_source()}")
+            # a release date at month or year precision ("2024-01", "1975") as the first day of its period
+            d = "album_release_date"
+            first_day = (f"CASE length({d}) WHEN 4 THEN ({d} || '-01-01')::DATE WHEN 7 THEN ({d} || '-01')::DATE "
+                         f"ELSE {d}::DATE END")
+            self._con.execute(f"CREATE TABLE dump_rows AS SELECT * REPLACE ({first_day} AS {d}) "
+                              f"FROM {self.typed_source()}")
         return "dump_rows"
 
     def data_paths(self) -> list[Path]:
@@ -42,7 +47,8 @@ class Dump:
         files = [str(p) for p in self.data_paths()]
         if self.fmt == "parquet":
             return f"read_parquet({files})"
-        types = {c.name: c.sql_type for c in DUMP_COLUMNS}
+        # release dates keep Spotify's precision ("1975"): text, not DATE
+        types = {c.name: c.sql_type for c in DUMP_COLUMNS} | {"album_release_date": "VARCHAR"}
         return f"read_csv({files}, header=true, columns={types})"
 
     def text_source(self, path: Path) -> str:

@@ -34,7 +34,9 @@ def test_parquet_uses_the_natural_types(clean_dump):
     for path in clean_dump.data_paths():
         schema = pq.read_schema(path)
         for col in DUMP_COLUMNS:
-            assert schema.field(col.name).type == expected[col.sql_type], (path.name, col.name)
+            # a release date is text at Spotify's precision ("1975", "2024-01"), in Parquet too
+            want = pa.string() if col.name == "album_release_date" else expected[col.sql_type]
+            assert schema.field(col.name).type == want, (path.name, col.name)
 
 
 def test_csv_text_looks_like_the_real_dump(clean_dump):
@@ -45,7 +47,7 @@ def test_csv_text_looks_like_the_real_dump(clean_dump):
     assert explicit == {"True", "False"}
     bad_dates = clean_dump.sql(
         f"SELECT count(*) FROM {src} WHERE NOT regexp_full_match(snapshot_date, '\\d{{4}}-\\d{{2}}-\\d{{2}}') "
-        f"OR NOT regexp_full_match(album_release_date, '\\d{{4}}-\\d{{2}}-\\d{{2}}')").fetchone()[0]
+        f"OR NOT regexp_full_match(album_release_date, '\\d{{4}}(-\\d{{2}}(-\\d{{2}})?)?')").fetchone()[0]
     assert bad_dates == 0
     # The global chart's country is an empty field, not a quoted empty string.
     opener = gzip.open if clean_dump.fmt == "csv.gz" else open

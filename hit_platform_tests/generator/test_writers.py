@@ -23,7 +23,8 @@ def columns() -> DumpColumns:
     missing = np.zeros(300, dtype=bool)
     missing[[5, 7]] = True
     release = np.arange(300) - 400
-    return DumpColumns(catalogue, release, date(2024, 1, 1), ("", "AR", "US"), missing)
+    precision = np.arange(300) % 3  # day, month and year precision
+    return DumpColumns(catalogue, release, precision, date(2024, 1, 1), ("", "AR", "US"), missing)
 
 
 def _block(n: int = 600) -> RowBlock:
@@ -36,14 +37,15 @@ def _block(n: int = 600) -> RowBlock:
         popularity=rng.integers(0, 101, n).astype(np.int32))
 
 
-def test_fast_csv_rows_equal_the_generic_rendering(columns):
+@pytest.mark.parametrize("quote_all", [False, True], ids=["minimal", "kaggle"])
+def test_fast_csv_rows_equal_the_generic_rendering(columns, quote_all):
     block = _block()
     block.overrides = {"danceability": {3: 1.7}, "daily_rank": {10: "3rd", 11: 51}, "country": {12: "XX"},
                        "spotify_id": {13: None}, "is_explicit": {14: "maybe"}, "snapshot_date": {15: "not-a-date"}}
-    fast = FastCsvRenderer(columns).lines(block)
-    generic = render_lines(columns.table(block))
+    fast = FastCsvRenderer(columns, quote_all).lines(block)
+    generic = render_lines(columns.table(block), quote_all)
     assert fast.to_pylist() == generic.to_pylist()
-    text = header_line() + bytes(lines_bytes(fast))
+    text = header_line(quote_all=quote_all) + bytes(lines_bytes(fast))
     parsed = pyarrow.csv.read_csv(pyarrow.py_buffer(text), convert_options=pyarrow.csv.ConvertOptions(
         column_types={c: pyarrow.string() for c in COLUMN_NAMES}, strings_can_be_null=True))
     assert parsed.num_rows == len(block) and parsed.column_names == list(COLUMN_NAMES)
@@ -82,3 +84,16 @@ def test_parallel_gzip_of_nothing_is_a_valid_empty_gzip(tmp_path):
     w = ParallelGzipWriter(path)
     w.close()
     assert gzip.decompress(path.read_bytes()) == b""
+
+
+def test_kaggle_style_quotes_every_field_and_writes_nulls_as_empty_quotes(columns):
+    lines = FastCsvRenderer(columns, quote_all=True).lines(_block()).to_pylist()
+    assert header_line(quote_all=True).startswith(b'"spotify_id","name","artists","daily_rank"')
+    for line in lines[:50]:
+        assert line.startswith('"') and line.endswith('"\n')
+    global_rows = [line for line in lines if line.split('","')[6] == ""]  # country: the global chart
+    assert global_rows
+    missing = [line for line in lines if '"","","",""' in line]  # a song without audio features
+    assert missing
+    dates = {line.split('","')[12] for line in lines}
+    assert {len(d) for d in dates} == {4, 7, 10}  # release dates at year, month and day precision

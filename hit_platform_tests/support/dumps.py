@@ -12,10 +12,13 @@ HISTORY_DAYS, INCREMENTS = 24, 2
 
 def generate_full(settings: Settings, seed: int = 11, songs: int = 4000, increments: int = INCREMENTS,
                   faults: dict | None = None) -> dict:
-    """All 72 countries, ending yesterday (so freshness passes)."""
-    start = date.today() - timedelta(days=HISTORY_DAYS + increments)
+    """All 72 countries: one world of HISTORY_DAYS + INCREMENTS days ending yesterday, written up to
+    its `increments`-th daily file (fewer increments end earlier, within the freshness gate's 3 days;
+    a later call with more lands the next daily files of the same world)."""
+    start = date.today() - timedelta(days=HISTORY_DAYS + INCREMENTS)
     return generate(GeneratorConfig(out_dir=settings.landing_dir, truth_dir=settings.generator_dir, seed=seed,
                                     songs=songs, history_days=HISTORY_DAYS, increments=increments,
+                                    world_days=HISTORY_DAYS + max(increments, INCREMENTS),
                                     start_date=start, fmt="csv.gz", faults=faults or {}))
 
 

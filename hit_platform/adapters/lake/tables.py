@@ -15,14 +15,16 @@ import pyarrow as pa
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
-from hit_platform.domain.schema import COLUMN_NAMES, DUMP_COLUMNS, SONG_EXTRAS
+from hit_platform.domain.schema import COLUMN_NAMES, DUMP_COLUMNS, RELEASE_DATE_PRECISION, SONG_EXTRAS
 
 # -- raw and quarantine: written by ingest -----------------------------------------------------------
 
 LINEAGE_COLUMNS = "source_file VARCHAR, file_sha256 VARCHAR, source_row BIGINT, ingested_at TIMESTAMPTZ"
 
+# The release date's precision comes last: lakes made before it gained it by ALTER TABLE ADD COLUMN.
 RAW_DDL = ("CREATE TABLE IF NOT EXISTS raw.chart_rows ("
-           + ", ".join(f"{c.name} {c.sql_type}" for c in DUMP_COLUMNS) + f", {LINEAGE_COLUMNS})")
+           + ", ".join(f"{c.name} {c.sql_type}" for c in DUMP_COLUMNS)
+           + f", {LINEAGE_COLUMNS}, {RELEASE_DATE_PRECISION} VARCHAR)")
 QUARANTINE_DDL = ("CREATE TABLE IF NOT EXISTS quarantine.chart_rows ("
                   + ", ".join(f"{c} VARCHAR" for c in COLUMN_NAMES)
                   + f", {LINEAGE_COLUMNS}, reason VARCHAR, reason_column VARCHAR, reason_value VARCHAR,"
