@@ -13,6 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic_core import core_schema
 from typing_extensions import Annotated, NotRequired, Required, TypedDict
 
 from hit_platform.domain.countries import COUNTRIES
@@ -36,6 +37,16 @@ def _as_json_schema_integer(schema: dict) -> None:
     schema.pop("multipleOf", None)
 
 
+class _WholeNumber:
+    """Then, exactly no fractional part: pydantic's `multiple_of` lets through anything within 1e-9 of
+    a whole number (4.0000000001, 2.6e-42). A lax int step after the float checks (still in pydantic-core)
+    refuses those as `int_from_float` and turns 3.0 into 3."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.chain_schema([handler(source), core_schema.int_schema(strict=False)])
+
+
 def _feature_type(column: str) -> Any:
     c = COLUMNS[column]
     lo, hi = feature_range(column)
@@ -47,7 +58,7 @@ def _feature_type(column: str) -> Any:
         # Checked by pydantic-core as a strict number that is a multiple of 1 (no Python per value), and
         # documented as an integer. The model reads every feature as a float anyway.
         return Annotated[float, Field(ge=lo, le=hi, multiple_of=1, description=f"{c.description} ({lo}..{hi}, "
-                                      "an integer)", json_schema_extra=_as_json_schema_integer)]
+                                      "an integer)", json_schema_extra=_as_json_schema_integer), _WholeNumber]
     return Annotated[py, Field(ge=lo, le=hi, description=f"{c.description} ({lo}..{hi})")]
 
 
