@@ -8,11 +8,8 @@ configuration); artifacts of the default store stay under warehouse/ too.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
-import pkgutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +19,8 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
+from hit_platform.adapters import pyfunc_flavor
 from hit_platform.adapters.processes import is_alive, this_process
 from hit_platform.settings import REPO_ROOT, Settings
 
@@ -33,24 +30,6 @@ REGISTERED_BY = "registered_by"  # version tag: the process that registered it (
 ABANDONED = "abandoned"  # version tag: why no run ever recorded, evaluated or served it
 # Our own pipelines are pickled on purpose (custom estimators); MLflow warns on every save.
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
-
-
-# Models registered before the layout change pickled their classes as `hit_platform.models.*`;
-# the same classes now live in `hit_platform.domain.models`, so a champion logged then still loads.
-MOVED_MODULES = {"hit_platform.models": "hit_platform.domain.models"}
-
-
-def alias_moved_modules() -> None:
-    for old, new in MOVED_MODULES.items():
-        package = importlib.import_module(new)
-        sys.modules.setdefault(old, package)
-        for module in pkgutil.iter_modules(package.__path__):
-            sys.modules.setdefault(f"{old}.{module.name}", importlib.import_module(f"{new}.{module.name}"))
-
-
-def _load_sklearn(uri: str):
-    alias_moved_modules()
-    return mlflow.sklearn.load_model(uri)
 
 
 class ModelUnavailable(RuntimeError):
@@ -153,7 +132,11 @@ class Tracker:
     def log_candidate(self, *, run_name: str, params: dict, metrics: dict[str, float], pipeline,
                       input_example: pd.DataFrame, tags: dict[str, str], figures: dict[str, object],
                       tables: dict[str, pd.DataFrame]) -> tuple[str, str]:
-        """One MLflow run for one candidate; returns (run_id, model_uri)."""
+        """One MLflow run for one candidate; returns (run_id, model_uri).
+
+        The model is logged in `pyfunc_flavor`'s format: the sklearn pipeline, and a python_function
+        flavor that takes the dump's columns and answers 72 probability columns. Its input example is
+        a few rows of `input_example` (a features frame will do) in the dump's natural dtypes."""
         self._activate()
         with mlflow.start_run(experiment_id=self.experiment_id(), run_name=run_name, tags=tags) as run:
             mlflow.log_params({k: (v if isinstance(v, (int, float, str, bool)) else str(v))
@@ -166,11 +149,8 @@ class Tracker:
                     path = Path(tmp) / f"{name}.csv"
                     df.to_csv(path, index=False)
                     mlflow.log_artifact(str(path), "tables")
-            probe = pipeline.predict_proba(input_example)
-            info = mlflow.sklearn.log_model(pipeline, name="model", input_example=input_example,
-                                            signature=infer_signature(input_example, probe),
-                                            serialization_format="cloudpickle",
-                                            pip_requirements=model_requirements())
+            info = pyfunc_flavor.log_model(pipeline, input_example=pyfunc_flavor.input_example(input_example),
+                                           pip_requirements=model_requirements())
             return run.info.run_id, info.model_uri
 
     def log_candidates(self, results: list, X_val: pd.DataFrame, Y_val, lineage: dict[str, str]
@@ -190,7 +170,7 @@ class Tracker:
                     run_name=r.family, params={"family": r.family, **r.params},
                     metrics={**flat_metrics("val", r.val_metrics), **flat_metrics("train", r.train_metrics),
                              "fit_seconds": r.fit_seconds},
-                    pipeline=r.pipeline, input_example=X_val.head(5), tags={**lineage, "family": r.family},
+                    pipeline=r.pipeline, input_example=X_val, tags={**lineage, "family": r.family},
                     figures=figs, tables={"search": pd.DataFrame(r.search)})
             finally:
                 plots.close(*figs.values())
@@ -253,21 +233,19 @@ class Tracker:
             raise
         return ModelVersionInfo(self.model_name, str(mv.version), mv.run_id, dict(mv.tags), mv.source)
 
-    def load_version(self, version: str):
-        """The fitted pipeline of one registered version; a clear error when it cannot be loaded."""
-        uri = f"models:/{self.model_name}/{version}"
+    def load_uri(self, uri: str):
+        """The fitted scikit-learn pipeline of a model (`predict_proba(X) -> (n, 72)`), for serving,
+        evaluation and batch predictions: the sklearn flavor, which every version has, those logged
+        before the python_function flavor was ours included. A clear error when it cannot be loaded."""
         self._activate()
         try:
-            return _load_sklearn(uri)
+            return pyfunc_flavor.load_pipeline(uri)
         except Exception as exc:  # missing or corrupted artifacts: say which model and where
             raise ModelUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
 
-    def load_uri(self, uri: str):
-        self._activate()
-        try:
-            return _load_sklearn(uri)
-        except Exception as exc:
-            raise ModelUnavailable(f"cannot load {uri} from {self.uri}: {type(exc).__name__}: {exc}") from exc
+    def load_version(self, version: str):
+        """The fitted pipeline of one registered version (see `load_uri`)."""
+        return self.load_uri(f"models:/{self.model_name}/{version}")
 
     def load_champion(self):
         """(pipeline, info) of `models:/hit_model@champion`."""

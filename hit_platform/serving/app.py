@@ -38,7 +38,8 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import arrow_batch, loopback
 from hit_platform.settings import ServeConfig
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
-from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
+from hit_platform.domain.probabilities import answered
+from hit_platform.serving.encoding import batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
 from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, ApiError, BatchPrediction, ErrorBody, Health,
                                           ModelCard, Prediction, batch_model)

@@ -5,7 +5,7 @@ serializing them costs ~20x the model call; but every prediction object has
 the same layout, so we fill a byte template: the probabilities are printed
 with a fixed number of decimals (`DECIMALS`, 0.000000001 resolution), their
 digits computed for all songs at once. The result is plain JSON
-(`{"AE":0.123456789,...}`); `answered(P)` gives the exact values printed,
+(`{"AE":0.123456789,...}`); `domain.probabilities.answered(P)` gives the exact values printed,
 which the inference log stores.
 """
 
@@ -14,18 +14,13 @@ import json
 import numpy as np
 
 from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.probabilities import DECIMALS
 
-DECIMALS = 9
 _SCALE = 10 ** DECIMALS
 _WIDTH = 2 + DECIMALS  # "0." + digits
 # "000".."999" packed in 4 bytes (the 4th is zero): one aligned gather per group of three digits
 _DIGITS3 = np.array([list(f"{i:03d}".encode()) + [0] for i in range(1000)], dtype=np.uint8).view(np.uint32).ravel()
 _CODES = np.array([list(c.encode()) for c in COUNTRIES], dtype=np.uint8)
-
-
-def answered(P: np.ndarray) -> np.ndarray:
-    """The probabilities as the JSON prints them (rounded to DECIMALS, clipped to [0, 1])."""
-    return np.rint(np.clip(P, 0.0, 1.0) * _SCALE) / _SCALE
 
 
 def _numbers(P: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving.loopback import free_port
+from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import ChampionUnavailable, Tracker, code_version
 
@@ -46,7 +47,8 @@ def tracker(tmp_path_factory) -> Tracker:
 
 
 def example() -> pd.DataFrame:
-    return pd.DataFrame(np.random.default_rng(1).random((3, len(FEATURE_COLUMNS))), columns=list(FEATURE_COLUMNS))
+    """Songs as the features table holds them (whole numbers where the dump has integers, is_explicit 0/1)."""
+    return pd.DataFrame(probe_rows(3, seed=1), columns=list(FEATURE_COLUMNS))
 
 
 def log(tracker: Tracker, rate: float) -> tuple[str, str]:
@@ -209,7 +211,7 @@ def test_a_model_pickled_under_the_old_layout_still_loads():
     code = ("import pickle, sys\n"
             "data = sys.stdin.buffer.read()\n"
             "try:\n    pickle.loads(data)\nexcept ModuleNotFoundError:\n    print('unaliased fails')\n"
-            "from hit_platform.adapters.tracking import alias_moved_modules\n"
+            "from hit_platform.adapters.pyfunc_flavor import alias_moved_modules\n"
             "alias_moved_modules()\n"
             "print(type(pickle.loads(data)).__module__)\n")
     out = subprocess.run([sys.executable, "-c", code], input=old, capture_output=True, check=True).stdout.decode()

@@ -16,6 +16,7 @@ import psutil
 import pandas as pd
 import pyarrow as pa
 import pytest
+from mlflow.models.utils import load_serving_example
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
@@ -25,6 +26,7 @@ from hit_platform.serving import process
 from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.loopback import is_loopback_address, listeners
 from hit_platform.adapters.tracking import Tracker
+from hit_platform_tests.support.mlflow_serve import mlflow_models_serve
 from hit_platform_tests.support.serving import promote_champion, serving_env, song
 
 pytestmark = pytest.mark.slow
@@ -134,6 +136,31 @@ def test_an_integer_field_takes_a_whole_number_written_as_a_float(app):
     assert refused["detail"][0]["loc"] == ["body", "key"] and "multiple of 1" in refused["detail"][0]["msg"]
     schema = client.get("/openapi.json").json()["components"]["schemas"]["Song"]["properties"]
     assert schema["key"]["type"] == "integer" and "multipleOf" not in schema["key"]
+
+
+def test_mlflow_models_serve_answers_the_digits_predict_answers(app, tmp_path):
+    """The registered champion served by MLflow itself (`mlflow models serve`, a client no one here wrote):
+    /invocations takes the dump's rows (other columns ignored) and answers each song's 72 probabilities as
+    /predict prints them, to the last digit; its own input example is served; a bad value is a 400 naming it."""
+    settings, _, client, _ = app
+    songs = [song(spotify_id="invocations-1", name="one"),
+             song(energy=0.95, key=11, mode=0, time_signature=3, duration_ms=95_000, is_explicit=True),
+             song(danceability=0.05, key=-1, time_signature=0, tempo=0.0, duration_ms=3_600_000)]
+    dump_rows = [{**s, "country": "AR", "snapshot_date": "2024-08-16", "daily_rank": 3, "popularity": 80}
+                 for s in songs]
+    with mlflow_models_serve(settings, tmp_path) as url:
+        invocations = httpx.post(f"{url}/invocations", json={"dataframe_records": dump_rows}, timeout=60)
+        example = httpx.post(f"{url}/invocations", content=load_serving_example("models:/hit_model@champion"),
+                             headers={"content-type": "application/json"}, timeout=60)
+        refused = httpx.post(f"{url}/invocations", json={"dataframe_records": [song(key=2.5)]}, timeout=60)
+    assert invocations.status_code == 200, invocations.text[:500]
+    answers = invocations.json()["predictions"]
+    for s, answer in zip(songs, answers, strict=True):
+        served = post(client, "/predict", 200, json=s)["probabilities"]
+        assert list(answer) == list(served) == list(COUNTRIES)
+        assert answer == served  # the JSON numbers, compared exactly
+    assert example.status_code == 200 and len(example.json()["predictions"]) == 3, example.text[:500]
+    assert refused.status_code == 400 and "column 'key': not a whole number" in refused.json()["message"]
 
 
 @pytest.mark.parametrize("path, kwargs, status, loc", [

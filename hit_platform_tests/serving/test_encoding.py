@@ -11,7 +11,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
-from hit_platform.serving.encoding import answered, batch_bytes, prediction_bytes
+from hit_platform.domain.probabilities import answered
+from hit_platform.serving.encoding import batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, top_k
 from hit_platform.serving.schemas import SONG_ADAPTER, batch_model
 from hit_platform.adapters.tracking import ModelVersionInfo
