@@ -1,6 +1,7 @@
 """`hit-platform`: the project's command line.
 
     hit-platform demo                 the main job on the embedded defaults
+    hit-platform feed                 land the demo world's new daily files (demo's first step)
     hit-platform generate --out DIR   a synthetic chart dump (clean unless faults are asked for)
     hit-platform ingest [FILE ...]    ingest landing files through Dagster
     hit-platform build [--all]        materialize what is stale or missing, with its quality gates
@@ -17,7 +18,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 from hit_platform.adapters.alerts import KINDS as ALERT_KINDS
@@ -45,26 +46,72 @@ def _parse_faults(items: list[str]) -> dict[str, int]:
 
 
 def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
+    from hit_platform.generator.feed import DAILY_FILES
+
     p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default 42)")
     p.add_argument("--songs", type=int, default=20_000, help="song catalogue size (default 20000)")
     p.add_argument("--history-days", type=int, default=120, help="days in the historical dump (default 120)")
     p.add_argument("--increments", type=int, default=3, help="daily increment files after it (default 3)")
+    p.add_argument("--world-days", type=int, default=None,
+                   help=f"days in the world: the history and every daily file it can have (default: history "
+                        f"days + {DAILY_FILES}). The same world with more --increments writes only its next days")
     p.add_argument("--start-date", type=date.fromisoformat, default=date(2024, 1, 1),
                    help="first chart day, YYYY-MM-DD (default 2024-01-01)")
     p.add_argument("--format", dest="fmt", choices=("csv", "csv.gz", "parquet"), default="csv.gz")
+    p.add_argument("--csv-quoting", choices=("minimal", "all"), default="minimal",
+                   help="'all': the public Kaggle file's style (every field quoted, nulls as \"\"); default minimal")
     p.add_argument("--countries", type=int, default=None,
                    help="only the first N of the 72 countries (tiny smoke dumps); default all")
     p.add_argument("--fault", action="append", default=[], metavar="KIND[=COUNT]",
-                   help="inject a fault (repeatable); KIND 'all' injects every kind")
+                   help="inject a fault (repeatable); KIND 'all' injects every kind. Row faults are spread "
+                        "evenly over the world's files")
+
+
+def _add_demo_args(p: argparse.ArgumentParser) -> None:
+    """The demo's world: given on its first run only; later runs continue the world already there."""
+    from hit_platform.generator.feed import DAILY_FILES, DEFAULT_FAULTS, DEFAULTS
+
+    p.add_argument("--seed", type=int, help=f"random seed of the world (default {DEFAULTS['seed']})")
+    p.add_argument("--songs", type=int, help=f"song catalogue size (default {DEFAULTS['songs']})")
+    p.add_argument("--history-days", type=int,
+                   help=f"days in the first run's historical file (default {DEFAULTS['history_days']})")
+    p.add_argument("--increments", type=int,
+                   help=f"daily files the first run lands after the history (default {DEFAULTS['increments']})")
+    p.add_argument("--start-date", type=date.fromisoformat,
+                   help="the world's first chart day (default: the first run picks it so that the history and "
+                        "its daily files end yesterday; later runs keep it)")
+    p.add_argument("--world-days", type=int,
+                   help=f"days in the world (default: history days + {DAILY_FILES}: the daily files that can "
+                        "still land, one per later day)")
+    p.add_argument("--format", dest="fmt", choices=("csv", "csv.gz", "parquet"),
+                   help=f"landing file format (default {DEFAULTS['fmt']})")
+    p.add_argument("--csv-quoting", choices=("minimal", "all"),
+                   help="'all': the public Kaggle file's style (default minimal)")
+    p.add_argument("--countries", type=int, help="only the first N of the 72 countries (default all)")
+    p.add_argument("--fault", action="append", metavar="KIND[=COUNT]",
+                   help="faults of the world, spread over its files (default: "
+                        + " ".join(f"{k}={v}" for k, v in DEFAULT_FAULTS.items()) + ")")
 
 
 def _generator_config(args: argparse.Namespace, out: Path, truth: Path):
     from hit_platform.generator import GeneratorConfig
+    from hit_platform.generator.feed import DAILY_FILES
 
+    world_days = args.world_days if args.world_days is not None else args.history_days + DAILY_FILES
     return GeneratorConfig(out_dir=out, truth_dir=truth, seed=args.seed, songs=args.songs,
-                           history_days=args.history_days, increments=args.increments,
-                           start_date=args.start_date, fmt=args.fmt, countries=args.countries,
-                           faults=_parse_faults(args.fault))
+                           history_days=args.history_days, increments=args.increments, world_days=world_days,
+                           start_date=args.start_date, fmt=args.fmt, csv_quoting=args.csv_quoting,
+                           countries=args.countries, faults=_parse_faults(args.fault))
+
+
+def _print_files(manifest: dict) -> None:
+    data = [f for f in manifest["files"] if f["kind"] != "fault"]
+    new = [f for f in data if f.get("status") == "new"]
+    kept = len(data) - len(new)
+    print(f"   {len(new)} new file(s), {sum(f['rows'] for f in new):,} rows"
+          + (f"; {kept} already in place with the same bytes, left as they were" if kept else "")
+          + f"; the world runs {manifest['window']['start_date']} .. {manifest['world']['end_date']}, "
+            f"landed up to {manifest['window']['end_date']}")
 
 
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
@@ -72,8 +119,16 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     truth = Path(args.truth_dir) if args.truth_dir else out.parent / "generator"
     from hit_platform.generator import generate
 
-    manifest = generate(_generator_config(args, out, truth))
-    print(f"wrote {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s) to {out}")
+    from hit_platform.generator.dump import OtherWorld
+
+    try:
+        config = _generator_config(args, out, truth)
+        manifest = generate(config)
+    except (OtherWorld, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"generated into {out}:")
+    _print_files(manifest)
     print(f"oracle and manifest (never read by the pipeline): {truth}")
     injected = {k: v["count"] for k, v in manifest.get("faults", {}).items() if v.get("count")}
     if injected:
@@ -219,15 +274,44 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+def _land_feed(args: argparse.Namespace, settings: Settings, step: str = "") -> bool:
+    """Land the demo world's daily files up to yesterday; False (after saying why) when it cannot."""
     from hit_platform.generator import generate
+    from hit_platform.generator.dump import OtherWorld
+    from hit_platform.generator.feed import feed_day
 
-    if args.start_date is None:  # the sample ends yesterday, so the freshness gate passes
-        args.start_date = date.today() - timedelta(days=args.history_days + args.increments)
-    print(f"== 1/2 generating a sample dump into {settings.landing_dir} (seed {args.seed})")
-    manifest = generate(_generator_config(args, settings.landing_dir, settings.generator_dir))
-    print(f"   {manifest['total_rows']:,} rows in {len(manifest['files'])} file(s), "
-          f"{args.start_date} .. {args.start_date + timedelta(days=args.history_days + args.increments - 1)}")
+    asked = {k: getattr(args, k) for k in ("seed", "songs", "history_days", "increments", "start_date",
+                                           "world_days", "fmt", "csv_quoting", "countries")}
+    try:
+        day = feed_day(settings.landing_dir, settings.generator_dir, date.today(),
+                       _parse_faults(args.fault) if args.fault is not None else None, **asked)
+        cfg = day.config
+        if day.first_run:
+            print(f"{step}a new world (seed {cfg.seed}, {cfg.start_date} .. {cfg.world_end_date}): its history and "
+                  f"daily files up to yesterday into {settings.landing_dir}")
+        elif day.new_files:
+            print(f"{step}the world of seed {cfg.seed} ({cfg.start_date} .. {cfg.world_end_date}): "
+                  f"{day.new_files} new daily file(s) since the last run")
+        else:
+            print(f"{step}the world of seed {cfg.seed}: no new day since the last run (landed up to {cfg.end_date})")
+        if day.new_files:
+            _print_files(generate(cfg))
+    except (OtherWorld, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    if day.ended:
+        print(f"   the world ended on {cfg.world_end_date}: it has no more daily files, so the data grows old and "
+              "the freshness gate will fail. Start a new world in an empty warehouse (HIT_WAREHOUSE=...)")
+    return True
+
+
+def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
+    return 0 if _land_feed(args, settings) else 2
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if not _land_feed(args, settings, step="== 1/2 "):
+        return 2
     print("== 2/2 building the asset graph through Dagster (only what is stale or missing)")
     ok = _build(settings)
     _print_summary(settings)
@@ -320,8 +404,6 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-DEMO_FAULTS = ["missing_values=10", "out_of_range=10", "exact_duplicates=10", "key_duplicates=10",
-               "unknown_country=10", "wrong_types=10", "missing_audio_features=5"]
 
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
@@ -329,9 +411,20 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="generate a sample dump, ingest it, print what landed")
-    _add_generator_args(p, settings)
-    p.set_defaults(func=cmd_demo, fault=None, start_date=None)
+    p = sub.add_parser("demo", help="land the demo world's days up to yesterday, build, serve, predict",
+                       description="The main job. The first run makes a world (a chart dump with a hidden truth) "
+                                   "whose history and first daily files end yesterday; each later run lands the "
+                                   "daily files of the days since, never rewriting one, and builds what is stale.")
+    _add_demo_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("feed", help="land the demo world's new daily files up to yesterday (demo's first step)",
+                       description="What `demo` does before it builds: the first run makes the world, each later "
+                                   "run writes the daily files of the days since into the landing folder (the "
+                                   "landing sensor of `dagster dev` ingests them). Files already there are never "
+                                   "rewritten.")
+    _add_demo_args(p)
+    p.set_defaults(func=cmd_feed)
 
     p = sub.add_parser("generate", help="write a synthetic chart dump (clean unless --fault)")
     p.add_argument("--out", help=f"landing folder (default {settings.landing_dir})")
@@ -375,8 +468,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings()
     parser = build_parser(settings)
     args = parser.parse_args(argv)
-    if args.command == "demo" and args.fault is None:
-        args.fault = DEMO_FAULTS
     return args.func(args, settings)
 
 
