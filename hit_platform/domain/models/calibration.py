@@ -1,0 +1,192 @@
+"""Per-country calibration: how far predicted probabilities are from observed rates, and a fix.
+
+    ece = expected_calibration_error(Y, P)          # (72,) on any split
+    curve = reliability(Y, P)                       # mean predicted vs observed rate per bin
+    choice = choose_calibration(P_val, Y_val)       # "none" | "platt" | "isotonic", by validation log loss
+    model = calibrated(pipeline, choice.calibration)
+
+Bins hold equal numbers of songs (quantiles of each country's predictions): most
+songs have a small probability in most countries, so equal-width bins would put
+nearly all of them in the first bin and say nothing about the rest.
+
+A calibration is chosen like a hyper-parameter on the validation split, with
+two-fold cross-fitting so that no song scores a calibration fitted on itself;
+the one kept is then fitted on the whole validation split. The test split stays
+untouched for evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.isotonic import IsotonicRegression
+
+METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
+DEFAULT_BINS = 10
+_EPS = 1e-6  # probabilities are kept this far from 0 and 1 (the logit and the log stay finite)
+
+
+def _binned(Y: np.ndarray, P: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bins, countries) mean prediction, observed rate and song count, bins by each country's quantiles."""
+    Y = np.asarray(Y, dtype=np.float64)
+    P = np.asarray(P, dtype=np.float64)
+    n, k = P.shape
+    order = np.argsort(P, axis=0, kind="stable")
+    edges = np.linspace(0, n, bins + 1).round().astype(int)
+    mean_p = np.full((bins, k), np.nan)
+    observed = np.full((bins, k), np.nan)
+    counts = np.diff(edges)[:, None].repeat(k, axis=1)
+    Ps, Ys = np.take_along_axis(P, order, axis=0), np.take_along_axis(Y, order, axis=0)
+    for b in range(bins):
+        lo, hi = edges[b], edges[b + 1]
+        if hi > lo:
+            mean_p[b] = Ps[lo:hi].mean(axis=0)
+            observed[b] = Ys[lo:hi].mean(axis=0)
+    return mean_p, observed, counts
+
+
+def expected_calibration_error(Y, P, bins: int = DEFAULT_BINS) -> np.ndarray:
+    """Per country: the song-weighted mean |mean prediction - observed rate| over equal-mass bins."""
+    mean_p, observed, counts = _binned(Y, P, bins)
+    gap = np.nan_to_num(np.abs(mean_p - observed))
+    return (gap * counts).sum(axis=0) / counts.sum(axis=0)
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """A reliability curve per country: (bins, countries) arrays."""
+
+    mean_predicted: np.ndarray
+    observed_rate: np.ndarray
+    songs: np.ndarray
+
+
+def reliability(Y, P, bins: int = DEFAULT_BINS) -> Reliability:
+    return Reliability(*_binned(Y, P, bins))
+
+
+def _logit(P: np.ndarray) -> np.ndarray:
+    P = np.clip(P, _EPS, 1 - _EPS)
+    return np.log(P) - np.log1p(-P)
+
+
+def mean_log_loss(Y, P) -> float:
+    P = np.clip(np.asarray(P, dtype=np.float64), _EPS, 1 - _EPS)
+    Y = np.asarray(Y, dtype=bool)
+    return float(-np.where(Y, np.log(P), np.log1p(-P)).mean())
+
+
+class CountryCalibration(BaseEstimator):
+    """A monotone map per country from a model's probability to a calibrated one.
+
+    method "platt": sigmoid(a * logit(p) + b), a and b per country (Newton, all countries at once);
+    "isotonic": a non-decreasing step function per country (sklearn's isotonic regression);
+    "none": the identity."""
+
+    def __init__(self, method: str = "none"):
+        self.method = method
+
+    def fit(self, P, Y) -> CountryCalibration:
+        if self.method not in METHODS:
+            raise ValueError(f"CountryCalibration.method={self.method!r}: expected one of {list(METHODS)}")
+        P = np.asarray(P, dtype=np.float64)
+        Y = np.asarray(Y, dtype=np.float64)
+        if P.shape != Y.shape or P.ndim != 2 or len(P) == 0:
+            raise ValueError(f"CountryCalibration.fit: P {P.shape} and Y {Y.shape} must be the same (songs, countries)")
+        if self.method == "platt":
+            self.a_, self.b_ = _fit_platt(_logit(P), Y)
+        elif self.method == "isotonic":
+            self.x_, self.y_ = [], []
+            for j in range(P.shape[1]):
+                iso = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip").fit(P[:, j], Y[:, j])
+                self.x_.append(iso.X_thresholds_)
+                self.y_.append(iso.y_thresholds_)
+        self.n_countries_ = P.shape[1]
+        return self
+
+    def transform(self, P) -> np.ndarray:
+        P = np.asarray(P, dtype=np.float64)
+        if self.method == "none":
+            return P
+        if self.method == "platt":
+            return _sigmoid(self.a_ * _logit(P) + self.b_)
+        return np.column_stack([np.interp(P[:, j], self.x_[j], self.y_[j]) for j in range(P.shape[1])])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for any x
+
+
+def _platt_loss(Z: np.ndarray, Y: np.ndarray, a: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
+    x = a * Z + b
+    # log(1 + e^x) - y x, computed stably, plus the ridge
+    return (np.logaddexp(0.0, x) - Y * x).sum(axis=0) + 0.5 * ridge * ((a - 1) ** 2 + b ** 2)
+
+
+def _fit_platt(Z: np.ndarray, Y: np.ndarray, iterations: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """a, b per column minimising the log loss of sigmoid(a z + b): damped Newton, all columns at once
+    (a tiny ridge towards the identity keeps it defined for a column of one class)."""
+    k = Z.shape[1]
+    a, b = np.ones(k), np.zeros(k)
+    ridge = 1e-6 * len(Z)
+    loss = _platt_loss(Z, Y, a, b, ridge)
+    for _ in range(iterations):
+        p = _sigmoid(a * Z + b)
+        r, w = p - Y, p * (1 - p)
+        ga, gb = (r * Z).sum(axis=0) + ridge * (a - 1), r.sum(axis=0) + ridge * b
+        haa, hab, hbb = (w * Z * Z).sum(axis=0) + ridge, (w * Z).sum(axis=0), w.sum(axis=0) + ridge
+        det = haa * hbb - hab * hab
+        da, db = (hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det
+        step = np.ones(k)
+        for _ in range(30):  # halve the step where it would not lower the loss
+            new = _platt_loss(Z, Y, a - step * da, b - step * db, ridge)
+            worse = new > loss + 1e-12
+            if not worse.any():
+                break
+            step = np.where(worse, step / 2, step)
+        a, b, loss = a - step * da, b - step * db, np.minimum(new, loss)
+        if max(np.abs(step * da).max(), np.abs(step * db).max()) < 1e-9:
+            break
+    return a, b
+
+
+@dataclass(frozen=True)
+class CalibrationChoice:
+    """The calibration kept for a model, and the cross-fitted validation log loss of each method."""
+
+    method: str
+    calibration: CountryCalibration
+    val_log_loss: dict[str, float] = field(default_factory=dict)
+
+
+def choose_calibration(P_val, Y_val, seed: int = 0, min_gain: float = 1e-4) -> CalibrationChoice:
+    """The method with the lowest two-fold cross-fitted validation mean log loss; "none" unless
+    another beats it by `min_gain` (a calibration must pay for itself)."""
+    P, Y = np.asarray(P_val, dtype=np.float64), np.asarray(Y_val, dtype=np.float64)
+    fold = np.random.default_rng(seed).permutation(len(P)) % 2 == 0
+    scores = {}
+    for method in METHODS:
+        out = np.empty_like(P)
+        for part in (fold, ~fold):
+            out[~part] = CountryCalibration(method).fit(P[part], Y[part]).transform(P[~part])
+        scores[method] = mean_log_loss(Y, out)
+    best = min(METHODS, key=lambda m: scores[m])
+    method = best if scores[best] < scores["none"] - min_gain else "none"
+    return CalibrationChoice(method, CountryCalibration(method).fit(P, Y), scores)
+
+
+class Calibrated(BaseEstimator):
+    """A fitted model followed by its calibration: predict_proba(X) = calibration(model(X))."""
+
+    def __init__(self, model=None, calibration: CountryCalibration | None = None):
+        self.model = model
+        self.calibration = calibration
+
+    def fit(self, X, Y=None) -> Calibrated:  # both parts are fitted when composed: nothing to learn here
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        P = self.model.predict_proba(X)
+        return P if self.calibration is None else self.calibration.transform(P)

@@ -1,0 +1,120 @@
+"""How a model does on songs whose labels are not known yet, from its own calibrated probabilities.
+
+Confidence-based performance estimation (CBPE, as NannyML names it), per country
+and for all 72 countries at once. If the model is calibrated, a song's label in
+a country is a coin that lands "hit" with the predicted probability p. So the
+expected metric over those coins is an estimate of the metric the labels will
+give:
+
+- ROC AUC: the expected share of (hit, non-hit) pairs the model orders right,
+  E[sum over pairs p_i (1 - p_j) [s_i > s_j]] / E[#hits x #non-hits], ties
+  counting half;
+- log loss: the mean binary entropy of p.
+
+The interval of each estimate has two parts:
+- sampling: labels drawn from p many times, the realized metric's central
+  `level` range (what the truth would scatter by if the model were calibrated);
+- calibration: the same estimate with every probability moved by the
+  country's calibration error (its ECE, measured where labels were known),
+  up and down; the interval stretches by however much that moves it.
+
+A shift of the songs' features is what it sees; a change of taste (the same
+features now charting elsewhere) it cannot see, because the probabilities do
+not change: that is the delayed-label monitor's job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import rankdata
+
+_EPS = 1e-12
+
+
+def estimated_roc_auc(P: np.ndarray) -> np.ndarray:
+    """(countries,) expected ROC AUC if the labels were drawn from P (n_songs, countries)."""
+    P = np.asarray(P, dtype=np.float64)
+    out = np.empty(P.shape[1])
+    for j in range(P.shape[1]):
+        p = np.sort(P[:, j])
+        neg = 1.0 - p
+        below = np.concatenate([[0.0], np.cumsum(neg)])  # below[i] = sum of (1 - p) over the first i songs
+        left = np.searchsorted(p, p, side="left")
+        right = np.searchsorted(p, p, side="right")
+        tied = below[right] - below[left] - neg  # the other songs with the same score
+        ordered = (p * (below[left] + 0.5 * tied)).sum()
+        pairs = p.sum() * neg.sum() - (p * neg).sum()
+        out[j] = ordered / pairs if pairs > _EPS else np.nan
+    return out
+
+
+def estimated_log_loss(P: np.ndarray) -> np.ndarray:
+    """(countries,) expected log loss if the labels were drawn from P: the mean binary entropy."""
+    P = np.clip(np.asarray(P, dtype=np.float64), 1e-15, 1 - 1e-15)
+    return -(P * np.log(P) + (1 - P) * np.log1p(-P)).mean(axis=0)
+
+
+def _realized(P: np.ndarray, draws: int, seed: int, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(draws, countries) ROC AUC and log loss of labels drawn from P, scored against P."""
+    rng = np.random.default_rng(seed)
+    n, k = P.shape
+    ranks = np.column_stack([rankdata(P[:, j]) for j in range(k)])  # the scores never change: rank once
+    Pc = np.clip(P, 1e-15, 1 - 1e-15)
+    log_p, log_q = np.log(Pc), np.log1p(-Pc)
+    aucs, losses = [], []
+    for lo in range(0, draws, chunk):
+        Y = rng.random((min(chunk, draws - lo), n, k)) < P
+        pos = Y.sum(axis=1)
+        rank_sum = np.einsum("dnk,nk->dk", Y, ranks)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            aucs.append((rank_sum - pos * (pos + 1) / 2) / (pos * (n - pos)))
+        losses.append(-np.where(Y, log_p, log_q).mean(axis=1))
+    return np.concatenate(aucs), np.concatenate(losses)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Per country (arrays of length countries): estimate and interval of ROC AUC and log loss."""
+
+    roc_auc: np.ndarray
+    roc_auc_lower: np.ndarray
+    roc_auc_upper: np.ndarray
+    log_loss: np.ndarray
+    log_loss_lower: np.ndarray
+    log_loss_upper: np.ndarray
+    songs: int
+    expected_positives: np.ndarray
+
+
+def estimate(P, calibration_error=None, level: float = 0.9, draws: int = 200, seed: int = 0) -> Estimate:
+    """ROC AUC and log loss per country of a model whose probabilities on unlabeled songs are P
+    (n_songs, countries), with intervals at `level` (see the module's docstring).
+
+    calibration_error: (countries,) the model's ECE where labels were known (0 = trust P as it is)."""
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim != 2 or len(P) < 2:
+        raise ValueError(f"estimate: P must be (songs >= 2, countries), got {P.shape}")
+    if not np.isfinite(P).all() or P.min() < 0 or P.max() > 1:
+        raise ValueError("estimate: probabilities must be finite and within [0, 1]")
+    auc, loss = estimated_roc_auc(P), estimated_log_loss(P)
+    real_auc, real_loss = _realized(P, draws, seed)
+    tail = (1 - level) / 2 * 100
+    with np.errstate(invalid="ignore"):
+        auc_lo, auc_hi = np.nanpercentile(real_auc, [tail, 100 - tail], axis=0)
+    loss_lo, loss_hi = np.percentile(real_loss, [tail, 100 - tail], axis=0)
+    # the sampling interval is around the realized mean; re-centre it on the estimate
+    auc_lo, auc_hi = auc - (np.nanmean(real_auc, axis=0) - auc_lo), auc + (auc_hi - np.nanmean(real_auc, axis=0))
+    loss_lo, loss_hi = loss - (real_loss.mean(axis=0) - loss_lo), loss + (loss_hi - real_loss.mean(axis=0))
+    if calibration_error is not None:
+        e = np.broadcast_to(np.asarray(calibration_error, dtype=np.float64), (P.shape[1],))
+        scale = e / np.maximum(P.mean(axis=0), _EPS)  # the error as a share of the country's mean prediction
+        moved = [np.clip(P * (1 + sign * scale), 0.0, 1.0) for sign in (-1, 1)]
+        auc_moves = np.stack([estimated_roc_auc(m) - auc for m in moved])
+        loss_moves = np.stack([estimated_log_loss(m) - loss for m in moved])
+        auc_lo, auc_hi = auc_lo + np.minimum(auc_moves.min(axis=0), 0), auc_hi + np.maximum(auc_moves.max(axis=0), 0)
+        loss_lo = loss_lo + np.minimum(loss_moves.min(axis=0), 0)
+        loss_hi = loss_hi + np.maximum(loss_moves.max(axis=0), 0)
+    return Estimate(auc, np.clip(auc_lo, 0, 1), np.clip(auc_hi, 0, 1), loss, np.maximum(loss_lo, 0), loss_hi,
+                    len(P), P.sum(axis=0))

@@ -1,0 +1,74 @@
+"""Per-country calibration: the error it measures, the maps that fix it, and the choice among them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hit_platform.domain.models.calibration import (METHODS, Calibrated, CountryCalibration, choose_calibration,
+                                                    expected_calibration_error, mean_log_loss, reliability)
+
+
+def _world(n: int = 4000, k: int = 72, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    true = rng.beta(0.5, 8, (n, k))
+    Y = rng.random((n, k)) < true
+    overconfident = 1 / (1 + np.exp(-(2.0 * np.log(true / (1 - true)) + 1.0)))  # logit doubled, shifted up
+    return true, Y, overconfident
+
+
+def test_the_error_is_small_for_true_probabilities_and_large_for_distorted_ones():
+    true, Y, distorted = _world()
+    assert expected_calibration_error(Y, true).mean() < 0.01
+    assert expected_calibration_error(Y, distorted).mean() > 0.02
+    curve = reliability(Y, true)
+    assert curve.mean_predicted.shape == (10, 72) and (curve.songs.sum(axis=0) == 4000).all()
+    assert np.nanmax(np.abs(curve.mean_predicted - curve.observed_rate)) < 0.06
+
+
+def test_platt_undoes_a_sigmoid_distortion_and_isotonic_any_monotone_one():
+    true, Y, distorted = _world()
+    platt = CountryCalibration("platt").fit(distorted, Y)
+    assert abs(np.median(platt.a_) - 0.5) < 0.03 and abs(np.median(platt.b_) + 0.5) < 0.15  # the inverse map
+    for method in ("platt", "isotonic"):
+        fixed = CountryCalibration(method).fit(distorted, Y).transform(distorted)
+        assert expected_calibration_error(Y, fixed).mean() < 0.01, method
+        assert mean_log_loss(Y, fixed) < mean_log_loss(Y, distorted) - 0.02
+        assert ((fixed >= 0) & (fixed <= 1)).all()
+
+
+def test_a_calibration_is_chosen_only_when_it_lowers_the_cross_fitted_validation_log_loss():
+    true, Y, distorted = _world()
+    kept = choose_calibration(true, Y)
+    assert kept.method == "none" and set(kept.val_log_loss) == set(METHODS)
+    fixed = choose_calibration(distorted, Y)
+    assert fixed.method in ("platt", "isotonic")
+    assert fixed.val_log_loss[fixed.method] < fixed.val_log_loss["none"]
+
+
+def test_a_country_of_one_class_and_bad_input():
+    rng = np.random.default_rng(1)
+    P = rng.random((200, 3))
+    Y = np.zeros((200, 3), dtype=bool)
+    Y[:40, 1] = True
+    for method in METHODS:
+        out = CountryCalibration(method).fit(P, Y).transform(P)
+        assert np.isfinite(out).all() and out[:, 0].max() < 0.05 if method != "none" else True
+    with pytest.raises(ValueError, match="expected one of"):
+        CountryCalibration("beta").fit(P, Y)
+    with pytest.raises(ValueError, match="must be the same"):
+        CountryCalibration("platt").fit(P, Y[:10])
+
+
+def test_a_calibrated_model_answers_its_models_probabilities_calibrated():
+    true, Y, distorted = _world(n=500, k=4)
+
+    class Fixed:
+        def predict_proba(self, X):
+            return distorted[X]
+
+    cal = CountryCalibration("isotonic").fit(distorted, Y)
+    model = Calibrated(Fixed(), cal)
+    rows = np.arange(10)
+    assert np.array_equal(model.predict_proba(rows), cal.transform(distorted[rows]))
+    assert np.array_equal(Calibrated(Fixed(), None).predict_proba(rows), distorted[rows])
