@@ -4,10 +4,12 @@ One landing file is one unit of work and one lake transaction:
 
 1. its content hash is checked against the files already landed (a file landed
    twice, under any name, is ingested once);
-2. DuckDB's own reader stages it as text columns in memory/spill, keeping row
-   order, so every row keeps its row number; a file that cannot be read whole
-   (truncated gzip, missing or renamed column, empty) is rejected with its
-   reason and nothing of it reaches the lake;
+2. DuckDB's own reader stages it in memory/spill (CSV as text, Parquet columns
+   already of the lake's type as they are), keeping row order, so every row
+   keeps its row number; a .gz is first inflated whole to a plain copy, which
+   DuckDB reads on every core; a file that cannot be read whole (truncated
+   gzip, missing or renamed column, empty) is rejected with its reason and
+   nothing of it reaches the lake;
 3. each row gets at most one reason, in a fixed order (missing required value,
    wrong type, out of range, unknown country, exact duplicate, key duplicate);
 4. one transaction writes the good rows (typed) to `raw.chart_rows`, the bad
@@ -23,7 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
+import time
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,6 +47,7 @@ log = logging.getLogger(__name__)
 
 LANDING_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 CLASSIFIED = "classified"  # temp table in the ingesting connection, not in the lake
+GUNZIPPED = ".gunzipped-"  # name prefix of a .gz file's plain copy in the spill folder while it is staged
 # What a raw row holds: the dump's values (with the release date's precision), then its lineage.
 RAW_VALUES = (*COLUMN_NAMES, RELEASE_DATE_PRECISION)
 RAW_COLUMNS = (*RAW_VALUES, "source_file", "file_sha256", "source_row", "ingested_at")
@@ -140,24 +149,24 @@ def _reader(path: Path, fmt: str) -> str:
             f"all_varchar = true, strict_mode = true, skip = 0, compression = 'auto')")
 
 
-def gzip_problem(path: Path) -> str | None:
-    """Why a gzip file cannot be read to its end, or None.
+def gunzip(path: Path, out: Path) -> str | None:
+    """Decompress the gzip file `path` into `out`; why it cannot be read to its end, or None.
 
     DuckDB reads a truncated gzip stream up to the cut without an error, which
-    would silently land part of a file; so every .gz is checked whole first
-    (zlib, one member after another: multi-member files are valid gzip).
+    would silently land part of a file; so every .gz is read whole first (zlib,
+    one member after another: multi-member files are valid gzip).
     """
     try:
-        with path.open("rb") as f:
+        with path.open("rb") as f, out.open("wb") as plain:
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
             started = False
             while block := f.read(1 << 22):
                 while block:
                     if d.eof:  # the previous member ended: a new one begins
                         d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    d.decompress(block)
+                    plain.write(d.decompress(block, 1 << 24))  # bounded: a small block may inflate a lot
                     started = True
-                    block = d.unused_data if d.eof else b""
+                    block = d.unused_data if d.eof else d.unconsumed_tail
         if started and not d.eof:
             return "truncated gzip: the compressed stream ends before its end-of-stream marker"
     except zlib.error as exc:
@@ -165,22 +174,53 @@ def gzip_problem(path: Path) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException) -> str:
-    """DuckDB's message on one line (it names the line and column where reading failed)."""
-    return " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())[:600]
+def _spill_folder(con: duckdb.DuckDBPyConnection) -> Path:
+    return Path(con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0])
+
+
+@contextmanager
+def _decompressed(con: duckdb.DuckDBPyConnection, path: Path) -> Iterator[Path]:
+    """The .gz file `path` checked and decompressed whole into the connection's spill folder (deleted
+    afterwards), or FileRejected. The check has to inflate it all anyway; keeping the output lets
+    DuckDB read a plain file on every core, where it reads a .gz on one."""
+    folder = _spill_folder(con)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f"{GUNZIPPED}{path.name}.", suffix=".csv", dir=folder)
+    os.close(fd)
+    copy = Path(name)
+    try:
+        if problem := gunzip(path, copy):
+            raise FileRejected(problem)
+        yield copy
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def _one_line(exc: BaseException, read: Path, path: Path) -> str:
+    """DuckDB's message on one line (it names the line and column where reading failed), naming the
+    landing file `path` also where DuckDB read its decompressed copy `read`."""
+    text = str(exc).replace(str(read), str(path))
+    return " ".join(line.strip() for line in text.strip().splitlines() if line.strip())[:600]
 
 
 def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
     """Read the whole file once into the temp table `classified` (see `classify_sql`), or reject it."""
     if path.stat().st_size == 0:
         raise FileRejected("empty file: 0 bytes")
-    if fmt == "csv.gz" and (problem := gzip_problem(path)):
-        raise FileRejected(problem)
-    reader = _reader(path, fmt)
+    if fmt != "csv.gz":
+        return _stage(con, path, fmt, read=path)
+    with _decompressed(con, path) as copy:
+        return _stage(con, path, fmt, read=copy)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, read: Path) -> int:
+    """Stage the landing file `path` as DuckDB reads it from `read` (the file, or its decompressed copy)."""
+    reader = _reader(read, fmt)
     try:
-        names = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()]
+        described = con.execute(f"DESCRIBE SELECT * FROM {reader}").fetchall()
     except duckdb.Error as exc:
-        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc)}") from exc
+        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc, read, path)}") from exc
+    names = [r[0] for r in described]
     if names != list(COLUMN_NAMES):
         missing = [c for c in COLUMN_NAMES if c not in names]
         unexpected = [c for c in names if c not in COLUMN_NAMES]
@@ -193,10 +233,9 @@ def stage_file(con: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> int:
             parts.append(f"columns out of order: {', '.join(names)}")
         raise FileRejected("; ".join(parts) + f" (expected the {len(COLUMN_NAMES)} dump columns in order)")
     try:
-        con.execute(classify_sql(reader))
+        n = con.execute(classify_sql(reader, {name: type_ for name, type_, *_ in described})).fetchall()[0][0]
     except duckdb.Error as exc:
-        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc)}") from exc
-    n = con.execute(f"SELECT count(*) FROM {CLASSIFIED}").fetchall()[0][0]
+        raise FileRejected(f"unreadable {fmt} file: {_one_line(exc, read, path)}") from exc
     if n == 0:
         raise FileRejected("empty file: a header but no rows")
     return n
@@ -251,22 +290,41 @@ def _num(x: float | None) -> str:
     return "-inf" if x is None else (str(int(x)) if float(x).is_integer() else str(x))
 
 
-def row_rules() -> list[Rule]:
-    """The per-row rules in checking order; a row gets the first one it breaks."""
-    rules = [Rule("missing_value", c.name, f"v_{c.name} IS NULL OR trim(v_{c.name}) = ''",
+def _text(name: str, native: frozenset[str] = frozenset()) -> str:
+    """SQL for a column's text as written: `v_<name>`, or for a column the file already holds in the
+    lake's type (`native`: Parquet), the text of its value `t_<name>`, made only where it is used."""
+    return f"CAST(t_{name} AS VARCHAR)" if name in native else f"v_{name}"
+
+
+def _missing(c: Column, v: str) -> str:
+    blank = f"{v} IS NULL OR trim({v}) = ''"
+    if c.sql_type == "VARCHAR":
+        return blank
+    # A blank text never parses as a number, date or boolean: only the values that did not parse are trimmed.
+    return f"t_{c.name} IS NULL AND ({blank})"
+
+
+def _out_of_range(c: Column) -> str:
+    t = f"t_{c.name}"
+    if c.min is not None and c.max is not None:
+        return f"{t} NOT BETWEEN {c.min} AND {c.max}"  # DuckDB sorts NaN above every number: it is outside too
+    bounds = [f"{t} < {c.min}"] if c.min is not None else [f"{t} > {c.max}"]
+    if c.sql_type == "DOUBLE":
+        bounds.append(f"isnan({t})")
+    return " OR ".join(bounds)
+
+
+def row_rules(native: frozenset[str] = frozenset()) -> list[Rule]:
+    """The per-row rules in checking order; a row gets the first one it breaks. Each condition tests
+    the cheap typed value first, so a good row costs few string operations."""
+    rules = [Rule("missing_value", c.name, _missing(c, _text(c.name, native)),
                   f"'missing value in required column {c.name}'") for c in DUMP_COLUMNS if c.required]
-    rules += [Rule("wrong_type", c.name, f"v_{c.name} IS NOT NULL AND t_{c.name} IS NULL",
+    rules += [Rule("wrong_type", c.name, f"t_{c.name} IS NULL AND {_text(c.name, native)} IS NOT NULL",
                    f"'{c.name}=' || {c.name} || ' is not a valid {c.sql_type}'")
               for c in DUMP_COLUMNS if c.sql_type != "VARCHAR"]
-    for c in DUMP_COLUMNS:
-        if c.min is None and c.max is None:
-            continue
-        bounds = [f"t_{c.name} < {c.min}"] if c.min is not None else []
-        bounds += [f"t_{c.name} > {c.max}"] if c.max is not None else []
-        if c.sql_type == "DOUBLE":
-            bounds.append(f"isnan(t_{c.name})")
-        rules.append(Rule("out_of_range", c.name, " OR ".join(bounds),
-                          f"'{c.name}=' || {c.name} || ' outside [{_num(c.min)}, {_num(c.max)}]'"))
+    rules += [Rule("out_of_range", c.name, _out_of_range(c),
+                   f"'{c.name}=' || {c.name} || ' outside [{_num(c.min)}, {_num(c.max)}]'")
+              for c in DUMP_COLUMNS if c.min is not None or c.max is not None]
     known = ", ".join(_sql_str(x) for x in COUNTRIES)
     rules.append(Rule("unknown_country", "country", f"t_country <> '{GLOBAL_CHART}' AND t_country NOT IN ({known})",
                       "'unknown country code ' || country || ' (not one of the 72, nor empty for global)'"))
@@ -281,21 +339,27 @@ DUPLICATE_RULES = (
 )
 
 
-def classify_sql(reader: str) -> str:
+def classify_sql(reader: str, source_types: dict[str, str]) -> str:
     """One pass over the file: typed values, the code of the first rule broken (`rule`, NULL =
-    good) and, for bad rows only, the original text. The table keeps the file's order (DuckDB
-    preserves insertion order), so its rowid + 1 is the row's 1-based position in the file."""
-    rules = row_rules()
-    inner = ", ".join(f"{c.name} AS v_{c.name}, {_typed(c, c.name)} AS t_{c.name}" for c in DUMP_COLUMNS)
+    good) and, for bad rows only, the original text of every column (`text`, a list in column
+    order: one NULL per good row instead of 25). The table keeps the file's order (DuckDB preserves
+    insertion order), so its rowid + 1 is the row's 1-based position in the file.
+
+    `source_types` are the reader's column types: CSV columns are all text; a Parquet column already
+    in the lake's type is kept as it is instead of being cast to text and parsed back."""
+    native = frozenset(c.name for c in DUMP_COLUMNS if c.sql_type != "VARCHAR" and source_types[c.name] == c.sql_type)
+    rules = row_rules(native)
+    source = ", ".join(c if c in native else f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMN_NAMES)
+    inner = ", ".join(f"{c.name} AS t_{c.name}" if c.name in native
+                      else f"{c.name} AS v_{c.name}, {_typed(c, c.name)} AS t_{c.name}" for c in DUMP_COLUMNS)
     rule_case = "CASE " + " ".join(f"WHEN {r.condition} THEN {i}" for i, r in enumerate(rules)) + " END"
-    precision = _release_date_precision("v_album_release_date", "t_album_release_date")
+    precision = _release_date_precision(_text("album_release_date", native), "t_album_release_date")
     typed = ", ".join(f"t_{c} AS {c}" for c in COLUMN_NAMES) + f", {precision} AS {RELEASE_DATE_PRECISION}"
-    text = ", ".join(f"CASE WHEN rule IS NOT NULL THEN v_{c} END AS text_{c}" for c in COLUMN_NAMES)
-    cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in COLUMN_NAMES)
+    text = ", ".join(_text(c, native) for c in COLUMN_NAMES)
     return f"""
         CREATE OR REPLACE TEMP TABLE {CLASSIFIED} AS
-        SELECT {typed}, rule, {text} FROM (
-            SELECT *, {rule_case} AS rule FROM (SELECT {inner} FROM (SELECT {cols} FROM {reader})))"""
+        SELECT {typed}, rule, CASE WHEN rule IS NOT NULL THEN [{text}] END AS text FROM (
+            SELECT *, {rule_case} AS rule FROM (SELECT {inner} FROM (SELECT {source} FROM {reader})))"""
 
 
 def find_duplicates(con: duckdb.DuckDBPyConnection) -> None:
@@ -365,7 +429,7 @@ def _quarantine_select(file_sql: str) -> str:
         if c == "album_release_date":
             return release_date_text(f"s.{c}", f"s.{RELEASE_DATE_PRECISION}")
         return f"CAST(s.{c} AS VARCHAR)"
-    text = ", ".join(f"coalesce(s.text_{c}, {as_text(c)}) AS {c}" for c in COLUMN_NAMES)
+    text = ", ".join(f"coalesce(s.text[{i}], {as_text(c)}) AS {c}" for i, c in enumerate(COLUMN_NAMES, 1))
     return f"""
         SELECT {', '.join(COLUMN_NAMES)}, {file_sql}, source_row, now(),
                {case(lambda r: _sql_str(r.reason))}, {case(lambda r: _sql_str(r.column))},
@@ -384,16 +448,33 @@ def already_landed(con: duckdb.DuckDBPyConnection, sha: str) -> str | None:
     return rows[0][0] if rows else None
 
 
+def quarantined_by_reason(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The staged file's bad rows by reason, counted in the temp tables (not in the lake's quarantine,
+    which holds every file's rows)."""
+    reasons = [r.reason for r in (*row_rules(), *DUPLICATE_RULES)]
+    counts: dict[str, int] = {}
+    for code, n in con.execute(f"""
+            SELECT rule, count(*) FROM (SELECT rule FROM {CLASSIFIED} WHERE rule IS NOT NULL
+                                        UNION ALL SELECT rule FROM duplicates)
+            GROUP BY rule""").fetchall():
+        counts[reasons[code]] = counts.get(reasons[code], 0) + n
+    return dict(sorted(counts.items()))
+
+
 def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = None) -> FileResult:
     """Ingest one landing file in one lake transaction (retried whole on conflicts)."""
+    fmt = landing_format(path)
+    if fmt is None:
+        raise ValueError(f"{path}: not a landing file (expected one of {', '.join(LANDING_SUFFIXES)})")
+    # hashlib lets other threads run: the file is hashed while DuckDB opens the lake, not after it
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-sha256")
+    hashing = hasher.submit(file_sha256, path)
+    hasher.shutdown(wait=False)  # its one thread ends with the hash
     own = con is None
     con = con or lake.connect()
     try:
         ensure_tables(lake, con)
-        fmt = landing_format(path)
-        if fmt is None:
-            raise ValueError(f"{path}: not a landing file (expected one of {', '.join(LANDING_SUFFIXES)})")
-        sha = file_sha256(path)
+        sha = hashing.result()
         prior = already_landed(con, sha)
         if prior is not None:
             return FileResult(path.name, sha, "already_landed", reason=f"same content as {prior}")
@@ -414,14 +495,14 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
                           meta + [rejection])
                 return FileResult(path.name, sha, "rejected", reason=rejection)
             find_duplicates(c)
+            by_reason = quarantined_by_reason(c)
+            quarantined = sum(by_reason.values())
             file_sql = f"{_sql_str(path.name)}, {_sql_str(sha)}"
             c.execute(f"INSERT INTO raw.chart_rows ({', '.join(RAW_COLUMNS)}) "
                       f"SELECT {', '.join('c.' + n for n in RAW_VALUES)}, {file_sql}, c.source_row, now() "
                       "FROM file_rows c ANTI JOIN duplicates d USING (source_row) WHERE c.rule IS NULL")
-            c.execute(f"INSERT INTO quarantine.chart_rows {_quarantine_select(file_sql)}")
-            by_reason = dict(c.execute("SELECT reason, count(*) FROM quarantine.chart_rows WHERE file_sha256 = ? "
-                                       "GROUP BY reason ORDER BY reason", [sha]).fetchall())
-            quarantined = sum(by_reason.values())
+            if quarantined:  # a clean file (the usual case) skips the statement
+                c.execute(f"INSERT INTO quarantine.chart_rows {_quarantine_select(file_sql)}")
             c.execute("INSERT INTO raw.landed_files VALUES (?, ?, ?, ?, 'ingested', ?, ?, ?, NULL, now())",
                       meta + [rows_read, rows_read - quarantined, quarantined])
             return FileResult(path.name, sha, "ingested", rows_read, rows_read - quarantined, quarantined,
@@ -440,11 +521,31 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
             con.close()
 
 
+def delete_leftover_copies(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[Path]:
+    """Delete the decompressed .gz copies an ingest killed while staging left in the spill folder, older
+    than HIT_LAKE_ORPHAN_GRACE_S (a younger one may be another ingest's, in use). Returns them."""
+    cutoff = time.time() - lake.settings.lake.orphan_grace_s
+    deleted = []
+    for copy in _spill_folder(con).glob(f"{GUNZIPPED}*"):
+        try:
+            if copy.stat().st_mtime < cutoff:
+                copy.unlink()
+                deleted.append(copy)
+        except FileNotFoundError:
+            pass  # another ingest deleted it first
+    if deleted:
+        log.warning("deleted %d decompressed copies of .gz files left by an ingest that died while staging: %s",
+                    len(deleted), ", ".join(p.name for p in deleted[:5]))
+    return deleted
+
+
 def ingest_landing(lake: Lake, files: list[Path]) -> list[FileResult]:
-    """Ingest the given landing files in order, one transaction each; first delete the data files an
-    ingest killed in the middle of its commit left behind (no snapshot references them)."""
+    """Ingest the given landing files in order, one transaction each; first delete what an ingest
+    killed in the middle left behind: data files of a commit (no snapshot references them) and
+    decompressed copies of .gz files."""
     with lake.connection() as con:
         lake.delete_orphaned_files(con)
+        delete_leftover_copies(lake, con)
         return [ingest_file(lake, path, con=con) for path in files]
 
 

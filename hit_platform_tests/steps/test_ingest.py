@@ -166,3 +166,27 @@ def test_rows_read_equals_raw_plus_quarantined_per_file(lake: Lake, settings):
                    (SELECT count(*) FROM quarantine.chart_rows q WHERE q.file_sha256 = f.file_sha256)
             FROM raw.landed_files f ORDER BY 1""").fetchall()
     assert check == [("a.csv", 2, 1, 1, 1, 1), ("b.csv", 2, 1, 1, 1, 1)]
+
+
+def test_a_gz_file_is_staged_from_a_plain_copy_that_never_outlives_its_ingest(lake: Lake, settings):
+    """A .gz is inflated once (its integrity check) into the spill folder, read from there, and the copy
+    deleted; a copy left by an ingest killed while staging is deleted by the next ingest once it is older
+    than the orphan grace (a younger one may be another ingest's, in use)."""
+    import os
+    import time
+
+    from hit_platform.steps.ingest import GUNZIPPED
+
+    spill = settings.warehouse / "duckdb_tmp"
+    spill.mkdir(parents=True, exist_ok=True)
+    old, young = spill / f"{GUNZIPPED}charts_history.csv.gz.abc.csv", spill / f"{GUNZIPPED}other.csv.gz.def.csv"
+    for copy in (old, young):
+        copy.write_text("left by a killed ingest\n")
+    hour_ago = time.time() - settings.lake.orphan_grace_s - 60
+    os.utime(old, (hour_ago, hour_ago))
+    path = settings.landing_dir / "day.csv.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(("\n".join([HEADER, row(), row(spotify_id="x2", daily_rank="2")]) + "\n").encode()))
+    [result] = ingest_landing(lake, [path])
+    assert (result.status, result.rows_raw) == ("ingested", 2)
+    assert sorted(p.name for p in spill.glob(f"{GUNZIPPED}*")) == [young.name]  # its own copy is gone too
