@@ -82,3 +82,33 @@ def test_a_world_ends_and_a_clock_set_back_takes_nothing_away(tmp_path):
     assert back.new_files == 0 and back.config.increments == 3
     with pytest.raises(OtherWorld, match="faults"):
         feed_day(landing, truth, DAY, {"missing_values": 3})
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "hit_platform.cli", *args], env={**os.environ, **(env or {})},
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_generate_into_a_folder_with_files_adds_only_the_next_days(tmp_path):
+    out = tmp_path / "landing"
+    small = ["generate", "--out", str(out), "--songs", "800", "--countries", "3", "--history-days", "5",
+             "--format", "csv"]
+    first = cli(*small, "--increments", "1")
+    assert first.returncode == 0, first.stderr
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    more = cli(*small, "--increments", "3")
+    assert more.returncode == 0, more.stderr
+    assert "2 new file(s)" in more.stdout and "2 already in place with the same bytes" in more.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert {k: after[k] for k in before} == before and len(after) == len(before) + 2
+    other = cli(*small, "--increments", "3", "--seed", "9")
+    assert other.returncode == 2 and "another generated world (seed 42 -> 9)" in other.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == after
+
+
+def test_demo_help_states_its_real_defaults():
+    out = cli("demo", "--help").stdout
+    assert "2024-01-01" not in out
+    assert "the first run picks it so that the history and its daily files end yesterday" in " ".join(out.split())
+    for default in ("(default 42)", "(default 20000)", "(default 120)", "(default 3)", "history days + 30"):
+        assert default in " ".join(out.split()), default
