@@ -152,6 +152,9 @@ class GateThresholds(BaseSettings):
         0.05, description="in no country may the candidate's ROC AUC be more than this below the champion's")
     max_log_loss_increase_vs_champion: float = Field(
         0.01, description="candidate mean log loss may be at most this much above the champion's")
+    max_calibration_error: float = Field(
+        0.01, description="candidate mean excess calibration error on the test split: its ECE (10 equal-mass "
+                          "bins per country) minus the ECE sampling alone gives a calibrated model on those songs")
 
 
 class MonitorThresholds(BaseSettings):

@@ -37,6 +37,7 @@ SLACK = 1e-9
 
 # A candidate metric that is NaN refuses before any threshold is looked at.
 FINITE_METRICS = "finite_metrics"
+NAN = float("nan")
 
 
 def _finite(x) -> bool:
@@ -52,7 +53,9 @@ def decide(candidate: dict, baseline: dict, champion: dict | None, t: GateThresh
       - max_auc_drop_vs_champion: champion mean AUC - candidate mean AUC <= the tolerance;
       - max_log_loss_increase_vs_champion: candidate mean log loss - champion's <= the tolerance;
       - max_country_auc_drop_vs_champion: in every country where both AUCs are finite,
-        champion AUC - candidate AUC <= the tolerance.
+        champion AUC - candidate AUC <= the tolerance;
+      - max_calibration_error: the candidate's mean excess calibration error (ECE minus the
+        noise floor of a calibrated model on these songs) <= the threshold, champion or not.
     Without a champion only the baseline margin applies (the reason says "no champion yet").
 
     Edges: a value exactly at its threshold passes (a gain equal to the margin, a drop or an
@@ -72,6 +75,16 @@ def decide(candidate: dict, baseline: dict, champion: dict | None, t: GateThresh
                                  "a model that cannot be measured is never promoted")
         return d
     auc = candidate["mean_roc_auc"]
+
+    rule, tol = "max_calibration_error", t.max_calibration_error
+    excess = candidate.get("mean_ece_excess")
+    if excess is not None:  # metric dicts made before calibration was measured have none
+        if not _finite(excess) or excess > tol + SLACK:
+            d.refuse(rule, f"mean excess calibration error {excess:.4f} (ECE {candidate.get('mean_ece', NAN):.4f}) "
+                           f"is above {rule} {tol}: its probabilities are not what they say")
+        else:
+            d.reasons.append(f"calibrated: mean ECE {candidate.get('mean_ece', NAN):.4f}, {excess:+.4f} over "
+                             "sampling noise")
 
     rule, need = "min_auc_gain_over_baseline", t.min_auc_gain_over_baseline
     if not _finite(baseline.get("mean_roc_auc")):

@@ -19,7 +19,8 @@ MARGIN, AUC_DROP, LOSS_UP, COUNTRY_DROP = ("min_auc_gain_over_baseline", "max_au
                                            "max_log_loss_increase_vs_champion", "max_country_auc_drop_vs_champion")
 # The shipped defaults, written out so that HIT_GATE_* in the environment cannot change the cases
 # (constructor arguments take precedence over the environment).
-DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05}
+CALIBRATION = "max_calibration_error"
+DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05, CALIBRATION: 0.01}
 
 
 def thresholds(**kw) -> GateThresholds:
@@ -201,3 +202,16 @@ def test_a_champion_that_cannot_be_measured_does_not_block():
     assert d.promote, d.summary
     assert "the champion's mean AUC is NaN: not compared" in d.summary
     assert "the champion's mean log loss is NaN: not compared" in d.summary
+
+
+@pytest.mark.parametrize("champion", [None, "champion"])
+def test_a_candidate_whose_probabilities_are_off_is_refused_with_or_without_a_champion(champion):
+    champ = metrics(0.75, 0.25) if champion else None
+    off = {**metrics(0.8, 0.2), "mean_ece": 0.04, "mean_ece_excess": 0.03}
+    refused_only_by(decide(off, BASELINE, champ, thresholds()), CALIBRATION)
+    at_threshold = {**metrics(0.8, 0.2), "mean_ece": 0.02, "mean_ece_excess": 0.01}
+    d = decide(at_threshold, BASELINE, champ, thresholds())
+    assert d.promote and "calibrated: mean ECE 0.0200, +0.0100 over sampling noise" in d.summary
+    refused_only_by(decide({**at_threshold, "mean_ece_excess": NAN}, BASELINE, champ, thresholds()), CALIBRATION)
+    # a metric dict without calibration (judged before it was measured) is not refused for it
+    assert decide(metrics(0.8, 0.2), BASELINE, champ, thresholds()).promote

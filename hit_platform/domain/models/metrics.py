@@ -18,6 +18,7 @@ import numpy as np
 from scipy.stats import rankdata
 
 from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.models.calibration import calibration_noise_floor, expected_calibration_error
 
 METRICS: tuple[str, ...] = ("roc_auc", "pr_auc", "log_loss", "brier")
 # Probabilities are clipped this far from 0 and 1 before the log (sklearn's log_loss does the same).
@@ -62,6 +63,11 @@ def evaluate(Y_true, P, countries: Sequence[str] = COUNTRIES) -> dict:
     per = {"roc_auc": roc_auc, "pr_auc": pr_auc, "log_loss": log_loss, "brier": brier}
     out: dict = {name: dict(zip(countries, map(float, values))) for name, values in per.items()}
     for name, values in per.items():
+        out[f"mean_{name}"] = float(values[both].mean()) if both.any() else float("nan")
+    ece = expected_calibration_error(Y, P)
+    excess = ece - calibration_noise_floor(P)
+    for name, values in (("ece", ece), ("ece_excess", excess)):
+        out[name] = dict(zip(countries, map(float, values)))
         out[f"mean_{name}"] = float(values[both].mean()) if both.any() else float("nan")
     out["countries_skipped"] = [c for c, ok in zip(countries, both) if not ok]
     out["n_songs"] = int(n)

@@ -72,3 +72,13 @@ def test_a_calibrated_model_answers_its_models_probabilities_calibrated():
     rows = np.arange(10)
     assert np.array_equal(model.predict_proba(rows), cal.transform(distorted[rows]))
     assert np.array_equal(Calibrated(Fixed(), None).predict_proba(rows), distorted[rows])
+
+
+@pytest.mark.parametrize("n", [500, 20_000])
+def test_the_excess_over_the_noise_floor_is_about_zero_for_a_calibrated_model_whatever_the_songs(n):
+    from hit_platform.domain.models.calibration import calibration_noise_floor, excess_calibration_error
+
+    true, Y, distorted = _world(n=n, seed=3)
+    assert expected_calibration_error(Y, true).mean() > 0.5 * calibration_noise_floor(true).mean()  # noise, not 0
+    assert abs(excess_calibration_error(Y, true).mean()) < 0.002
+    assert excess_calibration_error(Y, distorted).mean() > 0.015

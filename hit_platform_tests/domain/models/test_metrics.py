@@ -74,3 +74,13 @@ def test_bad_inputs():
         evaluate(Y, bad)
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         evaluate(Y, P + 1)
+
+
+def test_calibration_comes_with_the_metrics():
+    from hit_platform.domain.models.calibration import calibration_noise_floor, expected_calibration_error
+
+    Y, P = _case(n=2000)
+    m = evaluate(Y, P)
+    assert m["ece"]["US"] == pytest.approx(expected_calibration_error(Y, P)[COUNTRIES.index("US")])
+    assert m["mean_ece_excess"] == pytest.approx(np.mean(expected_calibration_error(Y, P) - calibration_noise_floor(P)))
+    assert abs(m["mean_ece_excess"]) < 0.003  # labels drawn from P: calibrated
