@@ -92,8 +92,8 @@ def model_requirements() -> list[str]:
 def flat_metrics(prefix: str, m: dict) -> dict[str, float]:
     """MLflow metrics: the means, and every per-country value (e.g. val_roc_auc_US)."""
     out = {f"{prefix}_{k}": float(v) for k, v in m.items() if k.startswith("mean_")}
-    for name in ("roc_auc", "pr_auc", "log_loss", "brier"):
-        out.update({f"{prefix}_{name}_{c}": float(v) for c, v in m[name].items()})
+    for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
+        out.update({f"{prefix}_{name}_{c}": float(v) for c, v in m.get(name, {}).items()})
     return out
 
 
@@ -169,7 +169,8 @@ class Tracker:
                 runs[r.family] = self.log_candidate(
                     run_name=r.family, params={"family": r.family, **r.params},
                     metrics={**flat_metrics("val", r.val_metrics), **flat_metrics("train", r.train_metrics),
-                             "fit_seconds": r.fit_seconds},
+                             "fit_seconds": r.fit_seconds,
+                             **{f"val_crossfit_log_loss_{m}": v for m, v in r.calibration_log_loss.items()}},
                     pipeline=r.pipeline, input_example=X_val, tags={**lineage, "family": r.family},
                     figures=figs, tables={"search": pd.DataFrame(r.search)})
             finally:

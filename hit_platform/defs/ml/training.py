@@ -131,7 +131,7 @@ def reproduce(lake: Lake, tracker: Tracker, recorded: dict) -> ReproResult:
                                                   for k, (a, b) in sorted(changed.items())))
     # The chosen hyper-parameters fitted again (no search): the same data and code must give the
     # same model, byte for byte.
-    rebuilt = refit(family, params, train.X, train.Y, seed=seed)
+    rebuilt = refit(family, params, train.X, train.Y, seed=seed, val_X=val.X, val_Y=val.Y)
     chose = fitted_params(rebuilt)  # what the fit chose again (e.g. boosting rounds)
     chose_differently = {k: (v, params.get(k)) for k, v in chose.items() if params.get(k) != v}
     if chose_differently:

@@ -211,6 +211,9 @@ class Calibrated(BaseEstimator):
     def fit(self, X, Y=None) -> Calibrated:  # both parts are fitted when composed: nothing to learn here
         return self
 
+    def __sklearn_is_fitted__(self) -> bool:  # what sklearn's Pipeline asks before predicting
+        return self.model is not None
+
     def predict_proba(self, X) -> np.ndarray:
         P = self.model.predict_proba(X)
         return P if self.calibration is None else self.calibration.transform(P)

@@ -12,6 +12,12 @@ with the best validation mean ROC AUC (ties: lower mean log loss).
 The `blend` family averages the logits of the chosen `trees` and `mlp`
 candidates (reusing them when they are trained in the same call).
 
+Calibration is chosen like a hyper-parameter: once a family's grid point is
+chosen, a per-country Platt or isotonic map (`calibration.choose_calibration`,
+two-fold cross-fitted on the validation split) is added to its pipeline when it
+lowers the validation log loss; `params["calibration"]` says which ("none",
+"platt", "isotonic"), and `refit` fits the same map again from the validation split.
+
 A fit depends only on (data, family, grid point, seed): families do not share
 random state, so training one family alone (families=["trees"]) rebuilds
 exactly the model it builds among all of them, and a family's grid points can
@@ -32,6 +38,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from hit_platform.domain.models.blend import LogitBlend
+from hit_platform.domain.models.calibration import Calibrated, CountryCalibration, choose_calibration
 from hit_platform.domain.models.estimators import CompiledLogistic, MultiLabelMLP, PriorRates
 from hit_platform.domain.models.frame import FeatureFrame, LogFeatures, feature_matrix, label_matrix
 from hit_platform.domain.models.metrics import evaluate
@@ -120,6 +127,7 @@ class CandidateResult:
     train_metrics: dict
     search: list[dict]
     fit_seconds: float
+    calibration_log_loss: dict[str, float] = field(default_factory=dict)  # cross-fitted, per method
 
 
 def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y, seed: int = 0,
@@ -190,27 +198,50 @@ def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, 
         if best_key is None or key < best_key:
             best, best_key = (params, pipeline, m), key
     params, pipeline, val_metrics = best
+    P_val = pipeline.predict_proba(val_X)
+    choice = choose_calibration(P_val, val_Y, seed)
+    params["calibration"] = choice.method
+    if choice.method != "none":
+        pipeline = with_calibration(pipeline, choice.calibration)
+        val_metrics = evaluate(val_Y, choice.calibration.transform(P_val))
     for member in family.members:  # what the blend is made of, flat (member.param)
         params.update({f"{member}.{k}": v for k, v in done[member].params.items()})
     train_metrics = evaluate(train_Y, pipeline.predict_proba(train_X))
     # The cost of this candidate from scratch: its own search plus its members'.
     seconds = time.perf_counter() - started + sum(done[m].fit_seconds for m in family.members)
     return CandidateResult(family=family.name, params=params, pipeline=pipeline, val_metrics=val_metrics,
-                           train_metrics=train_metrics, search=search, fit_seconds=seconds)
+                           train_metrics=train_metrics, search=search, fit_seconds=seconds,
+                           calibration_log_loss=choice.val_log_loss)
 
 
-def refit(family: str, params: dict, train_X: pd.DataFrame, train_Y, seed: int = 0) -> Pipeline:
+def with_calibration(pipeline: Pipeline, calibration: CountryCalibration) -> Pipeline:
+    """A fitted pipeline followed by its fitted per-country calibration."""
+    return Pipeline([("model", Calibrated(pipeline, calibration))])
+
+
+def refit(family: str, params: dict, train_X: pd.DataFrame, train_Y, seed: int = 0,
+          val_X: pd.DataFrame | None = None, val_Y=None) -> Pipeline:
     """The chosen grid point of `family` fitted again, with no search: `params` as a CandidateResult
     holds them (what the fit chose itself, like n_iter, is chosen again; a blend's members come
-    from their `member.param` entries). The reproducibility check rebuilds the model this way."""
+    from their `member.param` entries; a calibration is fitted again on val_X, val_Y). The
+    reproducibility check rebuilds the model this way."""
     fam = FAMILIES[family]
-    own = {k: v for k, v in params.items() if "." not in k and k not in FITTED_PARAMS}
+    own = {k: v for k, v in params.items() if "." not in k and k not in FITTED_PARAMS and k != "calibration"}
     if fam.members:
         members = {m: refit(m, {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(m + ".")},
-                            train_X, train_Y, seed) for m in fam.members}
-        return fam.build(own, seed, members)
-    train_Y = label_matrix(train_Y, len(feature_matrix(train_X)), where="train_Y")
-    return fam.build(own, seed).fit(train_X, train_Y)
+                            train_X, train_Y, seed, val_X, val_Y) for m in fam.members}
+        pipeline = fam.build(own, seed, members)
+    else:
+        train_Y = label_matrix(train_Y, len(feature_matrix(train_X)), where="train_Y")
+        pipeline = fam.build(own, seed).fit(train_X, train_Y)
+    method = params.get("calibration", "none")
+    if method == "none":
+        return pipeline
+    if val_X is None or val_Y is None:
+        raise ValueError(f"refit {family}: its calibration ({method}) is fitted on the validation split; "
+                         "pass val_X and val_Y")
+    val_Y = label_matrix(val_Y, len(feature_matrix(val_X)), where="val_Y")
+    return with_calibration(pipeline, CountryCalibration(method).fit(pipeline.predict_proba(val_X), val_Y))
 
 
 FITTED_PARAMS = ("n_iter",)
@@ -218,7 +249,10 @@ FITTED_PARAMS = ("n_iter",)
 
 def fitted_params(pipeline: Pipeline) -> dict:
     """What the fit chose by itself (boosting rounds kept by early stopping, optimiser iterations)."""
-    n_iter = getattr(pipeline[-1], "n_iter_", None)
+    last = pipeline[-1]
+    if isinstance(last, Calibrated):  # what the model under the calibration chose
+        last = last.model[-1]
+    n_iter = getattr(last, "n_iter_", None)
     return {} if n_iter is None else {"n_iter": int(n_iter)}
 
 

@@ -1,6 +1,7 @@
 """Same data, same seed -> byte-identical predictions, whatever the thread settings."""
 
 import numpy as np
+import pytest
 from threadpoolctl import threadpool_limits
 
 from hit_platform.domain.models import refit, train_candidates
@@ -49,10 +50,25 @@ def test_refit_of_the_chosen_parameters_rebuilds_the_same_model():
     """What the pipeline's reproducibility check does: fit the chosen grid point again, no search.
     The blend refits its members (trees, mlp) from their `member.param` entries and must still give
     the same bytes; so must every other family."""
-    Xt, Yt, _ = data()["train"]
+    (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
     for family, first in trained_candidates().items():
-        again = refit(family, first.params, Xt, Yt, seed=0)
+        assert first.params["calibration"] in ("none", "platt", "isotonic")
+        again = refit(family, first.params, Xt, Yt, seed=0, val_X=Xv, val_Y=Yv)
         assert again.predict_proba(_probe()).tobytes() == first.pipeline.predict_proba(_probe()).tobytes(), family
+
+
+def test_a_calibration_is_fitted_again_from_the_validation_split():
+    """A calibrated candidate (here forced: isotonic) refits to the same bytes, and says why it needs
+    the validation split when it is not given."""
+    (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
+    first = trained_candidates()["linear"]
+    params = {**first.params, "calibration": "isotonic"}
+    a = refit("linear", params, Xt, Yt, seed=0, val_X=Xv, val_Y=Yv)
+    b = refit("linear", params, Xt, Yt, seed=0, val_X=Xv, val_Y=Yv)
+    assert a.predict_proba(_probe()).tobytes() == b.predict_proba(_probe()).tobytes()
+    assert a.predict_proba(_probe()).tobytes() != first.pipeline.predict_proba(_probe()).tobytes()
+    with pytest.raises(ValueError, match="calibration \\(isotonic\\) is fitted on the validation split"):
+        refit("linear", params, Xt, Yt, seed=0)
 
 
 def test_grid_points_fitted_in_worker_processes_give_the_same_models():
