@@ -80,14 +80,23 @@ def previous_manifest(truth_dir: Path) -> dict | None:
         return None
 
 
+def manifest_world(manifest: dict) -> dict:
+    """The world a manifest was written for, as `GeneratorConfig.world()` gives it (JSON values; a
+    manifest from before worlds had a length of their own: its window, minimal quoting)."""
+    world = {k: manifest["config"].get(k) for k in ("seed", "songs", "start_date", "history_days", "fmt",
+                                                    "countries", "faults")}
+    world.update(world_days=manifest.get("world", {}).get("days", manifest["window"]["days"]),
+                 csv_quoting=manifest["config"].get("csv_quoting", "minimal"), faults=world["faults"] or {})
+    return world
+
+
 def check_same_world(cfg: GeneratorConfig) -> None:
     """Refuse to write into a folder that holds files generated for another world: its daily
     files would not continue them (and a file of the same name would be replaced)."""
     before = previous_manifest(cfg.truth_dir)
     if before is None or "config" not in before:
         return
-    old = {k: before["config"].get(k) for k in cfg.world()}
-    old["world_days"] = before.get("world", {}).get("days", before["window"]["days"])
+    old = manifest_world(before)
     present = [f["name"] for f in before.get("files", []) if (Path(cfg.out_dir) / f["name"]).exists()]
     if present and old != cfg.world():
         differ = ", ".join(f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.world().items() if old[k] != v)

@@ -8,12 +8,12 @@ are never rewritten and only the new days' files land, as from a real daily feed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 
 from hit_platform.generator.config import GeneratorConfig
-from hit_platform.generator.dump import OtherWorld, previous_manifest
+from hit_platform.generator.dump import OtherWorld, manifest_world, previous_manifest
 
 # A world made here has this many days after its history: the daily files it can still land.
 DAILY_FILES = 30
@@ -61,19 +61,16 @@ def feed_day(out_dir: Path, truth_dir: Path, today: date, faults: dict[str, int]
                               faults=DEFAULT_FAULTS if faults is None else faults)
         written = -1  # not even the history
     else:
-        old = before["config"]
-        world = {"seed": old["seed"], "songs": old["songs"], "history_days": old["history_days"],
-                 "fmt": old["fmt"], "csv_quoting": old.get("csv_quoting", "minimal"), "countries": old["countries"],
-                 "start_date": date.fromisoformat(old["start_date"]),
-                 "world_days": before.get("world", {}).get("days", before["window"]["days"])}
+        world = manifest_world(before)
+        world["start_date"] = date.fromisoformat(world["start_date"])
+        old_faults = world.pop("faults")
         differ = {k: (world[k], v) for k, v in given.items() if k in world and world[k] != v}
-        if differ or (faults is not None and faults != old.get("faults", {})):
+        if differ or (faults is not None and faults != old_faults):
             what = ", ".join(f"{k} {a!r} (asked {b!r})" for k, (a, b) in differ.items()) or "its faults"
             raise OtherWorld(f"{out_dir} holds the files of a generated world that differs in {what}; it is "
                              "continued as it is, never rewritten. Run without those options to continue it, or "
                              "start a new world in an empty warehouse (HIT_WAREHOUSE=...)")
-        cfg = GeneratorConfig(out_dir=out_dir, truth_dir=truth_dir, faults=old.get("faults", {}), increments=0,
-                              **world)
+        cfg = GeneratorConfig(out_dir=out_dir, truth_dir=truth_dir, faults=old_faults, increments=0, **world)
         gone = [f["name"] for f in before["files"] if f["kind"] != "fault" and not (out_dir / f["name"]).exists()]
         written = before["window"]["increments"] if not gone else -1
     last_possible = cfg.horizon - cfg.history_days
@@ -82,12 +79,7 @@ def feed_day(out_dir: Path, truth_dir: Path, today: date, faults: dict[str, int]
         raise ValueError(f"the history ({cfg.history_days} days from {cfg.start_date}) ends after yesterday "
                          f"({yesterday}): choose an earlier --start-date")
     increments = max(increments, written)  # a clock set back never takes files away
-    cfg = GeneratorConfig(**{**_fields(cfg), "increments": increments})
+    cfg = replace(cfg, increments=increments)
     ended = cfg.world_end_date < yesterday
     return FeedDay(cfg, increments - written, before is None, ended)
 
-
-def _fields(cfg: GeneratorConfig) -> dict:
-    return {k: getattr(cfg, k) for k in ("out_dir", "truth_dir", "seed", "songs", "history_days", "increments",
-                                         "start_date", "fmt", "csv_quoting", "world_days", "countries", "faults",
-                                         "chunk_days")}
