@@ -115,8 +115,9 @@ class JournalCommitter:
         if self._thread is None:
             def run():
                 lower_this_threads_priority()
-                try:  # a cold connection (extensions, catalog) costs more than a commit: open it now
-                    self._connection()
+                try:  # a cold connection (extensions, catalog) costs more than a commit: open it now,
+                    # and create the table, so that the log is there to query before its first rows
+                    self.lake.write(ensure_inference_log, con=self._connection(), what="inference log table")
                 except Exception as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"  # the rounds below retry
                 while True:
