@@ -10,7 +10,7 @@ alternating rounds on the same file (bare, platform, bare, platform, ...),
             lake connection as a one-file ingest does
 and, as a second anchor, what a user would run instead to get the file into the lake unchecked
 (open the same DuckLake, CREATE TABLE AS read_csv). It prints each round's rows/s and ratios,
-then the median ratio to bare (target >= 0.5). On a shared
+then the median ratio to bare (target >= 0.7, issue #15). On a shared
 machine the rounds' spread says how far one figure can be trusted. "lake open s" is one more
 Lake.connect of the same lake, timed apart: the share of platform s that is opening the lake
 (loading the DuckDB extensions, which checks their signatures, and attaching the catalog).
@@ -33,7 +33,7 @@ from hit_platform.steps.ingest import ingest_file, landing_files
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 
-TARGET = 0.5  # platform rows/s over bare rows/s (issue #15)
+TARGET = 0.7  # platform rows/s over bare rows/s, each round (issue #15)
 
 
 def one_file_dump(settings: Settings, rows: int, fmt: str) -> tuple[Path, int]:
