@@ -14,7 +14,7 @@ import duckdb
 from hit_platform.adapters.lake.tables import ALERTS_DDL
 from hit_platform.adapters.lake.connection import Lake
 
-KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "ingest", "inference_log")
+KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "performance_estimate", "ingest", "inference_log")
 SEVERITIES = ("warning", "error")
 
 
@@ -42,11 +42,13 @@ def insert_alert(con: duckdb.DuckDBPyConnection, *, kind: str, severity: str, wh
     return alert_id
 
 
-def list_alerts(lake: Lake, limit: int = 50, kind: str | None = None) -> list[dict]:
+def list_alerts(lake: Lake, limit: int = 50, kind: str | tuple[str, ...] | None = None) -> list[dict]:
+    """The newest alerts first, optionally of one kind or of any of several."""
+    kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
     with lake.connection(read_only=True) as con:
         if not lake.table_exists(con, "ops", "alerts"):
             return []
-        where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+        where, params = (f"WHERE kind IN ({', '.join('?' * len(kinds))})", list(kinds)) if kinds else ("", [])
         rows = con.execute(f'SELECT raised_at, kind, severity, what, "where", dagster_run_id, details, alert_id '
                            f"FROM ops.alerts {where} ORDER BY raised_at DESC LIMIT ?", params + [limit]).fetchall()
     cols = ("raised_at", "kind", "severity", "what", "where", "dagster_run_id", "details", "alert_id")

@@ -405,6 +405,34 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 
 
+def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.steps.performance_estimates import latest
+
+    df = latest(Lake(settings), source=args.source, metric=args.metric)
+    if df.empty:
+        print("no performance estimates yet: ops/performance_estimate makes them (it runs with the monitors: "
+              "`hit-platform build`, or `dagster dev`'s automation)")
+        return 0
+    df = df.head(args.limit) if args.limit else df
+    if args.json:
+        for r in df.to_dict("records"):
+            print(json.dumps({k: (v.isoformat() if hasattr(v, "isoformat") else None if v != v else v)
+                              for k, v in r.items()}, default=str))
+        return 0
+    first = df.iloc[0]
+    name = "ROC AUC" if args.metric == "roc_auc" else "log loss"
+    span = ("" if first["source"] == "batch" else
+            f" of {first['window_start']:%Y-%m-%d %H:%M} - {first['window_end']:%Y-%m-%d %H:%M} UTC")
+    print(f"estimated {name} of model version {first['model_version']} without labels: {first['songs']:,} "
+          f"{first['source']} songs{span} (estimated {first['estimated_at']:%Y-%m-%d %H:%M:%S} UTC), worst first")
+    print(f"{'country':<8} {'estimate':>8}  {'90% interval':<16} {'test':>6} {'change':>7}  realized (songs)")
+    for r in df.itertuples():
+        real = "" if r.realized is None or r.realized != r.realized else f"{r.realized:.3f} ({int(r.realized_songs):,})"
+        print(f"{r.country:<8} {r.estimate:8.3f}  [{r.lower:.3f}, {r.upper:.3f}]   {r.reference:6.3f} "
+              f"{r.estimate - r.reference:+7.3f}  {real}")
+    return 0
+
 
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hit-platform", description=__doc__,
@@ -452,6 +480,17 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--kind", choices=ALERT_KINDS)
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("monitor", help="the latest label-free performance estimate per country, worst first",
+                       description="ROC AUC (or log loss) per country of the serving model on the songs it served "
+                                   "in the monitoring window (or its latest batch), estimated from its own "
+                                   "probabilities before labels arrive, with 90%% intervals, the value on its test "
+                                   "split, and the realized value once the labels are in the lake.")
+    p.add_argument("--source", choices=("served", "batch"), help="default: the newest estimate, served first")
+    p.add_argument("--metric", choices=("roc_auc", "log_loss"), default="roc_auc")
+    p.add_argument("--limit", type=int, default=0, help="show the N worst countries (default: all 72)")
+    p.add_argument("--json", action="store_true", help="one JSON object per country")
+    p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")
     p.set_defaults(func=cmd_status)

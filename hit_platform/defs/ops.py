@@ -1,14 +1,19 @@
 """Monitoring assets (`ops`): is the deployed model still right, and is serving healthy?
 
-Each one appends its figures to `ops.monitor_metrics`; a breach of a threshold
-(`HIT_MONITOR_*`) writes an alert to `ops.alerts` (kind `drift` for the two drift
-monitors, which makes the drift sensor retrain; `monitor_breach` otherwise).
+Each one appends its figures to `ops.monitor_metrics` (the performance estimate: to
+`ops.performance_estimates`); a breach of a threshold (`HIT_MONITOR_*`) writes an alert to
+`ops.alerts` (kind `drift` for the two drift monitors and `performance_estimate` for the
+estimate, which make the drift sensor retrain; `monitor_breach` otherwise).
 """
 
+from datetime import datetime, timedelta, timezone
+
 import dagster as dg
+import pandas as pd
 
 from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.steps import monitors as monitor_steps
+from hit_platform.steps import performance_estimates as estimates
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.steps.datasets import load_split
 from hit_platform.adapters.reports.dashboard import render as render_dashboard
@@ -23,8 +28,10 @@ SERVED_FEATURE_DRIFT = dg.AssetKey(["ops", "served_feature_drift"])
 PREDICTION_DRIFT = dg.AssetKey(["ops", "prediction_drift"])
 DELAYED_LABELS = dg.AssetKey(["ops", "delayed_label_evaluation"])
 SERVING_HEALTH = dg.AssetKey(["ops", "serving_health"])
-MONITORS = [SERVED_FEATURE_DRIFT, PREDICTION_DRIFT, DELAYED_LABELS, SERVING_HEALTH]
-ALERT_KIND = {"served_feature_drift": "drift", "prediction_drift": "drift"}
+PERFORMANCE_ESTIMATE = dg.AssetKey(["ops", "performance_estimate"])
+MONITORS = [SERVED_FEATURE_DRIFT, PREDICTION_DRIFT, DELAYED_LABELS, SERVING_HEALTH, PERFORMANCE_ESTIMATE]
+ALERT_KIND = {"served_feature_drift": "drift", "prediction_drift": "drift",
+              **{f"performance_estimate_{s}": "performance_estimate" for s in estimates.SOURCES}}
 
 
 def _champion(tracking: TrackingResource):
@@ -33,15 +40,22 @@ def _champion(tracking: TrackingResource):
     return info, snapshot
 
 
-def _report(context: dg.AssetExecutionContext, lake: LakeResource, result: monitor_steps.MonitorResult):
+def _record(context: dg.AssetExecutionContext, lake: LakeResource, result: monitor_steps.MonitorResult,
+            where: str | None = None, details: dict | None = None) -> int:
+    """Append the result to ops.monitor_metrics and, on a breach, raise its alert; returns the snapshot written."""
     the_lake = lake.lake()
     written = monitor_steps.record(the_lake, result, context.run.run_id)
     if result.breached:
         raise_alert(the_lake, kind=ALERT_KIND.get(result.monitor, "monitor_breach"), severity="warning",
-                    what=result.summary, where=f"ops/{result.monitor}", run_id=context.run.run_id,
+                    what=result.summary, where=where or f"ops/{result.monitor}", run_id=context.run.run_id,
                     alert_id=f"{result.monitor}:{context.run.run_id}",
-                    details={"model_version": result.model_version, **result.metrics})
+                    details={"model_version": result.model_version, **result.metrics, **(details or {})})
         context.log.warning(f"{result.monitor}: {result.summary}")
+    return written
+
+
+def _report(context: dg.AssetExecutionContext, lake: LakeResource, result: monitor_steps.MonitorResult):
+    written = _record(context, lake, result)
     return dg.MaterializeResult(metadata={**result.metadata(), "lake_snapshot_id": written})
 
 
@@ -93,7 +107,48 @@ def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResour
             promoted = judged[-1].candidate_mean_roc_auc if judged else None
             result = monitor_steps.delayed_label_evaluation(the_lake, con, monitors.thresholds(), info.version,
                                                          promoted)
+    realized = estimates.realize(the_lake)  # the labels that arrived, beside the label-free estimates
+    context.log.info(f"realized values written beside {realized} performance estimate rows")
     return _report(context, lake, result)
+
+
+@dg.asset(key=PERFORMANCE_ESTIMATE, deps=[DEPLOYMENT, BATCH_PREDICTIONS], group_name="ops", code_version="1",
+          kinds={"duckdb", "sklearn"})
+def performance_estimate(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
+                         monitors: MonitorsResource) -> dg.MaterializeResult:
+    """The serving model's ROC AUC and log loss per country, estimated without labels from its own
+    probabilities (with intervals from sampling and from its calibration error on the test split), on
+    the songs it served in the window and on its latest batch predictions; appended to
+    `ops.performance_estimates`. Too many countries estimated well below their test AUC raise an alert
+    (kind `performance_estimate`), which retrains like a drift alert. A change of taste it cannot see:
+    `ops/delayed_label_evaluation` catches that once labels arrive, and writes the realized values here."""
+    info, snapshot = _champion(tracking)
+    t, the_lake = monitors.thresholds(), lake.lake()
+    if info is None or snapshot is None:
+        return dg.MaterializeResult(metadata={"summary": "no champion yet", "breached": False})
+    with the_lake.connection(read_only=True) as con:
+        test = load_split(con, "test", snapshot)
+        reference = estimates.Reference.from_test(test.Y, tracking.tracker().load_version(info.version)
+                                                  .predict_proba(test.X))
+        end = datetime.now(timezone.utc)
+        populations = [estimates.served_population(the_lake, con, info.version,
+                                                   end - timedelta(hours=t.window_hours), end),
+                       estimates.batch_population(the_lake, con, info.version)]
+    results = [estimates.estimate_population(p, info.version, reference, t, context.run.run_id, end)
+               for p in populations if p is not None]
+    made = [r for r in results if not r.rows.empty]
+    if made:
+        estimates.append(the_lake, pd.concat([r.rows for r in made], ignore_index=True))
+    meta = {"model_version": info.version, "breached": any(r.breached for r in results)}
+    for r in results:
+        meta["lake_snapshot_id"] = _record(context, lake, r.monitor_result(), where="ops/performance_estimate",
+                                           details={"degraded": r.degraded})
+        meta[f"{r.source}_summary"] = r.summary
+        if not r.rows.empty:
+            meta[f"{r.source}_songs"] = int(r.rows["songs"].iloc[0])
+            meta[f"{r.source}_worst_countries"] = dg.MetadataValue.md(
+                r.worst(10).to_markdown(index=False, floatfmt=".3f"))
+    return dg.MaterializeResult(metadata=meta)
 
 
 @dg.asset(key=SERVING_HEALTH, deps=[DEPLOYMENT], group_name="ops", code_version="1", kinds={"ray"})

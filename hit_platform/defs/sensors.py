@@ -69,17 +69,23 @@ def _training_active(instance: dg.DagsterInstance) -> bool:
     return False
 
 
+RETRAIN_ON = ("drift", "performance_estimate")  # the alert kinds that retrain
+
+
 def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
-    """A drift alert (ops.alerts, kind `drift`: the features' drift gate or a drift monitor) retrains:
+    """A drift alert (ops.alerts, kind `drift`: the features' drift gate or a drift monitor), or a
+    performance estimate alert (kind `performance_estimate`: too many countries estimated well below
+    their test AUC), retrains:
     candidates -> evaluation -> promotion -> batch predictions -> serving. At most once per data
     version (run key = `drift:<lake snapshot of ml.features>`): retraining again on the same data
     gives the same model, so a drift that persists does not retrain in a loop. Skipped when the
     candidates were rebuilt after the alert anyway (new data retrains by itself); waits while a
     training run is under way."""
     since = datetime.fromisoformat(context.cursor) if context.cursor else None
-    alerts = [a for a in list_alerts(lake.lake(), limit=100, kind="drift") if since is None or a["raised_at"] > since]
+    alerts = [a for a in list_alerts(lake.lake(), limit=100, kind=RETRAIN_ON)
+              if since is None or a["raised_at"] > since]
     if not alerts:
-        return dg.SkipReason("no new drift alerts")
+        return dg.SkipReason(f"no new {' or '.join(RETRAIN_ON)} alerts")
     if _training_active(context.instance):
         return dg.SkipReason(f"{len(alerts)} drift alert(s) wait: a training run is under way")
     newest = max(alerts, key=lambda a: a["raised_at"])
@@ -95,7 +101,7 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     meta = features.asset_materialization.metadata
     data_version = meta["lake_snapshot_id"].value if "lake_snapshot_id" in meta else features.run_id
     return dg.RunRequest(run_key=f"drift:{data_version}", asset_selection=RETRAIN,
-                         tags={"trigger": "drift_alert", "alert_id": newest["alert_id"][:200],
+                         tags={"trigger": f"{newest['kind']}_alert", "alert_id": newest["alert_id"][:200],
                                "features_snapshot": str(data_version)})
 
 

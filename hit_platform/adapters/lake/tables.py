@@ -120,6 +120,14 @@ METRICS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitor_metrics (
     checked_at TIMESTAMPTZ, monitor VARCHAR, model_version VARCHAR, metric VARCHAR, value DOUBLE,
     threshold DOUBLE, breached BOOLEAN, dagster_run_id VARCHAR)"""
 
+# One row per (estimate, country, metric): the label-free estimate with its interval, the value the
+# model was promoted with on its test split (`reference`), and, once labels arrive, the realized value.
+PERFORMANCE_ESTIMATES_DDL = """CREATE TABLE IF NOT EXISTS ops.performance_estimates (
+    estimated_at TIMESTAMPTZ, model_version VARCHAR, source VARCHAR, window_start TIMESTAMPTZ,
+    window_end TIMESTAMPTZ, country VARCHAR, metric VARCHAR, estimate DOUBLE, lower DOUBLE, upper DOUBLE,
+    songs BIGINT, reference DOUBLE, realized DOUBLE, realized_songs BIGINT, realized_at TIMESTAMPTZ,
+    dagster_run_id VARCHAR)"""
+
 ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
     alert_id VARCHAR, raised_at TIMESTAMPTZ, kind VARCHAR, severity VARCHAR, what VARCHAR, "where" VARCHAR,
     dagster_run_id VARCHAR, details VARCHAR)"""

@@ -1,6 +1,7 @@
 """The dashboard: one self-contained HTML page (inline PNG plots, no server) read from the lake.
 
 Model quality over versions (ml.evaluations), the champion's per-country ROC AUC,
+its label-free performance estimate against the realized values (ops.performance_estimates),
 drift (features at each data version and served songs), serving latency over time
 (ops.inference_log), the latest monitor results and the latest alerts.
 """
@@ -139,6 +140,51 @@ def _latency(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, dict]:
     return _png(fig), {"requests": total, "errors": sum(r[4] for r in rows)}
 
 
+def _estimates(con: duckdb.DuckDBPyConnection, lake: Lake, countries: int = 5) -> str:
+    """Estimated (no labels) against realized ROC AUC over time, for the countries worst in the newest
+    estimate, and the newest estimate's ten worst countries."""
+    if not lake.table_exists(con, "ops", "performance_estimates"):
+        return "<p>No performance estimate yet.</p>"
+    newest = con.execute("""SELECT estimated_at, source, model_version FROM ops.performance_estimates
+                            ORDER BY estimated_at DESC, source DESC LIMIT 1""").fetchall()
+    if not newest:
+        return "<p>No performance estimate yet.</p>"
+    at, source, version = newest[0]
+    worst = con.execute("""SELECT country, estimate, lower, upper, reference, estimate - reference AS change,
+                                  realized, realized_songs, songs
+                           FROM ops.performance_estimates
+                           WHERE estimated_at = ? AND source = ? AND metric = 'roc_auc'
+                           ORDER BY change LIMIT 10""", [at, source]).fetchall()
+    shown = [r[0] for r in worst[:countries]]
+    history = con.execute("""SELECT country, estimated_at, estimate, lower, upper, realized, reference
+                             FROM ops.performance_estimates
+                             WHERE source = ? AND metric = 'roc_auc' AND country IN (SELECT unnest(?))
+                             ORDER BY estimated_at""", [source, shown]).fetchall()
+    fig, ax = plt.subplots(figsize=(9, 3.5))
+    for i, c in enumerate(shown):
+        pts = [h for h in history if h[0] == c]
+        color = f"C{i}"
+        xs = [p[1] for p in pts]
+        ax.plot(xs, [p[2] for p in pts], "o-", color=color, label=f"{c} estimated")
+        ax.fill_between(xs, [p[3] for p in pts], [p[4] for p in pts], color=color, alpha=0.15)
+        real = [(p[1], p[5]) for p in pts if p[5] is not None and np.isfinite(p[5])]
+        if real:
+            ax.plot([r[0] for r in real], [r[1] for r in real], "x", color=color, markersize=9,
+                    label=f"{c} realized")
+        ax.axhline(pts[-1][6], color=color, linewidth=0.6, linestyle=":")
+    ax.set_ylabel("ROC AUC")
+    ax.set_title(f"Estimated (line, 90% band) vs realized (x) ROC AUC, {source} songs; dotted: test AUC")
+    ax.legend(fontsize=7, ncol=2)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    note = (f"<p>Newest estimate: model version {html.escape(str(version))}, {worst[0][8] if worst else 0} "
+            f"{html.escape(source)} songs, {at:%Y-%m-%d %H:%M:%S} UTC. The estimate sees a shift of the songs, not "
+            f"a change of taste: the realized value (once labels arrive) does.</p>")
+    return note + _png(fig) + _table(
+        [(c, e, f"[{lo:.3f}, {hi:.3f}]", ref, ch, real, n) for c, e, lo, hi, ref, ch, real, n, _ in worst],
+        ("country", "estimated AUC", "90% interval", "test AUC", "change", "realized AUC", "realized songs"))
+
+
 def _monitors(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, list]:
     if not lake.table_exists(con, "ops", "monitor_metrics"):
         return "", []
@@ -155,11 +201,12 @@ def render(lake: Lake) -> Dashboard:
         quality, q = _quality(con, lake)
         drift = _drift(con, lake)
         latency, lat = _latency(con, lake)
+        estimated = _estimates(con, lake)
         monitors, mon = _monitors(con, lake)
         snapshot = lake.snapshot_id(con)
     alerts = list_alerts(lake, limit=30)
     now = datetime.now(timezone.utc)
-    sections = ["Model quality", "Drift", "Serving", "Monitors", "Alerts"]
+    sections = ["Model quality", "Performance estimate", "Drift", "Serving", "Monitors", "Alerts"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hit_platform dashboard</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1000px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{max-width:100%}}</style></head><body>
@@ -167,6 +214,7 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{max-width:10
 <p>Built {now:%Y-%m-%d %H:%M:%S} UTC from lake snapshot {snapshot}. Champion: version {q.get('version', 'none')},
 test mean ROC AUC {_fmt(q.get('auc'))} (oracle {_fmt(q.get('oracle'))}).</p>
 <h2>Model quality</h2>{quality}
+<h2>Performance estimate</h2>{estimated}
 <h2>Drift</h2>{drift}
 <h2>Serving</h2>{latency}
 <h2>Monitors</h2>{monitors or '<p>No monitor has run yet.</p>'}
