@@ -11,6 +11,7 @@ import functools
 import logging
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters import pyfunc_flavor
@@ -164,6 +166,8 @@ class Tracker:
             P_val = r.pipeline.predict_proba(X_val)
             figs = {"auc_by_country": plots.auc_bars(r.val_metrics["roc_auc"], f"{r.family}: validation ROC AUC"),
                     "calibration": plots.calibration(Y_val, P_val, f"{r.family}: calibration (validation)"),
+                    "reliability_by_country": plots.reliability_by_country(
+                        Y_val, P_val, f"{r.family}: reliability by country (validation)"),
                     "roc": plots.roc(Y_val, P_val, f"{r.family}: ROC (validation)")}
             try:
                 runs[r.family] = self.log_candidate(
@@ -176,6 +180,16 @@ class Tracker:
             finally:
                 plots.close(*figs.values())
         return runs
+
+    def log_to_run(self, run_id: str, metrics: dict[str, float], figures: dict[str, object]) -> None:
+        """Add metrics and figures (as plots/<name>.png) to an existing run, e.g. a candidate's test
+        results measured after its run ended. Non-finite metrics are left out, as in `log_candidate`."""
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items() if np.isfinite(v)]
+        for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(run_id, metrics=batch[start:start + 1000])
+        for name, fig in figures.items():
+            self.client.log_figure(run_id, fig, f"plots/{name}.png")
 
     def register(self, model_uri: str, run_id: str, tags: dict[str, str]) -> ModelVersionInfo:
         """A new version of the registered model (created on first use)."""

@@ -58,7 +58,8 @@ def _overrides(text: str, resource: str) -> dict:
 
 
 PROMOTION_THRESHOLDS = ("min_auc_gain_over_baseline", "max_auc_drop_vs_champion",
-                        "max_country_auc_drop_vs_champion", "max_log_loss_increase_vs_champion")
+                        "max_country_auc_drop_vs_champion", "max_log_loss_increase_vs_champion",
+                        "max_calibration_error")
 
 
 class GatesResource(dg.ConfigurableResource):

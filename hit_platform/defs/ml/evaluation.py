@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
+from hit_platform.adapters.tracking import Tracker, flat_metrics
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import load_split
 from hit_platform.defs import gate_policy
@@ -34,7 +35,9 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     """The best candidate scored on the test split (at the lake snapshot it was trained on) against
     (a) the per-country prior baseline, (b) the current champion on the same test rows and (c) the
     generator's oracle probabilities when present (the best any model can do), with the promotion
-    decision. Appended to `ml.evaluations`, so the history can be queried."""
+    decision. Appended to `ml.evaluations`, so the history can be queried. The candidate's calibration
+    on the test split goes into its MLflow run: test_ece_<country>, test_mean_ece, test_mean_ece_excess
+    and plots/reliability_by_country_test.png."""
     cand = _upstream(context, CANDIDATES)
     snapshot, version = cand["lake_snapshot_id"], cand["best_model_version"]
     tracker, the_lake = tracking.tracker(), lake.lake()
@@ -42,7 +45,8 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
         test = load_split(con, "test", snapshot)
     current = tracker.champion_info()
     champion = current if current is not None and current.version != version else None  # not against itself
-    j = judge(test.Y, tracker.load_version(version).predict_proba(test.X),
+    P_test = tracker.load_version(version).predict_proba(test.X)
+    j = judge(test.Y, P_test,
               tracker.load_uri(cand["baseline_model_uri"]).predict_proba(test.X),
               tracker.load_version(champion.version).predict_proba(test.X) if champion else None,
               oracle_matrix(lake.settings().oracle, test.spotify_ids), gates_config.thresholds())
@@ -53,11 +57,26 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
         champion.version if champion else None, *(_means(j.champion) + _means(j.oracle)),
         j.auc_ratio_to_oracle, j.log_loss_ratio_to_oracle, j.decision.promote, j.decision.summary,
         json.dumps(j.candidate["roc_auc"]))
+    _log_test_calibration(tracker, cand["best_run_id"], cand["best_family"], test.Y, P_test, j.candidate)
     with the_lake.connection() as con:
         the_lake.write(lambda c: append_evaluation(c, record), con=con, what="ml.evaluations")
         written = the_lake.snapshot_id(con)
     tracker.set_version_tag(version, "evaluation", j.decision.summary[:500])
-    return dg.MaterializeResult(metadata=_metadata(record, written, current))
+    return dg.MaterializeResult(metadata=_metadata(record, written, current) | {
+        "test_mean_ece": j.candidate["mean_ece"], "test_mean_ece_excess": j.candidate["mean_ece_excess"]})
+
+
+def _log_test_calibration(tracker: Tracker, run_id: str, family: str, Y, P, metrics: dict) -> None:
+    """The candidate's calibration on the test split, into its own MLflow run: ECE per country and its
+    means (test_ece_US, test_mean_ece, test_mean_ece_excess) and the per-country reliability curves."""
+    from hit_platform.adapters.reports import plots  # matplotlib: only when an evaluation runs
+
+    fig = plots.reliability_by_country(Y, P, f"{family}: reliability by country (test)")
+    try:
+        ece = {k: metrics[k] for k in ("ece", "mean_ece", "mean_ece_excess")}
+        tracker.log_to_run(run_id, flat_metrics("test", ece), {"reliability_by_country_test": fig})
+    finally:
+        plots.close(fig)
 
 
 def _means(metrics: dict | None) -> tuple:
@@ -87,7 +106,7 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
     meta = _upstream(context, EVALUATION)
     return alert_on_failure(context, lake, dg.AssetCheckResult(
         passed=bool(meta["promote"]), description=meta["decision"],
-        metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version"))}))
+        metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version", "ece", "ece_excess"))}))
 
 
 def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_version: str | None) -> None:

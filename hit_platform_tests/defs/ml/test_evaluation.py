@@ -11,13 +11,18 @@ from __future__ import annotations
 import json
 
 import dagster as dg
+import numpy as np
 import pytest
+from matplotlib.image import imread
 
 from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.resources import GatesResource, TrainingResource
 from hit_platform.defs.ml.training import CANDIDATES
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.models.calibration import expected_calibration_error
+from hit_platform.steps.datasets import load_split
 from hit_platform_tests.support.dumps import generate_full
 from hit_platform_tests.support.linear import TrainedLinear, latest_metadata
 
@@ -27,7 +32,7 @@ MARGIN, AUC_DROP, LOSS_UP, COUNTRY_DROP = RULES = (
     "min_auc_gain_over_baseline", "max_auc_drop_vs_champion", "max_log_loss_increase_vs_champion",
     "max_country_auc_drop_vs_champion")
 # the shipped defaults, given explicitly so that HIT_GATE_* in the environment cannot move the cases
-DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05}
+DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05, "max_calibration_error": 0.01}
 
 
 Trained = TrainedLinear
@@ -91,3 +96,31 @@ def test_each_rule_alone_refuses_through_the_gate(trained, rule, value, says):
         row = con.execute("SELECT promote, decision FROM ml.evaluations ORDER BY evaluated_at DESC LIMIT 1"
                           ).fetchall()[0]
     assert row == (False, gate.description)
+
+
+def test_the_champions_run_holds_its_calibration_on_validation_and_test(trained, tmp_path):
+    """The fixture's first build (candidates, then their evaluation) in the champion's MLflow run: the
+    per-country reliability figures of both splits, and the test ECE the evaluation measured."""
+    client = trained.tracker.client
+    run_id = client.get_model_version(trained.tracker.model_name, trained.champion).run_id
+    figures = {a.path for a in client.list_artifacts(run_id, "plots")}
+    assert {"plots/reliability_by_country.png", "plots/reliability_by_country_test.png"} <= figures
+    for name in ("reliability_by_country", "reliability_by_country_test"):
+        image = imread(client.download_artifacts(run_id, f"plots/{name}.png", str(tmp_path)))
+        assert min(image.shape[:2]) > 1000  # 72 readable panels, not an empty canvas
+
+    # the first evaluation, the one that judged the champion
+    [first] = trained.instance.fetch_materializations(EVALUATION, limit=1, ascending=True).records
+    ev = {k: v.value for k, v in first.asset_materialization.metadata.items()}
+    assert ev["candidate_version"] == trained.champion
+    metrics = client.get_run(run_id).data.metrics
+    assert metrics["test_mean_ece"] == pytest.approx(ev["test_mean_ece"])
+    assert metrics["test_mean_ece_excess"] == pytest.approx(ev["test_mean_ece_excess"])
+    # per country, the test split's ECE (not the validation's, also in the run) of the registered model
+    with trained.lake.connection(read_only=True) as con:
+        test = load_split(con, "test", ev["lake_snapshot_id"])
+    ece = expected_calibration_error(test.Y, trained.tracker.load_version(trained.champion).predict_proba(test.X))
+    assert [metrics[f"test_ece_{c}"] for c in COUNTRIES] == pytest.approx(list(ece))
+    assert [metrics[f"val_ece_{c}"] for c in COUNTRIES] != pytest.approx(list(ece))
+    both = test.Y.any(axis=0) & ~test.Y.all(axis=0)  # the countries the means are over
+    assert ev["test_mean_ece"] == pytest.approx(np.mean(ece[both]))
