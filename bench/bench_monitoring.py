@@ -1,6 +1,7 @@
 """Label-free performance estimation proven against the generator's hidden truth (issue #16, drills).
 
     .venv/bin/python bench/bench_monitoring.py [--songs 30000] [--served 3000] [--family mlp]
+                                               [--taste-shift latam:120:1:anglo] [--drill-days 30]
 
 One generated world (all 72 countries); its songs split into train / validation / a pool of
 songs that will be "served". A model is trained (train_candidates), calibrated per country on
@@ -14,42 +15,63 @@ validation (choose_calibration), then:
      the 90% intervals, and the five worst countries;
   3. no shift: a week drawn uniformly from the pool; countries whose estimated AUC falls more
      than 0.05 below the model's validation AUC (the monitor's rule) should be none.
-The concept-shift drill (one region's taste changes: invisible to the estimate, caught by the
-delayed-label monitor) needs the generator's taste shift and is not here yet.
+  4. concept shift: a second world of the same seed whose generator shifts one region's taste
+     (--taste-shift REGION:DAY:STRENGTH[:TOWARD], default latam:120:1:anglo: Latin America's 18
+     countries start judging the songs released from day 120 on like the anglo countries do).
+     A model is trained, calibrated and tested on the songs released before the shift; then, day
+     by day, the songs released that day are served and their labels become known
+     --label-delay days later. Per day, over everything served so far: the label-free estimate of
+     the mean ROC AUC (it cannot see a change of taste: the songs, and so the probabilities, are
+     as before), the realized mean ROC AUC on the labels known, its drop below the test AUC, the
+     shifted region's own drop, and the same drop in a control world (same calendar, strength 0).
+     The delayed-label monitor's rule (drop > 0.05 over at least 200 labelled songs) fires on the
+     first day printed with "<- fires".
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 import tempfile
 
 import numpy as np
 import pandas as pd
 
-from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.countries import COUNTRIES, REGIONS
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.models import select_best, train_candidates
 from hit_platform.domain.models.calibration import choose_calibration, expected_calibration_error, mean_log_loss
 from hit_platform.domain.models.metrics import evaluate
-from hit_platform.domain.performance_estimate import estimate
+from hit_platform.domain.performance_estimate import estimate, estimated_roc_auc
 from hit_platform.generator.config import GeneratorConfig
 from hit_platform.generator.dump import hidden_truth
 from hit_platform.generator.oracle import conditional_probability
+from hit_platform.generator.taste import TasteShift
 
-MAX_AUC_DROP = 0.05
+MAX_AUC_DROP = 0.05   # HIT_MONITOR_MAX_AUC_DROP
+MIN_ROWS = 200        # HIT_MONITOR_MIN_ROWS
+START = date(2026, 1, 1)
+
+
+def config(songs: int, seed: int, **kw) -> GeneratorConfig:
+    return GeneratorConfig(out_dir=Path(tempfile.gettempdir()) / "bench_monitoring" / "landing", seed=seed,
+                           songs=songs, history_days=120, increments=0, start_date=START, **kw)
+
+
+def song_features(truth) -> pd.DataFrame:
+    """Every catalogue song's model inputs, as the lake's features give them."""
+    cat = truth.catalogue
+    X = pd.DataFrame({**{c: cat.features[c] for c in FEATURE_COLUMNS if c in cat.features},
+                      "is_explicit": cat.is_explicit.astype(float), "duration_ms": cat.duration_ms.astype(float)})
+    return X[list(FEATURE_COLUMNS)].astype(float)
 
 
 def world(songs: int, seed: int):
-    cfg = GeneratorConfig(out_dir=Path(tempfile.gettempdir()) / "bench_monitoring" / "landing", seed=seed, songs=songs,
-                          history_days=120, increments=0, start_date=date(2026, 1, 1))
-    truth = hidden_truth(cfg)
-    cat, keep = truth.catalogue, truth.in_dump
-    X = pd.DataFrame({**{c: cat.features[c] for c in FEATURE_COLUMNS if c in cat.features},
-                      "is_explicit": cat.is_explicit.astype(float), "duration_ms": cat.duration_ms.astype(float)})
-    X = X[list(FEATURE_COLUMNS)].astype(float)[keep].reset_index(drop=True)
+    truth = hidden_truth(config(songs, seed))
+    keep = truth.in_dump
+    X = song_features(truth)[keep].reset_index(drop=True)
     Y = truth.labels[keep][:, 1:]
     Q = conditional_probability(truth.prob)[keep][:, 1:]
     return X, Y, Q
@@ -79,6 +101,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--family", default="mlp")
     ap.add_argument("--min-positives", type=int, default=30)
+    ap.add_argument("--taste-shift", default="latam:120:1:anglo",
+                    help="section 4's shift, REGION:DAY:STRENGTH[:TOWARD] (DAY from %s)" % START)
+    ap.add_argument("--drill-days", type=int, default=30, help="days served after the shift")
+    ap.add_argument("--label-delay", type=int, default=0, help="days until a served song's labels are known")
     args = ap.parse_args()
     t = time.perf_counter()
     X, Y, Q = world(args.songs, args.seed)
@@ -119,6 +145,113 @@ def main() -> None:
     drops = r["enough"] & (r["estimate"].roc_auc < val_auc - MAX_AUC_DROP)
     print(f"  countries whose estimated AUC is more than {MAX_AUC_DROP} below validation: {int(drops.sum())} "
           f"(alerts expected: 0)")
+
+    concept_shift(args)
+
+
+def served_days(truth, P: np.ndarray, promoted: float, test_auc: np.ndarray, region: np.ndarray,
+                days: range, label_delay: int) -> list[dict]:
+    """Day by day, the songs released since the shift are served; over those whose labels are
+    known (label_delay days after release): the realized mean ROC AUC, its drop below the promoted
+    test AUC, the region's own drop, and whether the delayed-label rule fires."""
+    release = np.where(truth.shifted & truth.in_dump, truth.release_day, -1)
+    out = []
+    for d in days:
+        served = np.flatnonzero((release >= days.start) & (release <= d))
+        known = np.flatnonzero((release >= days.start) & (release <= d - label_delay))
+        row = dict(day=d, served=served, known=len(known))
+        if len(known) >= 2:
+            m = evaluate(truth.labels[known][:, 1:], P[known])
+            auc = np.array(list(m["roc_auc"].values()))
+            drop = promoted - m["mean_roc_auc"]
+            row.update(real=m["mean_roc_auc"], drop=drop, region_drop=float(np.nanmean(test_auc[region] - auc[region])),
+                       fires=len(known) >= MIN_ROWS and drop > MAX_AUC_DROP)
+        out.append(row)
+    return out
+
+
+def first_fire(rows: list[dict]) -> int | None:
+    """The first day of serving (1 = the shift's day) on which the delayed-label rule fires."""
+    return next((i + 1 for i, r in enumerate(rows) if r.get("fires")), None)
+
+
+def concept_shift(args) -> None:
+    """Section 4: a change of taste, invisible to the estimate, caught by the delayed-label rule."""
+    shift = TasteShift.parse(args.taste_shift)
+    horizon = shift.day + args.drill_days
+    t = time.perf_counter()
+
+    def shifted_world(strength: float):
+        return hidden_truth(config(args.songs, args.seed, world_days=horizon,
+                                   taste_shift=TasteShift(shift.region, shift.day, strength, shift.toward)))
+
+    shifted, control = shifted_world(shift.strength), shifted_world(0.0)
+    region = np.array([COUNTRIES.index(c) for c in REGIONS[shift.region]])
+    toward = f"toward {shift.toward}'s" if shift.toward else "to its reverse"
+    print(f"\n4. concept shift: from {START + timedelta(days=shift.day)} (day {shift.day}) the {len(region)} "
+          f"countries of {shift.region} judge the songs released from then on by a taste moved {shift.strength:g} "
+          f"of the way {toward} (worlds built in {time.perf_counter() - t:.1f} s)")
+
+    # Songs released before the shift have the same truth in every world of this seed: one model
+    # serves the shifted world, the control world (same calendar, no change of taste) and the others.
+    X = song_features(shifted)
+    Y = shifted.labels[:, 1:]
+    part = np.random.default_rng(args.seed).permutation(np.flatnonzero(shifted.in_dump & ~shifted.shifted))
+    n = len(part)
+    train, val, test = part[: int(0.6 * n)], part[int(0.6 * n): int(0.8 * n)], part[int(0.8 * n):]
+    t = time.perf_counter()
+    best = select_best(train_candidates(X.iloc[train], Y[train], X.iloc[val], Y[val], seed=0,
+                                        families=[args.family]))
+    calibration = choose_calibration(best.pipeline.predict_proba(X.iloc[val]), Y[val]).calibration
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        return calibration.transform(best.pipeline.predict_proba(X.iloc[rows]))
+
+    m_test = evaluate(Y[test], predict(test))
+    test_auc, promoted = np.array(list(m_test["roc_auc"].values())), m_test["mean_roc_auc"]
+    est_test = estimated_roc_auc(predict(test))
+    print(f"  {best.family} trained on {len(train):,} songs released before the shift "
+          f"({time.perf_counter() - t:.1f} s), calibrated on {len(val):,}; on its {len(test):,} test songs: "
+          f"mean ROC AUC {promoted:.4f} (promoted with), {shift.region} {test_auc[region].mean():.4f}; "
+          f"label-free estimate {est_test.mean():.4f}, {shift.region} {est_test[region].mean():.4f}")
+    P = np.zeros((len(X), len(COUNTRIES)))
+    P[shifted.shifted] = predict(np.flatnonzero(shifted.shifted))  # the new songs: the same in every world
+    days = range(shift.day, horizon)
+    rows = served_days(shifted, P, promoted, test_auc, region, days, args.label_delay)
+    controls = served_days(control, P, promoted, test_auc, region, days, args.label_delay)
+    print(f"  each day the songs released that day are served; their labels are known {args.label_delay} day(s) "
+          f"later. Over all songs served so far: the estimate (no labels) and, on the labels known, the realized "
+          f"AUC and its drop below {promoted:.4f}; the rule fires on a drop > {MAX_AUC_DROP} over >= {MIN_ROWS} songs")
+    reg = shift.region[:7]
+    print(f"  {'':4}  {'':10}  {'':6}  {'':8}   {'estimated':^16}   {'realized':^33}")
+    print(f"  {'day':>4}  {'date':10}  {'served':>6}  {'labelled':>8}   {'mean':>7}  {reg:>7}   {'mean':>7}  "
+          f"{'drop':>7}  {reg + ' drop':>12}  {'control drop':>12}")
+    for i, (r, c) in enumerate(zip(rows, controls)):
+        est = estimated_roc_auc(P[r["served"]]) if len(r["served"]) >= 2 else np.full(len(COUNTRIES), np.nan)
+        realized = (f"{r['real']:7.4f}  {r['drop']:+7.4f}  {r['region_drop']:+12.4f}  {c.get('drop', np.nan):+12.4f}"
+                    if "drop" in r else f"{'-':>7}  {'-':>7}  {'-':>12}  {'-':>12}")
+        print(f"  {i + 1:4d}  {START + timedelta(days=r['day'])}  {len(r['served']):6d}  {r['known']:8d}   "
+              f"{np.nanmean(est):7.4f}  {np.nanmean(est[region]):7.4f}   {realized}"
+              + ("  <- fires" if first_fire(rows) == i + 1 else ""))
+    fired, share = first_fire(rows), len(region) / len(COUNTRIES)
+    per_day = len(rows[-1]["served"]) / args.drill_days
+    print(f"  the delayed-label rule fires after {fired} day(s) of serving" if fired
+          else f"  the delayed-label rule did not fire within {args.drill_days} days")
+    print(f"  why: {shift.region} is {len(region)} of the {len(COUNTRIES)} countries, so the 72-country mean moves "
+          f"by {share:.0%} of its countries' drop: the rule needs that drop above {MAX_AUC_DROP / share:.2f} "
+          f"(here {rows[-1].get('region_drop', np.nan):+.2f}), and {MIN_ROWS} labelled songs "
+          f"({per_day:.0f} new songs a day here: {int(np.ceil(MIN_ROWS / per_day)) + args.label_delay} days)")
+    print("  control world (same calendar and songs, no change of taste): "
+          + (f"fires after {first_fire(controls)} day(s) (it should not)" if first_fire(controls)
+             else f"never fires (drop after {args.drill_days} days {controls[-1].get('drop', np.nan):+.4f})"))
+    print(f"  by strength ({shift.region}, {toward.replace('to its ', '')}): after {args.drill_days} days  "
+          f"{shift.region} drop / mean drop / fires after")
+    for strength in (0.25, 0.5, 0.75, 1.0):
+        r = rows if strength == shift.strength else served_days(shifted_world(strength), P, promoted, test_auc,
+                                                                   region, days, args.label_delay)
+        fired = first_fire(r)
+        print(f"    {strength:4.2f}   {r[-1]['region_drop']:+.3f} / {r[-1]['drop']:+.4f} / "
+              + (f"{fired} day(s)" if fired else "never"))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from hit_platform.domain.countries import CHART_SIZE, COUNTRIES
+from hit_platform.generator.taste import TasteShift
 
 FORMATS: dict[str, str] = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}
 # "minimal": fields quoted only when they must be; "all": the public Kaggle file's style (every field
@@ -46,6 +47,10 @@ class GeneratorConfig:
     countries    None = all 72; n = the first n of COUNTRIES (the global chart is always in)
     faults       {kind: count} with kinds from FAULT_KINDS; empty = a clean dump
     chunk_days   days generated and written per streaming step (output does not depend on it)
+    taste_shift  None = one taste for the whole world; a TasteShift (or its dict or
+                 'REGION:DAY:STRENGTH[:TOWARD]' text) = one region's taste changes for the songs
+                 released from its day on, a concept shift for drills (its day is kept as days
+                 from start_date)
     """
 
     out_dir: Path
@@ -61,9 +66,14 @@ class GeneratorConfig:
     countries: int | None = None
     faults: dict[str, int] = field(default_factory=dict)
     chunk_days: int = DEFAULT_CHUNK_DAYS
+    taste_shift: TasteShift | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        shift = TasteShift.of(self.taste_shift)
+        if shift is not None and isinstance(shift.day, date):
+            shift = TasteShift(shift.region, (shift.day - self.start_date).days, shift.strength, shift.toward)
+        object.__setattr__(self, "taste_shift", shift)
         truth = Path(self.truth_dir) if self.truth_dir is not None else self.out_dir.parent / "generator"
         object.__setattr__(self, "truth_dir", truth)
         object.__setattr__(self, "faults", {k: int(v) for k, v in dict(self.faults).items()})
@@ -119,6 +129,9 @@ class GeneratorConfig:
             raise ValueError(f"GeneratorConfig.countries={self.countries}: expected None or 1..{len(COUNTRIES)}")
         if self.chunk_days < 1:
             raise ValueError(f"GeneratorConfig.chunk_days={self.chunk_days}: must be >= 1")
+        if self.taste_shift is not None and not 0 <= self.taste_shift.day < self.horizon:
+            raise ValueError(f"GeneratorConfig.taste_shift: day {self.taste_shift.day} is outside the world's "
+                             f"days 0..{self.horizon - 1} (from start_date {self.start_date})")
         unknown = sorted(set(self.faults) - set(FAULT_KINDS))
         if unknown:
             raise ValueError(f"GeneratorConfig.faults: unknown fault kinds {unknown}; known: {list(FAULT_KINDS)}")
@@ -144,6 +157,8 @@ class GeneratorConfig:
             "countries": self.countries,
             "faults": {k: self.faults[k] for k in FAULT_KINDS if k in self.faults},
             # chunk_days is left out on purpose: it changes how, not what, is written.
+            # A world without a taste shift reads as it did before shifts existed.
+            **({"taste_shift": self.taste_shift.as_json()} if self.taste_shift is not None else {}),
         }
 
     def as_json(self) -> dict:

@@ -23,15 +23,22 @@ from hit_platform.generator.faults import (FaultPlan, FileFault, apply_row_fault
                                            write_file_faults)
 from hit_platform.generator.files import DataFile, data_files, day_date
 from hit_platform.generator.oracle import conditional_probability, oracle_table, write_oracle
+from hit_platform.generator.randomness import stream
 from hit_platform.generator.rows import RowBlock
 from hit_platform.generator.songs import (Catalogue, base_popularity, make_catalogue, release_offsets,
                                          release_precision)
 from hit_platform.generator.table import DumpColumns
-from hit_platform.generator.taste import (ALL_CHARTS, make_taste, probabilities, sample_labels, solve_base,
-                                          target_positives)
+from hit_platform.generator.taste import (ALL_CHARTS, Taste, TasteShift, make_taste, probabilities, sample_labels,
+                                          shifted_taste, solve_base, target_positives)
 from hit_platform.generator.writer import WrittenFile, open_writer, sha256_of
 
 log = logging.getLogger(__name__)
+
+# Under a taste shift, the songs released from its day on number NEW_RELEASE_SHARE of what releases
+# spread evenly over the world would give, and at most MAX_NEW_SHARE of the catalogue: enough new songs
+# a day for a drill, few enough that the charts can hold them back until their release days.
+NEW_RELEASE_SHARE = 0.3
+MAX_NEW_SHARE = 0.15
 
 MANIFEST_NAME = "manifest.json"
 ORACLE_NAME = "oracle.parquet"
@@ -48,11 +55,33 @@ class Truth:
     labels: np.ndarray         # (songs, charts of the dump): sampled, = "charted there"
     popularity: np.ndarray     # (songs,): base Spotify popularity
     redraws: dict[str, int]    # charts whose labels had to be redrawn to fit the window
+    # With a taste shift only (None otherwise):
+    shift: TasteShift | None = None
+    shifted: np.ndarray | None = None      # (songs,) bool: released on/after the shift's day, judged anew
+    release_day: np.ndarray | None = None  # (songs,) a shifted song's release day (from start_date); -1 for
+    #                                        the others: released before the shift's day, dated by `generate`
 
     @property
     def in_dump(self) -> np.ndarray:
         """Songs that charted somewhere: the only ones the dump shows."""
         return self.labels.any(axis=1)
+
+    @property
+    def shifted_columns(self) -> np.ndarray:
+        """Columns of `prob`/`labels` that belong to the shifted region's countries (empty: no shift)."""
+        if self.shift is None:
+            return np.zeros(0, dtype=np.int64)
+        rows = set(self.shift.chart_rows.tolist())
+        return np.array([j for j, chart in enumerate(self.chart_ids) if chart in rows], dtype=np.int64)
+
+    def earliest_chart_day(self) -> np.ndarray | None:
+        """(songs, charts of the dump): the first day a song may be on a chart (for ChartSchedule):
+        a song released after the shift's day charts nowhere before its release."""
+        if self.shift is None:
+            return None
+        earliest = np.zeros(self.labels.shape, dtype=np.int64)
+        earliest[self.shifted] = self.release_day[self.shifted, None]
+        return earliest
 
 
 def hidden_truth(cfg: GeneratorConfig) -> Truth:
@@ -62,10 +91,41 @@ def hidden_truth(cfg: GeneratorConfig) -> Truth:
     catalogue = make_catalogue(cfg.seed, cfg.songs)
     taste = make_taste(cfg.seed)
     shape = taste.shape(catalogue.features, catalogue.is_explicit, catalogue.duration_ms)
-    world = probabilities(shape, solve_base(shape, target_positives(taste.nominal_rate, cfg.songs, cfg.horizon)))
+    target = target_positives(taste.nominal_rate, cfg.songs, cfg.horizon)
+    world = probabilities(shape, solve_base(shape, target))
     prob = world[:, chart_ids]
     labels, redraws = sample_labels(cfg.seed, prob, chart_ids, cfg.horizon)
-    return Truth(catalogue, chart_ids, prob, labels, base_popularity(cfg.seed, world.mean(axis=1)), redraws)
+    truth = Truth(catalogue, chart_ids, prob, labels, base_popularity(cfg.seed, world.mean(axis=1)), redraws)
+    if cfg.taste_shift is None:
+        return truth
+    return shift_truth(cfg, truth, taste, world, target)
+
+
+def shift_truth(cfg: GeneratorConfig, truth: Truth, taste: Taste, world: np.ndarray, target: np.ndarray) -> Truth:
+    """The truth under cfg.taste_shift.
+
+    The songs released from its day on are a random share of the catalogue (NEW_RELEASE_SHARE of
+    what releases spread evenly over the world would give, at most MAX_NEW_SHARE), dated evenly
+    over the days left. Drawn before any label, they are like every other song but for their date
+    (a world's own calendar releases few songs late in its window, and those few are the songs
+    that chart in few places). In the region's countries they are judged by the shifted taste,
+    whose base is solved again so the chart keeps its share of hits. Labels come from the same
+    per-chart streams, so every other (song, chart) keeps its label; popularity stays the
+    unshifted world's. `generate` holds the new songs off every chart until their release day."""
+    shift = cfg.taste_shift
+    rng = stream(cfg.seed, "taste_shift_releases")
+    days_left = cfg.horizon - shift.day
+    shifted = rng.random(cfg.songs) < min(NEW_RELEASE_SHARE * days_left / cfg.horizon, MAX_NEW_SHARE)
+    release_day = np.where(shifted, rng.integers(shift.day, cfg.horizon, cfg.songs), -1)
+    world = world.copy()
+    if shift.strength > 0:
+        rows, cat = shift.chart_rows, truth.catalogue
+        moved = shifted_taste(taste, shift).shape(cat.features, cat.is_explicit, cat.duration_ms)[:, rows]
+        world[np.ix_(shifted, rows)] = probabilities(moved, solve_base(moved, target[rows]))[shifted]
+    prob = world[:, truth.chart_ids]
+    labels, redraws = sample_labels(cfg.seed, prob, truth.chart_ids, cfg.horizon)
+    return Truth(truth.catalogue, truth.chart_ids, prob, labels, truth.popularity, redraws, shift, shifted,
+                 release_day)
 
 
 class OtherWorld(FileExistsError):
@@ -87,6 +147,8 @@ def manifest_world(manifest: dict) -> dict:
                                                     "countries", "faults")}
     world.update(world_days=manifest.get("world", {}).get("days", manifest["window"]["days"]),
                  csv_quoting=manifest["config"].get("csv_quoting", "minimal"), faults=world["faults"] or {})
+    if manifest["config"].get("taste_shift") is not None:
+        world["taste_shift"] = manifest["config"]["taste_shift"]
     return world
 
 
@@ -118,9 +180,14 @@ def generate(config: GeneratorConfig) -> dict:
 
     truth = hidden_truth(cfg)
     charts = tuple(ALL_CHARTS[i] for i in truth.chart_ids)
-    schedule = ChartSchedule(cfg.seed, truth.labels, truth.prob, truth.popularity, cfg.horizon, truth.chart_ids)
+    schedule = ChartSchedule(cfg.seed, truth.labels, truth.prob, truth.popularity, cfg.horizon, truth.chart_ids,
+                             truth.earliest_chart_day())
     first_chart_day = schedule.first_chart_day(cfg.songs)
     release_day = release_offsets(cfg.seed, first_chart_day)
+    if truth.shift is not None:
+        # the shift's new songs were dated before their labels (and chart from then on); every
+        # other song is released before the shift's day
+        release_day = np.where(truth.shifted, truth.release_day, np.minimum(release_day, truth.shift.day - 1))
 
     files = data_files(cfg)  # the world's files; the first 1 + increments are written
     plan = plan_faults(cfg, files, schedule, release_day, first_chart_day, truth.in_dump)
@@ -215,7 +282,19 @@ def build_manifest(cfg: GeneratorConfig, truth: Truth, written: list[tuple[DataF
         "faults": summarize(plan, bad_files, missing_audio_rows, truth.catalogue.spotify_id,
                             {w.name for _, w in written}),
         "oracle": oracle,
+        # Only with a taste shift, so a world without one keeps its manifest byte for byte.
+        **({"taste_shift": _taste_shift_entry(cfg, truth)} if truth.shift is not None else {}),
     }
+
+
+def _taste_shift_entry(cfg: GeneratorConfig, truth: Truth) -> dict:
+    cols = truth.shifted_columns
+    new = truth.shifted & truth.in_dump
+    return {**truth.shift.as_json(), "first_release_date": day_date(cfg, truth.shift.day).isoformat(),
+            "countries": [ALL_CHARTS[truth.chart_ids[j]] for j in cols],
+            "songs_shifted_in_dump": int(new.sum()),
+            "new_songs_per_day_in_dump": round(int(new.sum()) / (cfg.horizon - truth.shift.day), 1),
+            "positives_of_shifted_songs": int(truth.labels[np.ix_(new, cols)].sum())}
 
 
 def _data_file_entry(cfg: GeneratorConfig, f: DataFile, w: WrittenFile) -> dict:

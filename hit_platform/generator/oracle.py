@@ -6,6 +6,10 @@ conditional on that:
 
     q_c = p_c / (1 - prod_j (1 - p_j))     j over every chart of the dump
 
+Under a taste shift (`GeneratorConfig.taste_shift`) p is the shifted truth: the songs released
+from the shift's day on carry the changed taste's probabilities in the shifted region's
+countries, and their labels were drawn from them.
+
 Written to `truth_dir/oracle.parquet` (never read by the pipeline): one row
 per (spotify_id, country) for every song in the dump and every country of the
 dump, with columns spotify_id, country, probability (q_c, float64) and label

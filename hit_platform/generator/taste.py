@@ -16,12 +16,19 @@ For chart c (72 countries + the global chart):
   day has exactly 50 songs).
 
 Labels are sampled independently per (song, chart): y_c ~ Bernoulli(p_c).
+
+A `TasteShift` (a concept shift, for drills) changes one region's taste for the
+songs released from a given day on: `shifted_taste` moves the region's common
+taste (every parameter above, each country keeping its own deviation) toward
+another region's, or reverses it. The songs, and so the features a model sees,
+do not change: only which of them chart there.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from datetime import date
 
 import numpy as np
 
@@ -89,6 +96,82 @@ class Taste:
         return STRENGTH * out
 
 
+@dataclass(frozen=True)
+class TasteShift:
+    """One region's taste changes for the songs released on or after a day (a concept shift).
+
+    region    a key of countries.REGIONS: its countries judge the new songs by the changed taste
+    day       the first release day it applies to, in days from the world's start_date (a date is
+              turned into that offset by GeneratorConfig); songs released earlier keep their truth
+    strength  0..1: how far the region's common taste moves, from its own (0) to the target (1)
+    toward    the region whose taste is the target; None = the region's own taste reversed (what
+              charted there stops charting and the other way round)
+
+    The region's charts keep their share of hits (the base is solved again), the other charts and
+    the global chart are untouched, and so are the songs' features: a model's predictions do not
+    move, only the labels they are judged by. A shifted world also keeps releasing songs from the
+    day on, a steady number a day, held off every chart until their release (`dump.shift_truth`):
+    strength 0 gives that calendar alone, the control of a drill.
+    """
+
+    region: str
+    day: int | date
+    strength: float = 1.0
+    toward: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.region not in REGIONS:
+            raise ValueError(f"TasteShift.region={self.region!r}: expected one of {list(REGIONS)}")
+        if self.toward is not None and self.toward not in REGIONS:
+            raise ValueError(f"TasteShift.toward={self.toward!r}: expected None or one of {list(REGIONS)}")
+        if self.toward == self.region:
+            raise ValueError(f"TasteShift.toward={self.toward!r}: the same region; use None to reverse its taste")
+        if not 0.0 <= float(self.strength) <= 1.0:
+            raise ValueError(f"TasteShift.strength={self.strength}: expected a number in [0, 1]")
+        if isinstance(self.day, bool) or not isinstance(self.day, (int, np.integer, date)):
+            raise ValueError(f"TasteShift.day={self.day!r}: expected days from the start date (int) or a date")
+        object.__setattr__(self, "strength", float(self.strength))
+        if not isinstance(self.day, date):
+            object.__setattr__(self, "day", int(self.day))
+
+    @classmethod
+    def parse(cls, text: str) -> TasteShift:
+        """`REGION:DAY:STRENGTH[:TOWARD]`, DAY as days from the start date or an ISO date
+        (e.g. `latam:100:0.8` or `latam:2026-04-11:1:anglo`)."""
+        parts = text.split(":")
+        if len(parts) not in (3, 4):
+            raise ValueError(f"taste shift {text!r}: expected REGION:DAY:STRENGTH[:TOWARD]")
+        day = date.fromisoformat(parts[1]) if "-" in parts[1] else int(parts[1])
+        return cls(parts[0], day, float(parts[2]), parts[3] if len(parts) == 4 else None)
+
+    @classmethod
+    def of(cls, value) -> TasteShift | None:
+        """A TasteShift from itself, its `as_json()` dict, its `parse` text or None."""
+        if value is None or isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if isinstance(value, dict):
+            day = value["day"]
+            return cls(value["region"], date.fromisoformat(day) if isinstance(day, str) else day,
+                       value.get("strength", 1.0), value.get("toward"))
+        raise ValueError(f"taste_shift={value!r}: expected a TasteShift, a dict, 'REGION:DAY:STRENGTH' or None")
+
+    def as_json(self) -> dict:
+        day = self.day.isoformat() if isinstance(self.day, date) else self.day
+        return {"region": self.region, "day": day, "strength": self.strength, "toward": self.toward}
+
+    @property
+    def chart_rows(self) -> np.ndarray:
+        """The region's countries as rows of a Taste (indices into ALL_CHARTS)."""
+        return region_rows(self.region)
+
+
+def region_rows(region: str) -> np.ndarray:
+    """A region's countries as indices into ALL_CHARTS (= rows of a Taste)."""
+    return np.array([ALL_CHARTS.index(c) for c in REGIONS[region]])
+
+
 def make_taste(seed: int) -> Taste:
     """Draw the regions' tastes, then each country's as region + small noise."""
     rng = stream(seed, "taste")
@@ -133,6 +216,27 @@ def make_taste(seed: int) -> Taste:
         acoustic_u_amp=np.array([t["acoustic_u_amp"] for t in table]),
         nominal_rate=np.array([t["rate"] for t in table]),
     )
+
+
+def shifted_taste(taste: Taste, shift: TasteShift) -> Taste:
+    """The taste after `shift`: in the region's rows every parameter moves by strength x (target -
+    the region's mean), so each country keeps its own deviation from its region. The target is the
+    `toward` region's mean, or (toward=None) the region's mean reversed: the linear taste and every
+    bump's amplitude change sign; the preferred tempo stays where it was."""
+    rows = shift.chart_rows
+    moved = {}
+    for f in fields(Taste):
+        if f.name == "nominal_rate":
+            continue
+        values = getattr(taste, f.name).copy()
+        own = values[rows].mean(axis=0)
+        if shift.toward is not None:
+            target = values[region_rows(shift.toward)].mean(axis=0)
+        else:
+            target = own if f.name == "tempo_center" else -own
+        values[rows] += shift.strength * (target - own)
+        moved[f.name] = values
+    return replace(taste, **moved)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
