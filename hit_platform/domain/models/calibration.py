@@ -23,7 +23,10 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 
-METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
+# "per_country": each country its own of the three, by its two-fold cross-fitted log loss on the data
+# the map is fitted to (so a refit on the same data chooses the same)
+SINGLE: tuple[str, ...] = ("none", "platt", "isotonic")
+METHODS: tuple[str, ...] = (*SINGLE, "per_country")
 DEFAULT_BINS = 10
 _EPS = 1e-6  # probabilities are kept this far from 0 and 1 (the logit and the log stay finite)
 
@@ -119,6 +122,13 @@ class CountryCalibration(BaseEstimator):
         Y = np.asarray(Y, dtype=np.float64)
         if P.shape != Y.shape or P.ndim != 2 or len(P) == 0:
             raise ValueError(f"CountryCalibration.fit: P {P.shape} and Y {Y.shape} must be the same (songs, countries)")
+        if self.method == "per_country":
+            losses = cross_fitted_log_loss(P, Y, SINGLE)  # (methods, countries)
+            best = losses.argmin(axis=0)
+            # a calibration must pay for itself in each country too
+            keep_none = losses[0] <= losses[best, np.arange(P.shape[1])] + _MIN_GAIN
+            self.country_methods_ = [SINGLE[0] if keep_none[j] else SINGLE[best[j]] for j in range(P.shape[1])]
+            self.parts_ = {m: CountryCalibration(m).fit(P, Y) for m in set(self.country_methods_) - {"none"}}
         if self.method == "platt":
             self.a_, self.b_ = _fit_platt(_logit(P), Y)
         elif self.method == "isotonic":
@@ -134,6 +144,12 @@ class CountryCalibration(BaseEstimator):
         P = np.asarray(P, dtype=np.float64)
         if self.method == "none":
             return P
+        if self.method == "per_country":
+            out = P.copy()
+            for m, part in self.parts_.items():
+                cols = [j for j, c in enumerate(self.country_methods_) if c == m]
+                out[:, cols] = part.transform(P)[:, cols]
+            return out
         if self.method == "platt":
             return _sigmoid(self.a_ * _logit(P) + self.b_)
         return np.column_stack([np.interp(P[:, j], self.x_[j], self.y_[j]) for j in range(P.shape[1])])
@@ -185,17 +201,30 @@ class CalibrationChoice:
     val_log_loss: dict[str, float] = field(default_factory=dict)
 
 
-def choose_calibration(P_val, Y_val, seed: int = 0, min_gain: float = 1e-4) -> CalibrationChoice:
-    """The method with the lowest two-fold cross-fitted validation mean log loss; "none" unless
-    another beats it by `min_gain` (a calibration must pay for itself)."""
-    P, Y = np.asarray(P_val, dtype=np.float64), np.asarray(Y_val, dtype=np.float64)
+_MIN_GAIN = 1e-4  # log loss a calibration must gain over none to be kept
+
+
+def cross_fitted_log_loss(P, Y, methods: tuple[str, ...] = METHODS, seed: int = 0) -> np.ndarray:
+    """(methods, countries): the log loss per country of each method fitted on one half of the songs
+    and applied to the other, both ways (two folds, fixed by `seed`)."""
+    P, Y = np.asarray(P, dtype=np.float64), np.asarray(Y, dtype=np.float64)
     fold = np.random.default_rng(seed).permutation(len(P)) % 2 == 0
-    scores = {}
-    for method in METHODS:
-        out = np.empty_like(P)
+    out = np.empty((len(methods), P.shape[1]))
+    for i, method in enumerate(methods):
+        Q = np.empty_like(P)
         for part in (fold, ~fold):
-            out[~part] = CountryCalibration(method).fit(P[part], Y[part]).transform(P[~part])
-        scores[method] = mean_log_loss(Y, out)
+            Q[~part] = CountryCalibration(method).fit(P[part], Y[part]).transform(P[~part])
+        Q = np.clip(Q, _EPS, 1 - _EPS)  # as mean_log_loss
+        out[i] = -(Y * np.log(Q) + (1 - Y) * np.log1p(-Q)).mean(axis=0)
+    return out
+
+
+def choose_calibration(P_val, Y_val, seed: int = 0, min_gain: float = _MIN_GAIN) -> CalibrationChoice:
+    """The method with the lowest two-fold cross-fitted validation mean log loss (over the countries);
+    "none" unless another beats it by `min_gain` (a calibration must pay for itself)."""
+    P, Y = np.asarray(P_val, dtype=np.float64), np.asarray(Y_val, dtype=np.float64)
+    losses = cross_fitted_log_loss(P, Y, METHODS, seed)
+    scores = {m: float(losses[i].mean()) for i, m in enumerate(METHODS)}
     best = min(METHODS, key=lambda m: scores[m])
     method = best if scores[best] < scores["none"] - min_gain else "none"
     return CalibrationChoice(method, CountryCalibration(method).fit(P, Y), scores)

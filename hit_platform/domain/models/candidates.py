@@ -16,7 +16,7 @@ Calibration is chosen like a hyper-parameter: once a family's grid point is
 chosen, a per-country Platt or isotonic map (`calibration.choose_calibration`,
 two-fold cross-fitted on the validation split) is added to its pipeline when it
 lowers the validation log loss; `params["calibration"]` says which ("none",
-"platt", "isotonic"), and `refit` fits the same map again from the validation split.
+"platt", "isotonic", "per_country": each country its own), and `refit` fits the same map again from the validation split.
 
 A fit depends only on (data, family, grid point, seed): families do not share
 random state, so training one family alone (families=["trees"]) rebuilds

@@ -42,8 +42,29 @@ def test_a_calibration_is_chosen_only_when_it_lowers_the_cross_fitted_validation
     kept = choose_calibration(true, Y)
     assert kept.method == "none" and set(kept.val_log_loss) == set(METHODS)
     fixed = choose_calibration(distorted, Y)
-    assert fixed.method in ("platt", "isotonic")
+    assert fixed.method in ("platt", "isotonic", "per_country")
     assert fixed.val_log_loss[fixed.method] < fixed.val_log_loss["none"]
+
+
+def test_countries_miscalibrated_in_different_ways_each_get_their_own_map():
+    """Half the countries calibrated, a quarter over-confident (a sigmoid distortion: Platt's), a quarter
+    squeezed above a floor (no sigmoid of the logit undoes it: isotonic's): one method for all cannot be
+    right everywhere."""
+    true, Y, over = _world(n=6000, k=16, seed=3)
+    P = true.copy()
+    P[:, 8:12] = over[:, 8:12]
+    P[:, 12:] = 0.15 + 0.3 * true[:, 12:]
+    choice = choose_calibration(P, Y)
+    assert choice.method == "per_country", choice.val_log_loss
+    assert choice.val_log_loss["per_country"] < min(choice.val_log_loss[m] for m in ("none", "platt", "isotonic"))
+    chosen = choice.calibration.country_methods_
+    assert chosen[:8].count("none") >= 6 and chosen[8:12] == ["platt"] * 4 and chosen[12:] == ["isotonic"] * 4
+    fixed = choice.calibration.transform(P)
+    assert (fixed[:, :8] == P[:, :8]).sum() >= 6 * len(P)  # the calibrated ones mostly left alone
+    assert expected_calibration_error(Y, fixed)[8:].mean() < expected_calibration_error(Y, P)[8:].mean() / 2
+    # refitted on the same data, the same choice: what training's reproducibility check relies on
+    again = CountryCalibration("per_country").fit(P, Y)
+    assert again.country_methods_ == chosen and np.array_equal(again.transform(P), fixed)
 
 
 def test_a_country_of_one_class_and_bad_input():
