@@ -28,6 +28,7 @@ from hit_platform.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+WAS_CHAMPION = "was_champion"  # version tag: the champion alias pointed here once
 REGISTERED_BY = "registered_by"  # version tag: the process that registered it (adapters.processes)
 ABANDONED = "abandoned"  # version tag: why no run ever recorded, evaluated or served it
 # Our own pipelines are pickled on purpose (custom estimators); MLflow warns on every save.
@@ -233,7 +234,27 @@ class Tracker:
         self.client.set_model_version_tag(self.model_name, version, key, value)
 
     def promote(self, version: str) -> None:
+        """Point the champion alias at `version`, and mark it as having been champion (what a rollback
+        may go back to)."""
         self.client.set_registered_model_alias(self.model_name, CHAMPION, version)
+        self.client.set_model_version_tag(self.model_name, version, WAS_CHAMPION, "true")
+
+    def was_champion(self, version: str) -> bool:
+        """Whether the champion alias ever pointed at `version` (tagged by `promote`; a version promoted
+        before the tag existed carries `promoted_by_dagster_run`)."""
+        try:
+            tags = self.client.get_model_version(self.model_name, str(version)).tags
+        except MlflowException as exc:
+            if _error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return False
+            raise
+        return tags.get(WAS_CHAMPION) == "true" or "promoted_by_dagster_run" in tags
+
+    def champion_versions(self) -> list[str]:
+        """Every version that was champion, in version order."""
+        found = self.client.search_model_versions(f"name = '{self.model_name}'")
+        return sorted((str(mv.version) for mv in found
+                       if mv.tags.get(WAS_CHAMPION) == "true" or "promoted_by_dagster_run" in mv.tags), key=int)
 
     def champion_info(self) -> ModelVersionInfo | None:
         """The version the champion alias names; None when there is none yet (no registered model, or no

@@ -10,6 +10,9 @@
     hit-platform serve | stop         serve the champion on 127.0.0.1:8000 (without Dagster) / stop it
     hit-platform audit ID             where a served or batch prediction came from
     hit-platform alerts               run failures, gate failures and monitor breaches
+    hit-platform monitor              the label-free performance estimate per country, worst first
+    hit-platform rollback --reason    the champion back to the previous one, served in place
+    hit-platform rebuild              refit a version from its lake snapshot, or train from a past one
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="KIND[=COUNT]",
                    help="inject a fault (repeatable); KIND 'all' injects every kind. Row faults are spread "
                         "evenly over the world's files")
+    p.add_argument("--taste-shift", metavar="REGION:DAY:STRENGTH[:TOWARD]", default=None,
+                   help="a change of taste (a concept shift): from DAY (days after --start-date) the countries of "
+                        "REGION judge the songs released from then on by their region's taste moved STRENGTH "
+                        "(0-1) of the way toward TOWARD's (another region; default: reversed). Default: none")
 
 
 def _add_demo_args(p: argparse.ArgumentParser) -> None:
@@ -101,7 +108,8 @@ def _generator_config(args: argparse.Namespace, out: Path, truth: Path):
     return GeneratorConfig(out_dir=out, truth_dir=truth, seed=args.seed, songs=args.songs,
                            history_days=args.history_days, increments=args.increments, world_days=world_days,
                            start_date=args.start_date, fmt=args.fmt, csv_quoting=args.csv_quoting,
-                           countries=args.countries, faults=_parse_faults(args.fault))
+                           countries=args.countries, faults=_parse_faults(args.fault),
+                           taste_shift=getattr(args, "taste_shift", None))
 
 
 def _print_files(manifest: dict) -> None:
@@ -391,6 +399,14 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.cli.rebuild import rebuild_version, train_from_snapshot
+
+    if args.snapshot is not None:
+        return train_from_snapshot(settings, args.snapshot)
+    return rebuild_version(settings, args.model_version, allow_code_change=args.allow_code_change)
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.adapters.alerts import list_alerts
     from hit_platform.adapters.lake.connection import Lake
@@ -403,6 +419,29 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
               f"{a['what']}" + (f"  (run {a['dagster_run_id']})" if a["dagster_run_id"] else ""))
     return 0
 
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.cli.dagster_instance import persistent_instance
+    from hit_platform.cli.rollback import RollbackRefused, rollback
+    from hit_platform.serving.process import ServingError
+
+    try:
+        result = rollback(settings, reason=args.reason, to=args.to, instance=persistent_instance())
+    except RollbackRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+    except ServingError as exc:  # the alias moved and is recorded; the running process did not follow
+        print(f"rolled back in the registry, but serving did not follow: {exc}", file=sys.stderr)
+        return 1
+    if result.event is None:
+        print(result.serving)
+        return 0
+    e = result.event
+    print(f"rolled back: champion version {result.from_version} -> {result.to_version} by {e.who} "
+          f"({e.event_at:%Y-%m-%d %H:%M:%S} UTC): {e.reason}")
+    print(f"serving: {result.serving}")
+    return 0
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
@@ -476,10 +515,33 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("id", help="a request_id from the HTTP API or a prediction_id of ml.batch_predictions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_audit)
+    p = sub.add_parser("rebuild", help="refit a model version from its lake snapshot and compare it byte for byte, "
+                                      "or train candidates from a past snapshot",
+                       description="--model-version V: refit V from what the registry says it was built from (lake "
+                                   "snapshot by time travel, splits, family, parameters, seed) and compare the "
+                                   "prediction bytes with the registered model; exit 0 identical, 1 differs, 2 "
+                                   "cannot (unknown version, expired snapshot, no lake, other code unless "
+                                   "--allow-code-change). --snapshot N: train candidates from lake snapshot N and "
+                                   "send them through evaluation and the promotion gate like any candidate.")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model-version", metavar="V", help="a registered version of the model")
+    what.add_argument("--snapshot", metavar="N", type=int, help="a lake snapshot id to train candidates from")
+    p.add_argument("--allow-code-change", action="store_true",
+                   help="rebuild V even when this checkout's git commit is not the one V was built from")
+    p.set_defaults(func=cmd_rebuild)
     p = sub.add_parser("alerts", help="the latest alerts (ops.alerts)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--kind", choices=ALERT_KINDS)
     p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("rollback", help="the champion back to the previous one (or --to a former champion)",
+                       description="Moves the registry's champion alias back to the champion the current one "
+                                   "replaced, or to --to VERSION if that version was champion before (a version "
+                                   "never promoted goes through the gates instead); records who, when, from, to "
+                                   "and why in ops.model_events; swaps the running serving process in place.")
+    p.add_argument("--to", metavar="VERSION", help="a model version that was champion before")
+    p.add_argument("--reason", required=True, help="why (kept in ops.model_events)")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("monitor", help="the latest label-free performance estimate per country, worst first",
                        description="ROC AUC (or log loss) per country of the serving model on the songs it served "

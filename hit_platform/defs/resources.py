@@ -97,20 +97,26 @@ class TrackingResource(dg.ConfigurableResource):
 
 class TrainingResource(dg.ConfigurableResource):
     """What candidate training runs: the model families (empty = every family in
-    `hit_platform.domain.models.FAMILIES`) and the seed. The baseline `prior` is always trained."""
+    `hit_platform.domain.models.FAMILIES`), the seed, and the lake snapshot it trains from (None = the
+    newest; a past one by DuckLake time travel). The baseline `prior` is always trained."""
 
     families: list[str] = []
     seed: int = 0
     workers: int = 2  # grid points fitted side by side; not part of the code version (same models)
+    snapshot: int | None = None
 
     def code_version(self, base: str | None) -> str:
         """`base` plus a hash of the model code (families, grids, search) and this config: a change of
-        either is a new code version of the candidates, which automation retrains."""
+        either is a new code version of the candidates, which automation retrains. A pinned snapshot is
+        part of it; the newest (None) adds nothing, so code versions from before the setting stand."""
         import hashlib
 
         import hit_platform.domain.models as models
 
-        h = hashlib.sha256(json.dumps({"families": self.families, "seed": self.seed}, sort_keys=True).encode())
+        config = {"families": self.families, "seed": self.seed}
+        if self.snapshot is not None:
+            config["snapshot"] = self.snapshot
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for path in sorted(Path(models.__file__).parent.glob("*.py")):
             h.update(path.name.encode() + path.read_bytes())
         return f"{base or '1'}-{h.hexdigest()[:12]}"
@@ -160,7 +166,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                              lake_data_path=settings.lake.data_path),
         "tracking": TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri),
         "training": TrainingResource(families=settings.training.families, seed=settings.training.seed,
-                                     workers=settings.training.workers),
+                                     workers=settings.training.workers, snapshot=settings.training.snapshot),
         "gates_config": GatesResource(overrides_json=settings.gates.model_dump_json()),
         "monitors": MonitorsResource(overrides_json=settings.monitors.model_dump_json()),
         "serving": ServingResource(overrides_json=settings.serving.model_dump_json(exclude={"ray_address"})),

@@ -23,6 +23,10 @@ from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.settings import REPO_ROOT
 from hit_platform_tests.support.load import Wrk, replica_pids
 from hit_platform_tests.support.serving import promote_champion, serving_env, song
+from hit_platform.adapters import model_events
+from hit_platform.adapters.tracking import Tracker
+from hit_platform.defs.ml.evaluation import CHAMPION
+import dagster as dg
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +70,9 @@ def test_start_replaced_the_stale_pid_file_and_does_not_start_twice(life):
                                                                              first["pid"])
 
 
-def test_champion_swap_under_load_drops_no_request(life):
-    settings, config, endpoint, v1 = life
-    v2 = promote_champion(settings, seed=2)
+def under_load(endpoint: str, action, clients: int = 4, before_s: float = 1.5, after_s: float = 1.5):
+    """`action()` while `clients` threads post /predict without pause; returns its result and every
+    request's (status, model version or error) in the order answered."""
     stop = threading.Event()
     results: list[tuple[int, str | None]] = []
     lock = threading.Lock()
@@ -84,23 +88,125 @@ def test_champion_swap_under_load_drops_no_request(life):
                 with lock:
                     results.append(outcome)
 
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    threads = [threading.Thread(target=hammer) for _ in range(clients)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    st = process.update(settings, config)
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join()
-    assert st.model_version == v2
+    time.sleep(before_s)
+    try:
+        done = action()
+        time.sleep(after_s)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return done, results
+
+
+def swapped_cleanly(results, old: str, new: str, what: str) -> None:
     failed = [r for r in results if r[0] != 200]
-    assert failed == [], f"{len(failed)} of {len(results)} requests failed during the swap: {failed[:5]}"
+    assert failed == [], f"{len(failed)} of {len(results)} requests failed during the {what}: {failed[:5]}"
     versions = [v for _, v in results]
-    assert set(versions) == {v1, v2}
-    last_v1 = max(i for i, v in enumerate(versions) if v == v1)
-    assert all(v == v2 for v in versions[last_v1 + 1:])  # no flapping back once swapped
+    assert set(versions) == {old, new}
+    last_old = max(i for i, v in enumerate(versions) if v == old)
+    assert all(v == new for v in versions[last_old + 1:])  # no flapping back once swapped
+
+
+SONGS = [song(danceability=0.1 * i, tempo=90.0 + 7 * i, spotify_id=f"bytes{i}") for i in range(1, 6)]
+V1_ANSWERS: list[bytes] = []  # the first champion's answers to SONGS, request ids blanked
+
+
+def answers(endpoint: str) -> list[bytes]:
+    """The answer bodies to SONGS, with the request id (fresh on every request) blanked."""
+    out = []
+    with httpx.Client(base_url=endpoint, timeout=30) as client:
+        for s in SONGS:
+            r = client.post("/predict", json=s)
+            assert r.status_code == 200, r.text
+            out.append(r.content.replace(r.json()["request_id"].encode(), b"<request_id>"))
+    return out
+
+
+def test_champion_swap_under_load_drops_no_request(life):
+    settings, config, endpoint, v1 = life
+    V1_ANSWERS.extend(answers(endpoint))
+    v2 = promote_champion(settings, seed=2)
+    st, results = under_load(endpoint, lambda: process.update(settings, config))
+    assert st.model_version == v2
+    swapped_cleanly(results, v1, v2, "swap")
     assert process.update(settings, config).model_version == v2  # already serving it: a no-op
+    assert answers(endpoint) != V1_ANSWERS  # another model: other answers
+
+
+def cli(settings, config, *args, dagster_home=None):
+    env = {**process.child_env(settings, config), **({"DAGSTER_HOME": str(dagster_home)} if dagster_home else {})}
+    return subprocess.run([sys.executable, "-m", "hit_platform.cli", *args], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=240)
+
+
+def test_rollback_under_load_drops_no_request_and_answers_as_that_version_did(life, tmp_path, monkeypatch):
+    """`hit-platform rollback` while clients post /predict: the champion alias goes back to the version the
+    current one replaced, serving swaps in place with no failed request, the answers are the old
+    version's bytes again, and who, when, from, to and why are in ops.model_events, audit and Dagster."""
+    settings, config, endpoint, v1 = life
+    v2 = process.status(settings, config).model_version
+    tracker = Tracker(settings)
+    never = tracker.register(tracker.client.get_model_version(tracker.model_name, v2).source,
+                             tracker.client.get_model_version(tracker.model_name, v2).run_id, tags={}).version
+    refused = cli(settings, config, "rollback", "--to", str(never), "--reason", "try")
+    assert refused.returncode == 2 and f"version {never} of 'hit_model' was never champion" in refused.stderr
+    assert cli(settings, config, "rollback", "--to", "999", "--reason", "try").returncode == 2
+    assert tracker.champion_info().version == v2  # nothing moved
+    home = tmp_path / "dagster"
+    home.mkdir()
+    t0 = time.monotonic()
+    done, results = under_load(endpoint, lambda: cli(settings, config, "rollback", "--reason",
+                                                     "drill: v2 answers worse", dagster_home=home))
+    assert done.returncode == 0, done.stderr
+    print(f"rollback under 4 clients: {done.stdout.strip()} ({time.monotonic() - t0:.1f} s with the load around it)")
+    assert f"champion version {v2} -> {v1}" in done.stdout and "swapped in place" in done.stdout
+    swapped_cleanly(results, v2, v1, "rollback")
+    assert httpx.get(endpoint + "/model", timeout=10).json()["version"] == v1
+    assert answers(endpoint) == V1_ANSWERS  # byte for byte what version 1 answered before
+    [event] = [e for e in model_events.history(Lake(settings)) if e.kind == "rollback"]
+    assert (event.from_version, event.to_version, event.reason) == (v2, v1, "drill: v2 answers worse")
+    assert "@" in event.who
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance the command reported to
+    with dg.DagsterInstance.get() as instance:
+        meta = instance.get_latest_materialization_event(CHAMPION).asset_materialization.metadata
+    assert meta["model_version"].value == v1 and meta["previous_version"].value == v2
+    # run again with --to the version it already is: nothing moves, exit 0
+    again = cli(settings, config, "rollback", "--to", v1, "--reason", "again")
+    assert again.returncode == 0 and "already the champion" in again.stdout
+    assert len([e for e in model_events.history(Lake(settings)) if e.kind == "rollback"]) == 1
+
+
+def test_the_gates_do_not_promote_again_a_version_rolled_back_from(life):
+    """After a rollback away from a version, ml/champion_model given that version's passing evaluation again
+    keeps the current champion and says why; only `rollback --to` brings the version back."""
+    from hit_platform.defs.ml import evaluation
+    from hit_platform.defs.resources import LakeResource, TrackingResource
+
+    settings, config, endpoint, v1 = life
+    [back] = [e for e in model_events.history(Lake(settings)) if e.kind == "rollback"]
+    instance = dg.DagsterInstance.ephemeral()
+    instance.report_runless_asset_event(dg.AssetMaterialization(evaluation.EVALUATION, metadata={
+        "candidate_version": back.from_version, "promote": True, "decision": "promote: passed every rule",
+        "candidate_family": "linear", "test_mean_roc_auc": 0.8, "test_mean_log_loss": 0.3, "lake_snapshot_id": 1}))
+    # its promotion gate passed on that very evaluation (as a real run records it)
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData as Target)
+    judged = instance.fetch_materializations(evaluation.EVALUATION, limit=1).records[0]
+    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+        asset_key=evaluation.EVALUATION, check_name="promotion_gate", passed=True,
+        target_materialization_data=Target(storage_id=judged.storage_id, run_id=judged.run_id,
+                                           timestamp=judged.timestamp)))
+    resources = {"tracking": TrackingResource(warehouse=str(settings.warehouse)),
+                 "lake": LakeResource(warehouse=str(settings.warehouse))}
+    result = dg.materialize([evaluation.champion_model], instance=instance, resources=resources)
+    meta = result.asset_materializations_for_node("ml__champion_model")[0].metadata
+    assert meta["model_version"].value == v1 and "was rolled back from" in meta["not_promoted"].value
+    assert Tracker(settings).champion_info().version == v1
+    assert [e.kind for e in model_events.history(Lake(settings))] == ["rollback"]  # no promotion recorded
 
 
 ANSWERED: dict[str, int] = {}  # request id -> status, of every answer the drills' wrk received
@@ -193,6 +299,11 @@ def test_stop_flushes_the_log_and_removes_the_pid_file(life):
         httpx.get(endpoint + "/healthz", timeout=2)
     logged = requests_in_log(Lake(settings), ids)
     assert logged == {**{i: 1 for i in ids[:5]}, ids[5]: 3}
+    # audit of a request answered after the rollback: the version, and how it became champion again
+    audit = cli(settings, config, "audit", ids[0], "--json")
+    assert audit.returncode == 0, audit.stderr
+    report = json.loads(audit.stdout)
+    assert report["model_version"] == life[3] and f"rollback 2 -> {life[3]}" in report["champion_history"]
     # every answer the drills' client received is in the log, exactly once
     answered = [i for i, status in ANSWERED.items() if status == 200]
     assert len(answered) > 5000

@@ -120,6 +120,11 @@ METRICS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitor_metrics (
     checked_at TIMESTAMPTZ, monitor VARCHAR, model_version VARCHAR, metric VARCHAR, value DOUBLE,
     threshold DOUBLE, breached BOOLEAN, dagster_run_id VARCHAR)"""
 
+# Every move of the registry's `champion` alias: a promotion by the gates or a rollback by a person.
+MODEL_EVENTS_DDL = """CREATE TABLE IF NOT EXISTS ops.model_events (
+    event_id VARCHAR, event_at TIMESTAMPTZ, kind VARCHAR, model_name VARCHAR, from_version VARCHAR,
+    to_version VARCHAR, who VARCHAR, reason VARCHAR, dagster_run_id VARCHAR)"""
+
 # One row per (estimate, country, metric): the label-free estimate with its interval, the value the
 # model was promoted with on its test split (`reference`), and, once labels arrive, the realized value.
 PERFORMANCE_ESTIMATES_DDL = """CREATE TABLE IF NOT EXISTS ops.performance_estimates (

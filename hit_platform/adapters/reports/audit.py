@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 from mlflow.exceptions import MlflowException
 
+from hit_platform.adapters import model_events
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import inference_log_columns
 from hit_platform.settings import Settings
@@ -145,4 +146,7 @@ def audit(settings: Settings, identifier: str) -> dict:
             "trained_on_splits_data_version": t.get("splits_data_version"),
             "code_version": _code_version(t),
             "training_rows": t.get("train_rows"), "validation_rows": t.get("validation_rows"),
-            "evaluation": t.get("evaluation")}
+            "evaluation": t.get("evaluation"),
+            # how this version became champion and stopped being it: promotions and rollbacks, oldest first
+            "champion_history": " | ".join(e.line() for e in reversed(model_events.history(
+                Lake(settings), found["model_version"]))) or "none recorded"}

@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 
 from hit_platform.adapters.reports import plots
+from hit_platform.adapters import model_events
 from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import evaluations
@@ -205,8 +206,9 @@ def render(lake: Lake) -> Dashboard:
         monitors, mon = _monitors(con, lake)
         snapshot = lake.snapshot_id(con)
     alerts = list_alerts(lake, limit=30)
+    events = model_events.history(lake, limit=20)
     now = datetime.now(timezone.utc)
-    sections = ["Model quality", "Performance estimate", "Drift", "Serving", "Monitors", "Alerts"]
+    sections = ["Model quality", "Model events", "Performance estimate", "Drift", "Serving", "Monitors", "Alerts"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hit_platform dashboard</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1000px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{max-width:100%}}</style></head><body>
@@ -214,6 +216,9 @@ td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{max-width:10
 <p>Built {now:%Y-%m-%d %H:%M:%S} UTC from lake snapshot {snapshot}. Champion: version {q.get('version', 'none')},
 test mean ROC AUC {_fmt(q.get('auc'))} (oracle {_fmt(q.get('oracle'))}).</p>
 <h2>Model quality</h2>{quality}
+<h2>Model events</h2>{_table([(e.event_at, e.kind, e.from_version or 'none', e.to_version, e.who, e.reason[:200])
+                              for e in events], ('when', 'event', 'from', 'to', 'who', 'why'))
+                      if events else '<p>The champion alias has not moved yet.</p>'}
 <h2>Performance estimate</h2>{estimated}
 <h2>Drift</h2>{drift}
 <h2>Serving</h2>{latency}

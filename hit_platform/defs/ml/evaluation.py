@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from hit_platform.adapters import model_events
 from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
 from hit_platform.adapters.tracking import Tracker, flat_metrics
 from hit_platform.defs.automation import WITH_ITS_ASSET
@@ -130,18 +131,38 @@ def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_vers
 
 
 @dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
-def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource) -> dg.MaterializeResult:
+def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource,
+                   lake: LakeResource) -> dg.MaterializeResult:
     """The model being served: the registry alias `hit_model@champion` moved to the candidate that
-    passed the promotion gate. It checks the decision itself, whatever run it is in: a candidate whose
-    evaluation says refuse, or whose `promotion_gate` did not pass that very evaluation, is refused
-    with an error and the alias does not move."""
+    passed the promotion gate, recorded in `ops.model_events`. It checks the decision itself, whatever
+    run it is in: a candidate whose evaluation says refuse, or whose `promotion_gate` did not pass that
+    very evaluation, is refused with an error and the alias does not move. A version a person rolled
+    back from (`hit-platform rollback`) is not promoted again by this asset; `rollback --to` can."""
     ev = _upstream(context, EVALUATION)
-    tracker = tracking.tracker()
+    tracker, the_lake = tracking.tracker(), lake.lake()
     before = tracker.champion_info()
     refuse_unless_promoted(context.instance, ev, before.version if before else None)
-    tracker.promote(ev["candidate_version"])
-    tracker.set_version_tag(ev["candidate_version"], "promoted_by_dagster_run", context.run.run_id)
+    candidate = str(ev["candidate_version"])
+    kept = None
+    if before is None or str(before.version) != candidate:
+        back = model_events.rolled_back_from(the_lake, candidate)
+        if back is not None:
+            kept = (f"version {candidate} was rolled back from on {back.event_at:%Y-%m-%d %H:%M:%S} UTC by "
+                    f"{back.who} ({back.reason}): not promoted again; `hit-platform rollback --to {candidate}` "
+                    "brings it back")
+            context.log.warning(kept)
+        else:
+            tracker.promote(candidate)
+            tracker.set_version_tag(candidate, "promoted_by_dagster_run", context.run.run_id)
+            model_events.record(the_lake, model_events.new_event(
+                "promote", tracker.model_name, before.version if before else None, candidate,
+                f"Dagster run {context.run.run_id}", str(ev.get("decision", "the promotion gate passed"))[:500],
+                context.run.run_id))
     info = tracker.champion_info()
+    if kept:  # the champion stays: its metadata, not the candidate's
+        return dg.MaterializeResult(metadata={
+            "model_uri": f"models:/{info.name}@champion", "model_version": info.version,
+            "mlflow_run_id": info.run_id, "previous_version": info.version, "not_promoted": kept})
     meta = {"model_uri": f"models:/{info.name}@champion", "model_version": info.version,
             "mlflow_run_id": info.run_id, "previous_version": before.version if before else "none",
             "family": ev["candidate_family"], "test_mean_roc_auc": ev["test_mean_roc_auc"],

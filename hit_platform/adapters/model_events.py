@@ -1,0 +1,90 @@
+"""The champion's history in `ops.model_events`: every move of the registry's `champion` alias, a
+promotion by the gates (`ml/champion_model`) or a rollback by a person (`hit-platform rollback`),
+with who, when, from, to and why. `audit` and the dashboard read it."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import uuid
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+
+import duckdb
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.tables import MODEL_EVENTS_DDL
+
+KINDS = ("promote", "rollback")
+TABLE = "ops.model_events"
+
+
+@dataclass(frozen=True)
+class ModelEvent:
+    event_id: str
+    event_at: datetime
+    kind: str
+    model_name: str
+    from_version: str | None
+    to_version: str
+    who: str
+    reason: str
+    dagster_run_id: str | None
+
+    def line(self) -> str:
+        moved = f"{self.from_version or 'none'} -> {self.to_version}"
+        run = f" (Dagster run {self.dagster_run_id})" if self.dagster_run_id else ""
+        return f"{self.event_at:%Y-%m-%d %H:%M:%S} UTC  {self.kind:<8} {moved:<10} by {self.who}{run}: {self.reason}"
+
+
+def current_user() -> str:
+    """Who is acting: the OS user and the host, as a person at a terminal would be named."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name (a container without passwd entry)
+        user = "unknown user"
+    return f"{user}@{socket.gethostname()}"
+
+
+def new_event(kind: str, model_name: str, from_version: str | None, to_version: str, who: str, reason: str,
+              dagster_run_id: str | None = None) -> ModelEvent:
+    if kind not in KINDS:
+        raise ValueError(f"model event kind {kind!r} is not one of {KINDS}")
+    return ModelEvent(str(uuid.uuid4()), datetime.now(timezone.utc), kind, model_name,
+                      None if from_version is None else str(from_version), str(to_version), who, reason,
+                      dagster_run_id)
+
+
+def insert(con: duckdb.DuckDBPyConnection, event: ModelEvent) -> None:
+    """Record the event inside a transaction the caller holds."""
+    con.execute(MODEL_EVENTS_DDL)
+    con.execute(f"INSERT INTO {TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [getattr(event, f.name) for f in fields(ModelEvent)])
+
+
+def record(lake: Lake, event: ModelEvent) -> ModelEvent:
+    lake.write(lambda con: insert(con, event), what=TABLE)
+    return event
+
+
+def history(lake: Lake, version: str | None = None, limit: int | None = None) -> list[ModelEvent]:
+    """The events, newest first; with `version`, those that moved the alias to or from it."""
+    try:
+        con = lake.connect(read_only=True)
+    except FileNotFoundError:  # no lake yet: no history
+        return []
+    with con:
+        if not lake.table_exists(con, "ops", "model_events"):
+            return []
+        where, params = ("WHERE to_version = ? OR from_version = ?", [str(version)] * 2) if version else ("", [])
+        rows = con.execute(f"SELECT {', '.join(f.name for f in fields(ModelEvent))} FROM {TABLE} {where} "
+                           f"ORDER BY event_at DESC {'LIMIT ' + str(int(limit)) if limit else ''}", params).fetchall()
+    return [ModelEvent(*r) for r in rows]
+
+
+def rolled_back_from(lake: Lake, version: str, since: datetime | None = None) -> ModelEvent | None:
+    """The latest rollback away from `version` (after `since`), if any."""
+    for e in history(lake, version):
+        if e.kind == "rollback" and e.from_version == str(version) and (since is None or e.event_at > since):
+            return e
+    return None
