@@ -175,6 +175,42 @@ def first_fire(rows: list[dict]) -> int | None:
     return next((i + 1 for i, r in enumerate(rows) if r.get("fires")), None)
 
 
+def monitor_in_a_lake(truth, P: np.ndarray, row: dict, promoted: float, label_delay: int) -> list[dict]:
+    """The platform's own delayed-label monitor on that day's lake: the served songs' predictions as a
+    batch of model version "bench" and the labels known, in a real DuckLake; a breach raises its
+    ops.alerts row as ops/delayed_label_evaluation does. Returns the alerts."""
+    from hit_platform.adapters.alerts import list_alerts, raise_alert
+    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.adapters.lake.tables import BATCH_DDL, PROB_COLUMNS
+    from hit_platform.settings import MonitorThresholds, Settings
+    from hit_platform.steps import monitors
+
+    release = np.where(truth.shifted & truth.in_dump, truth.release_day, -1)
+    known = np.flatnonzero((release >= 0) & (release <= row["day"] - label_delay))
+    ids = np.array([f"song{i:018d}" for i in known])
+    lake = Lake(Settings(warehouse=Path(tempfile.mkdtemp(prefix="bench_monitoring_")) / "warehouse"))
+    batch = pd.DataFrame(P[known], columns=PROB_COLUMNS).assign(spotify_id=ids)
+    labels = pd.DataFrame({"spotify_id": np.repeat(ids, len(COUNTRIES)), "country": np.tile(COUNTRIES, len(ids)),
+                           "label": truth.labels[known][:, 1:].ravel()})
+
+    def write(con):
+        con.execute(BATCH_DDL)
+        con.register("b", batch)
+        con.execute(f"INSERT INTO ml.batch_predictions SELECT 'bench:' || spotify_id, spotify_id, 'bench', 'bench', "
+                    f"NULL, now(), 'US', 0.5, {', '.join(PROB_COLUMNS)} FROM b")  # no snapshot: the labels are as known
+        con.register("l", labels)
+        con.execute("CREATE TABLE core.song_labels AS SELECT * FROM l")
+
+    lake.write(write)
+    with lake.connection(read_only=True) as con:
+        result = monitors.delayed_label_evaluation(lake, con, MonitorThresholds(), "bench", promoted)
+    monitors.record(lake, result, None)
+    if result.breached:
+        raise_alert(lake, kind="monitor_breach", severity="warning", what=result.summary,
+                    where="ops/delayed_label_evaluation", details={"model_version": "bench", **result.metrics})
+    return list_alerts(lake)
+
+
 def concept_shift(args) -> None:
     """Section 4: a change of taste, invisible to the estimate, caught by the delayed-label rule."""
     shift = TasteShift.parse(args.taste_shift)
@@ -241,6 +277,12 @@ def concept_shift(args) -> None:
           f"by {share:.0%} of its countries' drop: the rule needs that drop above {MAX_AUC_DROP / share:.2f} "
           f"(here {rows[-1].get('region_drop', np.nan):+.2f}), and {MIN_ROWS} labelled songs "
           f"({per_day:.0f} new songs a day here: {int(np.ceil(MIN_ROWS / per_day)) + args.label_delay} days)")
+    if fired:  # the platform's own monitor, on the lake of the day before and of the day it fires
+        for r in (rows[fired - 2], rows[fired - 1]) if fired > 1 else (rows[fired - 1],):
+            alerts = monitor_in_a_lake(shifted, P, r, promoted, args.label_delay)
+            print(f"  ops/delayed_label_evaluation on day {r['day'] - shift.day + 1}'s lake: "
+                  + ("; ".join(f"ops.alerts row: kind={a['kind']} where={a['where']} what={a['what']!r}"
+                               for a in alerts) or "no alert"))
     print("  control world (same calendar and songs, no change of taste): "
           + (f"fires after {first_fire(controls)} day(s) (it should not)" if first_fire(controls)
              else f"never fires (drop after {args.drill_days} days {controls[-1].get('drop', np.nan):+.4f})"))

@@ -39,3 +39,15 @@ def built(tmp_path_factory) -> Built:
     b.first = build(b.defs, b.instance)
     assert b.first.success, b.first
     return b
+
+
+# The longest modules first: `--dist loadfile` hands out whole files in collection order, so a long
+# file collected late would run alone at the end while the other worker idles.
+LONGEST_FIRST = ("defs/test_automation_e2e.py", "defs/test_gate_policy.py", "scale/test_end_to_end_backends.py",
+                 "serving/test_lifecycle.py", "cli/test_rebuild.py", "defs/ml/test_training.py",
+                 "defs/ml/test_evaluation.py", "defs/ml/test_training_killed.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0].removeprefix("hit_platform_tests/"), len(rank)))

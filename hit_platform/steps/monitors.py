@@ -140,6 +140,9 @@ def delayed_label_evaluation(lake: Lake, con: duckdb.DuckDBPyConnection, t: Moni
     if not sources or not lake.table_exists(con, "core", "song_labels"):
         return MonitorResult(name, model_version, False, "no predictions or labels yet", {"songs": 0})
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"y_{c}\"" for c in COUNTRIES)
+    # no splits table (a lake whose splits were never built): no song is known to be a training song
+    splits_join = ("LEFT JOIN ml.splits s USING (spotify_id) WHERE coalesce(s.split, 'new') <> 'train'"
+                   if lake.table_exists(con, "ml", "splits") else "")
     df = con.execute(f"""
         WITH preds AS (SELECT * FROM ({' UNION ALL '.join(sources)}) AS p(spotify_id, predicted_ts, snap, {probs})
                        QUALIFY row_number() OVER (PARTITION BY spotify_id ORDER BY predicted_ts) = 1)
@@ -147,8 +150,7 @@ def delayed_label_evaluation(lake: Lake, con: duckdb.DuckDBPyConnection, t: Moni
                {pivot}
         FROM preds p
         JOIN core.song_labels l USING (spotify_id)
-        LEFT JOIN ml.splits s USING (spotify_id)
-        WHERE coalesce(s.split, 'new') <> 'train'
+        {splits_join}
         GROUP BY p.spotify_id ORDER BY p.spotify_id""", {"v": model_version}).df()
     n = len(df)
     if n < t.min_rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hit_platform.adapters.reports import dashboard
@@ -94,3 +95,23 @@ def test_results_are_recorded_and_the_dashboard_shows_them(world):
     for section in board.sections:
         assert f"<h2>{section}</h2>" in board.html
     assert "serving_health" in board.html and "BREACHED" in board.html and "serving_health" in board.summary_md
+
+
+def test_delayed_labels_are_judged_in_a_lake_without_splits(lake):
+    """Labels and predictions but no ml.splits (never built): no song is known to be a training song."""
+    X = probe_rows(300, seed=4)
+    P = truth(X)
+    ids = np.array([f"nosplit{i:015d}" for i in range(300)])
+    Y = np.random.default_rng(6).random(P.shape) < P
+    labels = pd.DataFrame({"spotify_id": np.repeat(ids, len(COUNTRIES)), "country": np.tile(COUNTRIES, 300),
+                           "label": Y.ravel()})
+
+    def write(con):
+        con.register("l", labels)
+        con.execute("CREATE TABLE core.song_labels AS SELECT * FROM l")
+
+    lake.write(write)
+    batch(lake, ids, P, "no-splits", None)
+    with lake.connection(read_only=True) as con:
+        result = monitors.delayed_label_evaluation(lake, con, T, "no-splits", promoted_auc=0.8)
+    assert result.metrics["songs"] == 300 and result.metrics["mean_roc_auc"] > 0.7, result.summary

@@ -79,7 +79,8 @@ def test_the_calibration_gate_refuses_a_retrain_and_the_champion_stays(tmp_path,
     # the champion asset itself (without the gate policy around it) refuses that evaluation
     with pytest.raises(dg.Failure, match=rf"refused to promote model version {candidate} \(linear\): its "
                                          rf"evaluation decided: refuse: .*{CALIBRATION}"):
-        dg.materialize([evaluation.champion_model], instance=t.instance, resources={"tracking": t.tracking})
+        dg.materialize([evaluation.champion_model], instance=t.instance,
+                       resources={"tracking": t.tracking, "lake": t.resource})
 
     # the alias did not move; the refused version says why; its run holds the test calibration it failed on
     assert t.tracker.champion_info().version == champion
