@@ -79,6 +79,11 @@ def code_version(repo_root: Path = REPO_ROOT, *, timeout: float = 10.0) -> dict[
     return {"git_commit": commit, "git_dirty": UNKNOWN if status is None else str(bool(status)).lower()}
 
 
+def _was_champion(tags: dict) -> bool:
+    """Tagged by `Tracker.promote`; a version promoted before that tag existed carries `promoted_by_dagster_run`."""
+    return tags.get(WAS_CHAMPION) == "true" or "promoted_by_dagster_run" in tags
+
+
 def _error_code(exc: MlflowException) -> str:
     return str(getattr(exc, "error_code", ""))
 
@@ -248,13 +253,12 @@ class Tracker:
             if _error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return False
             raise
-        return tags.get(WAS_CHAMPION) == "true" or "promoted_by_dagster_run" in tags
+        return _was_champion(tags)
 
     def champion_versions(self) -> list[str]:
         """Every version that was champion, in version order."""
         found = self.client.search_model_versions(f"name = '{self.model_name}'")
-        return sorted((str(mv.version) for mv in found
-                       if mv.tags.get(WAS_CHAMPION) == "true" or "promoted_by_dagster_run" in mv.tags), key=int)
+        return sorted((str(mv.version) for mv in found if _was_champion(mv.tags)), key=int)
 
     def champion_info(self) -> ModelVersionInfo | None:
         """The version the champion alias names; None when there is none yet (no registered model, or no

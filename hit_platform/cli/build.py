@@ -176,3 +176,30 @@ def _waves(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult,
         if not result.success:
             out.success = False
             return
+
+
+def report(result: BuildResult, out=print) -> bool:
+    """Print what a build did: its runs, what a failed gate stopped or holds, every gate's verdict.
+    True when every run succeeded and no failed gate holds anything back."""
+    if not result.selected and not result.held:
+        out("   nothing is stale: every asset is up to date with its inputs and code")
+        return True
+    if result.run_ids:
+        out(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
+        out("   materialized: " + (", ".join(k.to_user_string() for k in result.materialized) or "nothing"))
+    if result.skipped:
+        out("   not materialized (stopped by a failing gate upstream): "
+            + ", ".join(k.to_user_string() for k in result.skipped))
+    if result.held:
+        out("   left unbuilt, held by a failed gate (a rerun does not release them; fix the data or the "
+            "thresholds HIT_GATE_*, then build again):")
+        for h in result.held:
+            out(f"     {h}")
+        if result.held_below:
+            out("     and below them: " + ", ".join(k.to_user_string() for k in result.held_below))
+    if result.checks:
+        out("   quality gates:")
+    for c in sorted(result.checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
+        mark = "pass" if c.passed else ("WARN" if c.severity.value == "WARN" else "FAIL")
+        out(f"     [{mark}] {c.asset_key.to_user_string()}:{c.check_name} - {c.description}")
+    return result.success and not result.held

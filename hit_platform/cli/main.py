@@ -166,32 +166,11 @@ def _definitions(settings: Settings):
 
 def _build(settings: Settings, everything: bool = False) -> bool:
     """Build what is stale; True when every run succeeded and no failed gate holds anything back."""
-    from hit_platform.cli.build import build
+    from hit_platform.cli.build import build, report
     from hit_platform.cli.dagster_instance import persistent_instance
 
-    result = build(_definitions(settings), persistent_instance(), everything=everything, log_level="WARNING")
-    if not result.selected and not result.held:
-        print("   nothing is stale: every asset is up to date with its inputs and code")
-        return True
-    if result.run_ids:
-        print(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
-        print("   materialized: " + (", ".join(k.to_user_string() for k in result.materialized) or "nothing"))
-    if result.skipped:
-        print("   not materialized (stopped by a failing gate upstream): "
-              + ", ".join(k.to_user_string() for k in result.skipped))
-    if result.held:
-        print("   left unbuilt, held by a failed gate (a rerun does not release them; fix the data or the "
-              "thresholds HIT_GATE_*, then build again):")
-        for h in result.held:
-            print(f"     {h}")
-        if result.held_below:
-            print("     and below them: " + ", ".join(k.to_user_string() for k in result.held_below))
-    if result.checks:
-        print("   quality gates:")
-    for c in sorted(result.checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
-        mark = "pass" if c.passed else ("WARN" if c.severity.value == "WARN" else "FAIL")
-        print(f"     [{mark}] {c.asset_key.to_user_string()}:{c.check_name} - {c.description}")
-    return result.success and not result.held
+    return report(build(_definitions(settings), persistent_instance(), everything=everything,
+                        log_level="WARNING"))
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:

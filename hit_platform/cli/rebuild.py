@@ -140,7 +140,7 @@ def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out
     import dagster as dg
 
     from hit_platform.adapters.tracking import Tracker
-    from hit_platform.cli.build import build
+    from hit_platform.cli.build import build, report
     from hit_platform.cli.dagster_instance import persistent_instance
     from hit_platform.definitions import build_definitions
     from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
@@ -161,19 +161,7 @@ def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out
     pinned = settings.override(training={"snapshot": snapshot})
     instance = instance or persistent_instance()
     result = build(build_definitions(settings=pinned), instance, upto=[CHAMPION], log_level="WARNING")
-    if result.run_ids:
-        out(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
-        out("   materialized: " + (", ".join(k.to_user_string() for k in result.materialized) or "nothing"))
-    if result.skipped and not result.success:
-        out("   not materialized (stopped by a failing gate upstream): "
-            + ", ".join(k.to_user_string() for k in result.skipped))
-    for h in result.held:
-        out(f"   held by a failed gate: {h}")
-    if result.checks:
-        out("   quality gates:")
-    for c in sorted(result.checks, key=lambda c: (c.asset_key.to_user_string(), c.check_name)):
-        mark = "pass" if c.passed else ("WARN" if c.severity.value == "WARN" else "FAIL")
-        out(f"     [{mark}] {c.asset_key.to_user_string()}:{c.check_name} - {c.description}")
+    passed = report(result, out)
 
     def latest(key: dg.AssetKey) -> dict:
         event = instance.get_latest_materialization_event(key)
@@ -196,4 +184,4 @@ def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out
     was = before.version if before else "none"
     out(f"champion: version {after.version if after else 'none'}"
         + ("" if (after.version if after else "none") == was else f" (was {was})"))
-    return 0 if result.success and not result.held else 1
+    return 0 if passed else 1
