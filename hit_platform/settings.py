@@ -248,6 +248,38 @@ class ServeConfig(BaseSettings):
         return self.max_batch * 4096 + 65_536
 
 
+class PromotionSettings(BaseSettings):
+    """What a candidate that passes every gate becomes (`HIT_PROMOTION_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="HIT_PROMOTION_", extra="ignore")
+
+    mode: Literal["immediate", "shadow"] = Field(
+        "immediate", description="immediate: it becomes the champion at once; shadow: it becomes the registry "
+                                 "alias `challenger`, scored on live traffic beside the champion, and is promoted "
+                                 "by ml/shadow_promotion once ml/shadow_evaluation:shadow_gate passes")
+
+
+class ShadowSettings(BaseSettings):
+    """How a challenger is judged on live traffic (`HIT_SHADOW_*`)."""
+
+    model_config = SettingsConfigDict(env_prefix="HIT_SHADOW_", extra="ignore")
+
+    min_requests: int = Field(500, ge=1, description="shadowed songs (answered by the champion, scored by the "
+                                                     "challenger) before shadow_gate judges")
+    max_mean_abs_diff: float = Field(0.10, ge=0, description="largest mean |challenger - champion| probability of "
+                                                             "any country on the shadowed songs")
+    min_top5_overlap: float = Field(0.5, ge=0, le=1, description="smallest mean share of the champion's top-5 "
+                                                                 "countries the challenger also ranks top-5")
+    max_prediction_psi: float = Field(0.25, ge=0, description="largest PSI of a country's challenger probabilities "
+                                                              "against the champion's on the same songs")
+    min_labelled_songs: int = Field(200, ge=1, description="shadowed songs with revealed labels before the two "
+                                                           "models' ROC AUC on them is judged")
+    max_auc_drop: float = Field(0.01, ge=0, description="largest drop of the challenger's mean ROC AUC below the "
+                                                        "champion's on the same labelled shadowed songs")
+    queue_rows: int = Field(20_000, ge=1, description="songs a replica holds for the challenger to score; past "
+                                                      "it, songs go unshadowed (counted) rather than slow answers")
+
+
 class SensorSettings(BaseSettings):
     """How often the daemon looks (`HIT_*_INTERVAL_S`)."""
 
@@ -256,6 +288,8 @@ class SensorSettings(BaseSettings):
     landing_sensor_interval_s: int = Field(15, ge=1, description="how often the landing sensor looks for new files")
     automation_interval_s: int = Field(30, ge=1, description="how often the daemon evaluates automation conditions")
     drift_sensor_interval_s: int = Field(30, ge=1, description="how often the drift sensor reads new drift alerts")
+    shadow_sensor_interval_s: int = Field(60, ge=1, description="how often the shadow sensor counts the "
+                                                                "challenger's shadowed songs")
 
 
 PROFILES = ("embedded", "scale")
@@ -280,8 +314,11 @@ class Settings(BaseSettings):
     monitors: MonitorThresholds = Field(default_factory=MonitorThresholds)
     serving: ServeConfig = Field(default_factory=ServeConfig)
     sensors: SensorSettings = Field(default_factory=SensorSettings)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
+    shadow: ShadowSettings = Field(default_factory=ShadowSettings)
 
     @field_validator("lake", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving", "sensors",
+                     "promotion", "shadow",
                      mode="before")
     @classmethod
     def _section_over_env(cls, value, info):

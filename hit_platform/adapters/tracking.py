@@ -28,6 +28,7 @@ from hit_platform.settings import REPO_ROOT, Settings
 
 log = logging.getLogger(__name__)
 CHAMPION = "champion"
+CHALLENGER = "challenger"  # HIT_PROMOTION_MODE=shadow: the version scored beside the champion on live traffic
 WAS_CHAMPION = "was_champion"  # version tag: the champion alias pointed here once
 REGISTERED_BY = "registered_by"  # version tag: the process that registered it (adapters.processes)
 ABANDONED = "abandoned"  # version tag: why no run ever recorded, evaluated or served it
@@ -263,8 +264,25 @@ class Tracker:
     def champion_info(self) -> ModelVersionInfo | None:
         """The version the champion alias names; None when there is none yet (no registered model, or no
         alias). Any other failure (store unreachable, broken) raises: it is not "no champion"."""
+        return self.alias_info(CHAMPION)
+
+    def challenger_info(self) -> ModelVersionInfo | None:
+        """The version shadowing the champion (HIT_PROMOTION_MODE=shadow); None when there is none."""
+        return self.alias_info(CHALLENGER)
+
+    def set_challenger(self, version: str) -> None:
+        self.client.set_registered_model_alias(self.model_name, CHALLENGER, str(version))
+
+    def clear_challenger(self) -> None:
         try:
-            mv = self.client.get_model_version_by_alias(self.model_name, CHAMPION)
+            self.client.delete_registered_model_alias(self.model_name, CHALLENGER)
+        except MlflowException as exc:
+            if _error_code(exc) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+
+    def alias_info(self, alias: str) -> ModelVersionInfo | None:
+        try:
+            mv = self.client.get_model_version_by_alias(self.model_name, alias)
         except MlflowException as exc:
             # the SQL store answers a missing alias with INVALID_PARAMETER_VALUE, a missing model with
             # RESOURCE_DOES_NOT_EXIST; a tracking server that cannot be reached raises INTERNAL_ERROR etc.

@@ -41,6 +41,7 @@ from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving.encoding import batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
+from hit_platform.serving.shadow import ShadowScorer
 from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, ApiError, BatchPrediction, ErrorBody, Health,
                                           ModelCard, Prediction, batch_model)
 from hit_platform.settings import Settings
@@ -204,6 +205,7 @@ class HitModelServer:
         self.config = ServeConfig(**config)
         self.tracker = Tracker(self.settings)
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
+        self.challenger: Predictor | None = None  # models:/hit_model@challenger, set by reconfigure
         self.update_error: str | None = None
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
         journal = self.config.journal(self.settings)
@@ -211,32 +213,53 @@ class HitModelServer:
         self.logger = InferenceLogger(journal, flush_seconds=self.config.log_flush_seconds,
                                       batch_rows=self.config.log_batch_rows, buffer_rows=self.config.log_buffer_rows,
                                       committer=committer, on_trouble=self._alert_log_trouble).start()
+        self.shadow = ShadowScorer(self.logger, queue_rows=self.settings.shadow.queue_rows)
         _register(self)
         log.info("serving %s version %s (array input: %s)", self.model.info.name, self.model.version,
                  self.model.array_input)
 
     async def reconfigure(self, user_config: dict) -> None:
-        """Swap in the model version named by the deployment's user_config, without dropping requests.
+        """Swap in the model versions named by the deployment's user_config, without dropping requests:
+        `model_version` answers, `challenger_version` (or none) shadows.
 
-        The new version loads in a worker thread while this replica keeps answering with the old
+        A new version loads in a worker thread while this replica keeps answering with the old
         one; the swap is one attribute assignment, and each request reads the attribute once. A
-        version that fails to load leaves the old one serving and is reported by /model.
+        version that fails to load leaves the old one in place and is reported by /model.
         """
-        version = str((user_config or {}).get("model_version") or "")
-        if not version or version == self.model.version:
+        config = user_config or {}
+        version = str(config.get("model_version") or "")
+        if version and version != self.model.version:
+            try:
+                new = await asyncio.to_thread(load_predictor, self.tracker, version)
+            except Exception as exc:
+                self.update_error = f"version {version}: {type(exc).__name__}: {exc}"
+                log.error("model swap to version %s failed; still serving %s: %s", version, self.model.version, exc)
+                return
+            old, self.model, self.update_error = self.model, new, None
+            log.info("model swapped: version %s -> %s", old.version, new.version)
+        shadow = str(config.get("challenger_version") or "")
+        current = self.challenger.version if self.challenger is not None else ""
+        if shadow == current:
+            return
+        if not shadow:
+            self.challenger = None
+            log.info("shadow scoring stopped (was version %s)", current)
             return
         try:
-            new = await asyncio.to_thread(load_predictor, self.tracker, version)
+            self.challenger = await asyncio.to_thread(load_predictor, self.tracker, shadow)
         except Exception as exc:
-            self.update_error = f"version {version}: {type(exc).__name__}: {exc}"
-            log.error("model swap to version %s failed; still serving %s: %s", version, self.model.version, exc)
+            self.update_error = f"version {shadow}: {type(exc).__name__}: {exc}"
+            log.error("challenger version %s failed to load; nothing shadows: %s", shadow, exc)
+            self.challenger = None
             return
-        old, self.model, self.update_error = self.model, new, None
-        log.info("model swapped: version %s -> %s", old.version, new.version)
+        self.update_error = None
+        log.info("shadow scoring with challenger version %s", shadow)
 
     def __del__(self):
         # Serve calls this on graceful shutdown: write what the log still holds.
-        logger = getattr(self, "logger", None)
+        shadow, logger = getattr(self, "shadow", None), getattr(self, "logger", None)
+        if shadow is not None:
+            shadow.close()  # what the challenger still has queued goes to the journal first
         if logger is not None:
             logger.close()
 
@@ -309,8 +332,11 @@ class HitModelServer:
         X = features_of([song])
         P, top = self._predict(X, top_k, model)  # well under a millisecond: inline on the event loop
         content = prediction_bytes(P, top, request_id, model.version)
+        extras = [tuple(song.get(c) for c in SONG_EXTRAS)]
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
-                               model.version, top_k, X, P, [tuple(song.get(c) for c in SONG_EXTRAS)]))
+                               model.version, top_k, X, P, extras))
+        if (challenger := self.challenger) is not None:  # scored after the answer, by another thread
+            self.shadow.submit(challenger, request_id, received_at, "/predict", model.version, X, extras)
         return Response(content, media_type="application/json")
 
     @app.post("/predict/batch", response_model=BatchPrediction, responses={**_ERRORS, 200: {"content": {
@@ -348,6 +374,8 @@ class HitModelServer:
                 content = batch_bytes(P, top, request_id, model.version)
             self.logger.log(Served(request_id, received_at, "/predict/batch", 200, (time.perf_counter() - t0) * 1e3,
                                    model.version, top_k, X, P, extras))  # journaled before the answer leaves
+            if (challenger := self.challenger) is not None:
+                self.shadow.submit(challenger, request_id, received_at, "/predict/batch", model.version, X, extras)
             return content
 
         try:
@@ -368,6 +396,8 @@ class HitModelServer:
         stats = self.logger.stats()
         ok = self.logger.accepting
         body = {"status": "ok" if ok else "unavailable", "model_version": self.model.version, "inference_log": stats}
+        if (challenger := self.challenger) is not None:
+            body["challenger_version"], body["shadow"] = challenger.version, self.shadow.stats()
         if stats["state"] != "ok":
             body["reason"] = (f"inference log {stats['state']}: {stats['last_error']}; "
                               f"{stats['pending_rows']} of {stats['buffer_rows']} rows held in memory")
@@ -376,15 +406,19 @@ class HitModelServer:
     @app.get("/model", response_model=ModelCard)
     def model_card(self) -> Response:
         """The served model version and its lineage: MLflow run, lake snapshot, code version, Dagster run."""
-        m = self.model
+        m, c = self.model, self.challenger
+        challenger = None if c is None else {**c.lineage, "loaded_at": c.loaded_at, "array_input": c.array_input,
+                                             "shadow": self.shadow.stats()}
         return Response(_json({**m.lineage, "loaded_at": m.loaded_at, "input_features": list(FEATURE_COLUMNS),
                                "countries": list(COUNTRIES), "array_input": m.array_input,
-                               "last_update_error": self.update_error}), media_type="application/json")
+                               "last_update_error": self.update_error, "challenger": challenger}),
+                        media_type="application/json")
 
 
 def bind_application(settings: Settings, config: ServeConfig, model_version: str, *, code_version: str,
-                     requested_at: str | None = None):
-    """The Serve application: the deployment bound to these settings, serving `model_version`.
+                     requested_at: str | None = None, challenger_version: str | None = None):
+    """The Serve application: the deployment bound to these settings, serving `model_version`
+    (and shadowing it with `challenger_version`).
 
     `model_version` travels in the deployment's user_config. With the deployment's code version
     pinned (`code_version`, fixed for the life of the serving process), a new user_config makes
@@ -395,7 +429,8 @@ def bind_application(settings: Settings, config: ServeConfig, model_version: str
         num_replicas=config.replicas,
         max_ongoing_requests=config.max_ongoing_requests,
         ray_actor_options={"num_cpus": config.replica_cpus},
-        user_config={"model_version": str(model_version), "requested_at": requested_at or ""},
+        user_config={"model_version": str(model_version), "challenger_version": str(challenger_version or ""),
+                     "requested_at": requested_at or ""},
         max_surge_percent=100,  # should replicas ever be replaced: start the new one before stopping the old
         version=code_version, _internal=True,  # Serve's own switch for a pinned version (`serve deploy` pins it too)
     )

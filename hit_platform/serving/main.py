@@ -42,6 +42,7 @@ class ServingProcess:
         self.tracker = Tracker(settings)
         self.code_version = f"serving-{os.getpid()}-{int(time.time())}"
         self.version: str | None = None
+        self.challenger: str | None = None  # the version shadowing it, if any
         self.stop_requested = threading.Event()
         self.update_requested = threading.Event()
         # The inference log's one lake writer for every replica on this machine (see inference_log).
@@ -61,8 +62,9 @@ class ServingProcess:
                      logging_level=logging.WARNING)
         serve.start(http_options={"host": self.config.host, "port": self.config.port})
 
-    def deploy(self, version: str) -> None:
-        """Deploy (or re-deploy with a new user_config) and wait until it answers with `version`."""
+    def deploy(self, version: str, challenger: str | None = None) -> None:
+        """Deploy (or re-deploy with a new user_config) and wait until it answers with `version`
+        (shadowed by `challenger`)."""
         from ray import serve
         from ray.serve.schema import LoggingConfig
 
@@ -70,14 +72,14 @@ class ServingProcess:
 
         requested_at = datetime.now(timezone.utc).isoformat()
         app = bind_application(self.settings, self.config, version, code_version=self.code_version,
-                               requested_at=requested_at)
+                               requested_at=requested_at, challenger_version=challenger)
         # Serve's per-request access log would duplicate the inference log and cost CPU per request.
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False,
                   logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"))
-        self.wait_serving(version)
-        self.version = version
+        self.wait_serving(version, challenger)
+        self.version, self.challenger = version, challenger
 
-    def wait_serving(self, version: str, timeout: float = 120.0) -> None:
+    def wait_serving(self, version: str, challenger: str | None = None, timeout: float = 120.0) -> None:
         """Serve reports RUNNING before the HTTP ingress routes to the replica: wait for /healthz."""
         deadline, last = time.monotonic() + timeout, None
         with httpx.Client(timeout=5.0) as client:
@@ -85,11 +87,12 @@ class ServingProcess:
                 try:
                     r = client.get(f"{self.config.endpoint}/healthz")
                     last = f"{r.status_code} {r.text[:200]}"
-                    if r.status_code == 200 and str(r.json().get("model_version")) == version:
+                    if r.status_code == 200 and (str(r.json().get("model_version")), r.json().get(
+                            "challenger_version")) == (version, challenger):
                         return
-                    if r.status_code == 200:  # answering with another version: did the swap fail?
+                    if r.status_code == 200:  # answering with other versions: did a swap fail?
                         err = client.get(f"{self.config.endpoint}/model").json().get("last_update_error")
-                        if err and f"version {version}:" in err:
+                        if err and any(f"version {v}:" in err for v in (version, challenger) if v):
                             raise RuntimeError(err)
                 except httpx.HTTPError as exc:
                     last = str(exc)
@@ -99,9 +102,10 @@ class ServingProcess:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def update(self) -> None:
-        """SIGHUP: serve whatever the champion alias names now."""
+        """SIGHUP: serve whatever the champion alias names now, shadowed by the challenger alias."""
         try:
             info = self.tracker.champion_info()
+            shadow = self.tracker.challenger_info()
         except MlflowException as exc:  # the registry unreachable: keep serving what we serve, say why
             log.error("update: cannot read the champion alias from %s: %s", self.tracker.uri, exc)
             update_pid_file(self.pid_path, update_error=f"{type(exc).__name__}: {exc}", update_error_version=None)
@@ -110,19 +114,21 @@ class ServingProcess:
             update_pid_file(self.pid_path, update_error="no champion alias", update_error_version=None)
             return
         target = str(info.version)
-        if target == self.version:
-            update_pid_file(self.pid_path, model_version=target, update_error=None)
+        challenger = str(shadow.version) if shadow is not None and str(shadow.version) != target else None
+        if (target, challenger) == (self.version, self.challenger):
+            update_pid_file(self.pid_path, model_version=target, challenger_version=challenger, update_error=None)
             return
-        log.warning("updating the served model: version %s -> %s", self.version, target)
+        log.warning("updating the served models: version %s -> %s, challenger %s -> %s", self.version, target,
+                    self.challenger, challenger)
         try:
-            self.deploy(target)
+            self.deploy(target, challenger)
         except Exception as exc:
-            log.error("update to version %s failed: %s", target, exc)
+            log.error("update to version %s (challenger %s) failed: %s", target, challenger, exc)
             update_pid_file(self.pid_path, update_error=f"{type(exc).__name__}: {exc}",
-                            update_error_version=target)
+                            update_error_version=target, update_error_challenger=challenger)
             return
-        update_pid_file(self.pid_path, model_version=target, update_error=None, update_error_version=None,
-                        updated_at=time.time())
+        update_pid_file(self.pid_path, model_version=target, challenger_version=challenger, update_error=None,
+                        update_error_version=None, update_error_challenger=None, updated_at=time.time())
 
     def shutdown(self) -> None:
         import ray
@@ -150,7 +156,7 @@ class ServingProcess:
                 self.pid_path.unlink(missing_ok=True)
 
     def run(self) -> int:
-        champion = self.tracker.champion_info()
+        champion, shadow = self.tracker.champion_info(), self.tracker.challenger_info()
         if champion is None:
             print(f"hit_platform serving: no champion alias on registered model {self.settings.mlflow.model_name!r} "
                   f"in {self.tracker.uri}; nothing to serve", file=sys.stderr)
@@ -163,8 +169,10 @@ class ServingProcess:
         signal.signal(signal.SIGINT, lambda *_: self.stop_requested.set())
         signal.signal(signal.SIGHUP, lambda *_: self.update_requested.set())
         try:
-            self.deploy(str(champion.version))
+            challenger = str(shadow.version) if shadow is not None and shadow.version != champion.version else None
+            self.deploy(str(champion.version), challenger)
             update_pid_file(self.pid_path, pid=os.getpid(), state="running", model_version=self.version,
+                            challenger_version=self.challenger,
                             endpoint=self.config.endpoint, ready_at=time.time(),
                             ray_address=self.config.ray_address)
             log.warning("serving %s version %s at %s", self.settings.mlflow.model_name, self.version, self.config.endpoint)

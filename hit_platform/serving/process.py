@@ -55,6 +55,7 @@ class ServingStatus:
     pid_file: str
     log_file: str
     detail: str | None = None
+    challenger_version: str | None = None  # the version shadowing the champion, if any
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -151,7 +152,7 @@ def status(settings: Settings, config: ServeConfig | None = None) -> ServingStat
                              state if state in ("starting", "stopping") else "unreachable", str(path), log,
                              f"{endpoint}/healthz does not answer 200 yet")
     return ServingStatus(True, endpoint, str(health.get("model_version")), info["pid"], "running", str(path), log,
-                         info.get("update_error"))
+                         info.get("update_error"), health.get("challenger_version"))
 
 
 # -- starting -------------------------------------------------------------------------------------------
@@ -282,7 +283,8 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
 # -- updating -------------------------------------------------------------------------------------------
 
 def update(settings: Settings, config: ServeConfig | None = None, *, timeout: float = 120.0) -> ServingStatus:
-    """Make the running process serve the current champion, swapping it in without dropping a request.
+    """Make the running process serve the current champion (shadowed by the challenger alias, if any),
+    swapping it in without dropping a request.
 
     Signals the process (SIGHUP); it redeploys with the new version in the deployment's
     user_config, so Serve reconfigures the running replicas in place. Returns once /healthz
@@ -296,11 +298,13 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
         if not st.running:
             raise ServingError(f"no serving process runs for {settings.warehouse} ({st.detail or 'no pid file'}); "
                                "start it first (hit-platform serve)")
-        champion = Tracker(settings).champion_info()
+        tracker = Tracker(settings)
+        champion, shadow = tracker.champion_info(), tracker.challenger_info()
         if champion is None:
             raise ChampionUnavailable(f"no champion alias on {settings.mlflow.model_name!r}: nothing to update to")
         target = str(champion.version)
-        if st.model_version == target:
+        challenger = str(shadow.version) if shadow is not None and str(shadow.version) != target else None
+        if (st.model_version, st.challenger_version) == (target, challenger):
             return st
         path = pid_file(settings, config)
         update_pid_file(path, requested_version=target)
@@ -308,12 +312,15 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = read_pid_file(path) or {}
-            if info.get("model_version") == target:
+            if (info.get("model_version"), info.get("challenger_version")) == (target, challenger):
                 health = _health(st.endpoint)
-                if health and str(health.get("model_version")) == target:
+                if health and (str(health.get("model_version")), health.get("challenger_version")) == (
+                        target, challenger):
                     return status(settings, config)
-            if info.get("update_error") and info.get("update_error_version") == target:
-                raise ServingError(f"the serving process could not switch to version {target}: "
+            if info.get("update_error") and (info.get("update_error_version"), info.get(
+                    "update_error_challenger")) == (target, challenger):
+                shadowed = f" shadowed by {challenger}" if challenger else ""
+                raise ServingError(f"the serving process could not switch to version {target}{shadowed}: "
                                    f"{info['update_error']} (still serving {st.model_version})")
             if not is_serving_process(info):
                 raise ServingError(f"the serving process exited during the update; see {st.log_file}")

@@ -115,6 +115,9 @@ class Health(BaseModel):
                                                          "refusing), rows held in memory and journaled, journal "
                                                          "files waiting for the lake")
     reason: str | None = Field(None, description="why the inference log is not ok, when it is not")
+    challenger_version: str | None = Field(None, description="the version shadowing the champion, if any")
+    shadow: dict | None = Field(None, description="this replica's shadow scorer: songs queued, scored and "
+                                                  "skipped (queue full), its last error")
 
 
 class ModelCard(BaseModel):
@@ -135,6 +138,10 @@ class ModelCard(BaseModel):
     countries: list[str]
     array_input: bool = Field(description="whether the model is fed float arrays (same answers, less overhead)")
     last_update_error: str | None = Field(None, description="why the last requested model swap failed, if it did")
+    challenger: dict | None = Field(None, description="the registry's `challenger` version this replica scores "
+                                                      "every request with off the response path (HIT_PROMOTION_MODE"
+                                                      "=shadow): its name, version, lineage and loaded_at; null "
+                                                      "when none")
 
 
 class ErrorItem(BaseModel):

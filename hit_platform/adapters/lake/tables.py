@@ -158,6 +158,15 @@ ARROW_SCHEMA = pa.schema(
     + [("probabilities", PROBABILITIES_TYPE), ("request_body", pa.string()), ("response_body", pa.string()),
        ("recovered_from", pa.string())])
 
+# A challenger's scores of the songs the champion answered (HIT_PROMOTION_MODE=shadow): joined to the
+# inference log on (request_id, item); journaled and committed like it.
+SHADOW_LOG = "ops.shadow_log"
+SHADOW_ARROW_SCHEMA = pa.schema(
+    [("request_id", pa.string()), ("item", pa.int32()), ("received_at", pa.timestamp("us", tz="UTC")),
+     ("endpoint", pa.string()), ("champion_model_version", pa.string()), ("shadow_model_version", pa.string()),
+     ("latency_ms", pa.float64()), ("spotify_id", pa.string()), ("probabilities", PROBABILITIES_TYPE),
+     ("recovered_from", pa.string())])
+
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.int32(): "INTEGER", pa.float64(): "DOUBLE",
                pa.timestamp("us", tz="UTC"): "TIMESTAMP WITH TIME ZONE"}
 COLUMN_COMMENTS = {
@@ -177,15 +186,19 @@ COLUMN_COMMENTS = {
 }
 
 
-def inference_log_ddl() -> str:
+def inference_log_ddl(schema: pa.Schema = ARROW_SCHEMA, table: str = INFERENCE_LOG) -> str:
     cols = []
-    for f in ARROW_SCHEMA:
+    for f in schema:
         if f.name == "probabilities":
             t = "STRUCT(" + ", ".join(f"{_q(c)} DOUBLE" for c in COUNTRIES) + ")"
         else:
             t = _DUCK_TYPES[f.type]
         cols.append(f"{_q(f.name)} {t}")
-    return f"CREATE TABLE IF NOT EXISTS {INFERENCE_LOG} (\n    " + ",\n    ".join(cols) + "\n)"
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n    " + ",\n    ".join(cols) + "\n)"
+
+
+def ensure_shadow_log(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(inference_log_ddl(SHADOW_ARROW_SCHEMA, SHADOW_LOG))
 
 
 def inference_log_columns(con: duckdb.DuckDBPyConnection) -> set[str]:

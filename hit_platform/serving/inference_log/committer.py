@@ -17,11 +17,11 @@ import pyarrow as pa
 
 from hit_platform.adapters.alerts import insert_alert
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.adapters.lake.tables import INFERENCE_LOG, ensure_inference_log
+from hit_platform.adapters.lake.tables import INFERENCE_LOG, SHADOW_LOG, ensure_inference_log, ensure_shadow_log
 from hit_platform.serving.inference_log.journal import (LEGACY, NEW, OPEN, SEALED, Segment, journal_files, read_legacy,
                                                         read_segment)
 from hit_platform.serving.inference_log.logger import lower_this_threads_priority
-from hit_platform.serving.inference_log.schema import Served, to_arrow
+from hit_platform.serving.inference_log.schema import Served, to_arrow, to_shadow_arrow
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +32,21 @@ _PID = re.compile(r"^\d+-(\d+)-")
 _RETRY_WINDOW = "INTERVAL 1 HOUR"
 
 
-def insert(con: duckdb.DuckDBPyConnection, table: pa.Table) -> int:
-    """Add the rows of request ids not yet in the log; returns rows inserted. Call inside `Lake.write`."""
+def insert(con: duckdb.DuckDBPyConnection, table: pa.Table, target: str = INFERENCE_LOG) -> int:
+    """Add the rows of request ids not yet in the log (`target`: the inference log or the shadow log);
+    returns rows inserted. Call inside `Lake.write`."""
     if table.num_rows == 0:
         return 0
-    ensure_inference_log(con)
+    (ensure_shadow_log if target == SHADOW_LOG else ensure_inference_log)(con)
     since = min(table.column("received_at").to_pylist())
     con.register("_incoming_log", table)
     try:
         # A request's rows always travel together, so "id already there" means "all of it is there".
         # The time bound lets DuckLake skip the files of older requests.
         inserted = con.execute(f"""
-            INSERT INTO {INFERENCE_LOG} BY NAME
+            INSERT INTO {target} BY NAME
             SELECT * FROM _incoming_log i
-            WHERE NOT EXISTS (SELECT 1 FROM {INFERENCE_LOG} l
+            WHERE NOT EXISTS (SELECT 1 FROM {target} l
                               WHERE l.request_id = i.request_id AND l.received_at >= ?::TIMESTAMPTZ - {_RETRY_WINDOW})
         """, [since]).fetchall()
         return int(inserted[0][0]) if inserted else 0
@@ -69,21 +70,25 @@ class _Taken:
         return self.segment.rows if self.segment else self.legacy.num_rows if self.legacy is not None else 0
 
 
-def once_per_request(taken: list[_Taken]) -> pa.Table:
-    """The rows to commit, one attempt per request id: a request a dying replica journaled and another
-    replica answered again keeps the answer that was sent (not the recovered one)."""
-    chosen: dict[str, Served] = {}
+def once_per_request(taken: list[_Taken]) -> tuple[pa.Table, pa.Table]:
+    """The rows to commit to the inference log and to the shadow log, one attempt per request id: a
+    request a dying replica journaled and another replica answered again keeps the answer that was sent
+    (not the recovered one)."""
+    chosen: dict[tuple[str, bool], Served] = {}
     for t in taken:
         if t.segment is None:
             continue
         for e in t.segment.entries:
             if t.recovered:
                 e.recovered_from = t.path.name
-            kept = chosen.get(e.request_id)
+            key = (e.request_id, e.shadow_of is not None)
+            kept = chosen.get(key)
             if kept is None or (kept.recovered_from is not None and e.recovered_from is None):
-                chosen[e.request_id] = e
-    tables = [to_arrow(list(chosen.values()))] + [t.legacy for t in taken if t.legacy is not None]
-    return pa.concat_tables(tables)
+                chosen[key] = e
+    answered = [e for (_, shadow), e in chosen.items() if not shadow]
+    shadowed = [e for (_, shadow), e in chosen.items() if shadow]
+    tables = [to_arrow(answered)] + [t.legacy for t in taken if t.legacy is not None]
+    return pa.concat_tables(tables), to_shadow_arrow(shadowed)
 
 
 class JournalCommitter:
@@ -164,11 +169,12 @@ class JournalCommitter:
         return self._con
 
     def _write(self, taken: list[_Taken]) -> int:
-        table = once_per_request(taken)
+        table, shadow = once_per_request(taken)
         con = self._connection()
 
         def write(c: duckdb.DuckDBPyConnection) -> int:
             n = insert(c, table)
+            insert(c, shadow, SHADOW_LOG)  # a challenger's scores commit with the answers they shadow
             for t in taken:  # the alerts commit with the rows they speak of
                 if t.recovered and (t.segment.entries or t.segment.torn_tail):
                     _alert_recovered(c, t)

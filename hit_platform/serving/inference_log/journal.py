@@ -63,6 +63,8 @@ def encode(e: Served) -> bytes:
         meta["rq"] = e.request_body
     if e.response_body is not None:
         meta["rs"] = e.response_body
+    if e.shadow_of is not None:
+        meta["sh"] = e.shadow_of
     head = json.dumps(meta, separators=(",", ":"), default=str).encode()
     parts = [_META_LEN.pack(len(head)), head]
     if e.X is not None:
@@ -83,7 +85,7 @@ def _decode(payload: memoryview) -> Served:
         P = np.frombuffer(payload, np.float64, n * _NP, at + n * _NX * 8).reshape(n, _NP)
     extras = [tuple(x) for x in meta["ex"]] if "ex" in meta else None
     return Served(meta["id"], _EPOCH + meta["at"] * _MICRO, meta["ep"], meta["st"], meta["ms"], meta["mv"],
-                  meta["k"], X, P, extras, meta.get("rq"), meta.get("rs"))
+                  meta["k"], X, P, extras, meta.get("rq"), meta.get("rs"), shadow_of=meta.get("sh"))
 
 
 @dataclass

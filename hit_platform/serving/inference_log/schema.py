@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from hit_platform.adapters.lake.tables import ARROW_SCHEMA, PROBABILITIES_TYPE
+from hit_platform.adapters.lake.tables import ARROW_SCHEMA, PROBABILITIES_TYPE, SHADOW_ARROW_SCHEMA
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.schema import SONG_EXTRAS
@@ -33,6 +33,7 @@ class Served:
     request_body: str | None = None  # refused requests only
     response_body: str | None = None
     recovered_from: str | None = None  # set by the committer: the segment of a writer that died
+    shadow_of: str | None = None  # a challenger's shadow score: the champion version that answered (ops.shadow_log)
 
     @property
     def rows(self) -> int:
@@ -82,6 +83,34 @@ def to_arrow(entries: list[Served]) -> pa.Table:
     cols["response_body"] = per_request(lambda e: e.response_body, pa.string())
     cols["recovered_from"] = per_request(lambda e: e.recovered_from, pa.string())
     return pa.table([cols[f.name] for f in ARROW_SCHEMA], schema=ARROW_SCHEMA)
+
+
+def to_shadow_arrow(entries: list[Served]) -> pa.Table:
+    """The rows of ops.shadow_log of some challenger scores (entries with `shadow_of`): one per song."""
+    counts = np.array([e.rows for e in entries], dtype=np.int64)
+    owner = pa.array(np.repeat(np.arange(len(entries)), counts))
+    P = np.concatenate([e.P for e in entries]) if entries else np.empty((0, len(COUNTRIES)))
+    starts = np.repeat(np.cumsum(counts) - counts, counts)
+    spotify = SONG_EXTRAS.index("spotify_id")
+
+    def per_request(get, type_) -> pa.Array:
+        return pa.array([get(e) for e in entries], type_).take(owner)
+
+    cols = {
+        "request_id": per_request(lambda e: e.request_id, pa.string()),
+        "item": pa.array(np.arange(len(owner)) - starts, pa.int32()),
+        "received_at": per_request(lambda e: e.received_at, pa.timestamp("us", tz="UTC")),
+        "endpoint": per_request(lambda e: e.endpoint, pa.string()),
+        "champion_model_version": per_request(lambda e: e.shadow_of, pa.string()),
+        "shadow_model_version": per_request(lambda e: e.model_version, pa.string()),
+        "latency_ms": per_request(lambda e: float(e.latency_ms), pa.float64()),
+        "spotify_id": pa.array([x[spotify] for e in entries for x in (e.extras or [(None,) * len(SONG_EXTRAS)]
+                                                                      * e.rows)], pa.string()),
+        "probabilities": pa.StructArray.from_arrays([pa.array(P[:, j], pa.float64()) for j in range(len(COUNTRIES))],
+                                                    fields=list(PROBABILITIES_TYPE)),
+        "recovered_from": per_request(lambda e: e.recovered_from, pa.string()),
+    }
+    return pa.table([cols[f.name] for f in SHADOW_ARROW_SCHEMA], schema=SHADOW_ARROW_SCHEMA)
 
 
 def truncate_body(body: bytes | str | None) -> str | None:
