@@ -4,14 +4,14 @@ import dagster as dg
 
 from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated
 from hit_platform.defs import core, gate_policy, landing, ops, raw, sensors, serving
-from hit_platform.defs.ml import evaluation, features, predictions
+from hit_platform.defs.ml import evaluation, features, predictions, shadow
 from hit_platform.defs.ml import training as training_defs
-from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, ServingResource,
-                                         TrackingResource, TrainingResource, resources_for)
+from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, PromotionResource,
+                                         ServingResource, TrackingResource, TrainingResource, resources_for)
 from hit_platform.settings import Settings, get_settings
 
 # One module per key prefix = lake schema = group; each holds its assets and the checks on them.
-ASSET_MODULES = [landing, raw, core, features, training_defs, evaluation, predictions, serving, ops]
+ASSET_MODULES = [landing, raw, core, features, training_defs, evaluation, shadow, predictions, serving, ops]
 # Ingest is started by the landing sensor; everything else follows its group's condition.
 CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving": ON_NEW_DATA_OR_CODE,
               "ops": ON_SCHEDULE_OR_UPDATE}
@@ -20,13 +20,14 @@ CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving":
 def build_definitions(lake: LakeResource | None = None, gates: GatesResource | None = None, *,
                       settings: Settings | None = None, tracking: TrackingResource | None = None,
                       training: TrainingResource | None = None, monitors: MonitorsResource | None = None,
-                      serving_config: ServingResource | None = None) -> dg.Definitions:
+                      serving_config: ServingResource | None = None,
+                      promotion: PromotionResource | None = None) -> dg.Definitions:
     """The whole graph, its resources and sensors built from `settings` (default: the environment,
     read once). Tests pass their own resources (a lake and an MLflow store in a temp folder)."""
     settings = settings or get_settings()
     resources = resources_for(settings)
     given = {"lake": lake, "gates_config": gates, "training": training, "monitors": monitors,
-             "serving": serving_config,
+             "serving": serving_config, "promotion": promotion,
              "tracking": tracking or (TrackingResource(warehouse=lake.warehouse) if lake is not None else None)}
     resources.update({k: v for k, v in given.items() if v is not None})
     training, gates = resources["training"], resources["gates_config"]
@@ -39,7 +40,7 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
     asset_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
     # Policies applied to every asset once: when it re-materializes by itself, and that it never
     # builds on a parent its blocking checks did not pass, whatever run it is in (gate_policy.py).
-    assets = gate_policy.apply(automated(assets, CONDITIONS), asset_checks)
+    assets = gate_policy.apply(automated(assets, CONDITIONS, exempt=shadow.BY_SENSOR), asset_checks)
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,

@@ -1,5 +1,6 @@
 """The champion's history in `ops.model_events`: every move of the registry's `champion` alias, a
-promotion by the gates (`ml/champion_model`) or a rollback by a person (`hit-platform rollback`),
+promotion by the gates (`ml/champion_model`, `ml/shadow_promotion`) or a rollback by a person
+(`hit-platform rollback`), and every candidate set to shadow it (`challenger`),
 with who, when, from, to and why. `audit` and the dashboard read it."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import duckdb
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import MODEL_EVENTS_DDL
 
-KINDS = ("promote", "rollback")
+KINDS = ("promote", "rollback", "challenger")  # challenger: a candidate set to shadow the champion
 TABLE = "ops.model_events"
 
 

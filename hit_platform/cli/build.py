@@ -18,6 +18,7 @@ from dagster._time import get_current_datetime
 
 from hit_platform.defs import gate_policy
 from hit_platform.defs.landing import LANDING
+from hit_platform.defs.ml.shadow import BY_SENSOR
 from hit_platform.defs.raw import RAW_CHART_ROWS
 
 
@@ -55,11 +56,13 @@ def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance,
 
 
 def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.AssetKey]:
+    """What a build may materialize: everything (or `upto` and its upstream) except what live traffic,
+    not data, drives (the shadow judgement: its sensor runs it), unless named in `upto`."""
     graph = defs.resolve_asset_graph()
     if upto is None:
-        return set(graph.materializable_asset_keys)
+        return set(graph.materializable_asset_keys) - BY_SENSOR
     selection = dg.AssetSelection.assets(*upto).upstream().required_multi_asset_neighbors()
-    return set(selection.resolve(graph)) & set(graph.materializable_asset_keys)
+    return set(selection.resolve(graph)) & set(graph.materializable_asset_keys) - (BY_SENSOR - set(upto))
 
 
 def without_held(defs: dg.Definitions, instance: dg.DagsterInstance, selected: list[dg.AssetKey],

@@ -38,11 +38,13 @@ ON_SCHEDULE_OR_UPDATE = (
     & ~AC.in_progress()
 ).with_label(f"every {MONITOR_CRON} or when what it watches updates")
 
-def automated(assets: list, condition_by_group: dict[str, dg.AutomationCondition]) -> list:
-    """The same assets, each with the condition of its group (raw and quarantine keep none: the landing sensor starts ingest)."""
+def automated(assets: list, condition_by_group: dict[str, dg.AutomationCondition],
+              exempt: frozenset = frozenset()) -> list:
+    """The same assets, each with the condition of its group (raw and quarantine keep none: the landing sensor
+    starts ingest; nor do the `exempt` ones, which a sensor runs)."""
     out = []
     for a in assets:
-        if isinstance(a, dg.AssetsDefinition) and a.is_executable:
+        if isinstance(a, dg.AssetsDefinition) and a.is_executable and not set(a.keys) & exempt:
             a = a.map_asset_specs(lambda s: s.replace_attributes(
                 automation_condition=condition_by_group.get(s.group_name, s.automation_condition)))
         out.append(a)

@@ -14,7 +14,7 @@ import dagster as dg
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.tracking import Tracker
-from hit_platform.settings import GateThresholds, MonitorThresholds, ServeConfig, Settings, get_settings
+from hit_platform.settings import GateThresholds, MonitorThresholds, ServeConfig, Settings, ShadowSettings, get_settings
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -137,6 +137,21 @@ class MonitorsResource(dg.ConfigurableResource):
         return _section(get_settings().monitors, self.overrides_json, "monitors")
 
 
+class PromotionResource(dg.ConfigurableResource):
+    """What a candidate that passed the gates becomes (`HIT_PROMOTION_MODE`: immediate or shadow) and how a
+    challenger is judged on live traffic (`HIT_SHADOW_*`), with overrides given as JSON."""
+
+    mode: str = ""  # empty: the settings' (env HIT_PROMOTION_MODE)
+    shadow_overrides_json: str = "{}"
+
+    def promotion_mode(self) -> str:
+        return _section(get_settings().promotion, json.dumps({"mode": self.mode} if self.mode else {}),
+                        "promotion").mode
+
+    def shadow(self) -> ShadowSettings:
+        return _section(get_settings().shadow, self.shadow_overrides_json, "promotion.shadow")
+
+
 class ServingResource(dg.ConfigurableResource):
     """How the serving process runs: the settings' `serving` section (env `HIT_SERVE_*`), with overrides
     given as JSON, e.g. '{"port": 8081}'."""
@@ -170,4 +185,6 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "gates_config": GatesResource(overrides_json=settings.gates.model_dump_json()),
         "monitors": MonitorsResource(overrides_json=settings.monitors.model_dump_json()),
         "serving": ServingResource(overrides_json=settings.serving.model_dump_json(exclude={"ray_address"})),
+        "promotion": PromotionResource(mode=settings.promotion.mode,
+                                       shadow_overrides_json=settings.shadow.model_dump_json()),
     }

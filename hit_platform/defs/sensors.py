@@ -1,4 +1,5 @@
-"""Sensors: new landing files start ingestion; drift alerts retrain; failed runs become alerts."""
+"""Sensors: new landing files start ingestion; drift alerts retrain; a challenger that shadowed enough
+songs is judged; failed runs become alerts."""
 
 import json
 from datetime import datetime, timezone
@@ -8,6 +9,7 @@ import dagster as dg
 from hit_platform.adapters.alerts import list_alerts, raise_alert
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.features import FEATURES
+from hit_platform.defs.ml.shadow import BY_SENSOR, shadow_sensor
 from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.serving import DEPLOYMENT
@@ -113,6 +115,8 @@ def build_sensors(intervals: SensorSettings) -> list[dg.SensorDefinition]:
                   default_status=running)(landing_sensor),
         dg.sensor(minimum_interval_seconds=intervals.drift_sensor_interval_s, default_status=running,
                   asset_selection=RETRAIN)(drift_retrain_sensor),
+        dg.sensor(minimum_interval_seconds=intervals.shadow_sensor_interval_s, default_status=running,
+                  asset_selection=sorted(BY_SENSOR, key=str))(shadow_sensor),
         run_failure_alerts,
         dg.AutomationConditionSensorDefinition(
             "automation", target=dg.AssetSelection.all(), minimum_interval_seconds=intervals.automation_interval_s,

@@ -204,7 +204,7 @@ def append(lake: Lake, rows: pd.DataFrame) -> int:
         return lake.snapshot_id(con)
 
 
-def _labels(con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str]) -> pd.DataFrame:
+def served_labels(con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str]) -> pd.DataFrame:
     """Per-country labels of the songs among `ids` the lake has labels for, outside the train split."""
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS {_q(c)}" for c in COUNTRIES)
     splits = lake.table_exists(con, "ml", "splits")
@@ -234,7 +234,7 @@ def realize(lake: Lake, now: datetime | None = None) -> int:
                 continue
             has_id = np.array([i is not None for i in pop.spotify_ids])
             ids, P = pop.spotify_ids[has_id], pop.P[has_id]
-            labels = _labels(con, lake, list(ids))
+            labels = served_labels(con, lake, list(ids))
             known = np.isin(ids, labels.index.to_numpy())
             if known.sum() < 2:
                 continue

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.settings import REPO_ROOT
 from hit_platform_tests.support.load import Wrk, replica_pids
-from hit_platform_tests.support.serving import promote_champion, serving_env, song
+from hit_platform_tests.support.serving import answers, promote_champion, serving_env, song, swapped_cleanly, under_load
 from hit_platform.adapters import model_events
 from hit_platform.adapters.tracking import Tracker
 from hit_platform.defs.ml.evaluation import CHAMPION
@@ -70,60 +69,7 @@ def test_start_replaced_the_stale_pid_file_and_does_not_start_twice(life):
                                                                              first["pid"])
 
 
-def under_load(endpoint: str, action, clients: int = 4, before_s: float = 1.5, after_s: float = 1.5):
-    """`action()` while `clients` threads post /predict without pause; returns its result and every
-    request's (status, model version or error) in the order answered."""
-    stop = threading.Event()
-    results: list[tuple[int, str | None]] = []
-    lock = threading.Lock()
-
-    def hammer():
-        with httpx.Client(base_url=endpoint, timeout=30) as client:
-            while not stop.is_set():
-                try:
-                    r = client.post("/predict", json=song())
-                    outcome = (r.status_code, r.json().get("model_version") if r.status_code == 200 else r.text)
-                except httpx.HTTPError as exc:
-                    outcome = (0, repr(exc))
-                with lock:
-                    results.append(outcome)
-
-    threads = [threading.Thread(target=hammer) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    time.sleep(before_s)
-    try:
-        done = action()
-        time.sleep(after_s)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    return done, results
-
-
-def swapped_cleanly(results, old: str, new: str, what: str) -> None:
-    failed = [r for r in results if r[0] != 200]
-    assert failed == [], f"{len(failed)} of {len(results)} requests failed during the {what}: {failed[:5]}"
-    versions = [v for _, v in results]
-    assert set(versions) == {old, new}
-    last_old = max(i for i, v in enumerate(versions) if v == old)
-    assert all(v == new for v in versions[last_old + 1:])  # no flapping back once swapped
-
-
-SONGS = [song(danceability=0.1 * i, tempo=90.0 + 7 * i, spotify_id=f"bytes{i}") for i in range(1, 6)]
 V1_ANSWERS: list[bytes] = []  # the first champion's answers to SONGS, request ids blanked
-
-
-def answers(endpoint: str) -> list[bytes]:
-    """The answer bodies to SONGS, with the request id (fresh on every request) blanked."""
-    out = []
-    with httpx.Client(base_url=endpoint, timeout=30) as client:
-        for s in SONGS:
-            r = client.post("/predict", json=s)
-            assert r.status_code == 200, r.text
-            out.append(r.content.replace(r.json()["request_id"].encode(), b"<request_id>"))
-    return out
 
 
 def test_champion_swap_under_load_drops_no_request(life):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import sys
+import threading
+import time
 from pathlib import Path
+
+import httpx
 
 import cloudpickle
 import numpy as np
@@ -27,38 +31,46 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 class LinearHits(BaseEstimator):
     """72 logistic outputs from one matrix product: the serving contract at realistic speed."""
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, nudge: float = 0.0):
         self.seed = seed
+        self.nudge = nudge  # another model that agrees closely with seed's: its weights moved this much
 
     def fit(self, X, Y=None):
         rng = np.random.default_rng(self.seed)
         self.coef_ = rng.normal(0, 0.6, size=(np.shape(X)[1], len(COUNTRIES)))
         self.intercept_ = rng.normal(-1.5, 0.5, size=len(COUNTRIES))
+        if self.nudge:
+            self.coef_ = self.coef_ + np.random.default_rng(10_000 + self.seed).normal(0, self.nudge, self.coef_.shape)
         return self
 
     def predict_proba(self, X):
         return 1.0 / (1.0 + np.exp(-(np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_)))
 
 
-def make_pipeline(seed: int) -> Pipeline:
+def make_pipeline(seed: int, nudge: float = 0.0) -> Pipeline:
     X = pd.DataFrame(probe_rows(200, seed=seed), columns=list(FEATURE_COLUMNS))
-    return Pipeline([("scale", StandardScaler()), ("model", LinearHits(seed))]).fit(X)
+    return Pipeline([("scale", StandardScaler()), ("model", LinearHits(seed, nudge))]).fit(X)
 
 
 LINEAGE = {"lake_snapshot_id": "42", "git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": "false",
            "dagster_run_id": "dagster-run-test", "family": "linear-test"}
 
 
-def promote_champion(settings: Settings, seed: int) -> str:
-    """Log, register and promote a LinearHits pipeline; returns the new champion's version."""
+def register_version(settings: Settings, seed: int, nudge: float = 0.0) -> str:
+    """Log and register a LinearHits pipeline; returns its version."""
     tracker = Tracker(settings)
     example = pd.DataFrame(probe_rows(3), columns=list(FEATURE_COLUMNS))
-    run_id, uri = tracker.log_candidate(run_name=f"linear-{seed}", params={"seed": seed}, metrics={"auc": 0.5},
-                                        pipeline=make_pipeline(seed), input_example=example, tags=LINEAGE,
-                                        figures={}, tables={})
-    version = tracker.register(uri, run_id, tags={**LINEAGE, "mlflow_run_id": run_id})
-    tracker.promote(version.version)
-    return str(version.version)
+    run_id, uri = tracker.log_candidate(run_name=f"linear-{seed}", params={"seed": seed, "nudge": nudge},
+                                        metrics={"auc": 0.5}, pipeline=make_pipeline(seed, nudge),
+                                        input_example=example, tags=LINEAGE, figures={}, tables={})
+    return str(tracker.register(uri, run_id, tags={**LINEAGE, "mlflow_run_id": run_id}).version)
+
+
+def promote_champion(settings: Settings, seed: int) -> str:
+    """Log, register and promote a LinearHits pipeline; returns the new champion's version."""
+    version = register_version(settings, seed)
+    Tracker(settings).promote(version)
+    return version
 
 
 def song(**overrides) -> dict:
@@ -72,3 +84,58 @@ def serving_env(tmp: Path, **config) -> tuple[Settings, ServeConfig]:
     settings = Settings(warehouse=tmp / "warehouse")
     cfg = ServeConfig(**{"port": free_port(), "log_flush_seconds": 1.0, "start_timeout_s": 180, **config})
     return settings, cfg
+
+
+def under_load(endpoint: str, action, clients: int = 4, before_s: float = 1.5, after_s: float = 1.5):
+    """`action()` while `clients` threads post /predict without pause; returns its result and every
+    request's (status, model version or error) in the order answered."""
+    stop = threading.Event()
+    results: list[tuple[int, str | None]] = []
+    lock = threading.Lock()
+
+    def hammer():
+        with httpx.Client(base_url=endpoint, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post("/predict", json=song())
+                    outcome = (r.status_code, r.json().get("model_version") if r.status_code == 200 else r.text)
+                except httpx.HTTPError as exc:
+                    outcome = (0, repr(exc))
+                with lock:
+                    results.append(outcome)
+
+    threads = [threading.Thread(target=hammer) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    time.sleep(before_s)
+    try:
+        done = action()
+        time.sleep(after_s)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    return done, results
+
+
+def swapped_cleanly(results, old: str, new: str, what: str) -> None:
+    failed = [r for r in results if r[0] != 200]
+    assert failed == [], f"{len(failed)} of {len(results)} requests failed during the {what}: {failed[:5]}"
+    versions = [v for _, v in results]
+    assert set(versions) == {old, new}
+    last_old = max(i for i, v in enumerate(versions) if v == old)
+    assert all(v == new for v in versions[last_old + 1:])  # no flapping back once swapped
+
+
+SONGS = [song(danceability=0.1 * i, tempo=90.0 + 7 * i, spotify_id=f"bytes{i}") for i in range(1, 6)]
+
+
+def answers(endpoint: str, songs: list[dict] = SONGS) -> list[bytes]:
+    """The answer bodies to SONGS, with the request id (fresh on every request) blanked."""
+    out = []
+    with httpx.Client(base_url=endpoint, timeout=30) as client:
+        for s in songs:
+            r = client.post("/predict", json=s)
+            assert r.status_code == 200, r.text
+            out.append(r.content.replace(r.json()["request_id"].encode(), b"<request_id>"))
+    return out

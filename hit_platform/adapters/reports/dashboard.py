@@ -1,6 +1,7 @@
 """The dashboard: one self-contained HTML page (inline PNG plots, no server) read from the lake.
 
 Model quality over versions (ml.evaluations), the champion's per-country ROC AUC,
+the challenger against the champion on the songs it shadowed (ops.shadow_log),
 its label-free performance estimate against the realized values (ops.performance_estimates),
 drift (features at each data version and served songs), serving latency over time
 (ops.inference_log), the latest monitor results and the latest alerts.
@@ -186,6 +187,35 @@ def _estimates(con: duckdb.DuckDBPyConnection, lake: Lake, countries: int = 5) -
         ("country", "estimated AUC", "90% interval", "test AUC", "change", "realized AUC", "realized songs"))
 
 
+def _shadow(lake: Lake) -> str:
+    """The newest challenger against its champion on the songs it shadowed (ops.shadow_log)."""
+    from hit_platform.steps.shadow_comparison import compare, latest_pair
+
+    pair = latest_pair(lake)
+    if pair is None:
+        return "<p>No challenger has shadowed the champion (HIT_PROMOTION_MODE=shadow).</p>"
+    cmp = compare(lake, *pair)
+    if not cmp.songs:
+        return f"<p>Challenger {html.escape(pair[1])} has no answered songs to compare with yet.</p>"
+    diffs = [cmp.mean_abs_diff[c] for c in sorted(cmp.mean_abs_diff)]
+    fig, ax = plt.subplots(figsize=(9, 2.8))
+    ax.bar(range(len(diffs)), diffs)
+    ax.set_xticks(range(len(diffs)), sorted(cmp.mean_abs_diff), rotation=90, fontsize=6)
+    ax.set_ylabel("mean |challenger - champion|")
+    ax.set_title(f"Challenger {pair[1]} vs champion {pair[0]} on {cmp.songs} shadowed songs")
+    fig.tight_layout()
+    labels = (f" On {cmp.labelled_songs} of them with labels, mean ROC AUC: champion {_fmt(cmp.champion_roc_auc)}, "
+              f"challenger {_fmt(cmp.challenger_roc_auc)}." if cmp.champion_roc_auc is not None else
+              " No shadowed song has labels yet.")
+    worst = sorted(cmp.mean_abs_diff, key=cmp.mean_abs_diff.get, reverse=True)[:10]
+    note = (f"<p>{cmp.songs} songs in {cmp.requests} requests, {cmp.first_at:%Y-%m-%d %H:%M} to "
+            f"{cmp.last_at:%Y-%m-%d %H:%M} UTC. Top-5 overlap {cmp.top5_overlap:.3f}.{labels} "
+            f"ml/shadow_evaluation:shadow_gate judges these against HIT_SHADOW_*.</p>")
+    return note + _png(fig) + _table(
+        [(c, cmp.mean_abs_diff[c], cmp.prediction_psi[c], cmp.top5_agreement[c]) for c in worst],
+        ("country", "mean |difference|", "prediction PSI", "top-5 agreement"))
+
+
 def _monitors(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, list]:
     if not lake.table_exists(con, "ops", "monitor_metrics"):
         return "", []
@@ -207,8 +237,10 @@ def render(lake: Lake) -> Dashboard:
         snapshot = lake.snapshot_id(con)
     alerts = list_alerts(lake, limit=30)
     events = model_events.history(lake, limit=20)
+    shadow = _shadow(lake)
     now = datetime.now(timezone.utc)
-    sections = ["Model quality", "Model events", "Performance estimate", "Drift", "Serving", "Monitors", "Alerts"]
+    sections = ["Model quality", "Model events", "Shadow", "Performance estimate", "Drift", "Serving", "Monitors",
+                "Alerts"]
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>hit_platform dashboard</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1000px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:3px 6px;text-align:left}} img{{max-width:100%}}</style></head><body>
@@ -219,6 +251,7 @@ test mean ROC AUC {_fmt(q.get('auc'))} (oracle {_fmt(q.get('oracle'))}).</p>
 <h2>Model events</h2>{_table([(e.event_at, e.kind, e.from_version or 'none', e.to_version, e.who, e.reason[:200])
                               for e in events], ('when', 'event', 'from', 'to', 'who', 'why'))
                       if events else '<p>The champion alias has not moved yet.</p>'}
+<h2>Shadow</h2>{shadow}
 <h2>Performance estimate</h2>{estimated}
 <h2>Drift</h2>{drift}
 <h2>Serving</h2>{latency}

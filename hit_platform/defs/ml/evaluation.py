@@ -12,7 +12,7 @@ from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import load_split
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_checks import alert_on_failure
-from hit_platform.defs.resources import GatesResource, LakeResource, TrackingResource
+from hit_platform.defs.resources import GatesResource, LakeResource, PromotionResource, TrackingResource
 from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.domain.promotion import judge
 from hit_platform.steps.oracle import oracle_matrix
@@ -131,8 +131,8 @@ def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_vers
 
 
 @dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
-def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource,
-                   lake: LakeResource) -> dg.MaterializeResult:
+def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource, lake: LakeResource,
+                   promotion: PromotionResource) -> dg.MaterializeResult:
     """The model being served: the registry alias `hit_model@champion` moved to the candidate that
     passed the promotion gate, recorded in `ops.model_events`. It checks the decision itself, whatever
     run it is in: a candidate whose evaluation says refuse, or whose `promotion_gate` did not pass that
@@ -151,6 +151,17 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
                     f"{back.who} ({back.reason}): not promoted again; `hit-platform rollback --to {candidate}` "
                     "brings it back")
             context.log.warning(kept)
+        elif before is not None and promotion.promotion_mode() == "shadow":
+            shadowing = tracker.challenger_info()
+            if shadowing is None or str(shadowing.version) != candidate:
+                tracker.set_challenger(candidate)
+                model_events.record(the_lake, model_events.new_event(
+                    "challenger", tracker.model_name, before.version, candidate, f"Dagster run {context.run.run_id}",
+                    f"shadows the champion on live traffic until shadow_gate decides: "
+                    f"{ev.get('decision', 'the promotion gate passed')}"[:500], context.run.run_id))
+            kept = (f"HIT_PROMOTION_MODE=shadow: version {candidate} passed the gates and is the challenger; "
+                    f"ml/shadow_promotion makes it champion once ml/shadow_evaluation:shadow_gate passes")
+            context.log.info(kept)
         else:
             tracker.promote(candidate)
             tracker.set_version_tag(candidate, "promoted_by_dagster_run", context.run.run_id)
@@ -160,9 +171,11 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
                 context.run.run_id))
     info = tracker.champion_info()
     if kept:  # the champion stays: its metadata, not the candidate's
+        shadowing = tracker.challenger_info()
         return dg.MaterializeResult(metadata={
             "model_uri": f"models:/{info.name}@champion", "model_version": info.version,
-            "mlflow_run_id": info.run_id, "previous_version": info.version, "not_promoted": kept})
+            "mlflow_run_id": info.run_id, "previous_version": info.version, "not_promoted": kept,
+            "challenger_version": shadowing.version if shadowing else "none"})
     meta = {"model_uri": f"models:/{info.name}@champion", "model_version": info.version,
             "mlflow_run_id": info.run_id, "previous_version": before.version if before else "none",
             "family": ev["candidate_family"], "test_mean_roc_auc": ev["test_mean_roc_auc"],
