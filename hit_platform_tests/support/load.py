@@ -20,6 +20,17 @@ _SCRIPT = """wrk.method = "POST"
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
 """
+# Several bodies in turn (a list of songs): requests formatted once per thread, then cycled.
+_BODIES = """local bodies = {{{bodies}}}
+local requests, k = {{}}, 0
+function request()
+  if #requests == 0 then
+    for j, b in ipairs(bodies) do requests[j] = wrk.format(nil, nil, nil, b) end
+  end
+  k = k % #requests + 1
+  return requests[k]
+end
+"""
 _RECORDING = """local counter = 0
 function setup(thread)
   thread:set("n", counter)
@@ -57,12 +68,16 @@ class WrkResult:
 
 
 class Wrk:
-    """`wrk -t -c -d --latency` POSTing one JSON body, started in the background."""
+    """`wrk -t -c -d --latency` POSTing one JSON body (or a list of bodies in turn), started in the background."""
 
-    def __init__(self, url: str, body: dict, duration: float, *, threads: int = 2, connections: int = 16,
-                 record: bool = False):
+    def __init__(self, url: str, body: dict | list[dict], duration: float, *, threads: int = 2,
+                 connections: int = 16, record: bool = False):
         self.dir = Path(tempfile.mkdtemp(prefix="wrk-"))
-        script = _SCRIPT.format(body=json.dumps(json.dumps(body)))
+        if isinstance(body, list):
+            script = _SCRIPT.format(body=json.dumps(json.dumps(body[0]))) + _BODIES.format(
+                bodies=", ".join(json.dumps(json.dumps(b)) for b in body))
+        else:
+            script = _SCRIPT.format(body=json.dumps(json.dumps(body)))
         if record:
             script += _RECORDING.format(prefix=json.dumps(str(self.dir / "answers-")))
         (self.dir / "script.lua").write_text(script)
