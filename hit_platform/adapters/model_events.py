@@ -16,7 +16,10 @@ import duckdb
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import MODEL_EVENTS_DDL
 
-KINDS = ("promote", "rollback", "challenger")  # challenger: a candidate set to shadow the champion
+# challenger: a candidate set to shadow the champion; found: the champion alias found where no recorded
+# event put it (a process killed between moving it and recording the move, or a hand in the registry)
+KINDS = ("promote", "rollback", "challenger", "found")
+MOVES = ("promote", "rollback", "found")  # the kinds that move the champion alias
 TABLE = "ops.model_events"
 
 
@@ -89,3 +92,29 @@ def rolled_back_from(lake: Lake, version: str, since: datetime | None = None) ->
         if e.kind == "rollback" and e.from_version == str(version) and (since is None or e.event_at > since):
             return e
     return None
+
+
+def reconcile(lake: Lake, tracker) -> list[ModelEvent]:
+    """Record where the aliases are when the history does not say so, before anything moves them again:
+    the champion alias on another version than the last recorded move (`found`), a challenger no event
+    set. Returns the events recorded (none when the history agrees with the registry)."""
+    found = []
+    events = history(lake)
+    champion, challenger = tracker.champion_info(), tracker.challenger_info()
+    moves = [e for e in events if e.kind in MOVES]
+    if champion is not None and (not moves or moves[0].to_version != str(champion.version)):
+        last = moves[0].to_version if moves else None
+        found.append(new_event(
+            "found", tracker.model_name, last, str(champion.version), "reconciliation",
+            f"the champion alias points at version {champion.version}, but the last recorded move was to "
+            f"{last or 'nothing'}: a process died between moving the alias and recording it, or the registry "
+            f"was changed by hand"))
+    if challenger is not None and not any(e.kind == "challenger" and e.to_version == str(challenger.version)
+                                          for e in events):
+        found.append(new_event(
+            "challenger", tracker.model_name, str(champion.version) if champion else None, str(challenger.version),
+            "reconciliation", f"the challenger alias points at version {challenger.version} with no recorded "
+                              f"event: a process died between setting it and recording it, or it was set by hand"))
+    for event in found:
+        record(lake, event)
+    return found

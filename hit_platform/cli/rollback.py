@@ -50,6 +50,7 @@ def rollback(settings: Settings, *, reason: str, to: str | None = None, who: str
     if not reason.strip():
         raise RollbackRefused("--reason is required: say why, it is kept with the rollback")
     tracker, lake = Tracker(settings), Lake(settings)
+    model_events.reconcile(lake, tracker)  # a move no event recorded (a process killed mid-way) first
     current = tracker.champion_info()
     if current is None:
         raise RollbackRefused(f"no champion alias on {tracker.model_name!r} in {tracker.uri}: nothing to roll back")

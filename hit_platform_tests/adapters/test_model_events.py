@@ -28,3 +28,27 @@ def test_events_are_kept_newest_first_and_found_by_either_version(lake):
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="not one of"):
         model_events.new_event("demote", "hit_model", "2", "1", "me", "why")
+
+
+def test_a_move_no_event_recorded_is_found_and_recorded_once(tmp_path):
+    """What a process killed between moving an alias and recording the move leaves: the registry says one
+    thing, the history another. The next writer records where the aliases are first, once."""
+    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.adapters.tracking import Tracker
+    from hit_platform_tests.support.serving import register_version, serving_env
+
+    settings, _ = serving_env(tmp_path)
+    lake, tracker = Lake(settings), Tracker(settings)
+    v1, v2, v3 = (register_version(settings, seed) for seed in (1, 2, 3))
+    assert model_events.reconcile(lake, tracker) == []  # no alias, no history: nothing to say
+    tracker.promote(v1)
+    model_events.record(lake, model_events.new_event("promote", "hit_model", None, v1, "Dagster run a", "passed"))
+    assert model_events.reconcile(lake, tracker) == []  # the history agrees
+    tracker.promote(v2)  # ... and the process died before recording it
+    tracker.set_challenger(v3)  # the same for the challenger
+    [found, challenger] = model_events.reconcile(lake, tracker)
+    assert (found.kind, found.from_version, found.to_version, found.who) == ("found", v1, v2, "reconciliation")
+    assert "died between moving the alias and recording it" in found.reason
+    assert (challenger.kind, challenger.to_version) == ("challenger", v3)
+    assert model_events.reconcile(lake, tracker) == []  # recorded once
+    assert {e.kind for e in model_events.history(lake)[:2]} == {"challenger", "found"}

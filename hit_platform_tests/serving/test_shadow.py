@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.reports.audit import audit
 from hit_platform.adapters.lake.tables import SHADOW_LOG
 from hit_platform.adapters.tracking import Tracker
 from hit_platform.domain.countries import COUNTRIES
@@ -96,6 +97,8 @@ def test_a_challenger_changes_no_answer_fails_no_request_and_scores_every_song_a
     got = np.array([r[6:] for r in rows], dtype=np.float64)
     assert np.array_equal(got[:len(songs)], expected) and np.array_equal(got[len(songs):], expected)
     assert [r[4] for r in rows[:len(songs)]] == [s["spotify_id"] for s in songs]
+    report = audit(settings, ids[-1])  # the batch: answered by v1, shadowed by v2
+    assert report["model_version"] == v1 and f"challenger version {v2} scored its {len(songs)}" in report["shadowed_by"]
 
     # removing the alias stops the shadow; the champion keeps answering
     Tracker(settings).clear_challenger()

@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters import model_events
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.adapters.lake.tables import inference_log_columns
+from hit_platform.adapters.lake.tables import SHADOW_LOG, inference_log_columns
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import UNKNOWN, Tracker
 
@@ -86,6 +86,12 @@ def _find_prediction(lake: Lake, identifier: str) -> dict:
                 ORDER BY status, model_version""", [identifier]).fetchall()
             if rows:
                 found.append(_served(identifier, rows))
+                if lake.table_exists(con, "ops", "shadow_log"):
+                    shadow = con.execute(f"""SELECT shadow_model_version, count(*) FROM {SHADOW_LOG}
+                                             WHERE request_id = ? GROUP BY ALL""", [identifier]).fetchall()
+                    if shadow:
+                        found[-1]["shadowed_by"] = (f"challenger version {shadow[0][0]} scored its {shadow[0][1]} "
+                                                    f"song(s) off the response path ({SHADOW_LOG})")
         else:
             looked.append(f"{INFERENCE_LOG} (no such table yet: nothing served)")
         if lake.table_exists(con, "ml", "batch_predictions"):

@@ -140,6 +140,8 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
     back from (`hit-platform rollback`) is not promoted again by this asset; `rollback --to` can."""
     ev = _upstream(context, EVALUATION)
     tracker, the_lake = tracking.tracker(), lake.lake()
+    for found in model_events.reconcile(the_lake, tracker):  # a move no event recorded (a killed process)
+        context.log.warning(found.reason)
     before = tracker.champion_info()
     refuse_unless_promoted(context.instance, ev, before.version if before else None)
     candidate = str(ev["candidate_version"])

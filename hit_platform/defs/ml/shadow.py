@@ -81,6 +81,8 @@ def shadow_promotion(context: dg.AssetExecutionContext, lake: LakeResource, trac
 
     ev = _latest(context.instance, SHADOW_EVALUATION)
     tracker, the_lake = tracking.tracker(), lake.lake()
+    for found in model_events.reconcile(the_lake, tracker):  # a move no event recorded (a killed process)
+        context.log.warning(found.reason)
     champion, challenger = tracker.champion_info(), tracker.challenger_info()
     if ev["challenger_version"] == "none":
         return dg.MaterializeResult(metadata={"promoted": False, "model_version": champion.version if champion

@@ -17,7 +17,7 @@ from hit_platform.definitions import build_definitions
 from hit_platform.defs.ml import evaluation
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.training import CANDIDATES
-from hit_platform.defs.resources import TrainingResource
+from hit_platform.defs.resources import PromotionResource, TrainingResource
 from hit_platform.settings import get_settings
 from hit_platform_tests.support.dumps import generate_full
 from hit_platform_tests.support.linear import TrainedLinear, latest_metadata
@@ -80,7 +80,7 @@ def test_the_calibration_gate_refuses_a_retrain_and_the_champion_stays(tmp_path,
     with pytest.raises(dg.Failure, match=rf"refused to promote model version {candidate} \(linear\): its "
                                          rf"evaluation decided: refuse: .*{CALIBRATION}"):
         dg.materialize([evaluation.champion_model], instance=t.instance,
-                       resources={"tracking": t.tracking, "lake": t.resource})
+                       resources={"tracking": t.tracking, "lake": t.resource, "promotion": PromotionResource()})
 
     # the alias did not move; the refused version says why; its run holds the test calibration it failed on
     assert t.tracker.champion_info().version == champion
