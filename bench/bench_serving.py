@@ -1,22 +1,28 @@
 """Serving throughput: the real Ray Serve process vs a plain uvicorn + FastAPI app, same model, same machine.
 
-    .venv/bin/python bench/bench_serving.py [--duration 15] [--family linear] [--no-default-proxy]
+    .venv/bin/python bench/bench_serving.py [--duration 10] [--rounds 3] [--family linear] [--quick]
 
 1. Trains a champion (a `hit_platform.domain.models` family on synthetic songs; `--family`), registers and
    promotes it in a temp MLflow store (or serves the champion of `--tracking-uri`).
 2. Starts the real serving process (`hit_platform.serving.start`: Ray Serve, HAProxy ingress,
-   inference log into a temp lake) and a plain app (uvicorn + FastAPI, one worker, defined below,
-   same pydantic Song model and same prediction code, no Ray, no inference log).
-3. wrk (2 threads, 16 connections, --duration s, POST body via a Lua script) against /predict of
-   each, alternating rounds; prints requests/s, p50, p99 and the ratios (target >= 0.8x requests/s,
-   p99 no worse).
-4. /predict/batch with 10,000 songs against the serving process, as JSON and as Arrow streams, vs
+   inference log into a temp lake, `hit-platform serve` defaults) and the plain app (uvicorn + FastAPI,
+   `make_plain_app` below: same pydantic Song model and prediction code, no Ray, no inference log) twice:
+   one worker, and one worker per core (`uvicorn --workers N`, the fair anchor: it uses every core too).
+3. wrk (2 threads, 16 connections, --duration s, POST body via a Lua script) against /predict of each,
+   alternating plain(1), plain(N), serve for --rounds; prints requests/s, p50, p99 and the ratios
+   serve/plain(N) (targets: requests/s >= 1.0, p99 <= 1.0) and serve/plain(1) (the older anchor).
+4. One client (wrk -t1 -c1) against the serving process with /predict batching on and off
+   (HIT_SERVE_BATCH_MAX_SIZE=1, a second serving process in its own warehouse), alternating:
+   p50/p99 of each and the difference (target: within 1 ms). Skipped while ServeConfig has no
+   batch_max_size.
+5. /predict/batch with 10,000 songs against the serving process, as JSON and as Arrow streams, vs
    in-process predict_proba of the same 10,000 songs (target: within 2x).
-5. Kill drills (unless --no-kill-drills): wrk recording every answer's request id while one replica
+6. Kill drills (unless --no-kill-drills): wrk recording every answer's request id while one replica
    gets kill -9, then while the serving process gets kill -9 and `hit-platform serve` starts it again;
    after stop, each answer is looked up in ops.inference_log (target for the replica kill: 0 failed
    requests, 0 answered but not logged; for the process kill: 0 answered but not logged).
-6. With the default proxy too (unless --no-default-proxy): Ray Serve's Python proxy, for reference.
+7. With the default proxy too (unless --no-default-proxy): Ray Serve's Python proxy, for reference.
+`--quick` (about 3 minutes): 5 s runs, one round, 2,000-song batches, no kill drills, no default proxy.
 Needs `wrk` (apt-get install -y wrk).
 """
 
@@ -84,18 +90,18 @@ def promote_champion(settings: Settings, family: str) -> tuple[str, object]:
     return str(version.version), best.pipeline
 
 
-# -- the plain app (run as a subprocess: `bench_serving.py --plain-app PORT`) ---------------------------
+# -- the plain app (`python -m uvicorn bench.bench_serving:make_plain_app --factory --workers N`) ---------
 
-def plain_app_main(port: int) -> None:
-    """uvicorn + FastAPI, one worker, the champion in memory: the baseline Ray Serve is compared with."""
+def make_plain_app() -> FastAPI:
+    """uvicorn + FastAPI, the champion in memory (each worker loads it from the MLflow store its HIT_*
+    environment names): the baseline Ray Serve is compared with."""
     import uuid
 
-    import uvicorn
-
-    from hit_platform.serving.encoding import answered, prediction_bytes
+    from hit_platform.adapters.tracking import Tracker
+    from hit_platform.domain.probabilities import answered
+    from hit_platform.serving.encoding import prediction_bytes
     from hit_platform.serving.predictor import features_of, load_predictor, top_k
     from hit_platform.serving.schemas import SONG_ADAPTER
-    from hit_platform.adapters.tracking import Tracker
 
     model = load_predictor(Tracker(Settings()))
     app = FastAPI()
@@ -109,26 +115,41 @@ def plain_app_main(port: int) -> None:
 
     @app.get("/healthz")
     def healthz():
-        return {"status": "ok", "model_version": model.version}
+        return {"status": "ok", "model_version": model.version, "pid": os.getpid()}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
 
 
-def start_plain_app(settings: Settings) -> tuple[subprocess.Popen, str]:
+def start_plain_app(settings: Settings, workers: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = process.child_env(settings, ServeConfig())
-    proc = subprocess.Popen([sys.executable, __file__, "--plain-app", str(port)], env=env, cwd=REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "bench.bench_serving:make_plain_app", "--factory",
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning", "--no-access-log"], env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    ready = set()  # workers share the socket: up once each has answered (a worker listens once its model loaded)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
-                return proc, url
+            ready.add(httpx.get(url + "/healthz", timeout=1).json()["pid"])
         except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit(f"the plain app exited with {proc.returncode}")
-        time.sleep(0.2)
+            if proc.poll() is not None:
+                raise SystemExit(f"the plain app ({workers} workers) exited with {proc.returncode}")
+            time.sleep(0.2)
+            continue
+        if len(ready) == workers:
+            return proc, url
+        time.sleep(0.02)
     raise SystemExit("the plain app did not start")
+
+
+def stop_plain_app(proc: subprocess.Popen) -> None:
+    proc.terminate()  # uvicorn's supervisor stops its workers on SIGTERM
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 # -- wrk (hit_platform_tests/support/load.py) ------------------------------------------------------------
@@ -143,6 +164,56 @@ def median_p99(results: list[WrkResult]) -> float:
 
 def best_of(results: list[WrkResult]) -> WrkResult:
     return max(results, key=lambda r: r.rps)
+
+
+def ratios(serve: list[WrkResult], plain: list[WrkResult], name: str, rps_target: float) -> None:
+    """Requests/s and p99 of serve over plain: best vs best, and the median of per-round ratios."""
+    s, p = best_of(serve), best_of(plain)
+    print(f"  serve/{name:9} requests/s : {s.rps / p.rps:.2f} best vs best, "
+          f"{statistics.median(b.rps / a.rps for a, b in zip(plain, serve)):.2f} median of rounds   "
+          f"(target >= {rps_target:g})")
+    print(f"  serve/{name:9} p99        : {s.p99 / p.p99:.2f} best vs best, "
+          f"{statistics.median(b.p99 / a.p99 for a, b in zip(plain, serve)):.2f} median of rounds, "
+          f"{median_p99(serve) / median_p99(plain):.2f} median p99 vs median p99   (target <= 1.0)")
+
+
+def batching_of(config: ServeConfig) -> str:
+    if "batch_max_size" not in ServeConfig.model_fields:
+        return "no /predict batching (ServeConfig has no batch_max_size yet)"
+    if config.batch_max_size <= 1:
+        return "/predict unbatched (batch_max_size 1)"
+    return f"/predict batched: batch_max_size {config.batch_max_size}, batch_wait_ms {config.batch_wait_ms:g}"
+
+
+def one_client(settings: Settings, config: ServeConfig, endpoint: str, args) -> None:
+    """wrk -t1 -c1 against the serving process (batched, as configured) and against a second one in its
+    own warehouse with batch_max_size=1, alternating rounds: what batching costs a lone client."""
+    print(f"\n/predict, one client (wrk -t1 -c1 -d{args.duration}s), median of {args.rounds} alternating rounds")
+    if "batch_max_size" not in ServeConfig.model_fields:
+        runs = [wrk(endpoint + "/predict", SONG, args.duration, threads=1, connections=1) for _ in range(args.rounds)]
+        print(f"  Ray Serve ({batching_of(config)}): p50 {statistics.median(r.p50 for r in runs):.2f} ms   "
+              f"p99 {median_p99(runs):.2f} ms   {statistics.median(r.rps for r in runs):.0f} req/s")
+        return
+    other = Settings(warehouse=settings.warehouse.parent / "warehouse_unbatched",
+                     mlflow={"tracking_uri": settings.tracking_uri})
+    unbatched_config = config.model_copy(update={"port": free_port(), "batch_max_size": 1})
+    unbatched = process.start(other, unbatched_config)
+    try:
+        wrk(unbatched + "/predict", SONG, 3, threads=1, connections=1)  # warm-up
+        batched_runs, unbatched_runs = [], []
+        for _ in range(args.rounds):
+            batched_runs.append(wrk(endpoint + "/predict", SONG, args.duration, threads=1, connections=1))
+            unbatched_runs.append(wrk(unbatched + "/predict", SONG, args.duration, threads=1, connections=1))
+    finally:
+        process.stop(other, unbatched_config)
+    rows = []
+    for label, cfg, runs in (("batched", config, batched_runs), ("unbatched", unbatched_config, unbatched_runs)):
+        p50, p99 = statistics.median(r.p50 for r in runs), median_p99(runs)
+        rows.append((p50, p99))
+        print(f"  {label:9} ({batching_of(cfg)}): p50 {p50:.2f} ms   p99 {p99:.2f} ms   "
+              f"{statistics.median(r.rps for r in runs):.0f} req/s")
+    (b50, b99), (u50, u99) = rows
+    print(f"  batched - unbatched: p50 {b50 - u50:+.2f} ms   p99 {b99 - u99:+.2f} ms   (target: within 1 ms)")
 
 
 # -- batch helpers ----------------------------------------------------------------------------------------
@@ -211,8 +282,10 @@ def kill_drills(settings: Settings, config: ServeConfig, endpoint: str, duration
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--rounds", type=int, default=3, help="alternating wrk rounds per app")
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                    help="uvicorn workers of the fair plain app (default: one per core)")
     ap.add_argument("--family", default="linear", help="hit_platform.domain.models family of the champion")
     ap.add_argument("--tracking-uri", help="serve the champion of this MLflow store instead of training one")
     ap.add_argument("--batch", type=int, default=10_000, help="songs in the /predict/batch request")
@@ -220,10 +293,12 @@ def main() -> None:
                     help="inference log flush interval of the serving process (HIT_SERVE_LOG_FLUSH_SECONDS)")
     ap.add_argument("--no-default-proxy", action="store_true", help="skip the Ray Serve default-proxy run")
     ap.add_argument("--no-kill-drills", action="store_true", help="skip killing a replica, then the serving process")
-    ap.add_argument("--plain-app", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="5 s runs, one round, 2,000-song batches, no kill drills, "
+                                                         "no default proxy (about 3 minutes)")
     args = ap.parse_args()
-    if args.plain_app:
-        return plain_app_main(args.plain_app)
+    if args.quick:
+        args.duration, args.rounds, args.batch = 5, 1, min(args.batch, 2_000)
+        args.no_kill_drills = args.no_default_proxy = True
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
 
@@ -238,34 +313,38 @@ def main() -> None:
         version, pipeline = promote_champion(settings, args.family)
     config = ServeConfig(port=free_port(), log_flush_seconds=args.flush_seconds)
     print(f"serving config: {config.replicas} replica(s) x {config.replica_cpus} CPU, inference log flushed "
-          f"every {config.log_flush_seconds:g} s (HIT_SERVE_* from the environment)")
+          f"every {config.log_flush_seconds:g} s, {batching_of(config)} (HIT_SERVE_* from the environment)")
     print(f"cores: {os.cpu_count()}   load average before: {os.getloadavg()[0]:.2f}")
 
-    plain, plain_url = start_plain_app(settings)
+    plains = {}
     try:
+        for n in sorted({1, args.workers}):
+            plains[n] = start_plain_app(settings, n)
         t = time.perf_counter()
         endpoint = process.start(settings, config)
         print(f"serving process up in {time.perf_counter() - t:.1f} s at {endpoint} (model version {version})")
-        wrk(endpoint + "/predict", SONG, 3)  # warm-up
-        wrk(plain_url + "/predict", SONG, 3)
-        serve_runs, plain_runs = [], []
+        names = {n: f"plain {n} worker{'s' if n > 1 else ''}" for n in plains} | {"serve": "Ray Serve (HAProxy)"}
+        apps = {names[n]: url + "/predict" for n, (_, url) in plains.items()} | {names["serve"]: endpoint + "/predict"}
+        for url in apps.values():
+            wrk(url, SONG, 3)  # warm-up
+        runs = {label: [] for label in apps}
         for _ in range(args.rounds):
-            plain_runs.append(wrk(plain_url + "/predict", SONG, args.duration))
-            serve_runs.append(wrk(endpoint + "/predict", SONG, args.duration))
-        s, p = best_of(serve_runs), best_of(plain_runs)
+            for label, url in apps.items():
+                runs[label].append(wrk(url, SONG, args.duration))
+        plain_1, plain_n, serve_runs = runs[names[1]], runs[names[args.workers]], runs[names["serve"]]
         print(f"\n/predict, wrk -t2 -c16 -d{args.duration}s, best of {args.rounds} alternating rounds")
-        print(f"  plain uvicorn+FastAPI : {fmt(p)}")
-        print(f"  Ray Serve (HAProxy)   : {fmt(s)}")
-        for i, (a, b) in enumerate(zip(plain_runs, serve_runs)):
-            print(f"    round {i + 1}: plain {a.rps:.0f} req/s p99 {a.p99:.1f} ms | "
-                  f"serve {b.rps:.0f} req/s p99 {b.p99:.1f} ms")
-        print(f"  ratio requests/s serve/plain : {s.rps / p.rps:.2f} best vs best, "
-              f"{statistics.median(b.rps / a.rps for a, b in zip(plain_runs, serve_runs)):.2f} median of "
-              f"rounds   (target >= 0.8)")
-        print(f"  ratio p99 serve/plain        : {s.p99 / p.p99:.2f} best vs best, "
-              f"{statistics.median(b.p99 / a.p99 for a, b in zip(plain_runs, serve_runs)):.2f} median of "
-              f"rounds, {median_p99(serve_runs) / median_p99(plain_runs):.2f} median p99 vs median p99   "
-              f"(target <= 1.0)")
+        for label, results in runs.items():
+            print(f"  {label:22}: {fmt(best_of(results))}")
+        for i in range(args.rounds):
+            print(f"    round {i + 1}: " + " | ".join(f"{label.split(' (')[0]} {results[i].rps:.0f} req/s "
+                                                     f"p99 {results[i].p99:.1f} ms" for label, results in runs.items()))
+        ratios(serve_runs, plain_n, f"plain({args.workers})", 1.0)
+        ratios(serve_runs, plain_1, "plain(1)", 0.8)
+        for proc, _ in plains.values():
+            stop_plain_app(proc)  # the rest measures the serving process alone
+        plains.clear()
+
+        one_client(settings, config, endpoint, args)
 
         # -- batch ---------------------------------------------------------------------------------
         X, _ = synthetic_songs(args.batch, seed=7)
@@ -298,8 +377,8 @@ def main() -> None:
             drills = kill_drills(settings, config, endpoint, args.duration)
     finally:
         process.stop(settings, config)
-        plain.terminate()
-        plain.wait(10)
+        for proc, _ in plains.values():
+            stop_plain_app(proc)
 
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.adapters.lake.tables import requests_in_log
@@ -313,7 +392,8 @@ def main() -> None:
           f"formats): {inside:.1f} ms; the rest is moving the bodies through HAProxy")
     sent = sum(r.requests for r in serve_runs)
     print(f"inference log after stop: {len(logged):,} requests, {sum(logged.values()):,} rows "
-          f"(wrk counted {sent:,} completed /predict requests in the measured rounds, plus warm-up and batches)")
+          f"(wrk counted {sent:,} completed /predict requests in the measured rounds, plus warm-up, one-client "
+          f"runs and batches)")
 
     if not args.no_kill_drills:
         print(f"\nkill drills, wrk -t2 -c16 -d{args.duration}s (0 failed and 0 unlogged is the target of the first)")

@@ -202,6 +202,10 @@ class ServeConfig(BaseSettings):
                                                        "replica during a code change)")
     ray_cpus: int = Field(2, ge=1, description="CPUs of the embedded Ray instance (ignored with RAY_ADDRESS)")
     max_ongoing_requests: int = Field(64, ge=1, description="concurrent requests per replica before queueing")
+    batch_max_size: int = Field(64, ge=1, description="/predict: most concurrent songs a replica scores in one model "
+                                                     "call (1 = one call per request)")
+    batch_wait_ms: float = Field(0.0, ge=0, description="/predict: how long a batch waits for more requests (0: only "
+                                                        "those that arrived together; a lone request never waits)")
     fast_proxy: bool = Field(True, description="serve through Ray Serve's HAProxy ingress and throughput-optimized "
                                                "mode (about 3.5x the requests/s of the default Python proxy)")
     log_flush_seconds: float = Field(1.0, gt=0, description="inference log: each replica seals (fsyncs) its journal "

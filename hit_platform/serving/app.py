@@ -41,6 +41,7 @@ from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving.encoding import batch_bytes, prediction_bytes
 from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
+from hit_platform.serving.batching import MicroBatcher
 from hit_platform.serving.shadow import ShadowScorer
 from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, ApiError, BatchPrediction, ErrorBody, Health,
                                           ModelCard, Prediction, batch_model)
@@ -205,6 +206,9 @@ class HitModelServer:
         self.config = ServeConfig(**config)
         self.tracker = Tracker(self.settings)
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
+        # concurrent /predict calls share one model call (when the version's batches answer the same bits)
+        self.batcher = MicroBatcher(self.config.batch_max_size, self.config.batch_wait_ms)
+        self.batcher.admit(self.model)
         self.challenger: Predictor | None = None  # models:/hit_model@challenger, set by reconfigure
         self.update_error: str | None = None
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
@@ -231,6 +235,7 @@ class HitModelServer:
         if version and version != self.model.version:
             try:
                 new = await asyncio.to_thread(load_predictor, self.tracker, version)
+                await asyncio.to_thread(self.batcher.admit, new)  # decided before it answers
             except Exception as exc:
                 self.update_error = f"version {version}: {type(exc).__name__}: {exc}"
                 log.error("model swap to version %s failed; still serving %s: %s", version, self.model.version, exc)
@@ -308,6 +313,10 @@ class HitModelServer:
         return Response(content, status_code=exc.status, media_type="application/json")
 
     @staticmethod
+    def _top(P, k: int):
+        return top_k(P, k)[0]  # the route's `top_k` parameter hides the function there
+
+    @staticmethod
     def _predict(X, k: int, model: Predictor):
         """Answered probabilities (as printed) and top-k indices of a feature matrix: one model call."""
         P = answered(model.predict(X))
@@ -330,8 +339,8 @@ class HitModelServer:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0, endpoint="/predict",
                                body=body, top_k=top_k)
         X = features_of([song])
-        P, top = self._predict(X, top_k, model)  # well under a millisecond: inline on the event loop
-        content = prediction_bytes(P, top, request_id, model.version)
+        P = answered((await self.batcher.predict(model, X[0]))[None, :])  # with the requests that came with it
+        content = prediction_bytes(P, self._top(P, top_k), request_id, model.version)
         extras = [tuple(song.get(c) for c in SONG_EXTRAS)]
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
                                model.version, top_k, X, P, extras))
@@ -395,7 +404,8 @@ class HitModelServer:
         the inference log can take nothing more (the body says why)."""
         stats = self.logger.stats()
         ok = self.logger.accepting
-        body = {"status": "ok" if ok else "unavailable", "model_version": self.model.version, "inference_log": stats}
+        body = {"status": "ok" if ok else "unavailable", "model_version": self.model.version, "inference_log": stats,
+                "batching": self.batcher.stats(self.model)}
         if (challenger := self.challenger) is not None:
             body["challenger_version"], body["shadow"] = challenger.version, self.shadow.stats()
         if stats["state"] != "ok":

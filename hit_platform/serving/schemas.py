@@ -116,6 +116,10 @@ class Health(BaseModel):
                                                          "files waiting for the lake")
     reason: str | None = Field(None, description="why the inference log is not ok, when it is not")
     challenger_version: str | None = Field(None, description="the version shadowing the champion, if any")
+    batching: dict | None = Field(None, description="/predict batching in this replica: whether the served version "
+                                                    "is batched (its batches answer the same bits as single songs), "
+                                                    "HIT_SERVE_BATCH_MAX_SIZE, HIT_SERVE_BATCH_WAIT_MS, model calls "
+                                                    "and rows so far, the largest batch")
     shadow: dict | None = Field(None, description="this replica's shadow scorer: songs queued, scored and "
                                                   "skipped (queue full), its last error")
 

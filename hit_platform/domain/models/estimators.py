@@ -110,7 +110,9 @@ class CompiledLogistic(MultiLabelModel):
         return self
 
     def decision_function(self, X) -> np.ndarray:
-        return self._check_X(X) @ self.weights_ + self.intercepts_
+        # einsum, not `@`: BLAS takes another path for one row than for many, and the last bit of a
+        # probability would depend on how many songs came with it (serving batches /predict)
+        return np.einsum("nd,dk->nk", self._check_X(X), self.weights_) + self.intercepts_
 
     def predict_proba(self, X) -> np.ndarray:
         return clip_proba(expit(self.decision_function(X)))
@@ -184,7 +186,8 @@ class MultiLabelMLP(MultiLabelModel):
 
     def decision_function(self, X) -> np.ndarray:
         X = self._check_X(X)
-        return np.tanh(X @ self.W1_ + self.b1_) @ self.W2_ + self.b2_
+        hidden = np.tanh(np.einsum("nd,dh->nh", X, self.W1_) + self.b1_)  # einsum: see CompiledLogistic
+        return np.einsum("nh,hk->nk", hidden, self.W2_) + self.b2_
 
     def predict_proba(self, X) -> np.ndarray:
         return clip_proba(expit(self.decision_function(X)))

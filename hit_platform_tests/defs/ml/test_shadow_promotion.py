@@ -98,8 +98,10 @@ def test_a_challenger_shadows_live_traffic_and_is_promoted_only_through_its_gate
         generate_full(settings, songs=2000, increments=2)
         defs = build_definitions(lake, tracking=tracking, serving_config=serving, promotion=promotion,
                                  training=TrainingResource(families=["linear"]))
-        second = builder.build(defs, instance)  # the whole graph, as `hit-platform build` does
+        second = builder.build(defs, instance, upto=upto)
         assert second.success, [c.description for c in second.checks if not c.passed]
+        # a plain `hit-platform build` (no upto) never selects the shadow judgement: live traffic drives it
+        assert not {SHADOW_EVALUATION, SHADOW_PROMOTION} & builder._scope(defs, None)
         v2 = tracker.challenger_info().version
         assert v2 != v1 and tracker.champion_info().version == v1
         assert SHADOW_EVALUATION not in second.materialized and SHADOW_PROMOTION not in second.materialized
