@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds without and with a shadow")
     ap.add_argument("--family", default="linear", help="hit_platform.domain.models family of both versions")
     ap.add_argument("--min-requests", type=int, default=2000, help="HIT_SHADOW_MIN_REQUESTS of the round trip")
+    ap.add_argument("--cost-only", action="store_true", help="only the shadow's cost (section 2)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -128,6 +129,8 @@ def main() -> None:
         print(f"  ratio requests/s shadow/alone: {rps:.2f} median of rounds (target >= 0.90)")
         print(f"  ratio p99 shadow/alone       : {p99:.2f} median of rounds (target <= 1.10)")
         print(f"  failed requests: {sum(failed(r) for r in plain + shadowed)}")
+        if args.cost_only:
+            return
 
         # -- 3. the round trip under load -----------------------------------------------------------
         promotion = PromotionResource(mode="shadow", shadow_overrides_json=json.dumps(
@@ -192,6 +195,8 @@ def main() -> None:
               f"{'byte-identical to' if same else 'DIFFERENT from'} its earlier answers ({len(probe)} songs)")
     finally:
         process.stop(settings, config)
+    if args.cost_only:
+        return
     shadowed_total = shadowed_songs(Lake(settings), v1, v2)
     print(f"\nafter stop: {shadowed_total:,} songs in ops.shadow_log for champion {v1} / challenger {v2}; "
           f"mean |difference| {meta.get('mean_abs_diff', float('nan')):.4f}, top-5 overlap "

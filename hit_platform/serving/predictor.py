@@ -2,10 +2,11 @@
 
 The contract (see `hit_platform.domain.features`): `pipeline.predict_proba(X)` with
 the 14 FEATURE_COLUMNS (float64, is_explicit 0/1) returns (n, 72)
-probabilities in COUNTRIES order, all countries in one call. A pandas
-DataFrame costs ~0.6 ms of sklearn input checks per call, more than the
-model itself; so at load time we check once whether the pipeline gives the
-very same answer on a plain float array, and then feed it arrays.
+probabilities in COUNTRIES order, all countries in one call. Building a pandas
+DataFrame per call costs about as much as the model itself; so at load time we
+check once whether the pipeline gives the very same answer on the plain float
+matrix (our own pipelines: their FeatureFrame step applied to the matrix
+directly, 60-85 us less per call), and then feed it matrices.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS, feature_range
+from hit_platform.domain.models.frame import FeatureFrame
 from hit_platform.adapters.tracking import ModelUnavailable, ModelVersionInfo, Tracker
 
 log = logging.getLogger(__name__)
@@ -73,14 +75,18 @@ class Predictor:
     lineage: dict
     array_input: bool = False
     loaded_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    _after_frame: object = field(default=None, repr=False)  # the pipeline after its FeatureFrame step
 
     @property
     def version(self) -> str:
         return str(self.info.version)
 
     def _call(self, X: np.ndarray, as_array: bool) -> np.ndarray:
-        inp = X if as_array else pd.DataFrame(X, columns=list(FEATURE_COLUMNS))
-        P = np.asarray(self.pipeline.predict_proba(inp), dtype=np.float64)
+        if as_array and self._after_frame is not None:  # the FeatureFrame step on the matrix itself
+            P = self._after_frame.predict_proba(self.pipeline.steps[0][1].transform_matrix(X))
+        else:
+            P = self.pipeline.predict_proba(X if as_array else pd.DataFrame(X, columns=list(FEATURE_COLUMNS)))
+        P = np.asarray(P, dtype=np.float64)
         if P.shape != (len(X), N_COUNTRIES):
             raise ModelContractError(
                 f"model version {self.version} answered shape {P.shape} for {len(X)} songs; "
@@ -101,6 +107,9 @@ class Predictor:
             P = self._call(X, as_array=False)
             if not np.all(np.isfinite(P)) or P.min() < 0 or P.max() > 1:
                 raise ModelContractError(f"model version {self.version} returns values outside [0, 1]")
+            steps = getattr(self.pipeline, "steps", None)
+            if steps and len(steps) > 1 and isinstance(steps[0][1], FeatureFrame):
+                self._after_frame = self.pipeline[1:]  # our own pipelines: the frame step takes the matrix
             try:
                 same = np.array_equal(self._call(X, as_array=True), P)
             except _NEEDS_A_DATAFRAME as exc:  # a pipeline that selects columns by name needs the DataFrame

@@ -108,7 +108,11 @@ class FeatureFrame(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: pd.DataFrame) -> np.ndarray:
-        values = feature_matrix(X)
+        return self.transform_matrix(feature_matrix(X))
+
+    def transform_matrix(self, values: np.ndarray) -> np.ndarray:
+        """`transform` of a float64 matrix already in FEATURE_COLUMNS order (serving builds one per request,
+        and a DataFrame around it would cost more than the model)."""
         if self.impute:
             missing = np.isnan(values)
             if missing.any():
