@@ -181,7 +181,7 @@ def test_every_model_family_answers_a_song_with_the_same_bits_alone_or_in_a_batc
 @pytest.mark.slow
 def test_batched_and_unbatched_serving_answer_the_same_bytes_with_one_log_row_per_request(tmp_path):
     """Two real serving processes on one MLflow store and a real linear champion: one batching /predict
-    (the default), one not (HIT_SERVE_BATCH_MAX_SIZE=1). 64 songs sent at once to the first, one by one to
+    (waiting up to 20 ms for company), one not (HIT_SERVE_BATCH_MAX_SIZE=1). 64 songs sent at once to the first, one by one to
     the second: the same bytes (request ids aside); each request its own log row and latency."""
     import httpx
 
@@ -192,7 +192,8 @@ def test_batched_and_unbatched_serving_answer_the_same_bytes_with_one_log_row_pe
     from hit_platform.serving.loopback import free_port
     from hit_platform_tests.support.serving import LINEAGE, serving_env, song
 
-    settings, config = serving_env(tmp_path / "batched")
+    # a batch held open 20 ms: the 64 requests surely meet in batches, however the machine schedules them
+    settings, config = serving_env(tmp_path / "batched", batch_wait_ms=20)
     X, Y, _ = synthetic_split(600, 1)
     tracker = Tracker(settings)
     run_id, uri = tracker.log_candidate(
