@@ -23,7 +23,7 @@ CHAMPION = dg.AssetKey(["ml", "champion_model"])
 
 
 
-def _upstream(context, key: dg.AssetKey) -> dict:
+def upstream_metadata(context, key: dg.AssetKey) -> dict:
     event = context.instance.get_latest_materialization_event(key)
     if event is None:
         raise dg.Failure(f"{key.to_user_string()} has never been materialized")
@@ -39,7 +39,7 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     decision. Appended to `ml.evaluations`, so the history can be queried. The candidate's calibration
     on the test split goes into its MLflow run: test_ece_<country>, test_mean_ece, test_mean_ece_excess
     and plots/reliability_by_country_test.png."""
-    cand = _upstream(context, CANDIDATES)
+    cand = upstream_metadata(context, CANDIDATES)
     snapshot, version = cand["lake_snapshot_id"], cand["best_model_version"]
     tracker, the_lake = tracking.tracker(), lake.lake()
     with the_lake.connection(read_only=True) as con:
@@ -104,7 +104,7 @@ def _metadata(e: Evaluation, written: int, champion) -> dict:
 def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     """The candidate beats the baseline clearly and is not worse than the champion beyond the
     tolerances, overall and in every country; only then does the champion alias move."""
-    meta = _upstream(context, EVALUATION)
+    meta = upstream_metadata(context, EVALUATION)
     return alert_on_failure(context, lake, dg.AssetCheckResult(
         passed=bool(meta["promote"]), description=meta["decision"],
         metadata={k: meta[k] for k in meta if k.endswith(("roc_auc", "log_loss", "version", "ece", "ece_excess"))}))
@@ -138,7 +138,7 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
     run it is in: a candidate whose evaluation says refuse, or whose `promotion_gate` did not pass that
     very evaluation, is refused with an error and the alias does not move. A version a person rolled
     back from (`hit-platform rollback`) is not promoted again by this asset; `rollback --to` can."""
-    ev = _upstream(context, EVALUATION)
+    ev = upstream_metadata(context, EVALUATION)
     tracker, the_lake = tracking.tracker(), lake.lake()
     for found in model_events.reconcile(the_lake, tracker):  # a move no event recorded (a killed process)
         context.log.warning(found.reason)

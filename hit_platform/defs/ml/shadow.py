@@ -18,7 +18,7 @@ from hit_platform.adapters import model_events
 from hit_platform.adapters.tracking import CHALLENGER, CHAMPION as CHAMPION_ALIAS
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_checks import alert_on_failure
-from hit_platform.defs.ml.evaluation import CHAMPION
+from hit_platform.defs.ml.evaluation import CHAMPION, upstream_metadata
 from hit_platform.defs.resources import (LakeResource, PromotionResource, ServingResource, TrackingResource,
                                          serving_settings)
 from hit_platform.steps import shadow_comparison
@@ -27,13 +27,6 @@ SHADOW_EVALUATION = dg.AssetKey(["ml", "shadow_evaluation"])
 SHADOW_PROMOTION = dg.AssetKey(["ml", "shadow_promotion"])
 BY_SENSOR = frozenset({SHADOW_EVALUATION, SHADOW_PROMOTION})
 GATE = dg.AssetCheckKey(SHADOW_EVALUATION, "shadow_gate")
-
-
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict:
-    event = instance.get_latest_materialization_event(key)
-    if event is None:
-        raise dg.Failure(f"{key.to_user_string()} has never been materialized")
-    return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
 @dg.asset(key=SHADOW_EVALUATION, deps=[CHAMPION], group_name="ml", code_version="1", kinds={"duckdb", "mlflow"})
@@ -62,7 +55,7 @@ def shadow_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tra
 def shadow_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     """The challenger shadowed enough live songs, agrees with the champion within HIT_SHADOW_*, and loses no
     ROC AUC on the labelled ones; with no challenger there is nothing to hold."""
-    meta = _latest(context.instance, SHADOW_EVALUATION)
+    meta = upstream_metadata(context, SHADOW_EVALUATION)
     idle = meta["challenger_version"] == "none"
     return alert_on_failure(context, lake, dg.AssetCheckResult(
         passed=idle or bool(meta["promote"]), description=meta["decision"],
@@ -79,7 +72,7 @@ def shadow_promotion(context: dg.AssetExecutionContext, lake: LakeResource, trac
     or the aliases moved since it was judged."""
     from hit_platform.serving import process
 
-    ev = _latest(context.instance, SHADOW_EVALUATION)
+    ev = upstream_metadata(context, SHADOW_EVALUATION)
     tracker, the_lake = tracking.tracker(), lake.lake()
     for found in model_events.reconcile(the_lake, tracker):  # a move no event recorded (a killed process)
         context.log.warning(found.reason)
