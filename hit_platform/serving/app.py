@@ -112,9 +112,8 @@ def parse_body(body: bytes, adapter: TypeAdapter, *, max_batch: int | None = Non
         raise ApiError(422, _detail_items(exc)) from None
 
 
-def check_content_type(request: Request, *, arrow: bool = False) -> bool:
-    """Whether the body is an Arrow stream (allowed with `arrow`); JSON otherwise, else 415."""
-    ctype = request.headers.get("content-type", "")
+def check_content_type(ctype: str, *, arrow: bool = False) -> bool:
+    """Whether a body of content-type `ctype` is an Arrow stream (allowed with `arrow`); JSON otherwise, else 415."""
     media = ctype.split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
         return False
@@ -140,12 +139,15 @@ def _register(server) -> None:
 
 
 def request_id_of(request: Request, config: ServeConfig) -> str:
-    """The id this request is logged and answered under: the one our HAProxy ingress set (the same on a
-    retry to a second replica, so the log keeps the request once), else a fresh UUID."""
-    if config.fast_proxy:
-        given = request.headers.get(loopback.REQUEST_ID_HEADER)
-        if given and len(given) <= 64:
-            return given
+    """The id this request is logged and answered under (see `given_request_id`)."""
+    return given_request_id(request.headers.get(loopback.REQUEST_ID_HEADER), config)
+
+
+def given_request_id(header: str | None, config: ServeConfig) -> str:
+    """The id our HAProxy ingress set (the same on a retry to a second replica, so the log keeps the
+    request once), else a fresh UUID."""
+    if config.fast_proxy and header and len(header) <= 64:
+        return header
     return str(uuid.uuid4())
 
 
@@ -196,6 +198,74 @@ def _openapi() -> dict:
 app.openapi = _openapi
 
 
+def _plain_top_k(query: bytes) -> int | None:
+    """top_k of a query string that is empty or exactly `top_k=N` with N in range; None for anything
+    else (FastAPI then validates it and refuses as documented)."""
+    if not query:
+        return _TOP_K.default
+    name, _, value = query.partition(b"=")
+    if name != b"top_k" or not value.isdigit() or len(value) > 2:
+        return None
+    k = int(value)
+    return k if 1 <= k <= len(COUNTRIES) else None
+
+
+class PredictFastPath:
+    """POST /predict answered without FastAPI's routing, Request object and parameter solving.
+
+    Under load /predict is the replica's whole work, and FastAPI's machinery around the handler
+    cost about a fifth of a replica's CPU per request (py-spy). This ASGI layer answers a
+    `POST /predict` whose query is empty or a plain in-range `top_k` through the very method the
+    FastAPI route calls (`answer_song`: the same checks, refusals, bytes and log row). Everything
+    else, a malformed query included, goes on to FastAPI as before.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        server = _SERVER
+        if (server is None or scope["type"] != "http" or scope["method"] != "POST"
+                or scope["path"][len(scope.get("root_path", "")):] != "/predict"
+                or (k := _plain_top_k(scope["query_string"])) is None):
+            return await self.app(scope, receive, send)
+        t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
+        ctype = length = given = None
+        for name, value in scope["headers"]:  # the first of each, as Starlette's Headers.get
+            if name == b"content-type" and ctype is None:
+                ctype = value.decode("latin-1")
+            elif name == b"content-length" and length is None:
+                length = value.decode("latin-1")
+            elif name == _REQUEST_ID_HEADER and given is None:
+                given = value.decode("latin-1")
+
+        async def body() -> bytes:
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _ClientGone
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            return b"".join(chunks)
+
+        server.fast_path_requests += 1
+        try:
+            response = await server.answer_song(ctype or "", length, body, k, given_request_id(given, server.config),
+                                                received_at, t0)
+        except _ClientGone:
+            return  # nobody to answer: nothing answered, nothing logged
+        await response(scope, receive, send)
+
+
+class _ClientGone(Exception):
+    pass
+
+
+_REQUEST_ID_HEADER = loopback.REQUEST_ID_HEADER.encode()
+app.add_middleware(PredictFastPath)
+
+
 @serve.deployment(name=DEPLOYMENT_NAME, graceful_shutdown_timeout_s=20, health_check_period_s=5)
 @serve.ingress(app)
 class HitModelServer:
@@ -211,6 +281,7 @@ class HitModelServer:
         self.batcher.admit(self.model)
         self.challenger: Predictor | None = None  # models:/hit_model@challenger, set by reconfigure
         self.update_error: str | None = None
+        self.fast_path_requests = 0  # /predict requests answered by PredictFastPath (the rest went through FastAPI)
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
         journal = self.config.journal(self.settings)
         committer = JournalCommitter(Lake(self.settings), journal) if self.config.replicas_commit() else None
@@ -296,13 +367,13 @@ class HitModelServer:
                                "request_id": request_id}), status_code=503, media_type="application/json",
                         headers={"Retry-After": str(max(1, round(self.config.log_flush_seconds * 5)))})
 
-    async def _read(self, request: Request) -> bytes:
-        length = request.headers.get("content-length")
+    async def _read(self, length: str | None, body) -> bytes:
+        """The body (`await body()`), refused with 413 first when its content-length is over the limit."""
         if length and length.isdigit() and int(length) > self.config.max_body_bytes():
             raise ApiError(413, [{"loc": ["body"], "type": "too_large",
                                   "msg": f"body of {int(length)} bytes exceeds {self.config.max_body_bytes()} "
                                          f"(HIT_SERVE_MAX_BATCH={self.config.max_batch} songs)"}])
-        return await request.body()
+        return await body()
 
     def refuse(self, exc: ApiError, *, request_id: str, received_at: datetime, t0: float, endpoint: str,
                body: bytes | None, top_k: int | None) -> Response:
@@ -327,23 +398,29 @@ class HitModelServer:
         "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Song"}}}}})
     async def predict(self, request: Request, top_k: int = _TOP_K) -> Response:
         """One song's probability of charting in each of the 72 countries."""
-        t0, received_at, request_id = time.perf_counter(), datetime.now(timezone.utc), request_id_of(request, self.config)
+        t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
+        return await self.answer_song(request.headers.get("content-type", ""), request.headers.get("content-length"),
+                                      request.body, top_k, request_id_of(request, self.config), received_at, t0)
+
+    async def answer_song(self, ctype: str, length: str | None, body, k: int, request_id: str,
+                          received_at: datetime, t0: float) -> Response:
+        """/predict's answer, for the FastAPI route and for `PredictFastPath` alike."""
         if (full := self._log_full(request_id)) is not None:
             return full
-        model, body = self.model, None  # one model for the whole request, even during a swap
+        model, raw = self.model, None  # one model for the whole request, even during a swap
         try:
-            check_content_type(request)
-            body = await self._read(request)
-            song = parse_body(body, SONG_ADAPTER)
+            check_content_type(ctype)
+            raw = await self._read(length, body)
+            song = parse_body(raw, SONG_ADAPTER)
         except ApiError as exc:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0, endpoint="/predict",
-                               body=body, top_k=top_k)
+                               body=raw, top_k=k)
         X = features_of([song])
         P = answered((await self.batcher.predict(model, X[0]))[None, :])  # with the requests that came with it
-        content = prediction_bytes(P, self._top(P, top_k), request_id, model.version)
+        content = prediction_bytes(P, self._top(P, k), request_id, model.version)
         extras = [tuple(song.get(c) for c in SONG_EXTRAS)]
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
-                               model.version, top_k, X, P, extras))
+                               model.version, k, X, P, extras))
         if (challenger := self.challenger) is not None:  # scored after the answer, by another thread
             self.shadow.submit(challenger, request_id, received_at, "/predict", model.version, X, extras)
         return Response(content, media_type="application/json")
@@ -363,8 +440,8 @@ class HitModelServer:
             return full
         model, body = self.model, None
         try:
-            arrow_in = check_content_type(request, arrow=True)
-            body = await self._read(request)
+            arrow_in = check_content_type(request.headers.get("content-type", ""), arrow=True)
+            body = await self._read(request.headers.get("content-length"), request.body)
         except ApiError as exc:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0,
                                endpoint="/predict/batch", body=None, top_k=top_k)
@@ -405,7 +482,7 @@ class HitModelServer:
         stats = self.logger.stats()
         ok = self.logger.accepting
         body = {"status": "ok" if ok else "unavailable", "model_version": self.model.version, "inference_log": stats,
-                "batching": self.batcher.stats(self.model)}
+                "batching": self.batcher.stats(self.model), "fast_path_requests": self.fast_path_requests}
         if (challenger := self.challenger) is not None:
             body["challenger_version"], body["shadow"] = challenger.version, self.shadow.stats()
         if stats["state"] != "ok":

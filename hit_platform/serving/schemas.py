@@ -120,6 +120,9 @@ class Health(BaseModel):
                                                     "is batched (its batches answer the same bits as single songs), "
                                                     "HIT_SERVE_BATCH_MAX_SIZE, HIT_SERVE_BATCH_WAIT_MS, model calls "
                                                     "and rows so far, the largest batch")
+    fast_path_requests: int | None = Field(None, description="/predict requests this replica answered on its lean "
+                                                             "path (no query or a plain top_k); the rest went "
+                                                             "through FastAPI's routing, with the same answers")
     shadow: dict | None = Field(None, description="this replica's shadow scorer: songs queued, scored and "
                                                   "skipped (queue full), its last error")
 

@@ -199,6 +199,29 @@ def test_invalid_json_names_the_position(app):
     assert body["detail"][0]["ctx"] == {"line": 2, "column": 9} and "line 2 column 9" in body["detail"][0]["msg"]
 
 
+def test_the_lean_predict_path_answers_what_fastapi_answers(app):
+    """/predict with no query or a plain top_k is answered by PredictFastPath; any other query goes through
+    FastAPI's route (an unknown parameter is ignored there). Both give the same status, content type and
+    bytes but for the request id, answers and refusals alike, and both log the request."""
+    _, config, client, _ = app
+    big = json.dumps(song()).encode() + b" " * config.max_body_bytes()
+    cases = [({"json": song(energy=0.33, spotify_id="lean0000000000000000")}, 200),
+             ({"json": song(energy="high")}, 422),
+             ({"content": b'{"energy": 0.5,', "headers": {"content-type": "application/json"}}, 400),
+             ({"content": b"energy=0.5", "headers": {"content-type": "text/plain"}}, 415),
+             ({"content": big, "headers": {"content-type": "application/json"}}, 413)]
+    for query in ("", "?top_k=7"):
+        for kwargs, status in cases:
+            lean = post(client, f"/predict{query}", status, **kwargs)
+            routed = post(client, f"/predict{query}{'&' if query else '?'}via=fastapi", status, **kwargs)
+            assert lean["request_id"] != routed["request_id"]
+            assert {**lean, "request_id": ""} == {**routed, "request_id": ""}, (query, status)
+            if status == 200:
+                assert len(lean["top_countries"]) == (7 if query else 5)
+    seen = [client.get("/healthz").json().get("fast_path_requests", 0) for _ in range(10)]
+    assert max(seen) > 0, seen  # the lean path did answer (each replica counts its own)
+
+
 def test_a_huge_body_is_refused_before_it_is_read(app):
     _, config, client, _ = app
     big = b'{"songs": [' + b" " * (config.max_body_bytes() + 10) + b"]}"
