@@ -39,7 +39,7 @@ from hit_platform.serving import arrow_batch, loopback
 from hit_platform.settings import ServeConfig
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.domain.probabilities import answered
-from hit_platform.serving.encoding import batch_bytes, prediction_bytes
+from hit_platform.serving.encoding import batch_bytes, prediction_head, song_answers
 from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
 from hit_platform.serving.batching import MicroBatcher
 from hit_platform.serving.shadow import ShadowScorer
@@ -277,7 +277,7 @@ class HitModelServer:
         self.tracker = Tracker(self.settings)
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
         # concurrent /predict calls share one model call (when the version's batches answer the same bits)
-        self.batcher = MicroBatcher(self.config.batch_max_size, self.config.batch_wait_ms)
+        self.batcher = MicroBatcher(self.config.batch_max_size, self.config.batch_wait_ms, finish=song_answers)
         self.batcher.admit(self.model)
         self.challenger: Predictor | None = None  # models:/hit_model@challenger, set by reconfigure
         self.update_error: str | None = None
@@ -384,10 +384,6 @@ class HitModelServer:
         return Response(content, status_code=exc.status, media_type="application/json")
 
     @staticmethod
-    def _top(P, k: int):
-        return top_k(P, k)[0]  # the route's `top_k` parameter hides the function there
-
-    @staticmethod
     def _predict(X, k: int, model: Predictor):
         """Answered probabilities (as printed) and top-k indices of a feature matrix: one model call."""
         P = answered(model.predict(X))
@@ -416,8 +412,8 @@ class HitModelServer:
             return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0, endpoint="/predict",
                                body=raw, top_k=k)
         X = features_of([song])
-        P = answered((await self.batcher.predict(model, X[0]))[None, :])  # with the requests that came with it
-        content = prediction_bytes(P, self._top(P, k), request_id, model.version)
+        P, tail = await self.batcher.predict(model, X[0], k)  # answered and encoded with its batch's other songs
+        content = prediction_head(request_id, model.version) + tail
         extras = [tuple(song.get(c) for c in SONG_EXTRAS)]
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
                                model.version, k, X, P, extras))

@@ -1,9 +1,12 @@
 """Dynamic batching of /predict inside a replica: concurrent one-song requests share one model call.
 
-    batcher = MicroBatcher(max_size=64, wait_ms=0)
+    batcher = MicroBatcher(max_size=64, wait_ms=0, finish=song_answers)
     batcher.admit(model)                            # where the model is loaded (off the event loop)
-    row = await batcher.predict(model, X[0])        # X = features_of([song]); row: (72,) probabilities
-    P = answered(row[None, :])                      # as `_predict` answers (answered is elementwise)
+    P, tail = await batcher.predict(model, X[0], k) # X = features_of([song]); finish(rows, [k, ...])[i]
+
+Without `finish` a request gets its (72,) row of probabilities. With it, `finish(P, keys)` turns a
+group's probabilities into each request's result at once (the app answers and encodes the
+whole batch in one pass, see encoding.song_answers); each request passes its own key (its top_k).
 
 A model call costs about 0.2 ms whatever the rows (a one-row DataFrame through the sklearn
 pipeline; see predictor.py), so under load most of it is overhead that a batch pays once.
@@ -51,11 +54,12 @@ def answers_batch_invariant(model, X: np.ndarray | None = None, sizes=_PROBE_SIZ
 class MicroBatcher:
     """Collects concurrent `predict(model, row)` calls of one event loop into one model call per model."""
 
-    def __init__(self, max_size: int = 64, wait_ms: float = 0.0):
+    def __init__(self, max_size: int = 64, wait_ms: float = 0.0, finish=None):
         if max_size < 1 or wait_ms < 0:
             raise ValueError(f"max_size must be >= 1 and wait_ms >= 0, got {max_size}, {wait_ms}")
         self.max_size, self.wait_ms = max_size, wait_ms
-        self._pending: list[tuple[object, np.ndarray, asyncio.Future]] = []
+        self.finish = finish if finish is not None else (lambda P, keys: P)
+        self._pending: list[tuple[object, np.ndarray, asyncio.Future, object]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._verdicts: dict[int, tuple[weakref.ref, bool]] = {}  # id(model) -> (model, may batch)
@@ -85,16 +89,17 @@ class MicroBatcher:
         return {"batched": self.max_size > 1 and self.admit(model), "max_size": self.max_size,
                 "wait_ms": self.wait_ms, "calls": self.calls, "rows": self.rows, "largest": self.largest}
 
-    async def predict(self, model, x_row: np.ndarray) -> np.ndarray:
-        """The (72,) probabilities of one (14,) feature row by `model`, batched with concurrent calls."""
+    async def predict(self, model, x_row: np.ndarray, key=None):
+        """`finish`'s result for one (14,) feature row by `model` (by default its (72,) probabilities),
+        batched with concurrent calls."""
         if self.max_size == 1 or not self.admit(model):
-            return model.predict(x_row.reshape(1, -1))[0]
+            return self.finish(model.predict(x_row.reshape(1, -1)), [key])[0]
         loop = asyncio.get_running_loop()
         if self._pending and loop is not self._loop:
             raise RuntimeError("a MicroBatcher serves one event loop")
         self._loop = loop
         future = loop.create_future()
-        self._pending.append((model, x_row.reshape(-1), future))
+        self._pending.append((model, x_row.reshape(-1), future, key))
         if len(self._pending) >= self.max_size:
             self._flush()  # full: this request's coroutine pays for the batch, nobody waits longer
         elif self._flush_handle is None:
@@ -107,14 +112,15 @@ class MicroBatcher:
             self._flush_handle.cancel()
             self._flush_handle = None
         pending, self._pending = self._pending, []
-        groups: dict[int, list[tuple[object, np.ndarray, asyncio.Future]]] = {}
+        groups: dict[int, list[tuple[object, np.ndarray, asyncio.Future, object]]] = {}
         for item in pending:
             if not item[2].done():  # a cancelled request (client gone) needs no answer
                 groups.setdefault(id(item[0]), []).append(item)
         for group in groups.values():
-            futures = [f for _, _, f in group]
+            futures = [f for _, _, f, _ in group]
             try:
-                P = group[0][0].predict(np.stack([x for _, x, _ in group]))
+                results = self.finish(group[0][0].predict(np.stack([x for _, x, _, _ in group])),
+                                      [key for *_, key in group])
             except Exception as exc:
                 for f in futures:
                     f.set_exception(exc)
@@ -123,5 +129,5 @@ class MicroBatcher:
                 self.calls += 1
                 self.rows += len(group)
                 self.largest = max(self.largest, len(group))
-            for f, row in zip(futures, P):
-                f.set_result(row)
+            for f, result in zip(futures, results):
+                f.set_result(result)

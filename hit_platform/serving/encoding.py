@@ -10,11 +10,13 @@ which the inference log stores.
 """
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 
 from hit_platform.domain.countries import COUNTRIES
-from hit_platform.domain.probabilities import DECIMALS
+from hit_platform.domain.probabilities import DECIMALS, answered
+from hit_platform.serving.predictor import top_k
 
 _SCALE = 10 ** DECIMALS
 _WIDTH = 2 + DECIMALS  # "0." + digits
@@ -47,14 +49,10 @@ _KEYS = np.array([list(f',"{c}":'.encode()) for c in COUNTRIES], dtype=np.uint8)
 _TOP_OPEN, _TOP_MID = b',{"country":"', b'","probability":'
 
 
-def predictions_json(P: np.ndarray, top_idx: np.ndarray, request_id: str, model_version: str,
-                     sep: str = "") -> np.ndarray:
-    """(n, row_bytes) uint8: one prediction object per row of P, listing the countries of `top_idx` (n, k),
-    each followed by `sep`.
-
-    Each row is {"request_id", "model_version", "probabilities": {72}, "top_countries": [k]}, built
-    from slices of constant bytes and of the printed numbers (no per-value Python).
-    """
+def _tails(P: np.ndarray, top_idx: np.ndarray, sep: str = "") -> np.ndarray:
+    """(n, row_bytes) uint8: each prediction object of the rows of P after its head (`prediction_head`):
+    `,"probabilities":{72},"top_countries":[k]}` listing the countries of `top_idx` (n, k), then `sep`.
+    Built from slices of constant bytes and of the printed numbers (no per-value Python)."""
     n, k = P.shape[0], top_idx.shape[1]
     numbers = _numbers(np.concatenate([P, np.take_along_axis(P, top_idx, axis=1)], axis=1))  # (n, 72 + k, W)
 
@@ -70,18 +68,48 @@ def predictions_json(P: np.ndarray, top_idx: np.ndarray, request_id: str, model_
     top[:, :, b:b + _WIDTH] = numbers[:, len(COUNTRIES):]
     top[:, :, -1] = ord("}")
 
-    head = json.dumps({"request_id": request_id, "model_version": model_version})[:-1] + ',"probabilities":{'
-    return np.concatenate([_const(head, n), probs.reshape(n, -1)[:, 1:], _const('},"top_countries":[', n),
-                           top.reshape(n, -1)[:, 1:], _const("]}" + sep, n)], axis=1)
+    return np.concatenate([_const(',"probabilities":{', n), probs.reshape(n, -1)[:, 1:],
+                           _const('},"top_countries":[', n), top.reshape(n, -1)[:, 1:], _const("]}" + sep, n)],
+                          axis=1)
+
+
+def prediction_head(request_id: str, model_version: str) -> bytes:
+    """The start of a prediction object, up to its model version: what differs between requests."""
+    return json.dumps({"request_id": request_id, "model_version": model_version})[:-1].encode()
+
+
+def predictions_json(P: np.ndarray, top_idx: np.ndarray, request_id: str, model_version: str,
+                     sep: str = "") -> np.ndarray:
+    """(n, row_bytes) uint8: one prediction object per row of P, listing the countries of `top_idx` (n, k),
+    each followed by `sep`: {"request_id", "model_version", "probabilities": {72}, "top_countries": [k]}."""
+    head = np.frombuffer(prediction_head(request_id, model_version), dtype=np.uint8)
+    return np.concatenate([np.broadcast_to(head, (P.shape[0], len(head))), _tails(P, top_idx, sep)], axis=1)
 
 
 def prediction_bytes(P: np.ndarray, top_idx: np.ndarray, request_id: str, model_version: str) -> bytes:
     """The JSON answer of /predict: one prediction object (P has one row)."""
-    return predictions_json(P, top_idx, request_id, model_version)[0].tobytes()
+    return prediction_head(request_id, model_version) + _tails(P, top_idx)[0].tobytes()
+
+
+def song_answers(P: np.ndarray, ks: Sequence[int]) -> list[tuple[np.ndarray, bytes]]:
+    """Rows of raw probabilities P, each as /predict answers it with its own top_k `ks[i]`: the
+    probabilities as printed, (1, 72), and the answer's bytes after `prediction_head`.
+
+    One pass over the rows per distinct k, so a batch of concurrent requests is encoded at once
+    (one song costs ~40 us of numpy calls, three cost about the same). Each row's bytes depend on
+    that row alone: `answered`, `top_k` and the printing work row by row.
+    """
+    A = answered(P)
+    out: list = [None] * len(ks)
+    for k in sorted(set(ks)):
+        rows = [i for i, x in enumerate(ks) if x == k] if len(ks) > 1 else [0]
+        sub = A[rows]
+        for i, tail in zip(rows, _tails(sub, top_k(sub, k)[0])):
+            out[i] = (A[i:i + 1], tail.tobytes())
+    return out
 
 
 def batch_bytes(P: np.ndarray, top_idx: np.ndarray, request_id: str, model_version: str) -> bytes:
     """The JSON answer of /predict/batch: {"request_id", "model_version", "predictions": [...]}."""
     body = predictions_json(P, top_idx, request_id, model_version, sep=",").tobytes()[:-1]  # joined by ","
-    head = json.dumps({"request_id": request_id, "model_version": model_version})[:-1].encode()
-    return head + b',"predictions":[' + body + b"]}"
+    return prediction_head(request_id, model_version) + b',"predictions":[' + body + b"]}"

@@ -5,6 +5,7 @@ idle batcher adds no wait."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import numpy as np
@@ -14,7 +15,8 @@ from hit_platform.adapters.tracking import ModelVersionInfo
 from hit_platform.domain.models.candidates import FAMILIES, LINEAR_GRID, TREES_GRID
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving.batching import MicroBatcher, answers_batch_invariant
-from hit_platform.serving.predictor import Predictor, probe_rows
+from hit_platform.serving.encoding import prediction_bytes, prediction_head, song_answers
+from hit_platform.serving.predictor import Predictor, probe_rows, top_k
 from hit_platform_tests.support.models import synthetic_split
 from hit_platform_tests.support.serving import make_pipeline
 
@@ -98,6 +100,27 @@ def test_two_model_versions_never_share_a_call(trees):
     assert np.array_equal(b.calls[0], np.array([x for m, x in jobs if m is b]))
     for (m, x), row in zip(jobs, rows):
         assert answered(row[None]).tobytes() == answered(m.predictor.predict(x[None])).tobytes()
+
+
+def test_a_batch_is_answered_and_encoded_at_once_each_request_with_its_own_top_k(trees):
+    """As the replica batches: `finish=song_answers` prints the whole batch in one pass per top_k; each
+    request's bytes are those of its song answered alone (prediction_bytes of one row)."""
+    batcher = MicroBatcher(finish=song_answers)
+    model = admitted(batcher, trees[0])
+    ks = [5, 1, 5, 72, 3, 5, 1, 8, 5, 2]
+
+    async def run():
+        return await asyncio.gather(*(batcher.predict(model, x, k) for x, k in zip(ROWS, ks)))
+
+    results = asyncio.run(run())
+    assert [len(c) for c in model.calls] == [len(ks)]
+    expected = alone(trees[0], ROWS[:len(ks)])
+    for (P, tail), want, k in zip(results, expected, ks):
+        assert P.tobytes() == want[None].tobytes()
+        assert prediction_head("r", "1") + tail == prediction_bytes(want[None], top_k(want[None], k)[0], "r", "1")
+        assert len(json.loads(prediction_head("r", "1") + tail)["top_countries"]) == k
+    unbatched = MicroBatcher(max_size=1, finish=song_answers)
+    assert asyncio.run(unbatched.predict(trees[0], ROWS[3], 72))[1] == results[3][1]
 
 
 def test_a_failed_model_call_reaches_every_request_of_its_batch(trees):
