@@ -280,8 +280,6 @@ class ShadowSettings(BaseSettings):
                                                            "models' ROC AUC on them is judged")
     max_auc_drop: float = Field(0.01, ge=0, description="largest drop of the challenger's mean ROC AUC below the "
                                                         "champion's on the same labelled shadowed songs")
-    queue_rows: int = Field(20_000, ge=1, description="songs a replica holds for the challenger to score; past "
-                                                      "it, songs go unshadowed (counted) rather than slow answers")
 
 
 class SensorSettings(BaseSettings):

@@ -40,9 +40,8 @@ from hit_platform.settings import ServeConfig
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving.encoding import batch_bytes, prediction_head, song_answers
-from hit_platform.serving.predictor import Predictor, features_of, load_predictor, top_k
+from hit_platform.serving.predictor import Predictor, features_of, lineage_of, load_predictor, top_k, version_info
 from hit_platform.serving.batching import MicroBatcher
-from hit_platform.serving.shadow import ShadowScorer
 from hit_platform.serving.schemas import (SONG_ADAPTER, SONG_EXTRAS, ApiError, BatchPrediction, ErrorBody, Health,
                                           ModelCard, Prediction, batch_model)
 from hit_platform.settings import Settings
@@ -279,7 +278,9 @@ class HitModelServer:
         # concurrent /predict calls share one model call (when the version's batches answer the same bits)
         self.batcher = MicroBatcher(self.config.batch_max_size, self.config.batch_wait_ms, finish=song_answers)
         self.batcher.admit(self.model)
-        self.challenger: Predictor | None = None  # models:/hit_model@challenger, set by reconfigure
+        # models:/hit_model@challenger's lineage, set by reconfigure: its scores are computed where the
+        # journal is committed (serving.shadow), never in the request path
+        self.challenger: dict | None = None
         self.update_error: str | None = None
         self.fast_path_requests = 0  # /predict requests answered by PredictFastPath (the rest went through FastAPI)
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
@@ -288,7 +289,6 @@ class HitModelServer:
         self.logger = InferenceLogger(journal, flush_seconds=self.config.log_flush_seconds,
                                       batch_rows=self.config.log_batch_rows, buffer_rows=self.config.log_buffer_rows,
                                       committer=committer, on_trouble=self._alert_log_trouble).start()
-        self.shadow = ShadowScorer(self.logger, queue_rows=self.settings.shadow.queue_rows)
         _register(self)
         log.info("serving %s version %s (array input: %s)", self.model.info.name, self.model.version,
                  self.model.array_input)
@@ -314,30 +314,48 @@ class HitModelServer:
             old, self.model, self.update_error = self.model, new, None
             log.info("model swapped: version %s -> %s", old.version, new.version)
         shadow = str(config.get("challenger_version") or "")
-        current = self.challenger.version if self.challenger is not None else ""
+        current = self.challenger["version"] if self.challenger is not None else ""
         if shadow == current:
             return
+        committer = self.logger.committer  # this replica commits its own journal (Ray cluster): it scores too
         if not shadow:
             self.challenger = None
-            log.info("shadow scoring stopped (was version %s)", current)
+            if committer is not None:
+                committer.set_challenger(None)
+            log.info("shadowing stopped (was version %s)", current)
             return
         try:
-            self.challenger = await asyncio.to_thread(load_predictor, self.tracker, shadow)
+            if committer is not None:
+                predictor = await asyncio.to_thread(load_predictor, self.tracker, shadow)
+                committer.set_challenger(predictor)
+                card = {**predictor.lineage, "loaded_at": predictor.loaded_at}
+            else:
+                card = await asyncio.to_thread(lambda: lineage_of(self.tracker, version_info(self.tracker, shadow)))
         except Exception as exc:
             self.update_error = f"version {shadow}: {type(exc).__name__}: {exc}"
-            log.error("challenger version %s failed to load; nothing shadows: %s", shadow, exc)
+            log.error("challenger version %s cannot be loaded; nothing shadows: %s", shadow, exc)
             self.challenger = None
+            if committer is not None:
+                committer.set_challenger(None)
             return
-        self.update_error = None
-        log.info("shadow scoring with challenger version %s", shadow)
+        self.challenger, self.update_error = card, None
+        log.info("challenger version %s shadows the champion", shadow)
 
     def __del__(self):
         # Serve calls this on graceful shutdown: write what the log still holds.
-        shadow, logger = getattr(self, "shadow", None), getattr(self, "logger", None)
-        if shadow is not None:
-            shadow.close()  # what the challenger still has queued goes to the journal first
+        logger = getattr(self, "logger", None)
         if logger is not None:
             logger.close()
+
+    def _shadow_stats(self) -> dict:
+        """Who scores for the challenger; this replica's own figures when it commits its journal itself."""
+        committer = self.logger.committer
+        if committer is None:
+            return {"scored_by": "the serving process, as it commits the inference-log journal "
+                                 "(ops.shadow_log, within HIT_SERVE_LOG_COMMIT_SECONDS of each answer)"}
+        stats = committer.stats()
+        return {"scored_by": "this replica, as it commits its inference-log journal",
+                "shadowed_rows": stats["shadowed_rows"], "last_error": stats["shadow_error"]}
 
     def _alert_log_trouble(self, state: str, reason: str) -> None:
         """The journal stopped (or started again) taking records: say so in ops.alerts (best effort:
@@ -417,8 +435,6 @@ class HitModelServer:
         extras = [tuple(song.get(c) for c in SONG_EXTRAS)]
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
                                model.version, k, X, P, extras))
-        if (challenger := self.challenger) is not None:  # scored after the answer, by another thread
-            self.shadow.submit(challenger, request_id, received_at, "/predict", model.version, X, extras)
         return Response(content, media_type="application/json")
 
     @app.post("/predict/batch", response_model=BatchPrediction, responses={**_ERRORS, 200: {"content": {
@@ -456,8 +472,6 @@ class HitModelServer:
                 content = batch_bytes(P, top, request_id, model.version)
             self.logger.log(Served(request_id, received_at, "/predict/batch", 200, (time.perf_counter() - t0) * 1e3,
                                    model.version, top_k, X, P, extras))  # journaled before the answer leaves
-            if (challenger := self.challenger) is not None:
-                self.shadow.submit(challenger, request_id, received_at, "/predict/batch", model.version, X, extras)
             return content
 
         try:
@@ -480,7 +494,7 @@ class HitModelServer:
         body = {"status": "ok" if ok else "unavailable", "model_version": self.model.version, "inference_log": stats,
                 "batching": self.batcher.stats(self.model), "fast_path_requests": self.fast_path_requests}
         if (challenger := self.challenger) is not None:
-            body["challenger_version"], body["shadow"] = challenger.version, self.shadow.stats()
+            body["challenger_version"], body["shadow"] = challenger["version"], self._shadow_stats()
         if stats["state"] != "ok":
             body["reason"] = (f"inference log {stats['state']}: {stats['last_error']}; "
                               f"{stats['pending_rows']} of {stats['buffer_rows']} rows held in memory")
@@ -490,8 +504,7 @@ class HitModelServer:
     def model_card(self) -> Response:
         """The served model version and its lineage: MLflow run, lake snapshot, code version, Dagster run."""
         m, c = self.model, self.challenger
-        challenger = None if c is None else {**c.lineage, "loaded_at": c.loaded_at, "array_input": c.array_input,
-                                             "shadow": self.shadow.stats()}
+        challenger = None if c is None else {**c, "shadow": self._shadow_stats()}
         return Response(_json({**m.lineage, "loaded_at": m.loaded_at, "input_features": list(FEATURE_COLUMNS),
                                "countries": list(COUNTRIES), "array_input": m.array_input,
                                "last_update_error": self.update_error, "challenger": challenger}),

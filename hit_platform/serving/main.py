@@ -8,7 +8,8 @@ up. Signals: SIGHUP = serve the current champion (in-place reconfigure);
 SIGTERM / SIGINT = shut down (Serve first, so replicas flush the inference
 log to the journal; then Ray; then the journal is committed to the lake)
 and remove the pid file. While up, this process commits the replicas'
-inference-log journal to the lake (`JournalCommitter`).
+inference-log journal to the lake (`JournalCommitter`), and the challenger,
+if any, scores what it commits (`serving.shadow`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving import loopback
 from hit_platform.serving.inference_log import JournalCommitter
+from hit_platform.serving.predictor import load_predictor
 from hit_platform.settings import ServeConfig
 from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
 from hit_platform.settings import Settings
@@ -70,6 +72,10 @@ class ServingProcess:
 
         from hit_platform.serving.app import APP_NAME, bind_application
 
+        # This process commits the journal, so the challenger scores here (serving.shadow): load it first,
+        # so that a version that cannot load changes nothing.
+        scorer = self.committer is not None and challenger != self.challenger
+        predictor = load_predictor(self.tracker, challenger) if scorer and challenger else None
         requested_at = datetime.now(timezone.utc).isoformat()
         app = bind_application(self.settings, self.config, version, code_version=self.code_version,
                                requested_at=requested_at, challenger_version=challenger)
@@ -77,6 +83,8 @@ class ServingProcess:
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False,
                   logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"))
         self.wait_serving(version, challenger)
+        if scorer:
+            self.committer.set_challenger(predictor)
         self.version, self.challenger = version, challenger
 
     def wait_serving(self, version: str, challenger: str | None = None, timeout: float = 120.0) -> None:

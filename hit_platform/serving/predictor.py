@@ -148,6 +148,17 @@ def lineage_of(tracker: Tracker, info: ModelVersionInfo) -> dict:
     }
 
 
+def version_info(tracker: Tracker, version: str) -> ModelVersionInfo:
+    """A registered version's record (ModelUnavailable naming the model and the store if there is none)."""
+    try:
+        mv = tracker.client.get_model_version(tracker.model_name, str(version))
+    except MlflowException as exc:
+        what = "no" if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST" else "cannot read"
+        raise ModelUnavailable(f"{what} version {version} of {tracker.model_name!r} in {tracker.uri}: "
+                               f"{exc}") from exc
+    return ModelVersionInfo(tracker.model_name, mv.version, mv.run_id, dict(mv.tags), mv.source)
+
+
 def load_predictor(tracker: Tracker, version: str | None = None) -> Predictor:
     """The champion (or one given version), checked against the contract.
 
@@ -156,13 +167,7 @@ def load_predictor(tracker: Tracker, version: str | None = None) -> Predictor:
     if version is None:
         pipeline, info = tracker.load_champion()
     else:
-        try:
-            mv = tracker.client.get_model_version(tracker.model_name, str(version))
-        except MlflowException as exc:
-            what = "no" if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST" else "cannot read"
-            raise ModelUnavailable(f"{what} version {version} of {tracker.model_name!r} in {tracker.uri}: "
-                                   f"{exc}") from exc
-        info = ModelVersionInfo(tracker.model_name, mv.version, mv.run_id, dict(mv.tags), mv.source)
+        info = version_info(tracker, version)
         pipeline = tracker.load_version(str(version))
     predictor = Predictor(pipeline, info, lineage_of(tracker, info))
     predictor.check()

@@ -123,8 +123,9 @@ class Health(BaseModel):
     fast_path_requests: int | None = Field(None, description="/predict requests this replica answered on its lean "
                                                              "path (no query or a plain top_k); the rest went "
                                                              "through FastAPI's routing, with the same answers")
-    shadow: dict | None = Field(None, description="this replica's shadow scorer: songs queued, scored and "
-                                                  "skipped (queue full), its last error")
+    shadow: dict | None = Field(None, description="who scores for the challenger (the serving process as it "
+                                                  "commits the journal, or this replica on a cluster), and "
+                                                  "then its rows scored and last error")
 
 
 class ModelCard(BaseModel):

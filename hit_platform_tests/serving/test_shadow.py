@@ -1,7 +1,8 @@
-"""Shadow scoring on real serving: a challenger loaded beside the champion under load changes no answer
-and fails no request; it scores every answered song, exactly as it would alone, into ops.shadow_log;
-its scores are as durable as the answers (a dead replica's open segment is recovered); a full queue
-skips songs rather than slow answers; removing the alias stops it."""
+"""Shadow scoring on real serving: a challenger set beside the champion under load changes no answer
+and fails no request; it scores every answered song, exactly as it would alone, into ops.shadow_log
+where the journal is committed; its scores are as durable as the answers (a dead replica's open
+segment is recovered and scored, once); a broken challenger holds back no answer; removing the alias
+stops it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from datetime import datetime, timezone
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.pipeline import Pipeline
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.reports.audit import audit
@@ -21,13 +24,14 @@ from hit_platform.adapters.tracking import Tracker
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving import process
-from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served
+from hit_platform.serving.inference_log import JournalCommitter, Served
 from hit_platform.serving.inference_log.journal import OPEN, SegmentWriter, encode
-from hit_platform.serving.predictor import features_of, load_predictor
-from hit_platform.serving.shadow import ShadowScorer
+from hit_platform.adapters.tracking import ModelVersionInfo
+from hit_platform.serving.predictor import Predictor, features_of, load_predictor
+from hit_platform.serving.shadow import shadow_scores
 from hit_platform.settings import Settings
-from hit_platform_tests.support.serving import (answers, promote_champion, register_version, serving_env, song,
-                                               under_load)
+from hit_platform_tests.support.serving import (LinearHits, answers, promote_champion, register_version,
+                                               serving_env, song, under_load)
 
 pytestmark = pytest.mark.slow
 
@@ -107,47 +111,71 @@ def test_a_challenger_changes_no_answer_fails_no_request_and_scores_every_song_a
     assert httpx.get(endpoint + "/model", timeout=30).json()["challenger"] is None
 
 
-def test_shadow_scores_in_a_dead_replicas_open_segment_are_recovered_into_the_shadow_log(tmp_path):
-    settings = Settings(warehouse=tmp_path / "warehouse")
+def test_a_dead_replicas_answers_are_scored_as_they_are_recovered_and_never_twice(tmp_path):
+    """The challenger scores what the committer commits, so a dead replica's recovered answers are shadowed
+    too (marked recovered_from); a segment committed again doubles nothing; scores an earlier replica
+    journaled itself (`shadow_of`) are committed as they were, not scored again."""
+    settings, _ = serving_env(tmp_path)
+    v1, v2 = promote_champion(settings, seed=1), register_version(settings, seed=1, nudge=0.05)
+    challenger = load_predictor(Tracker(settings), v2)
     journal = tmp_path / "journal"
-    X = np.random.default_rng(0).random((3, 14))
-    P = np.random.default_rng(1).random((3, len(COUNTRIES)))
+    X = features_of([song(tempo=90.0 + i) for i in range(3)])
+    P = answered(load_predictor(Tracker(settings), v1).predict(X))
     now = datetime.now(timezone.utc)
-    rid = str(uuid.uuid4())
-    answer = Served(rid, now, "/predict/batch", 200, 1.0, "1", 5, X, P, [("a", None, None, None)] * 3)
-    shadow = Served(rid, now, "/predict/batch", 200, 9.0, "2", None, X, P[::-1].copy(), [("a", None, None, None)] * 3,
-                    shadow_of="1")
+    extras = [("a", None, None, None)] * 3
+    fresh, old = str(uuid.uuid4()), str(uuid.uuid4())
     writer = SegmentWriter(journal, fsync=False)
-    writer.append(encode(answer))
-    writer.append(encode(shadow))
+    writer.append(encode(Served(fresh, now, "/predict/batch", 200, 1.0, v1, 5, X, P, extras)))
+    writer.append(encode(Served(str(uuid.uuid4()), now, "/predict", 422, 0.3, None, 5, request_body="{}",
+                                response_body="{}")))
+    writer.append(encode(Served(old, now, "/predict", 200, 1.0, v1, 5, X[:1], P[:1], extras[:1])))
+    writer.append(encode(Served(old, now, "/predict", 200, 9.0, "7", None, X[:1], P[:1] / 2, extras[:1],
+                                shadow_of=v1)))  # scored by an earlier replica of version 7
     [segment] = list(journal.glob("*" + OPEN))
+    copy = segment.read_bytes()
     os.close(writer.fd)  # the writer is gone (its lock with it), its segment left open: a replica killed
     committer = JournalCommitter(Lake(settings), journal)
+    committer.set_challenger(challenger)
     committer.close()
     with Lake(settings).connection(read_only=True) as con:
-        log = con.execute("SELECT count(*), any_value(recovered_from) FROM ops.inference_log").fetchall()[0]
-        rows = con.execute(f"SELECT item, champion_model_version, shadow_model_version, recovered_from, {PROBS} "
-                           f"FROM {SHADOW_LOG} ORDER BY item").fetchall()
-    assert log == (3, segment.name)
-    assert [r[:4] for r in rows] == [(i, "1", "2", segment.name) for i in range(3)]
-    assert np.array_equal(np.array([r[4:] for r in rows]), P[::-1])
-    # committed again (a crash between commit and delete): never doubled
-    JournalCommitter(Lake(settings), journal).close()
+        rows = con.execute(f"SELECT request_id, item, champion_model_version, shadow_model_version, recovered_from, "
+                           f"{PROBS} FROM {SHADOW_LOG} ORDER BY request_id = ?, item", [old]).fetchall()
+    assert [r[:5] for r in rows] == [(fresh, i, v1, v2, segment.name) for i in range(3)] + [
+        (old, 0, v1, "7", segment.name)]
+    assert np.array_equal(np.array([r[5:] for r in rows[:3]]), answered(challenger.predict(X)))
+    assert np.array_equal(np.array([r[5:] for r in rows[3:]]), P[:1] / 2)
+    assert committer.stats()["shadowed_rows"] == 4
+    # the same segment committed again (a crash between commit and delete): never doubled
+    (journal / segment.name).write_bytes(copy)
+    again = JournalCommitter(Lake(settings), journal)
+    again.set_challenger(challenger)
+    again.close()
     with Lake(settings).connection(read_only=True) as con:
-        assert con.execute(f"SELECT count(*) FROM {SHADOW_LOG}").fetchall()[0][0] == 3
+        assert con.execute(f"SELECT count(*) FROM {SHADOW_LOG}").fetchall()[0][0] == 4
 
 
-def test_a_full_shadow_queue_skips_songs_and_never_blocks(tmp_path):
+def test_only_answers_of_another_version_are_scored_and_a_broken_challenger_holds_back_no_answer(tmp_path):
     settings, _ = serving_env(tmp_path)
-    version = promote_champion(settings, seed=3)
-    challenger = load_predictor(Tracker(settings), version)
-    logger = InferenceLogger(tmp_path / "journal", fsync=False)
-    scorer = ShadowScorer(logger, queue_rows=5, gather_seconds=60)  # nothing is scored while we submit
-    X = features_of([song()] * 3)
-    t = time.perf_counter()
-    for _ in range(4):
-        scorer.submit(challenger, str(uuid.uuid4()), datetime.now(timezone.utc), "/predict/batch", "1", X, None)
-    assert time.perf_counter() - t < 0.5
-    assert scorer.stats()["queued_rows"] == 3 and scorer.skipped_rows == 9
-    assert scorer.score_queued() == 3 and scorer.stats()["queued_rows"] == 0
-    logger.close()
+    v1, v2 = promote_champion(settings, seed=2), register_version(settings, seed=2, nudge=0.1)
+    challenger = load_predictor(Tracker(settings), v2)
+    X = features_of([song(energy=0.1 * i) for i in range(1, 5)])
+    now = datetime.now(timezone.utc)
+    by_v1 = Served(str(uuid.uuid4()), now, "/predict/batch", 200, 1.0, v1, 5, X, X @ np.ones((14, 72)), None)
+    by_v2 = Served(str(uuid.uuid4()), now, "/predict", 200, 1.0, v2, 5, X[:1], X[:1] @ np.ones((14, 72)), None)
+    refused = Served(str(uuid.uuid4()), now, "/predict", 422, 0.2, None, 5, request_body="{}", response_body="{}")
+    scored = shadow_scores(challenger, [refused, by_v2, by_v1])
+    assert [(e.request_id, e.model_version, e.shadow_of) for e in scored] == [(by_v1.request_id, v2, v1)]
+    assert np.array_equal(scored[0].P, answered(challenger.predict(X))) and scored[0].latency_ms >= 0
+
+    # a challenger that fails to score (a model fitted on 13 features): the answers still commit
+    broken = Predictor(Pipeline([("model", LinearHits(0))]).fit(pd.DataFrame(np.ones((5, 13)))),
+                       ModelVersionInfo("hit_model", "99", "run", {}, "source"), {})
+    journal = tmp_path / "journal"
+    writer = SegmentWriter(journal, fsync=False)
+    writer.append(encode(by_v1))
+    writer.seal()
+    committer = JournalCommitter(Lake(settings), journal)
+    committer.set_challenger(broken)
+    assert committer.commit() == len(X)
+    assert "version 99" in committer.stats()["shadow_error"] and committer.stats()["shadowed_rows"] == 0
+    committer.close()

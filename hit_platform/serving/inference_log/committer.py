@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -22,6 +23,10 @@ from hit_platform.serving.inference_log.journal import (LEGACY, NEW, OPEN, SEALE
                                                         read_segment)
 from hit_platform.serving.inference_log.logger import lower_this_threads_priority
 from hit_platform.serving.inference_log.schema import Served, to_arrow, to_shadow_arrow
+from hit_platform.serving.shadow import shadow_scores
+
+if TYPE_CHECKING:
+    from hit_platform.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +75,10 @@ class _Taken:
         return self.segment.rows if self.segment else self.legacy.num_rows if self.legacy is not None else 0
 
 
-def once_per_request(taken: list[_Taken]) -> tuple[pa.Table, pa.Table]:
+def once_per_request(taken: list[_Taken], challenger: Predictor | None = None) -> tuple[pa.Table, pa.Table]:
     """The rows to commit to the inference log and to the shadow log, one attempt per request id: a
     request a dying replica journaled and another replica answered again keeps the answer that was sent
-    (not the recovered one)."""
+    (not the recovered one). With a `challenger`, its scores of the answers (serving.shadow)."""
     chosen: dict[tuple[str, bool], Served] = {}
     for t in taken:
         if t.segment is None:
@@ -87,6 +92,8 @@ def once_per_request(taken: list[_Taken]) -> tuple[pa.Table, pa.Table]:
                 chosen[key] = e
     answered = [e for (_, shadow), e in chosen.items() if not shadow]
     shadowed = [e for (_, shadow), e in chosen.items() if shadow]
+    if challenger is not None:
+        shadowed += shadow_scores(challenger, [e for e in answered if (e.request_id, True) not in chosen])
     tables = [to_arrow(answered)] + [t.legacy for t in taken if t.legacy is not None]
     return pa.concat_tables(tables), to_shadow_arrow(shadowed)
 
@@ -115,6 +122,15 @@ class JournalCommitter:
         self.recovered_rows = 0
         self.commits = 0
         self.last_error: str | None = None
+        # the challenger scores what is committed (serving.shadow); swapped by `set_challenger`
+        self.challenger: Predictor | None = None
+        self.shadowed_rows = 0
+        self.shadow_error: str | None = None
+
+    def set_challenger(self, challenger: Predictor | None) -> None:
+        """Score every answer committed from now on with `challenger` (None: stop shadowing). Rows a
+        round has already read are scored by the challenger it read them with."""
+        self.challenger = challenger
 
     def start(self, every_seconds: float) -> JournalCommitter:
         if self._thread is None:
@@ -169,21 +185,32 @@ class JournalCommitter:
         return self._con
 
     def _write(self, taken: list[_Taken]) -> int:
-        table, shadow = once_per_request(taken)
+        challenger = self.challenger
+        try:
+            table, shadow = once_per_request(taken, challenger)
+        except Exception as exc:  # a challenger that cannot score never holds back the answers' log
+            if challenger is None:
+                raise
+            self.shadow_error = f"version {challenger.version}: {type(exc).__name__}: {exc}"
+            log.error("shadow scoring with version %s failed; answers committed unshadowed: %s",
+                      challenger.version, exc)
+            table, shadow = once_per_request(taken)
         con = self._connection()
 
-        def write(c: duckdb.DuckDBPyConnection) -> int:
+        def write(c: duckdb.DuckDBPyConnection) -> tuple[int, int]:
             n = insert(c, table)
-            insert(c, shadow, SHADOW_LOG)  # a challenger's scores commit with the answers they shadow
+            shadowed = insert(c, shadow, SHADOW_LOG)  # a challenger's scores commit with the answers they shadow
             for t in taken:  # the alerts commit with the rows they speak of
                 if t.recovered and (t.segment.entries or t.segment.torn_tail):
                     _alert_recovered(c, t)
                 if t.damaged:
                     _alert_damaged(c, t, self.journal_dir / UNREADABLE)
-            return n
+            return n, shadowed
 
         try:
-            return self.lake.write(write, con=con, what="inference log commit")
+            n, shadowed = self.lake.write(write, con=con, what="inference log commit")
+            self.shadowed_rows += shadowed
+            return n
         except BaseException:
             con, self._con = self._con, None  # a broken connection must not poison the next attempt
             try:
@@ -287,7 +314,9 @@ class JournalCommitter:
 
     def stats(self) -> dict:
         return {"committed_rows": self.committed_rows, "recovered_rows": self.recovered_rows, "commits": self.commits,
-                "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
+                "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error,
+                "challenger_version": self.challenger.version if self.challenger is not None else None,
+                "shadowed_rows": self.shadowed_rows, "shadow_error": self.shadow_error}
 
 
 def _alert_recovered(con: duckdb.DuckDBPyConnection, t: _Taken) -> None:
