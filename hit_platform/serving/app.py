@@ -318,28 +318,25 @@ class HitModelServer:
         if shadow == current:
             return
         committer = self.logger.committer  # this replica commits its own journal (Ray cluster): it scores too
-        if not shadow:
-            self.challenger = None
-            if committer is not None:
-                committer.set_challenger(None)
-            log.info("shadowing stopped (was version %s)", current)
-            return
-        try:
-            if committer is not None:
-                predictor = await asyncio.to_thread(load_predictor, self.tracker, shadow)
-                committer.set_challenger(predictor)
-                card = {**predictor.lineage, "loaded_at": predictor.loaded_at}
-            else:
-                card = await asyncio.to_thread(lambda: lineage_of(self.tracker, version_info(self.tracker, shadow)))
-        except Exception as exc:
-            self.update_error = f"version {shadow}: {type(exc).__name__}: {exc}"
-            log.error("challenger version %s cannot be loaded; nothing shadows: %s", shadow, exc)
-            self.challenger = None
-            if committer is not None:
-                committer.set_challenger(None)
-            return
-        self.challenger, self.update_error = card, None
-        log.info("challenger version %s shadows the champion", shadow)
+        card, predictor = None, None
+        if shadow:
+            try:
+                if committer is not None:
+                    predictor = await asyncio.to_thread(load_predictor, self.tracker, shadow)
+                    card = {**predictor.lineage, "loaded_at": predictor.loaded_at}
+                else:
+                    card = await asyncio.to_thread(lambda: lineage_of(self.tracker, version_info(self.tracker, shadow)))
+            except Exception as exc:
+                self.update_error = f"version {shadow}: {type(exc).__name__}: {exc}"
+                log.error("challenger version %s cannot be loaded; nothing shadows: %s", shadow, exc)
+        if committer is not None:
+            committer.set_challenger(predictor)
+        self.challenger = card
+        if card is not None:
+            self.update_error = None
+            log.info("challenger version %s shadows the champion", shadow)
+        else:
+            log.info("nothing shadows the champion (was version %s)", current or "none")
 
     def __del__(self):
         # Serve calls this on graceful shutdown: write what the log still holds.
