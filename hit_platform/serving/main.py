@@ -74,7 +74,7 @@ class ServingProcess:
 
         # This process commits the journal, so the challenger scores here (serving.shadow): load it first,
         # so that a version that cannot load changes nothing.
-        scorer = self.committer is not None and challenger != self.challenger
+        scorer = self.committer is not None and challenger != self._scoring()
         predictor = load_predictor(self.tracker, challenger) if scorer and challenger else None
         requested_at = datetime.now(timezone.utc).isoformat()
         app = bind_application(self.settings, self.config, version, code_version=self.code_version,
@@ -86,6 +86,11 @@ class ServingProcess:
         if scorer:
             self.committer.set_challenger(predictor)
         self.version, self.challenger = version, challenger
+
+    def _scoring(self) -> str | None:
+        """The challenger version the committer scores with now (it may already hold one at start-up)."""
+        held = self.committer.challenger if self.committer is not None else None
+        return held.version if held is not None else None
 
     def wait_serving(self, version: str, challenger: str | None = None, timeout: float = 120.0) -> None:
         """Serve reports RUNNING before the HTTP ingress routes to the replica: wait for /healthz."""
@@ -169,7 +174,13 @@ class ServingProcess:
             print(f"hit_platform serving: no champion alias on registered model {self.settings.mlflow.model_name!r} "
                   f"in {self.tracker.uri}; nothing to serve", file=sys.stderr)
             return 2
-        if self.committer is not None:  # its first round commits what an earlier run left in the journal
+        challenger = str(shadow.version) if shadow is not None and shadow.version != champion.version else None
+        if self.committer is not None:  # its first round commits what an earlier run left in the journal,
+            if challenger:              # scored by the challenger like any answer (a killed run's included)
+                try:
+                    self.committer.set_challenger(load_predictor(self.tracker, challenger))
+                except Exception as exc:  # deploy tries again, and reports it
+                    log.error("challenger version %s cannot be loaded: %s", challenger, exc)
             self.committer.start(self.config.log_commit_seconds)
         self.start_ray()
         # Ray installs its own SIGTERM handler in ray.init; ours replaces it for a clean shutdown.
@@ -177,7 +188,6 @@ class ServingProcess:
         signal.signal(signal.SIGINT, lambda *_: self.stop_requested.set())
         signal.signal(signal.SIGHUP, lambda *_: self.update_requested.set())
         try:
-            challenger = str(shadow.version) if shadow is not None and shadow.version != champion.version else None
             self.deploy(str(champion.version), challenger)
             update_pid_file(self.pid_path, pid=os.getpid(), state="running", model_version=self.version,
                             challenger_version=self.challenger,

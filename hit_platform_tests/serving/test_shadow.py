@@ -7,6 +7,7 @@ stops it."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from datetime import datetime, timezone
@@ -103,6 +104,18 @@ def test_a_challenger_changes_no_answer_fails_no_request_and_scores_every_song_a
     assert [r[4] for r in rows[:len(songs)]] == [s["spotify_id"] for s in songs]
     report = audit(settings, ids[-1])  # the batch: answered by v1, shadowed by v2
     assert report["model_version"] == v1 and f"challenger version {v2} scored its {len(songs)}" in report["shadowed_by"]
+
+    # kill -9 of the serving process with answers still in the journal: the next start scores them in its
+    # first commit round, like the answers they are (its committer holds the challenger before it commits)
+    os.kill(process.status(settings, config).pid, signal.SIGKILL)
+    left = str(uuid.uuid4())
+    writer = SegmentWriter(config.journal(settings), fsync=False)  # what a replica journaled before the kill
+    writer.append(encode(Served(left, datetime.now(timezone.utc), "/predict/batch", 200, 1.0, v1, 5, X,
+                                answered(load_predictor(Tracker(settings), v1).predict(X)), None)))
+    writer.seal()
+    assert process.start(settings, config) == endpoint
+    assert wait_rows(settings, f"SELECT count(*) FROM {SHADOW_LOG} WHERE request_id = ? AND shadow_model_version = ?",
+                     [left, v2], len(songs)) == len(songs)
 
     # removing the alias stops the shadow; the champion keeps answering
     Tracker(settings).clear_challenger()
