@@ -84,8 +84,11 @@ def drift_retrain_sensor(context: dg.SensorEvaluationContext, lake: LakeResource
     candidates were rebuilt after the alert anyway (new data retrains by itself); waits while a
     training run is under way."""
     since = datetime.fromisoformat(context.cursor) if context.cursor else None
-    alerts = [a for a in list_alerts(lake.lake(), limit=100, kind=RETRAIN_ON)
-              if since is None or a["raised_at"] > since]
+    try:
+        alerts = [a for a in list_alerts(lake.lake(), limit=100, kind=RETRAIN_ON)
+                  if since is None or a["raised_at"] > since]
+    except FileNotFoundError:  # a fresh deployment: nothing has landed, so nothing can have drifted
+        return dg.SkipReason("no lake yet: nothing has been ingested")
     if not alerts:
         return dg.SkipReason(f"no new {' or '.join(RETRAIN_ON)} alerts")
     if _training_active(context.instance):

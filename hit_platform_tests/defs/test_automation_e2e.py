@@ -202,6 +202,11 @@ def test_7_monitors_dashboard_and_alerts_are_there_to_read(drill):
     out = subprocess.run([sys.executable, "-m", "hit_platform.cli.main", "monitor", "--source", "batch", "--limit",
                           "3"], env=drill.env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and f"model version {champion(drill)}" in out.stdout, out.stderr
+    # the dashboard follows what it watches: rebuilt after the newest monitor result and evaluation
+    watched = [*ops.MONITORS, EVALUATION]
+    newest = max(drill.materializations(k)[0].timestamp for k in watched if drill.materializations(k))
+    drill.wait(lambda: drill.materializations(DASHBOARD)[0].timestamp > newest and drill.idle(), 180,
+               "the dashboard rebuilt after the newest monitor result")
     board = drill.settings.warehouse / "reports" / "dashboard.html"
     html = board.read_text()
     for section in ("Model quality", "Performance estimate", "Drift", "Serving", "Monitors", "Alerts"):

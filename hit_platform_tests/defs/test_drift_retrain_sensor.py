@@ -47,3 +47,11 @@ def test_a_performance_estimate_alert_retrains_once_per_data_version(env):
     assert request.tags["alert_id"] == "performance_estimate_served:r1"
     again, _ = tick(instance, resources, cursor)  # the same alert is not read twice
     assert isinstance(again, dg.SkipReason)
+
+
+def test_before_anything_landed_the_sensor_skips_instead_of_erring(tmp_path):
+    """A fresh deployment's daemon ticks before the first file lands: no lake, so no alert, so a skip."""
+    resources = {"lake": LakeResource(warehouse=str(tmp_path / "warehouse"))}
+    result, cursor = tick(dg.DagsterInstance.ephemeral(), resources)
+    assert isinstance(result, dg.SkipReason) and "no lake yet" in str(result) and cursor is None
+    assert not (tmp_path / "warehouse" / "lake").exists()  # a sensor looking does not create the lake

@@ -117,9 +117,25 @@ class Drill:
             if self.daemon and self.daemon.poll() is not None:
                 raise AssertionError(f"the daemon exited while waiting for {what}:\n{self.daemon_tail()}")
             time.sleep(poll)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\nruns: "
-                             + "; ".join(f"{r.job_name} {r.status.value} {r.tags.get('dagster/sensor_name', '')}"
-                                         for r in self.runs()) + f"\ndaemon log:\n{self.daemon_tail()}")
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.diagnosis()}")
+
+    def diagnosis(self) -> str:
+        """What a timeout needs to be understood: every run (what started it, its assets, how it ended and
+        which step failed why), the automation daemon's last ticks and the daemon log's tail."""
+        lines = ["runs:"]
+        for r in self.runs():
+            stats = self.instance.get_run_stats(r.run_id)
+            started = time.strftime("%H:%M:%S", time.localtime(stats.start_time)) if stats.start_time else "-"
+            assets = sorted("/".join(k.path) for k in (r.asset_selection or []))
+            lines.append(f"  {started} {r.job_name} {r.status.value} by {r.tags.get('dagster/sensor_name', 'hand')}: "
+                         f"{', '.join(assets) or 'its job'}")
+            if r.status == dg.DagsterRunStatus.FAILURE:
+                for e in self.instance.all_logs(r.run_id, of_type={dg.DagsterEventType.STEP_FAILURE,
+                                                                   dg.DagsterEventType.RUN_FAILURE}):
+                    lines.append(f"    {e.step_key or 'run'}: {(e.message or '').splitlines()[0][:300]}")
+        log = (self.root / "daemon.log").read_text(errors="replace").splitlines()
+        ticks = [line for line in log if "AssetDaemon" in line and ("Tick produced" in line or "Error" in line)]
+        return "\n".join(lines + ["automation ticks (last 5):", *ticks[-5:], "daemon log:", *log[-40:]])
 
     def idle(self) -> bool:
         """No run queued or running."""
