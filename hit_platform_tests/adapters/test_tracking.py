@@ -62,6 +62,12 @@ def test_a_run_is_logged_registered_promoted_and_loaded(tracker: Tracker):
     run = tracker.client.get_run(run_id)
     assert run.data.params["rate"] == "0.2" and run.data.tags["lake_snapshot_id"] == "7"
     assert str(tracker.settings.warehouse) in run.info.artifact_uri  # artifacts stay under warehouse/
+    # the metrics are the run's, logged once, and the logged model's too (the MLflow UI shows them on it)
+    [logged] = tracker.client.search_logged_models([tracker.experiment_id()],
+                                                   filter_string=f"source_run_id = '{run_id}'")
+    assert [(m.key, m.value) for m in logged.metrics] == [("mean_roc_auc", 0.5)]
+    assert [m.value for m in tracker.client.get_metric_history(run_id, "mean_roc_auc")] == [0.5]
+    assert logged.params["rate"] == "0.2"
     v = tracker.register(uri, run_id, tags={"family": "rate"})
     tracker.promote(v.version)
     model, info = tracker.load_champion()

@@ -58,6 +58,9 @@ class Family:
     grid: tuple[dict, ...]
     build: Callable[..., Pipeline] = field(repr=False)
     members: tuple[str, ...] = ()
+    # its grid points fit in well under the ~2 s a helper process takes to start (spawn, import pandas
+    # and sklearn), on the demo's 14k songs too: fitted in the calling process, never in helpers
+    light: bool = False
 
 
 def _prior(params: dict, seed: int) -> Pipeline:
@@ -98,9 +101,9 @@ MLP_GRID = tuple({"hidden": h, "alpha": 30.0, "max_iter": 300} for h in (32, 64)
 BLEND_GRID = tuple({"trees_weight": w} for w in (0.3, 0.5, 0.7))
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("prior", "each country's training base rate (the baseline)", ({},), _prior),
+    Family("prior", "each country's training base rate (the baseline)", ({},), _prior, light=True),
     Family("linear", "72 L2 logistic regressions on log/standardised features, compiled into one "
-                     "14x72 matrix product", LINEAR_GRID, _linear),
+                     "14x72 matrix product", LINEAR_GRID, _linear, light=True),
     Family("trees", "one gradient-boosted tree model over song x country rows (country and region "
                     "categorical), early-stopped on held-out train songs, compiled to bitmask tables",
            TREES_GRID, _trees),
@@ -135,8 +138,9 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     """Fit every grid point of each family on train, choose on validation; one result per family.
 
     families: names from FAMILIES (None = all, in FAMILIES order).
-    workers: processes fitting a family's grid points side by side (1 = in this process; the
-    models are the same either way: each point is fitted from its own seed)."""
+    workers: processes fitting a family's grid points side by side (1 = in this process; light
+    families are always fitted here). The models are the same either way: each point is fitted from
+    its own seed."""
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
@@ -146,16 +150,30 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     val_Y = label_matrix(val_Y, n_val, where="val_Y")
 
     done: dict[str, CandidateResult] = {}
-    pool = None
-    if workers > 1:  # spawn: the caller may hold threads (Dagster, DuckDB) that fork would copy mid-state
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    helpers = _Helpers(workers)
     try:
         for name in _with_members(names):
-            done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed, pool)
+            done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed, helpers)
     finally:
-        if pool is not None:
-            pool.shutdown()
+        helpers.shutdown()
     return [done[name] for name in names]
+
+
+class _Helpers:
+    """Processes that fit a family's grid points side by side, started at the first family whose
+    points are worth it (not `light`): a training of light families alone never starts them."""
+
+    def __init__(self, count: int):
+        self.count, self.pool = count, None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self.pool is None:  # spawn: the caller may hold threads (Dagster, DuckDB) that fork would copy mid-state
+            self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"))
+        return self.pool
+
+    def shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
 def _fit_point(family: str, point: dict, seed: int, train_X: pd.DataFrame, train_Y) -> tuple[Pipeline, float]:
@@ -175,7 +193,7 @@ def _with_members(names: list[str]) -> list[str]:
 
 
 def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, val_X, val_Y,
-            seed: int, pool: ProcessPoolExecutor | None = None) -> CandidateResult:
+            seed: int, helpers: _Helpers | None = None) -> CandidateResult:
     """Fit (or combine) every grid point, score it on validation, keep the best."""
     started = time.perf_counter()
     members = {m: done[m].pipeline for m in family.members}
@@ -184,8 +202,9 @@ def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, 
         for point in family.grid:
             t = time.perf_counter()
             fitted.append((family.build(dict(point), seed, members), time.perf_counter() - t))
-    elif pool is not None and len(family.grid) > 1:
-        fitted = list(pool.map(_fit_point, *zip(*[(family.name, p, seed, train_X, train_Y) for p in family.grid])))
+    elif helpers is not None and helpers.count > 1 and not family.light and len(family.grid) > 1:
+        fitted = list(helpers.executor().map(
+            _fit_point, *zip(*[(family.name, p, seed, train_X, train_Y) for p in family.grid])))
     else:
         fitted = [_fit_point(family.name, p, seed, train_X, train_Y) for p in family.grid]
     search, best, best_key = [], None, None

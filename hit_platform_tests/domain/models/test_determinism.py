@@ -5,6 +5,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from hit_platform.domain.models import refit, train_candidates
+from hit_platform.domain.models import candidates
 from hit_platform.domain.models.candidates import FAMILIES
 from hit_platform_tests.support.models import data, trained_candidates
 
@@ -71,9 +72,32 @@ def test_a_calibration_is_fitted_again_from_the_validation_split():
         refit("linear", params, Xt, Yt, seed=0)
 
 
-def test_grid_points_fitted_in_worker_processes_give_the_same_models():
+def _spy_on_helpers(monkeypatch) -> list:
+    """Counts the helper pools started (the real ones: only the count is added)."""
+    started = []
+    real = candidates._Helpers.executor
+
+    def executor(self):
+        started.append(self.pool is None)
+        return real(self)
+
+    monkeypatch.setattr(candidates._Helpers, "executor", executor)
+    return started
+
+
+def test_grid_points_fitted_in_helper_processes_give_the_same_models(monkeypatch):
     (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
     serial = trained_candidates()
+    started = _spy_on_helpers(monkeypatch)
     for r in train_candidates(Xt, Yt, Xv, Yv, seed=0, families=["linear", "mlp"], workers=2):
         assert r.params == serial[r.family].params
         assert r.pipeline.predict_proba(_probe()).tobytes() == serial[r.family].pipeline.predict_proba(_probe()).tobytes()
+    assert started == [True]  # one pool, started for mlp (linear is light)
+
+
+def test_light_families_alone_never_start_helper_processes(monkeypatch):
+    (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
+    started = _spy_on_helpers(monkeypatch)
+    [r] = train_candidates(Xt, Yt, Xv, Yv, seed=0, families=["linear"], workers=2)
+    assert FAMILIES["linear"].light and not started  # its three points fitted here, no process spawned
+    assert r.params == trained_candidates()["linear"].params
