@@ -166,6 +166,9 @@ class _Helpers:
     def __init__(self, count: int):
         self.count, self.pool = count, None
 
+    def take(self, family: Family) -> bool:
+        return self.count > 1 and not family.light and len(family.grid) > 1
+
     def executor(self) -> ProcessPoolExecutor:
         if self.pool is None:  # spawn: the caller may hold threads (Dagster, DuckDB) that fork would copy mid-state
             self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"))
@@ -193,7 +196,7 @@ def _with_members(names: list[str]) -> list[str]:
 
 
 def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, val_X, val_Y,
-            seed: int, helpers: _Helpers | None = None) -> CandidateResult:
+            seed: int, helpers: _Helpers) -> CandidateResult:
     """Fit (or combine) every grid point, score it on validation, keep the best."""
     started = time.perf_counter()
     members = {m: done[m].pipeline for m in family.members}
@@ -202,7 +205,7 @@ def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, 
         for point in family.grid:
             t = time.perf_counter()
             fitted.append((family.build(dict(point), seed, members), time.perf_counter() - t))
-    elif helpers is not None and helpers.count > 1 and not family.light and len(family.grid) > 1:
+    elif helpers.take(family):
         fitted = list(helpers.executor().map(
             _fit_point, *zip(*[(family.name, p, seed, train_X, train_Y) for p in family.grid])))
     else:
