@@ -5,7 +5,7 @@ One source of truth for training, batch prediction and the serving API.
 
 from __future__ import annotations
 
-from hit_platform.domain.schema import AUDIO_FEATURES, COLUMNS
+from hit_platform.domain.columns import AUDIO_FEATURES, COLUMNS
 
 # The columns the model reads, in this order (is_explicit as 0/1).
 FEATURE_COLUMNS: tuple[str, ...] = (*AUDIO_FEATURES, "is_explicit", "duration_ms")

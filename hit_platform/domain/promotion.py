@@ -1,7 +1,8 @@
 """Judging a candidate on the test split: against the baseline, the champion and the oracle.
 
 Pure functions (arrays in, numbers and a decision out); the Dagster assets in
-`defs/ml/evaluation.py` feed them and store what they return in `ml.evaluations`.
+`defs/ml/evaluation.py` feed them and store what they return in `ml.evaluations`. The thresholds
+come in as plain values (`PromotionThresholds`): the settings' `gates` section converts to them.
 """
 
 from __future__ import annotations
@@ -11,14 +12,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hit_platform.domain.models.metrics import evaluate
-from hit_platform.settings import GateThresholds
+
+
+@dataclass(frozen=True)
+class PromotionThresholds:
+    """What a candidate must show to be promoted; each rule of `decide` is named by its field.
+    The values and their meaning are set in one place, the settings' `gates` section (`HIT_GATE_*`)."""
+
+    min_auc_gain_over_baseline: float
+    max_auc_drop_vs_champion: float
+    max_country_auc_drop_vs_champion: float
+    max_log_loss_increase_vs_champion: float
+    max_calibration_error: float
 
 
 @dataclass
 class Decision:
     promote: bool
     reasons: list[str] = field(default_factory=list)
-    refused_by: list[str] = field(default_factory=list)  # the rules that refused (GateThresholds field names)
+    refused_by: list[str] = field(default_factory=list)  # the rules that refused (PromotionThresholds field names)
 
     @property
     def summary(self) -> str:
@@ -44,11 +56,11 @@ def _finite(x) -> bool:
     return x is not None and bool(np.isfinite(x))
 
 
-def decide(candidate: dict, baseline: dict, champion: dict | None, t: GateThresholds) -> Decision:
+def decide(candidate: dict, baseline: dict, champion: dict | None, t: PromotionThresholds) -> Decision:
     """Promote only when the candidate clearly beats the baseline and is not worse than the
     champion beyond the tolerances, overall and in every country.
 
-    The rules, each named in its reason by its `GateThresholds` field:
+    The rules, each named in its reason by its `PromotionThresholds` field:
       - min_auc_gain_over_baseline: candidate mean AUC - baseline mean AUC >= the margin;
       - max_auc_drop_vs_champion: champion mean AUC - candidate mean AUC <= the tolerance;
       - max_log_loss_increase_vs_champion: candidate mean log loss - champion's <= the tolerance;
@@ -167,7 +179,7 @@ class Judgement:
         return self.candidate["mean_log_loss"] / self.oracle["mean_log_loss"] if self.oracle else None
 
 
-def judge(Y, P_candidate, P_baseline, P_champion, P_oracle, t: GateThresholds) -> Judgement:
+def judge(Y, P_candidate, P_baseline, P_champion, P_oracle, t: PromotionThresholds) -> Judgement:
     """Score each set of (n, 72) probabilities on the labels Y and decide; a missing champion or
     oracle is None."""
     candidate, baseline = evaluate(Y, P_candidate), evaluate(Y, P_baseline)

@@ -84,8 +84,11 @@ def _imports(path: Path) -> set[str]:
 
 # What each layer may import from the package (besides itself) and from outside it.
 LAYERS = {
-    # settings: the thresholds a rule is given are a section of the one Settings (pydantic, no I/O)
-    "domain": ({"hit_platform.domain", "hit_platform.settings"}, {"dagster", "mlflow", "ray", "duckdb"}),
+    # the domain is given its thresholds as plain values; it never reads the settings
+    "domain": ({"hit_platform.domain"}, {"dagster", "mlflow", "ray", "duckdb"}),
+    # the settings need the column names (plain Python) and convert a section to the promotion rules' values
+    "settings": ({"hit_platform.settings", "hit_platform.domain.columns", "hit_platform.domain.promotion"},
+                 {"dagster", "mlflow", "ray", "duckdb", "pandas", "pandera"}),
     "steps": ({"hit_platform.domain", "hit_platform.steps", "hit_platform.adapters.lake", "hit_platform.settings"},
               {"dagster", "mlflow", "ray"}),
     "adapters": ({"hit_platform.domain", "hit_platform.steps", "hit_platform.adapters", "hit_platform.settings"},
@@ -107,6 +110,12 @@ def test_layers_import_only_downward():
                 elif top == "hit_platform" and not any(name == a or name.startswith(a + ".") for a in allowed):
                     wrong.append(f"{path.relative_to(PACKAGE)} imports {name}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_domain_never_reads_the_settings():
+    readers = [f"{path.relative_to(PACKAGE)} imports {name}" for path in sorted((PACKAGE / "domain").rglob("*.py"))
+               for name in _imports(path) if name == "hit_platform.settings" or name.startswith("hit_platform.settings.")]
+    assert not readers, "\n".join(readers)
 
 
 def test_dagster_definitions_validate_loads_the_code_location():

@@ -11,20 +11,18 @@ import math
 import pytest
 
 from hit_platform.domain.countries import COUNTRIES
-from hit_platform.domain.promotion import FINITE_METRICS, decide
-from hit_platform.settings import GateThresholds
+from hit_platform.domain.promotion import FINITE_METRICS, PromotionThresholds, decide
 
 NAN = float("nan")
 MARGIN, AUC_DROP, LOSS_UP, COUNTRY_DROP = ("min_auc_gain_over_baseline", "max_auc_drop_vs_champion",
                                            "max_log_loss_increase_vs_champion", "max_country_auc_drop_vs_champion")
-# The shipped defaults, written out so that HIT_GATE_* in the environment cannot change the cases
-# (constructor arguments take precedence over the environment).
+# The shipped defaults (the settings' `gates` section), written out: the rules are given plain values.
 CALIBRATION = "max_calibration_error"
 DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05, CALIBRATION: 0.01}
 
 
-def thresholds(**kw) -> GateThresholds:
-    return GateThresholds(**{**DEFAULTS, **kw})
+def thresholds(**kw) -> PromotionThresholds:
+    return PromotionThresholds(**{**DEFAULTS, **kw})
 
 
 def metrics(auc: float = 0.75, loss: float = 0.25, *, countries: dict[str, float] | None = None,

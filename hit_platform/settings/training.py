@@ -1,0 +1,28 @@
+"""What candidate training runs (`HIT_TRAIN_*`, and `HIT_ORACLE_PATH`)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrainingSettings(BaseSettings):
+    """What candidate training runs (`HIT_TRAIN_*`, and `HIT_ORACLE_PATH`)."""
+
+    model_config = SettingsConfigDict(env_prefix="HIT_TRAIN_", extra="ignore", populate_by_name=True)
+
+    families: list[str] = Field(
+        [], description='model families the candidates asset trains, e.g. ["linear", "trees"] (JSON in env); '
+                        "empty = every family; the prior baseline is always trained")
+    seed: int = Field(0, description="seed of candidate training (a change retrains, like a code change)")
+    workers: int = Field(2, ge=1, description="processes fitting a family's grid points side by side "
+                                              "(the models are the same for any value)")
+    snapshot: int | None = Field(
+        None, ge=0, description="train the candidates from this past lake snapshot (DuckLake time travel) instead "
+                                "of the newest; unset = the newest. Part of the candidates' code version, like the "
+                                "seed (`hit-platform rebuild --snapshot N` sets it for one build)")
+    oracle_path: str | None = Field(
+        None, validation_alias=AliasChoices("HIT_ORACLE_PATH", "oracle_path"),
+        description="generator oracle for evaluation (default <warehouse>/generator/oracle.parquet; "
+                    "absent on real data)")
+
