@@ -8,8 +8,8 @@ For callers (CLI, the Dagster deployment asset) the whole surface is:
     status(settings).model_version
     stop(settings)
 
-Importing this package does not import Ray; `hit_platform.serving.app` (the
-Serve deployment) does.
+Importing this package does not import Ray; `hit_platform.serving.replica`
+(the Serve deployment) does.
 """
 
 from hit_platform.settings import ServeConfig

@@ -26,9 +26,9 @@ import httpx
 from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.serving import loopback
 from hit_platform.serving.inference_log import JournalCommitter
 from hit_platform.serving.predictor import load_predictor
+from hit_platform.serving.ray_env import ray_env
 from hit_platform.settings import ServeConfig
 from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
 from hit_platform.settings import Settings
@@ -70,7 +70,7 @@ class ServingProcess:
         from ray import serve
         from ray.serve.schema import LoggingConfig
 
-        from hit_platform.serving.app import APP_NAME, bind_application
+        from hit_platform.serving.replica import APP_NAME, bind_application
 
         # This process commits the journal, so the challenger scores here (serving.shadow): load it first,
         # so that a version that cannot load changes nothing.
@@ -213,8 +213,8 @@ def main() -> int:
     state = config.state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     # Ray reads these at import time: set them before anything imports it.
-    os.environ.update(loopback.ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state,
-                                       joining_cluster=bool(config.ray_address)))
+    os.environ.update(ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state,
+                              joining_cluster=bool(config.ray_address)))
     return ServingProcess(settings, config).run()
 
 

@@ -11,7 +11,7 @@ import pytest
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving import arrow_batch
-from hit_platform.serving.app import parse_body
+from hit_platform.serving.http import parse_body
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving.predictor import features_of, top_k
 from hit_platform.serving.schemas import ApiError, batch_model

@@ -323,13 +323,15 @@ def test_segments_are_sealed_by_size_and_time_and_close_seals_the_rest(lake: Lak
 def test_a_replica_can_commit_its_own_journal(lake: Lake, tmp_path: Path):
     """The cluster mode: the roller also commits (no serving process on the replica's machine)."""
     journal = tmp_path / "journal"
-    log = InferenceLogger(journal, flush_seconds=0.2, committer=JournalCommitter(lake, journal)).start()
+    committer = JournalCommitter(lake, journal)
+    log = InferenceLogger(journal, flush_seconds=0.2, on_roll=committer.commit).start()
     entries = [served(2) for _ in range(3)]
     for e in entries:
         log.log(e)
     assert wait_for(lambda: len(logged(lake)) == 3)
-    assert log.stats()["committed_rows"] == 6
+    assert committer.stats()["committed_rows"] == 6
     log.close()
+    committer.close()
     assert logged(lake) == {e.request_id: 2 for e in entries}
 
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from hit_platform.serving import ServeConfig, process
-from hit_platform.serving.loopback import haproxy_wrapper, ray_env
+from hit_platform.serving.ingress import haproxy_wrapper
+from hit_platform.serving.ray_env import ray_env
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import ChampionUnavailable
 from hit_platform_tests.support.serving import promote_champion

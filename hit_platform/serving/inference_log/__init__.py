@@ -26,8 +26,10 @@ Inserts skip request ids already in the table (an anti-join), so a segment
 committed twice (a crash between commit and delete), or a request retried on
 a second replica after the first died, is never doubled.
 
-The parts, one module each: `schema` (a served request as rows), `journal` (the Arrow IPC files),
-`logger` (the replica's side: write before answer, the bounded buffer, the roller), `committer` (journal files -> the lake).
+The parts, one module each: `schema` (a served request as rows), `journal` (the segment files),
+`logger` (the replica's side: write before answer, the bounded buffer, the roller), `committer` (journal files ->
+the lake). The logger knows nothing of the committer: a replica that commits its own journal hands
+`committer.commit` to the logger as the hook it calls after each roll.
 The table itself is declared in `adapters/lake/tables.py`.
 """
 

@@ -19,9 +19,9 @@ import pyarrow as pa
 from hit_platform.adapters.alerts import insert_alert
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import INFERENCE_LOG, SHADOW_LOG, ensure_inference_log, ensure_shadow_log
+from hit_platform.serving.background import lower_this_threads_priority
 from hit_platform.serving.inference_log.journal import (LEGACY, NEW, OPEN, SEALED, Segment, journal_files, read_legacy,
                                                         read_segment)
-from hit_platform.serving.inference_log.logger import lower_this_threads_priority
 from hit_platform.serving.inference_log.schema import Served, to_arrow, to_shadow_arrow
 from hit_platform.serving.shadow import shadow_scores
 

@@ -4,17 +4,14 @@ a bounded memory buffer only while the disk refuses; a roller thread that seals 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
+from hit_platform.serving.background import lower_this_threads_priority
 from hit_platform.serving.inference_log.journal import SegmentWriter, encode, journal_files, seal_segment
 from hit_platform.serving.inference_log.schema import Served
-
-if TYPE_CHECKING:
-    from hit_platform.serving.inference_log.committer import JournalCommitter
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +27,18 @@ class InferenceLogger:
     buffering ("buffering"), refusing ("refusing") or is whole again ("ok").
 
     Every `flush_seconds` (or once a segment holds `batch_rows` rows) the roller seals the segment
-    (fsync + rename). With `committer` set (replicas on a cluster) it also commits the journal.
+    (fsync + rename), then calls `on_roll()` if given: a replica on a cluster commits its own journal
+    there (`JournalCommitter.commit`), right after each seal.
     """
 
     def __init__(self, journal_dir: Path, *, flush_seconds: float = 1.0, batch_rows: int = 5_000,
-                 buffer_rows: int = 50_000, committer: JournalCommitter | None = None,
+                 buffer_rows: int = 50_000, on_roll: Callable[[], object] | None = None,
                  on_trouble: Callable[[str, str], None] | None = None, fsync: bool = True):
         self.journal_dir = Path(journal_dir)
         self.flush_seconds = flush_seconds
         self.batch_rows = batch_rows
         self.buffer_rows = buffer_rows
-        self.committer = committer
+        self.on_roll = on_roll
         self.on_trouble = on_trouble
         self._writer = SegmentWriter(self.journal_dir, fsync=fsync)
         self._backlog: deque[tuple[int, bytes]] = deque()  # (rows, record) the disk refused, oldest first
@@ -120,8 +118,8 @@ class InferenceLogger:
         while not self._stop.is_set():
             try:
                 self.flush()
-                if self.committer is not None:
-                    self.committer.commit()
+                if self.on_roll is not None:
+                    self.on_roll()
             except Exception:  # never let the roller die: the next round retries
                 log.exception("inference log roll failed")
             self._wake.wait(self.flush_seconds)
@@ -158,7 +156,7 @@ class InferenceLogger:
         return self.stats()
 
     def close(self, timeout: float = 60.0) -> None:
-        """Stop the roller, seal what is written (and commit it, with a committer)."""
+        """Stop the roller and seal what is written."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -167,26 +165,13 @@ class InferenceLogger:
         self.flush()
         with self._lock:
             self._writer.close()
-        if self.committer is not None:
-            self.committer.close()
 
     @property
     def pending_rows(self) -> int:
         return self._backlog_rows
 
     def stats(self) -> dict:
-        out = {"state": self.state, "pending_rows": self._backlog_rows, "journaled_rows": self.journaled_rows,
-               "buffer_rows": self.buffer_rows, "refused_requests": self.refused_requests,
-               "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
-        if self.committer is not None:
-            out["committed_rows"] = self.committer.committed_rows
-            out["commit_error"] = self.committer.last_error
-        return out
+        return {"state": self.state, "pending_rows": self._backlog_rows, "journaled_rows": self.journaled_rows,
+                "buffer_rows": self.buffer_rows, "refused_requests": self.refused_requests,
+                "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
 
-
-def lower_this_threads_priority(niceness: int = 10) -> None:
-    """Background work yields the CPU to request handling (Linux: per-thread niceness)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except (AttributeError, OSError, PermissionError):
-        pass  # not Linux, or not allowed: only the priority is lost

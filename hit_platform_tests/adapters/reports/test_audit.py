@@ -1,17 +1,15 @@
 """`hit-platform audit ID` against what the platform really wrote: the HTTP app's inference log,
 the `ml/batch_predictions` asset, two registered model versions and a champion swap.
 
-The serving app is the real FastAPI app with the real replica class (`HitModelServer`), its
-inference logger and journal committer, on a temp DuckLake and a temp MLflow store; only Ray Serve's
-HTTP proxy is left out (the app is called in-process through an ASGI transport, and the replica object
-that Serve would inject into each route is injected by a FastAPI dependency override). Starting Ray
-would add 15-25 s and nothing the audit reads.
+The serving app is the real FastAPI app built by the real replica class (`ModelReplica`, whose
+`__serve_build_asgi_app__` Serve calls in each replica), its inference logger and journal committer,
+on a temp DuckLake and a temp MLflow store; only Ray Serve's HTTP proxy is left out (the app is called
+in-process through an ASGI transport). Starting Ray would add 15-25 s and nothing the audit reads.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from hit_platform.cli import main as cli
 from hit_platform.adapters.reports.audit import AuditError, AuditNotFound, audit
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.adapters.lake.connection import Lake
-from hit_platform.serving import app as serving_app
+from hit_platform.serving.replica import ModelReplica
 from hit_platform.settings import ServeConfig
 from hit_platform.serving.inference_log import JournalCommitter, Served, insert, to_arrow
 from hit_platform.serving.predictor import probe_rows
@@ -84,33 +82,16 @@ def run_batch_predictions(settings: Settings) -> tuple[str, int]:
     return result.run_id, meta["lake_snapshot_read"].value
 
 
-def _routes(router):
-    for route in router.routes:
-        if hasattr(route, "original_router"):  # FastAPI >= 0.137 nests included routers
-            yield from _routes(route.original_router)
-        else:
-            yield route
-
-
 class InProcessReplica:
-    """One `HitModelServer` replica without Ray: the real class, app, logger and journal."""
+    """One replica without Ray: the real class, app, logger and journal."""
 
     def __init__(self, settings: Settings, config: ServeConfig):
-        cls = serving_app.HitModelServer.func_or_class  # Serve's ingress wrapper around our class
-        user_class = next(c for c in cls.__mro__[1:] if c.__name__ == "HitModelServer")
-        self.server = object.__new__(user_class)
-        user_class.__init__(self.server, settings.dump_for_child(), config.model_dump(mode="json"))
-        # Serve hands each route its replica through a dependency; hand it ours.
-        self.dependencies = {inspect.signature(r.endpoint).parameters["self"].default.dependency
-                             for r in _routes(serving_app.app)
-                             if "self" in inspect.signature(getattr(r, "endpoint", lambda: None)).parameters}
-        assert self.dependencies, "no class-based routes found in the serving app"
-        for dep in self.dependencies:
-            serving_app.app.dependency_overrides[dep] = lambda: self.server
+        self.server = ModelReplica(settings.dump_for_child(), config.model_dump(mode="json"))
+        self.app = self.server.__serve_build_asgi_app__()  # what Serve does once the constructor returns
 
     def post(self, path: str, **kwargs) -> httpx.Response:
         async def call():
-            transport = httpx.ASGITransport(app=serving_app.app)
+            transport = httpx.ASGITransport(app=self.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://replica") as client:
                 return await client.post(path, **kwargs)
         return asyncio.run(call())
@@ -122,9 +103,6 @@ class InProcessReplica:
 
     def close(self) -> None:
         self.server.logger.close()  # flushes the buffer to the journal
-        for dep in self.dependencies:
-            serving_app.app.dependency_overrides.pop(dep, None)
-        serving_app._SERVER = None
 
 
 @dataclass

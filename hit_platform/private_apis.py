@@ -1,0 +1,83 @@
+"""The only reads of private upstream APIs in hit_platform, each with why no public one does.
+
+Written for dagster 1.13.27 and ray 2.60.0. `hit_platform_tests/test_private_apis.py` pins those
+versions, so an upgrade fails that test by name instead of silently changing a guarantee, and
+`hit_platform_tests/test_layout.py` keeps every other module free of `dagster._`, `ray.*._private`
+and `_internal=`. To upgrade: read each function below against the new release, fix what moved,
+then bump the pins here and in the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+WRITTEN_FOR = {"dagster": "1.13.27", "ray": "2.60.0"}
+
+
+def latest_check_verdict(instance: dg.DagsterInstance,
+                         check: dg.AssetCheckKey) -> tuple[str, dg.AssetCheckEvaluation] | None:
+    """(run id, evaluation) of the newest *finished* evaluation of `check`, or None.
+
+    Why private: the public instance API has no reader of check evaluations. The event log storage's
+    history is the one that can skip the "planned" records a run leaves when it planned a check and
+    then skipped it (its asset made no new version): those judge nothing.
+    """
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    done = instance.event_log_storage.get_asset_check_execution_history(
+        check, limit=1, status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED})
+    if not done or done[0].event is None or done[0].event.asset_check_evaluation is None:
+        return None
+    return done[0].run_id, done[0].event.asset_check_evaluation
+
+
+def instance_from_dir(storage_dir: Path, config_dir: Path) -> dg.DagsterInstance:
+    """The Dagster instance whose `dagster.yaml` is in `config_dir` and whose own files are in `storage_dir`.
+
+    Why private: the public `DagsterInstance.get()` needs `DAGSTER_HOME` to hold both. The repository keeps
+    `dagster.yaml` at its root (where `dagster dev` finds it) and the instance's files under
+    `warehouse/dagster/`; only an `InstanceRef` says so without changing the process's environment.
+    """
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(storage_dir), config_dir=str(config_dir)))
+
+
+def with_pinned_code_version(deployment, code_version: str, **options):
+    """`deployment.options(**options)` with Serve's code version pinned to `code_version`.
+
+    Why private: with the version pinned, a new `user_config` makes Serve call `reconfigure` on the
+    running replicas in place (the model swap without a restart); left unpinned, every `serve.run`
+    gets a random version and replaces the replicas. `serve deploy` pins it from a config file;
+    `Deployment.options` accepts it only with Serve's own `_internal` switch.
+    """
+    return deployment.options(version=code_version, _internal=True, **options)
+
+
+def bind_replica_grpc_to_loopback() -> bool:
+    """Make this process's Serve replicas open their inter-deployment gRPC server on 127.0.0.1, not `[::]`.
+
+    Why private: Ray 2.60 hard-codes `[::]:0` in `Replica._on_initialized`, with no setting. Called in
+    the replica (from the deployment's constructor, which Serve runs before that server starts), only
+    in loopback mode. Returns whether the patch is in place.
+    """
+    try:
+        import ray.serve._private.replica as replica
+    except ImportError:
+        return False
+    original = getattr(replica, "add_port_to_grpc_server", None)
+    if original is None:
+        return False
+    if getattr(original, "_hit_loopback", False):
+        return True
+
+    def add_port_loopback(server, address: str):
+        if address.startswith("[::]:") or address.startswith("0.0.0.0:"):
+            address = "127.0.0.1:" + address.rsplit(":", 1)[1]
+        return original(server, address)
+
+    add_port_loopback._hit_loopback = True
+    replica.add_port_to_grpc_server = add_port_loopback
+    return True
