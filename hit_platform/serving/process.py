@@ -364,10 +364,10 @@ def stop(settings: Settings, config: ServeConfig | None = None, *, timeout: floa
 
 def commit_left_journal(settings: Settings, config: ServeConfig) -> int:
     """Commit what a serving process that died left in the journal (rows inserted); a live one does it itself."""
-    from hit_platform.serving.inference_log.journal import LEGACY, OPEN, SEALED, journal_files
+    from hit_platform.serving.inference_log.journal import OPEN, SEALED, journal_files
 
     journal = config.journal(settings)
-    if config.replicas_commit() or not journal_files(journal, (SEALED, OPEN, LEGACY)):
+    if config.replicas_commit() or not journal_files(journal, (SEALED, OPEN)):
         return 0
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.serving.inference_log import JournalCommitter

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
@@ -372,30 +371,6 @@ def test_a_log_made_by_an_earlier_version_gains_its_new_column(lake: Lake):
     e = served(2)
     assert lake.write(lambda con: insert(con, to_arrow([e]))) == 2
     assert logged(lake) == {e.request_id: 2}
-
-
-def test_journal_files_of_the_previous_format_are_committed_or_kept_with_an_alert(lake: Lake, tmp_path: Path):
-    from hit_platform.adapters.lake.tables import ARROW_SCHEMA
-
-    journal = tmp_path / "journal"
-    journal.mkdir()
-    good = served(3)
-    old = to_arrow([good]).drop_columns(["recovered_from"])  # what the previous version journaled
-    with pa.OSFile(str(journal / "00000000000000000001-1-aaaaaaaa.arrow"), "wb") as f:
-        with pa.ipc.new_stream(f, old.schema) as w:
-            w.write_table(old)
-    (journal / "00000000000000000002-1-deadbeef.arrow").write_text("not arrow\n")
-    other = pa.table({"x": [1, 2]})  # an Arrow stream, but not the log's columns
-    with pa.OSFile(str(journal / "00000000000000000003-1-0badf00d.arrow"), "wb") as f:
-        with pa.ipc.new_stream(f, other.schema) as w:
-            w.write_table(other)
-    assert "recovered_from" in ARROW_SCHEMA.names
-    committer = JournalCommitter(lake, journal)
-    assert committer.commit() == 3
-    assert logged(lake) == {good.request_id: 3}
-    assert journal_files(journal) == [] and len(list((journal / "unreadable").iterdir())) == 2
-    assert len([a for a in list_alerts(lake, kind="inference_log") if a["severity"] == "error"]) == 2
-    committer.close()
 
 
 COMMITTER = """

@@ -20,8 +20,7 @@ from hit_platform.adapters.alerts import insert_alert
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import INFERENCE_LOG, SHADOW_LOG, ensure_inference_log, ensure_shadow_log
 from hit_platform.serving.background import lower_this_threads_priority
-from hit_platform.serving.inference_log.journal import (LEGACY, NEW, OPEN, SEALED, Segment, journal_files, read_legacy,
-                                                        read_segment)
+from hit_platform.serving.inference_log.journal import NEW, OPEN, SEALED, Segment, journal_files, read_segment
 from hit_platform.serving.inference_log.schema import Served, to_arrow, to_shadow_arrow
 from hit_platform.serving.shadow import shadow_scores
 
@@ -65,14 +64,13 @@ class _Taken:
 
     path: Path
     file: object
-    segment: Segment | None = None  # the current format
-    legacy: pa.Table | None = None  # the previous format
+    segment: Segment
     recovered: bool = False  # an open segment whose writer died
     damaged: str | None = None  # why part of the file cannot be read
 
     @property
     def rows(self) -> int:
-        return self.segment.rows if self.segment else self.legacy.num_rows if self.legacy is not None else 0
+        return self.segment.rows
 
 
 def once_per_request(taken: list[_Taken], challenger: Predictor | None = None) -> tuple[pa.Table, pa.Table]:
@@ -81,8 +79,6 @@ def once_per_request(taken: list[_Taken], challenger: Predictor | None = None) -
     (not the recovered one). With a `challenger`, its scores of the answers (serving.shadow)."""
     chosen: dict[tuple[str, bool], Served] = {}
     for t in taken:
-        if t.segment is None:
-            continue
         for e in t.segment.entries:
             if t.recovered:
                 e.recovered_from = t.path.name
@@ -94,8 +90,7 @@ def once_per_request(taken: list[_Taken], challenger: Predictor | None = None) -
     shadowed = [e for (_, shadow), e in chosen.items() if shadow]
     if challenger is not None:
         shadowed += shadow_scores(challenger, [e for e in answered if (e.request_id, True) not in chosen])
-    tables = [to_arrow(answered)] + [t.legacy for t in taken if t.legacy is not None]
-    return pa.concat_tables(tables), to_shadow_arrow(shadowed)
+    return to_arrow(answered), to_shadow_arrow(shadowed)
 
 
 class JournalCommitter:
@@ -172,7 +167,7 @@ class JournalCommitter:
         deadline = time.monotonic() + timeout
         while True:
             self.commit()
-            left = journal_files(self.journal_dir, (SEALED, LEGACY, OPEN))
+            left = journal_files(self.journal_dir, (SEALED, OPEN))
             if not left or time.monotonic() >= deadline or (self.last_error and not any(
                     p.suffix == OPEN for p in left)):
                 return not left
@@ -228,7 +223,7 @@ class JournalCommitter:
                 taken: list[_Taken] = []
                 rows = 0
                 try:
-                    for path in journal_files(self.journal_dir, (SEALED, LEGACY, OPEN)):
+                    for path in journal_files(self.journal_dir, (SEALED, OPEN)):
                         if rows >= self.max_rows:
                             break
                         t = self._take(path)
@@ -296,14 +291,7 @@ class JournalCommitter:
             if not path.exists() or os.stat(path).st_ino != os.fstat(f.fileno()).st_ino:
                 f.close()  # sealed, committed or removed while we looked
                 return None
-            t = _Taken(path, f, recovered=path.suffix == OPEN)
-            if path.suffix == LEGACY:
-                try:
-                    t.legacy = read_legacy(path)
-                except ValueError as exc:
-                    t.damaged = str(exc)
-                return t
-            t.segment = read_segment(path)
+            t = _Taken(path, f, read_segment(path), recovered=path.suffix == OPEN)
             if t.segment.corrupt_at is not None:
                 t.damaged = (f"bytes {t.segment.corrupt_at}-{t.segment.size} cannot be read as journal records; "
                              f"the {len(t.segment.entries)} whole records before them were committed")

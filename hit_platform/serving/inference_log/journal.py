@@ -33,9 +33,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
-from hit_platform.adapters.lake.tables import ARROW_SCHEMA
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving.inference_log.schema import Served
@@ -44,7 +42,6 @@ MAGIC = b"HITJ"
 _HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
 _META_LEN = struct.Struct("<I")
 NEW, OPEN, SEALED = ".new", ".open", ".seg"  # being created (a hidden name), written to, sealed
-LEGACY = ".arrow"  # Arrow IPC files of the previous journal format
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
 _NX, _NP = len(FEATURE_COLUMNS), len(COUNTRIES)
@@ -72,7 +69,6 @@ def encode(e: Served) -> bytes:
                   np.ascontiguousarray(e.P, dtype=np.float64).tobytes()]
     payload = b"".join(parts)
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
-
 
 
 def _decode(payload: memoryview) -> Served:
@@ -214,22 +210,6 @@ class SegmentWriter:
         self.seal()
 
 
-def read_legacy(path: Path) -> pa.Table:
-    """The rows of a journal file of the previous format (one Arrow IPC stream per flush)."""
-    try:
-        with pa.OSFile(str(path), "rb") as f:
-            table = pa.ipc.open_stream(f).read_all()
-    except FileNotFoundError:
-        raise
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ValueError(f"{path.name}: not an Arrow IPC stream ({exc})") from exc
-    if "recovered_from" not in table.schema.names:
-        table = table.append_column("recovered_from", pa.nulls(table.num_rows, pa.string()))
-    if not table.schema.equals(ARROW_SCHEMA):
-        raise ValueError(f"{path.name}: columns {table.schema.names[:5]}... are not the inference log's")
-    return table
-
-
 def seal_segment(fd: int, path: Path, *, fsync: bool = True) -> Path:
     """fsync a segment, rename it `.seg` while still holding its lock (no committer takes it for a dead
     writer's), then close it. If the rename fails it stays `.open`, unlocked: the committer recovers it."""
@@ -245,7 +225,7 @@ def seal_segment(fd: int, path: Path, *, fsync: bool = True) -> Path:
 
 # -- the folder ---------------------------------------------------------------------------------------------
 
-def journal_files(journal_dir: Path, suffixes: tuple[str, ...] = (SEALED, LEGACY)) -> list[Path]:
+def journal_files(journal_dir: Path, suffixes: tuple[str, ...] = (SEALED,)) -> list[Path]:
     """Journal files with these suffixes, oldest first (names start with a nanosecond timestamp)."""
     try:
         return sorted(p for p in journal_dir.iterdir() if p.suffix in suffixes and not p.name.startswith("."))
