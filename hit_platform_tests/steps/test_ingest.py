@@ -175,7 +175,7 @@ def test_a_gz_file_is_staged_from_a_plain_copy_that_never_outlives_its_ingest(la
     import os
     import time
 
-    from hit_platform.steps.ingest import GUNZIPPED
+    from hit_platform.steps.ingest.staging import GUNZIPPED
 
     spill = settings.warehouse / "duckdb_tmp"
     spill.mkdir(parents=True, exist_ok=True)
