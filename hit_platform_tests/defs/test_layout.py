@@ -118,6 +118,15 @@ def test_the_domain_never_reads_the_settings():
     assert not readers, "\n".join(readers)
 
 
+MAX_LINES = 400  # a longer module holds more than one idea
+
+
+def test_no_module_is_longer_than_one_idea():
+    long = {str(path.relative_to(PACKAGE)): n for path in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
 def test_dagster_definitions_validate_loads_the_code_location():
     out = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
                           "-m", "hit_platform.definitions"], capture_output=True, text=True, timeout=300)

@@ -1,0 +1,139 @@
+"""`hit-platform generate`, `feed` and `demo`: the synthetic world (a chart dump with a hidden
+truth), its daily files landed up to yesterday, and the demo that lands them, builds what is stale and
+shows the lake, the champion and one real prediction."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from hit_platform.cli.operations import print_champion
+from hit_platform.cli.pipeline import build_stale, print_lake_summary
+from hit_platform.cli.serving import print_prediction
+from hit_platform.settings import Settings
+
+
+def _parse_faults(items: list[str]) -> dict[str, int]:
+    from hit_platform.generator import FAULT_KINDS
+
+    faults: dict[str, int] = {}
+    for item in items:
+        kind, _, count = item.partition("=")
+        if kind == "all":
+            faults.update({k: int(count or 1) for k in FAULT_KINDS})
+            continue
+        if kind not in FAULT_KINDS:
+            raise SystemExit(f"--fault {item}: unknown fault kind {kind!r}; known: all, {', '.join(FAULT_KINDS)}")
+        try:
+            faults[kind] = int(count or 1)
+        except ValueError:
+            raise SystemExit(f"--fault {item}: count must be an integer, e.g. {kind}=5") from None
+        if faults[kind] < 0:
+            raise SystemExit(f"--fault {item}: count must be >= 0")
+    return faults
+
+
+def _generator_config(args: argparse.Namespace, out: Path, truth: Path):
+    from hit_platform.generator import GeneratorConfig
+    from hit_platform.generator.feed import DAILY_FILES
+
+    world_days = args.world_days if args.world_days is not None else args.history_days + DAILY_FILES
+    return GeneratorConfig(out_dir=out, truth_dir=truth, seed=args.seed, songs=args.songs,
+                           history_days=args.history_days, increments=args.increments, world_days=world_days,
+                           start_date=args.start_date, fmt=args.fmt, csv_quoting=args.csv_quoting,
+                           countries=args.countries, faults=_parse_faults(args.fault),
+                           taste_shift=getattr(args, "taste_shift", None))
+
+
+def _print_files(manifest: dict) -> None:
+    data = [f for f in manifest["files"] if f["kind"] != "fault"]
+    new = [f for f in data if f.get("status") == "new"]
+    kept = len(data) - len(new)
+    print(f"   {len(new)} new file(s), {sum(f['rows'] for f in new):,} rows"
+          + (f"; {kept} already in place with the same bytes, left as they were" if kept else "")
+          + f"; the world runs {manifest['window']['start_date']} .. {manifest['world']['end_date']}, "
+            f"landed up to {manifest['window']['end_date']}")
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    out = Path(args.out) if args.out else settings.landing_dir
+    truth = Path(args.truth_dir) if args.truth_dir else out.parent / "generator"
+    from hit_platform.generator import generate
+
+    from hit_platform.generator.dump import OtherWorld
+
+    try:
+        config = _generator_config(args, out, truth)
+        manifest = generate(config)
+    except (OtherWorld, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"generated into {out}:")
+    _print_files(manifest)
+    print(f"oracle and manifest (never read by the pipeline): {truth}")
+    injected = {k: v["count"] for k, v in manifest.get("faults", {}).items() if v.get("count")}
+    if injected:
+        print("faults injected: " + ", ".join(f"{k}={v}" for k, v in injected.items()))
+    return 0
+
+
+def _land_feed(args: argparse.Namespace, settings: Settings, step: str = "") -> bool:
+    """Land the demo world's daily files up to yesterday; False (after saying why) when it cannot."""
+    from hit_platform.generator import generate
+    from hit_platform.generator.dump import OtherWorld
+    from hit_platform.generator.feed import feed_day
+
+    asked = {k: getattr(args, k) for k in ("seed", "songs", "history_days", "increments", "start_date",
+                                           "world_days", "fmt", "csv_quoting", "countries")}
+    try:
+        day = feed_day(settings.landing_dir, settings.generator_dir, date.today(),
+                       _parse_faults(args.fault) if args.fault is not None else None, **asked)
+        cfg = day.config
+        if day.first_run:
+            print(f"{step}a new world (seed {cfg.seed}, {cfg.start_date} .. {cfg.world_end_date}): its history and "
+                  f"daily files up to yesterday into {settings.landing_dir}")
+        elif day.new_files:
+            print(f"{step}the world of seed {cfg.seed} ({cfg.start_date} .. {cfg.world_end_date}): "
+                  f"{day.new_files} new daily file(s) since the last run")
+        else:
+            print(f"{step}the world of seed {cfg.seed}: no new day since the last run (landed up to {cfg.end_date})")
+        if day.new_files:
+            _print_files(generate(cfg))
+    except (OtherWorld, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    if day.ended:
+        print(f"   the world ended on {cfg.world_end_date}: it has no more daily files, so the data grows old and "
+              "the freshness gate will fail. Start a new world in an empty warehouse (HIT_WAREHOUSE=...)")
+    return True
+
+
+def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
+    return 0 if _land_feed(args, settings) else 2
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if not _land_feed(args, settings, step="== 1/2 "):
+        return 2
+    print("== 2/2 building the asset graph through Dagster (only what is stale or missing)")
+    ok = build_stale(settings)
+    print_lake_summary(settings)
+    from hit_platform.adapters.lake.connection import Lake
+
+    print_champion(settings)
+    if ok:
+        from hit_platform.serving import process
+
+        st = process.status(settings)
+        if st.running:
+            print_prediction(st.endpoint)
+            print("stop serving: .venv/bin/hit-platform stop")
+    init = Lake(settings).write_init_file()
+    print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
+    print("see the assets: .venv/bin/dagster dev   (from the repository root; its daemon runs the sensors and automation)")
+    board = settings.warehouse / "reports" / "dashboard.html"
+    if board.exists():
+        print(f"dashboard: {board}")
+    return 0 if ok else 1
