@@ -3,15 +3,14 @@
 import dagster as dg
 
 from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated
-from hit_platform.defs import core, gate_policy, landing, ops, raw, sensors, serving
-from hit_platform.defs.ml import evaluation, features, predictions, shadow
+from hit_platform.defs import asset_modules, sensors
+from hit_platform.defs.ml import evaluation, shadow
 from hit_platform.defs.ml import training as training_defs
 from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, PromotionResource,
                                          ServingResource, TrackingResource, TrainingResource, resources_for)
 from hit_platform.settings import Settings, get_settings
 
-# One module per key prefix = lake schema = group; each holds its assets and the checks on them.
-ASSET_MODULES = [landing, raw, core, features, training_defs, evaluation, shadow, predictions, serving, ops]
+ASSET_MODULES = asset_modules()
 # Ingest is started by the landing sensor; everything else follows its group's condition.
 CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving": ON_NEW_DATA_OR_CODE,
               "ops": ON_SCHEDULE_OR_UPDATE}
@@ -38,9 +37,9 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
               if isinstance(a, dg.AssetsDefinition) and set(a.keys) & set(versioned) else a
               for a in dg.load_assets_from_modules(ASSET_MODULES)]
     asset_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
-    # Policies applied to every asset once: when it re-materializes by itself, and that it never
-    # builds on a parent its blocking checks did not pass, whatever run it is in (gate_policy.py).
-    assets = gate_policy.apply(automated(assets, CONDITIONS, exempt=shadow.BY_SENSOR), asset_checks)
+    # When each asset re-materializes by itself, applied to every asset once. That none builds on a parent
+    # its blocking checks did not pass is each asset's own `@gated` (defs/gate_policy.py).
+    assets = automated(assets, CONDITIONS, exempt=shadow.BY_SENSOR)
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,

@@ -2,7 +2,7 @@
 
 Written for dagster 1.13.27 and ray 2.60.0. `hit_platform_tests/test_private_apis.py` pins those
 versions, so an upgrade fails that test by name instead of silently changing a guarantee, and
-`hit_platform_tests/test_layout.py` keeps every other module free of `dagster._`, `ray.*._private`
+`hit_platform_tests/test_private_apis.py` also keeps every other module free of `dagster._`, `ray.*._private`
 and `_internal=`. To upgrade: read each function below against the new release, fix what moved,
 then bump the pins here and in the test.
 """
@@ -10,8 +10,10 @@ then bump the pins here and in the test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:  # imported where used: the serving replicas read this module and never load Dagster
+    import dagster as dg
 
 WRITTEN_FOR = {"dagster": "1.13.27", "ray": "2.60.0"}
 
@@ -40,6 +42,7 @@ def instance_from_dir(storage_dir: Path, config_dir: Path) -> dg.DagsterInstance
     `dagster.yaml` at its root (where `dagster dev` finds it) and the instance's files under
     `warehouse/dagster/`; only an `InstanceRef` says so without changing the process's environment.
     """
+    import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(storage_dir), config_dir=str(config_dir)))

@@ -1,25 +1,35 @@
-"""Build what is missing or stale, and nothing else.
+"""Build what the platform's own rules ask for, in process, until they ask for nothing more.
 
-Staleness is Dagster's own: data versions and code versions recorded with every
-materialization. The landing folder is an observable source asset; observing it
-first makes ingest stale exactly when files arrived.
+There is one scheduler: the rules the Dagster daemon evaluates. `build` evaluates the same ones, through
+Dagster's public API, and runs what they request:
+
+- new landing files: the landing sensor's own function (`defs/sensors.py`) says which files are new;
+  they are ingested in one run;
+- everything else: each asset's automation condition (`defs/automation.py`), evaluated with
+  `dagster.evaluate_automation_conditions` to a fixed point (a run, then the conditions again on what it
+  changed, until nothing is requested).
+
+Build keeps its own cursors (the sensor's and the conditions'), next to the Dagster instance's files, so
+"updated since last time" means since the last build. Where it differs from the daemon, it is on purpose:
+a run that failed leaves the cursor where it was, so the next build asks for the same assets again (the
+daemon moves on and waits for new data); and it reports what a failed gate holds back, and evaluates those
+gates once more, in case the thresholds changed.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
-# Private: Dagster has no public API for "which assets are stale" (the UI asks GraphQL, which uses these).
-from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
-from dagster._time import get_current_datetime
 
-from hit_platform.defs import gate_policy
-from hit_platform.defs.landing import LANDING
+from hit_platform.defs import gate_policy, sensors
 from hit_platform.defs.ml.shadow import BY_SENSOR
-from hit_platform.defs.raw import RAW_CHART_ROWS
+from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
+
+INGEST = [RAW_CHART_ROWS, QUARANTINED_CHART_ROWS]
+CURSORS_FILE = "hit_platform_build_cursors.json"
 
 
 @dataclass
@@ -30,7 +40,7 @@ class BuildResult:
     materialized: list[dg.AssetKey] = field(default_factory=list)
     checks: list[dg.AssetCheckEvaluation] = field(default_factory=list)
     skipped: list[dg.AssetKey] = field(default_factory=list)
-    # stale assets left unbuilt because a parent's blocking check did not pass (and what is below them)
+    # assets left unbuilt because a parent's blocking check did not pass (and what is below them)
     held: list[gate_policy.Hold] = field(default_factory=list)
     held_below: list[dg.AssetKey] = field(default_factory=list)
 
@@ -39,61 +49,124 @@ class BuildResult:
         return self.run_ids[-1] if self.run_ids else None
 
 
-def stale_status(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[dg.AssetKey, StaleStatus]:
-    graph: AssetGraph = defs.resolve_asset_graph()
-    view = AssetGraphView(temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
-                          instance=instance, asset_graph=graph)
-    resolver = CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
-    return {key: resolver.get_status(key) for key in graph.materializable_asset_keys}
+@dataclass
+class Cursors:
+    """Where the last build left the landing sensor and the automation conditions."""
+
+    path: Path | None
+    landing: str | None = None
+    automation: str | None = None
+
+    @classmethod
+    def of(cls, instance: dg.DagsterInstance) -> "Cursors":
+        root = getattr(instance, "root_directory", None)
+        path = Path(root) / CURSORS_FILE if root else None
+        if path is None or not path.exists():
+            return cls(path)
+        saved = json.loads(path.read_text())
+        return cls(path, saved.get("landing"), saved.get("automation"))
+
+    def save(self) -> None:
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"landing": self.landing, "automation": self.automation}))
+            tmp.replace(self.path)  # a build killed while saving keeps the previous cursors whole
 
 
-def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance,
-                     upto: list[dg.AssetKey] | None = None) -> list[dg.AssetKey]:
-    """Assets Dagster reports stale or missing; with `upto`, only those keys and their upstream."""
-    scope = _scope(defs, upto)
-    return sorted((k for k, s in stale_status(defs, instance).items() if s != StaleStatus.FRESH and k in scope),
-                  key=lambda k: k.to_user_string())
+@dataclass
+class Plan:
+    """What the rules ask for now: landing files to ingest, then assets."""
+
+    files: list[str]
+    assets: list[dg.AssetKey]
+    landing_cursor: str | None
+    automation_cursor: str | None
+
+
+def _sorted(keys) -> list[dg.AssetKey]:
+    return sorted(set(keys), key=lambda k: k.to_user_string())
 
 
 def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.AssetKey]:
     """What a build may materialize: everything (or `upto` and its upstream) except what live traffic,
-    not data, drives (the shadow judgement: its sensor runs it), unless named in `upto`."""
+    not data, drives (the shadow judgement: its sensor runs it)."""
     graph = defs.resolve_asset_graph()
+    everything = set(graph.materializable_asset_keys) - BY_SENSOR
     if upto is None:
-        return set(graph.materializable_asset_keys) - BY_SENSOR
+        return everything
     selection = dg.AssetSelection.assets(*upto).upstream().required_multi_asset_neighbors()
-    return set(selection.resolve(graph)) & set(graph.materializable_asset_keys) - (BY_SENSOR - set(upto))
+    return set(selection.resolve(graph)) & everything
 
 
-def without_held(defs: dg.Definitions, instance: dg.DagsterInstance, selected: list[dg.AssetKey],
-                 in_run: bool = True) -> tuple[list[dg.AssetKey], list[gate_policy.Hold], list[dg.AssetKey]]:
-    """`selected` minus what the gate policy refuses now, and everything below it.
+def new_landing_files(defs: dg.Definitions, instance: dg.DagsterInstance,
+                      cursor: str | None) -> tuple[list[str], str | None]:
+    """The files the landing sensor would start ingest runs for, and its cursor after looking."""
+    lake = defs.resources["lake"]
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lake": lake})
+    found = sensors.landing_sensor(context, lake=lake)
+    requests = found if isinstance(found, list) else []
+    files = [name for r in requests for name in r.run_config["ops"]["ingest_chart_files"]["config"]["files"]]
+    return files, context.cursor
 
-    With `in_run`, a parent in the same selection does not hold its child: its checks run with it,
-    Dagster stops the child there if one fails, and the child's own policy reads the new verdict.
-    """
+
+def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, scope: set[dg.AssetKey],
+             cursor: str | None) -> tuple[list[dg.AssetKey], str]:
+    """The assets in `scope` whose automation condition asks for a run now (the daemon's evaluation)."""
+    result = dg.evaluate_automation_conditions(
+        defs, instance, asset_selection=dg.AssetSelection.assets(*scope) | dg.AssetSelection.checks_for_assets(*scope),
+        cursor=dg.deserialize_value(cursor) if cursor else None)
+    requested = [k for k in scope if result.get_num_requested(k)]
+    return _with_multi_asset_neighbors(defs, requested), dg.serialize_value(result.cursor)
+
+
+def plan(defs: dg.Definitions, instance: dg.DagsterInstance, upto: list[dg.AssetKey] | None = None) -> Plan:
+    """What a build would run first, without running it (nor moving its cursors)."""
+    cursors = Cursors.of(instance)
+    files, landing = new_landing_files(defs, instance, cursors.landing)
+    assets, automation = evaluate(defs, instance, _scope(defs, upto), cursors.automation)
+    return Plan(files, _sorted((INGEST if files else []) + assets), landing, automation)
+
+
+def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance,
+                     upto: list[dg.AssetKey] | None = None) -> list[dg.AssetKey]:
+    """The assets a build would run now (see `plan`)."""
+    return plan(defs, instance, upto).assets
+
+
+def held_now(defs: dg.Definitions, instance: dg.DagsterInstance,
+             scope: set[dg.AssetKey]) -> tuple[list[gate_policy.Hold], list[dg.AssetKey]]:
+    """Assets in `scope` behind a parent version that the parent's blocking checks did not pass, and what
+    is below them (monitors excepted: they report on what is held)."""
     graph = defs.resolve_asset_graph()
     checks = gate_policy.blocking_checks(defs.assets or [], defs.asset_checks or [])
     assets = [a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]
-    guarded = {k for a in assets if gate_policy.is_guarded(a) for k in a.keys}
+    guarded = {k for a in assets if gate_policy.is_guarded(a) for k in a.keys} & scope
     observers = {k for a in assets if gate_policy.is_observer(a) for k in a.keys}
-    chosen = set(selected) if in_run else set()
-    found = [h for key in selected if key in guarded
-             for h in gate_policy.holds(instance, key, [p for p in graph.get(key).parent_keys if p not in chosen],
-                                        checks)]
+    found = [h for key in _sorted(guarded) if _behind_a_gated_parent(instance, key, graph.get(key).parent_keys, checks)
+             for h in gate_policy.holds(instance, key, _sorted(graph.get(key).parent_keys), checks)
+             if h.verdict.judged_version_exists]
     held = {h.asset for h in found}
     below = set(dg.AssetSelection.assets(*held).downstream().resolve(graph)) - held if held else set()
-    below -= observers  # monitors still run: they report on what is held
-    keep = [k for k in selected if k not in held and k not in below]
-    return keep, found, sorted(below & set(selected), key=lambda k: k.to_user_string())
+    return found, _sorted((below - observers) & scope)
+
+
+def _behind_a_gated_parent(instance: dg.DagsterInstance, key: dg.AssetKey, parents, checks) -> bool:
+    """Whether a gated parent of `key` has a newer materialization than `key` (or `key` has none)."""
+    own = instance.fetch_materializations(key, limit=1).records
+    for parent in parents:
+        if parent in checks:
+            latest = instance.fetch_materializations(parent, limit=1).records
+            if latest and (not own or latest[0].storage_id > own[0].storage_id):
+                return True
+    return False
 
 
 def _with_multi_asset_neighbors(defs: dg.Definitions, keys: list[dg.AssetKey]) -> list[dg.AssetKey]:
+    """A multi-asset runs whole: ingest writes raw and quarantine together."""
     if not keys:
         return keys
-    graph = defs.resolve_asset_graph()
-    whole = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors().resolve(graph)
-    return sorted(whole, key=lambda k: k.to_user_string())
+    whole = dg.AssetSelection.assets(*keys).required_multi_asset_neighbors().resolve(defs.resolve_asset_graph())
+    return _sorted(whole)
 
 
 def recheck(defs: dg.Definitions, instance: dg.DagsterInstance, checks: set[dg.AssetCheckKey],
@@ -105,87 +178,82 @@ def recheck(defs: dg.Definitions, instance: dg.DagsterInstance, checks: set[dg.A
     return [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
 
 
-def _run_config(log_level: str, force_ingest: bool = False) -> dict:
+def _run_config(log_level: str, ingest: dict | None = None) -> dict:
     config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    if force_ingest:  # ingest materializes even with nothing new, so everything below rebuilds too
-        config["ops"] = {"ingest_chart_files": {"config": {"materialize_unchanged": True}}}
+    if ingest:
+        config["ops"] = {"ingest_chart_files": {"config": ingest}}
     return config
 
 
-def observe_landing(defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "INFO") -> None:
+def _run(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, selected: list[dg.AssetKey],
+         run_config: dict, tags: dict | None = None) -> bool:
     job = defs.resolve_implicit_global_asset_job_def()
-    job.execute_in_process(instance=instance, asset_selection=[LANDING], run_config=_run_config(log_level))
+    result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
+                                    run_config=run_config, tags=tags)
+    out.run_ids.append(result.run_id)
+    out.selected += [k for k in selected if k not in out.selected]
+    out.materialized += [e.asset_key for e in result.get_asset_materialization_events()]
+    out.checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    out.skipped = [k for k in out.selected if k not in out.materialized]
+    out.success = out.success and result.success
+    return result.success
 
 
 def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: bool = False,
-          upto: list[dg.AssetKey] | None = None, log_level: str = "INFO", max_waves: int = 10) -> BuildResult:
-    """Observe the landing folder, then materialize every stale or missing asset (with its checks).
+          upto: list[dg.AssetKey] | None = None, log_level: str = "INFO", max_rounds: int = 20) -> BuildResult:
+    """Ingest what the landing sensor finds new, then run what the automation conditions request, round
+    after round, until they request nothing (see the module docstring). `upto` limits the build to these
+    assets and what they need (e.g. the data half); `everything` first materializes every asset in scope,
+    ingest included, whatever the rules say.
 
-    Staleness only shows one step down at a time (an asset turns stale once its
-    input got a new data version), so this runs in waves until nothing is stale:
-    new landing data -> ingest; new raw rows -> everything below. A wave whose
-    gate fails ends the build: what it stopped stays stale for the next one.
-    `upto` limits the build to these assets and what they need (e.g. the data half).
-
-    What a failed gate holds (see `gate_policy`) is left out and reported in `held`, with what is
-    below it in `held_below`. A verdict can change without a new version of its asset (the
-    thresholds changed), so the checks that hold something are evaluated again, once per build;
-    what they release is built in a second round of waves.
+    A failed gate stops the round it is in. What it holds is reported in `held` (with what is below it in
+    `held_below`); its checks are evaluated once more, since a verdict can change without a new version of
+    its asset (the thresholds changed), and what they release is built in the rounds that follow.
     """
-    observe_landing(defs, instance, log_level)
-    out = BuildResult()
-    tried: set[dg.AssetKey] = set()
+    cursors, scope, out = Cursors.of(instance), _scope(defs, upto), BuildResult()
+    files, landing = new_landing_files(defs, instance, cursors.landing)
+    if everything:
+        ok = _run(defs, instance, out, _sorted(scope), _run_config(log_level, {"materialize_unchanged": True}),
+                  {"trigger": "build --all"})
+    elif files:
+        ok = _run(defs, instance, out, INGEST, _run_config(log_level, {"files": files}),
+                  {"trigger": "build", "landing_files": ",".join(files)[:200]})
+    else:
+        ok = True
+    if ok:
+        cursors.landing = landing
     rechecked = False
-    while True:
-        _waves(defs, instance, out, tried, everything and not out.run_ids, upto, log_level, max_waves)
-        unbuilt = [k for k in stale_or_missing(defs, instance, upto) if k not in out.materialized]
-        _, out.held, out.held_below = without_held(defs, instance, unbuilt, in_run=False)
-        stuck = {h.check for h in out.held if h.verdict.judged_version_exists}
+    while ok:
+        for _ in range(max_rounds):
+            requested, automation = evaluate(defs, instance, scope, cursors.automation)
+            if not requested:
+                cursors.automation = automation
+                break
+            # A failed run leaves the cursor as it was: the next build asks for what this one could not build.
+            if not _run(defs, instance, out, requested, _run_config(log_level), {"trigger": "build"}):
+                break
+            cursors.automation = automation
+        out.held, out.held_below = held_now(defs, instance, scope)
+        stuck = {h.check for h in out.held}
         if rechecked or not stuck or not out.success:
-            return out
+            break
         rechecked = True
         evaluations = recheck(defs, instance, stuck, log_level)
         out.checks += evaluations
         if not any(e.passed for e in evaluations):  # still held: say so as of the new verdicts
-            _, out.held, out.held_below = without_held(defs, instance, unbuilt, in_run=False)
-            return out
-        tried -= {h.asset for h in out.held} | set(out.held_below)  # released: may be selected again
-
-
-def _waves(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, tried: set[dg.AssetKey],
-           everything: bool, upto: list[dg.AssetKey] | None, log_level: str, max_waves: int) -> None:
-    job = defs.resolve_implicit_global_asset_job_def()
-    all_keys = sorted(_scope(defs, upto), key=lambda k: k.to_user_string())
-    for wave in range(max_waves):
-        forced = everything and wave == 0
-        selected = all_keys if forced else stale_or_missing(defs, instance, upto)
-        # Once per build: an ingest that found nothing new stays "stale" against the landing
-        # folder (a rejected file changed it) but has nothing more to do.
-        selected = [k for k in selected if k not in tried]
-        # A multi-asset runs whole: ingest writes raw and quarantine together, even when only one of
-        # them is stale (a file without bad rows leaves quarantine stale against the landing folder).
-        selected, _, _ = without_held(defs, instance, _with_multi_asset_neighbors(defs, selected))
-        if not selected:
-            return
-        result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
-                                        run_config=_run_config(log_level, forced and RAW_CHART_ROWS in selected))
-        tried.update(selected)
-        out.run_ids.append(result.run_id)
-        out.selected += [k for k in selected if k not in out.selected]
-        out.materialized += [e.asset_key for e in result.get_asset_materialization_events()]
-        out.checks += [e.event_specific_data for e in result.all_events
-                       if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        out.skipped = [k for k in out.selected if k not in out.materialized]
-        if not result.success:
-            out.success = False
-            return
+            out.held, out.held_below = held_now(defs, instance, scope)
+            break
+    if not ok:
+        out.held, out.held_below = held_now(defs, instance, scope)
+    cursors.save()
+    return out
 
 
 def report(result: BuildResult, out=print) -> bool:
     """Print what a build did: its runs, what a failed gate stopped or holds, every gate's verdict.
     True when every run succeeded and no failed gate holds anything back."""
     if not result.selected and not result.held:
-        out("   nothing is stale: every asset is up to date with its inputs and code")
+        out("   nothing to build: every asset is up to date with its inputs and code")
         return True
     if result.run_ids:
         out(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")

@@ -11,10 +11,8 @@ import os
 from pathlib import Path
 
 import dagster as dg
-# Private: the public DagsterInstance.get() needs DAGSTER_HOME; an instance in warehouse/dagster with
-# dagster.yaml from the repository root has no public constructor.
-from dagster._core.instance.ref import InstanceRef
 
+from hit_platform.private_apis import instance_from_dir
 from hit_platform.settings import REPO_ROOT
 
 
@@ -24,4 +22,4 @@ def persistent_instance() -> dg.DagsterInstance:
     os.chdir(REPO_ROOT)  # dagster.yaml's storage paths are relative to the repository root
     base = Path("warehouse") / "dagster"
     base.mkdir(parents=True, exist_ok=True)
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(base), config_dir=str(REPO_ROOT)))
+    return instance_from_dir(base, REPO_ROOT)

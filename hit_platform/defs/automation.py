@@ -11,7 +11,7 @@
   drift alert starts a retrain (`drift_retrain_sensor`).
 
 The daemon (`dagster dev` runs one) evaluates these every `HIT_AUTOMATION_INTERVAL_S`
-seconds (30 by default).
+seconds (30 by default); `hit-platform build` evaluates the same ones (`cli/build.py`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,19 @@ import dagster as dg
 AC = dg.AutomationCondition
 MONITOR_CRON = "*/15 * * * *"
 
+# Missing when its condition is first evaluated (a new asset, a new daemon, the first `hit-platform build`):
+# "since the last evaluation" has no last one to compare with, so whatever is missing then is asked for.
+MISSING_AT_FIRST_LOOK = (AC.initial_evaluation() & AC.missing()).with_label("missing when first evaluated")
+
+# A gate that held this asset passes now (its data was fixed, or its thresholds changed and it was
+# evaluated again): what the hold kept back is asked for, though nothing new arrived.
+GATES_RELEASED = AC.all_deps_blocking_checks_passed().newly_true().with_label("parents' gates released")
+
 ON_NEW_DATA_OR_CODE = (
     AC.in_latest_time_window()
-    & (AC.newly_missing() | AC.any_deps_updated() | AC.code_version_changed()).since_last_handled()
+    & ((AC.newly_missing() | AC.any_deps_updated() | AC.code_version_changed() | GATES_RELEASED)
+       .since_last_handled()
+       | MISSING_AT_FIRST_LOOK)
     & ~AC.any_deps_missing()
     & ~AC.any_deps_in_progress()
     & ~AC.in_progress()

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.steps import transforms
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.gate_checks import Ctx, run_gate
@@ -16,6 +17,7 @@ SONG_LABELS = dg.AssetKey(["core", "song_labels"])
 
 
 @dg.asset(key=CHART_ENTRIES, deps=[RAW_CHART_ROWS], group_name="core", kinds={"duckdb"}, code_version="1")
+@gated
 def chart_entries(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Validated chart facts: which song was at which rank of which country's chart on which day
     (the 72 countries and the global chart, country ''), from rows that passed ingest and its gates."""
@@ -25,6 +27,7 @@ def chart_entries(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.M
 
 
 @dg.asset(key=SONGS, deps=[RAW_CHART_ROWS], group_name="core", kinds={"duckdb"}, code_version="1")
+@gated
 def songs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """One row per song: its latest name, artists, album, explicit flag, duration and audio features,
     its first and last chart day, and whether its audio features are present (Spotify stopped serving
@@ -40,6 +43,7 @@ def songs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materiali
 
 
 @dg.asset(key=SONG_LABELS, deps=[SONGS, CHART_ENTRIES], group_name="core", kinds={"duckdb"}, code_version="1")
+@gated
 def song_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """Per-country labels: one row per song and each of the 72 countries; `label` is true when the
     song reached that country's daily Top 50 at least once in the data's window (the global chart is

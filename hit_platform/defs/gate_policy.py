@@ -4,12 +4,12 @@ Dagster stops the children of a failed blocking check only inside the run that
 evaluated it. A later run that leaves the check out (a second `hit-platform
 build`, `dagster asset materialize --select ml/champion_model`, the UI's
 "Materialize" on one asset) would build on what the gate refused. So the rule
-is kept by every asset itself, whatever the run: before its body runs, each
-parent's blocking checks must have passed *for that parent's latest
-materialization*. A failed, missing, unfinished or out-of-date evaluation holds
-the asset, with an error that names the check, its verdict and how to release
-it. `definitions.py` applies this to every asset at once; `cli/build.py` asks the
-same question up front to report what it leaves unbuilt.
+is kept by every asset itself, whatever the run: `@gated`, beneath `@dg.asset`
+where the asset is defined, makes its body first ask whether each parent's
+blocking checks passed *that parent's latest materialization*. A failed,
+missing, unfinished or out-of-date evaluation holds the asset, with an error
+that names the check, its verdict and how to release it. `cli/build.py` asks
+the same question up front to report what it leaves unbuilt.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import dagster as dg
-# Private: Dagster exports no public type for a check evaluation's status (the instance API returns it).
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+from hit_platform.private_apis import latest_check_verdict
 
 # Monitors and the dashboard report on what the gates judged (a refused candidate, failing labels) and
 # build nothing that trains or serves on it: the policy does not hold them.
@@ -61,7 +61,7 @@ def blocking_checks(assets: Iterable, checks: Iterable) -> dict[dg.AssetKey, lis
     out: dict[dg.AssetKey, list[dg.AssetCheckKey]] = {}
     for d in [*assets, *checks]:
         for spec in getattr(d, "check_specs", []):
-            if spec.blocking:
+            if spec.blocking and spec.key not in out.get(spec.asset_key, []):
                 out.setdefault(spec.asset_key, []).append(spec.key)
     return out
 
@@ -71,22 +71,17 @@ def verdict(instance: dg.DagsterInstance, check: dg.AssetCheckKey) -> Verdict | 
     latest = instance.fetch_materializations(check.asset_key, limit=1).records
     if not latest:
         return Verdict(False, f"{check.asset_key.to_user_string()} has never been materialized", False)
-    # The latest *finished* evaluation: a run that planned the check but skipped it (its asset made no
-    # new version) leaves a planned record that judges nothing. No public instance method filters by
-    # status; the event log storage's does.
-    done = instance.event_log_storage.get_asset_check_execution_history(
-        check, limit=1, status={AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED})
-    evaluation = done[0].event.asset_check_evaluation if done and done[0].event else None
-    if evaluation is None:
+    found = latest_check_verdict(instance, check)
+    if found is None:
         return Verdict(False, "never evaluated")
-    record = done[0]
+    run_id, evaluation = found
     target = evaluation.target_materialization_data
     if target is None or target.storage_id != latest[0].storage_id:
         return Verdict(False, f"not evaluated on the latest materialization of "
                               f"{check.asset_key.to_user_string()} (run {latest[0].run_id})")
     if evaluation.passed or evaluation.severity == dg.AssetCheckSeverity.WARN:
         return None
-    return Verdict(True, f"failed in run {record.run_id}: {evaluation.description or 'no description'}")
+    return Verdict(True, f"failed in run {run_id}: {evaluation.description or 'no description'}")
 
 
 def holds(instance: dg.DagsterInstance, asset: dg.AssetKey, parents: Iterable[dg.AssetKey],
@@ -110,64 +105,60 @@ def held_error(found: list[Hold]) -> dg.Failure:
                       allow_retries=False)
 
 
-def guard(asset: dg.AssetsDefinition, checks: Mapping[dg.AssetKey, list[dg.AssetCheckKey]]) -> dg.AssetsDefinition:
-    """The same asset, refusing to run while any parent's blocking check has not passed its latest version.
+@functools.cache
+def platform_blocking_checks() -> dict[dg.AssetKey, list[dg.AssetCheckKey]]:
+    """Every blocking check the platform defines, by asset (whatever resources a Definitions gives them)."""
+    from hit_platform.defs import asset_modules
 
-    Dagster has no public hook that runs before an asset's body in every run, so the body is wrapped:
-    `OpDefinition.dagster_internal_init` and `AssetsDefinition.dagster_internal_init` rebuild the op and
-    the asset with everything else unchanged (specs, resources, code versions).
-    """
-    gated_parents = {key: [p for p in deps if p in checks and p not in asset.keys]
-                     for key, deps in asset.asset_deps.items()}
-    if not any(gated_parents.values()):
-        return asset
-    op = asset.op
-    body = op.compute_fn.decorated_fn
+    modules = asset_modules()
+    return blocking_checks(dg.load_assets_from_modules(modules), dg.load_asset_checks_from_modules(modules))
 
-    def refuse_if_held() -> None:
-        context = dg.AssetExecutionContext.get()
-        parents = {p for key in context.selected_asset_keys for p in gated_parents.get(key, [])}
-        found = [h for key in sorted(context.selected_asset_keys, key=str)
-                 for h in holds(context.instance, key, sorted(parents, key=str), checks)]
-        if found:
-            raise held_error(found)
+
+def _parents_blocking_checks(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, list[dg.AssetCheckKey]]:
+    """The blocking checks of the parents of the assets this step builds."""
+    by_asset = platform_blocking_checks()
+    own = set(context.assets_def.keys)
+    return {parent.asset_key: by_asset[parent.asset_key]
+            for spec in context.assets_def.specs if spec.key in context.selected_asset_keys
+            for parent in spec.deps if parent.asset_key in by_asset and parent.asset_key not in own}
+
+
+def refuse_if_held(context: dg.AssetExecutionContext) -> None:
+    """Raise `held_error` when a blocking check of a parent did not pass that parent's latest version."""
+    checks = _parents_blocking_checks(context)
+    found = [h for key in sorted(context.selected_asset_keys, key=str)
+             for h in holds(context.instance, key, sorted(checks, key=str), checks)]
+    if found:
+        raise held_error(found)
+
+
+def gated(body):
+    """Beneath `@dg.asset`: the body runs only when every blocking check of the asset's parents passed the
+    parent's latest materialization (see the module docstring). The body's first parameter is its context."""
+    first = next(iter(inspect.signature(body).parameters), None)
+    if first != "context":
+        raise TypeError(f"@gated {body.__qualname__}: its first parameter must be `context`, the asset's context")
 
     if inspect.isgeneratorfunction(body):
         @functools.wraps(body)
-        def wrapped(*args, **kwargs):
-            refuse_if_held()
-            yield from body(*args, **kwargs)
+        def wrapped(context, *args, **kwargs):
+            refuse_if_held(context)
+            yield from body(context, *args, **kwargs)
     else:
         @functools.wraps(body)
-        def wrapped(*args, **kwargs):
-            refuse_if_held()
-            return body(*args, **kwargs)
+        def wrapped(context, *args, **kwargs):
+            refuse_if_held(context)
+            return body(context, *args, **kwargs)
 
     wrapped.gate_policy_guarded = True
-    new_op = dg.OpDefinition.dagster_internal_init(
-        name=op.name, ins={i.name: dg.In.from_definition(i) for i in op.input_defs},
-        outs={o.name: dg.Out.from_definition(o) for o in op.output_defs},
-        compute_fn=op.compute_fn._replace(decorated_fn=wrapped), config_schema=op.config_schema,
-        description=op.description, tags=op.tags, required_resource_keys=op.required_resource_keys,
-        code_version=op._version,  # noqa: SLF001 (no public getter)
-        retry_policy=op.retry_policy, version=None, pool=op.pool)
-    return dg.AssetsDefinition.dagster_internal_init(**{**asset.get_attributes_dict(), "node_def": new_op})
+    return wrapped
 
 
 def is_guarded(asset: dg.AssetsDefinition) -> bool:
-    """Whether the gate policy guards this asset (observers and assets without gated parents are not)."""
-    return bool(asset.is_executable and getattr(asset.op.compute_fn.decorated_fn, "gate_policy_guarded", False))
+    """Whether the gate policy guards this asset (`@gated`; observers are never guarded)."""
+    return bool(asset.is_executable and not is_observer(asset)
+                and getattr(asset.op.compute_fn.decorated_fn, "gate_policy_guarded", False))
 
 
 def is_observer(asset: dg.AssetsDefinition) -> bool:
     return {s.group_name for s in asset.specs} <= OBSERVER_GROUPS
-
-
-def apply(assets: list, checks: list) -> list:
-    """Every executable asset guarded by its parents' blocking checks (see the module docstring), but
-    for the observers (OBSERVER_GROUPS)."""
-    by_parent = blocking_checks(assets, checks)
-    return [guard(a, by_parent)
-            if isinstance(a, dg.AssetsDefinition) and a.is_executable
-            and not is_observer(a) else a
-            for a in assets]

@@ -4,6 +4,7 @@ import hashlib
 
 import dagster as dg
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.gate_checks import Ctx, run_gate
@@ -42,6 +43,7 @@ class IngestConfig(dg.Config):
     ],
     code_version="1",
 )
+@gated
 def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
     """Ingest new files from `warehouse/landing/` (or the configured ones). A table is materialized
     only when rows were added to it (or it does not exist yet): a run that lands nothing new makes

@@ -16,6 +16,7 @@ from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.defs.resources import LakeResource
 from hit_platform.steps.ingest import file_sha256, landing_files
+from hit_platform.steps.ingest.transaction import already_landed
 from hit_platform.settings import SensorSettings
 
 
@@ -23,10 +24,22 @@ ingest_job = dg.define_asset_job("ingest_job", selection=[RAW_CHART_ROWS, QUARAN
                                  description="Ingest the landing files named in the run config.")
 
 
+def _in_the_lake(lake: LakeResource, shas: set[str]) -> set[str]:
+    """The contents the lake already holds (ingest would skip them), so no run is started for them: a run
+    that lands nothing leaves raw's checks planned and skipped, which holds its children's automation."""
+    if not shas:
+        return set()
+    try:
+        with lake.lake().connection(read_only=True) as con:
+            return {sha for sha in shas if already_landed(con, sha)}
+    except FileNotFoundError:  # no lake yet: nothing has landed
+        return set()
+
+
 def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
     """One ingest run per new landing file content (run key = the file's sha256, so a file is never
-    ingested twice, even if it lands again under another name). The cursor remembers each file's
-    (size, mtime, sha256) so unchanged files are not hashed again."""
+    ingested twice, even if it lands again under another name, or was ingested by `hit-platform build`).
+    The cursor remembers each file's (size, mtime, sha256) so unchanged files are not hashed again."""
     seen: dict = json.loads(context.cursor) if context.cursor else {}
     requests, known = [], {v[2] for v in seen.values()}
     for path in landing_files(lake.landing_dir):
@@ -43,6 +56,8 @@ def landing_sensor(context: dg.SensorEvaluationContext, lake: LakeResource):
             run_key=sha, tags={"landing_file": path.name, "file_sha256": sha},
             run_config={"ops": {"ingest_chart_files": {"config": {"files": [path.name]}}}}))
     context.update_cursor(json.dumps(seen))
+    landed = _in_the_lake(lake, {r.tags["file_sha256"] for r in requests})
+    requests = [r for r in requests if r.tags["file_sha256"] not in landed]
     if not requests:
         return dg.SkipReason(f"no new files in {lake.landing_dir}")
     return requests

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.defs.ml.evaluation import CHAMPION
 from hit_platform.defs.resources import LakeResource, ServingResource, TrackingResource, serving_settings
 from hit_platform.serving import process
@@ -10,6 +11,7 @@ DEPLOYMENT = dg.AssetKey(["serving", "deployment"])
 
 
 @dg.asset(key=DEPLOYMENT, deps=[CHAMPION], group_name="serving", code_version="1", kinds={"ray", "fastapi"})
+@gated
 def serving_deployment(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                        serving: ServingResource) -> dg.MaterializeResult:
     """The Ray Serve application on 127.0.0.1 (port from the serving resource, HIT_SERVE_PORT, default 8000) answering

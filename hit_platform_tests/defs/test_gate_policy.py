@@ -181,3 +181,15 @@ def test_a_failed_data_gate_holds_everything_below_it_on_a_rerun(tmp_path):
     assert released.success and released.held == [], [str(h) for h in released.held]
     assert any(c.check_name == "raw_chart_days" and c.passed for c in released.checks)
     assert set(BELOW_RAW) <= set(released.materialized)
+
+
+def test_every_asset_that_trains_or_serves_is_gated_where_it_is_defined():
+    """The policy is `@gated` on each asset's own body: an asset added without it would build on refused data."""
+    from hit_platform.definitions import defs
+    from hit_platform.defs import gate_policy
+
+    assets = [a for a in defs.assets if isinstance(a, dg.AssetsDefinition) and a.is_executable]
+    unguarded = sorted(k.to_user_string() for a in assets if not gate_policy.is_observer(a)
+                       and not gate_policy.is_guarded(a) for k in a.keys)
+    assert unguarded == []
+    assert all(not gate_policy.is_guarded(a) for a in assets if gate_policy.is_observer(a))

@@ -93,7 +93,9 @@ LAYERS = {
               {"dagster", "mlflow", "ray"}),
     "adapters": ({"hit_platform.domain", "hit_platform.steps", "hit_platform.adapters", "hit_platform.settings"},
                  {"dagster", "ray"}),
-    "serving": ({"hit_platform.domain", "hit_platform.adapters", "hit_platform.serving", "hit_platform.settings"},
+    # private_apis: the pinned Serve code version and the replicas' loopback gRPC (no Dagster is loaded)
+    "serving": ({"hit_platform.domain", "hit_platform.adapters", "hit_platform.serving", "hit_platform.settings",
+                 "hit_platform.private_apis"},
                 {"dagster"}),
     "generator": ({"hit_platform.domain", "hit_platform.generator"}, {"dagster", "mlflow", "ray", "duckdb"}),
 }

@@ -20,9 +20,9 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import httpx
-from dagster._core.instance.ref import InstanceRef
 
 from hit_platform.generator import GeneratorConfig, generate
+from hit_platform.private_apis import instance_from_dir
 from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import free_port
 from hit_platform.settings import REPO_ROOT, Settings
@@ -60,7 +60,7 @@ class Drill:
             history_days=history_days, increments=increments, start_date=start, fmt="csv.gz"))
         self.increments = sorted(p for p in self.staging.iterdir() if p.name != "charts_history.csv.gz")
         self.daemon: subprocess.Popen | None = None
-        self.instance = dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(self.home)))
+        self.instance = instance_from_dir(self.home, self.home)
 
     # -- files --------------------------------------------------------------------------------------
     def land(self, path: Path, name: str | None = None) -> float:
@@ -82,11 +82,22 @@ class Drill:
         return out
 
     # -- the daemon ---------------------------------------------------------------------------------
-    def start_daemon(self) -> None:
-        self.daemon_log = open(self.root / "daemon.log", "wb")
+    def start_daemon(self, module: str = "hit_platform.definitions", env: dict | None = None) -> None:
+        """`dagster-daemon run` on the code location `module` (the platform's own by default)."""
+        self.daemon_log = open(self.root / "daemon.log", "ab")
         self.daemon = subprocess.Popen(
-            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", "hit_platform.definitions"],
-            env=self.env, cwd=self.root, stdout=self.daemon_log, stderr=subprocess.STDOUT, start_new_session=True)
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-m", module],
+            env={**self.env, **(env or {})}, cwd=self.root, stdout=self.daemon_log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+    def stop_daemon(self) -> None:
+        if self.daemon and self.daemon.poll() is None:
+            os.killpg(self.daemon.pid, signal.SIGTERM)
+            try:
+                self.daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.daemon.pid, signal.SIGKILL)
+                self.daemon.wait(10)
 
     def stop(self) -> None:
         if self.daemon and self.daemon.poll() is None:

@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 
 import dagster as dg
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters import model_events
 from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
 from hit_platform.adapters.tracking import Tracker, flat_metrics
@@ -31,6 +32,7 @@ def upstream_metadata(context, key: dg.AssetKey) -> dict:
 
 
 @dg.asset(key=EVALUATION, deps=[CANDIDATES], group_name="ml", code_version="1", kinds={"duckdb", "mlflow"})
+@gated
 def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                      gates_config: GatesResource) -> dg.MaterializeResult:
     """The best candidate scored on the test split (at the lake snapshot it was trained on) against
@@ -131,6 +133,7 @@ def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_vers
 
 
 @dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
+@gated
 def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource, lake: LakeResource,
                    promotion: PromotionResource) -> dg.MaterializeResult:
     """The model being served: the registry alias `hit_model@champion` moved to the candidate that

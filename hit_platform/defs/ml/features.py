@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.steps import transforms
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.gate_checks import Ctx, run_gate
@@ -16,6 +17,7 @@ SPLITS_KEY = dg.AssetKey(["ml", "splits"])
 
 
 @dg.asset(key=FEATURES, deps=[SONGS], group_name="ml", kinds={"duckdb"}, code_version="1")
+@gated
 def features(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     """The model's input columns, one row per song that has its audio features: the 12 audio
     features, is_explicit (0/1) and duration_ms, derived in SQL from core.songs."""
@@ -36,6 +38,7 @@ SPLITS_DESCRIPTION = (
 
 @dg.asset(key=SPLITS_KEY, deps=[FEATURES, SONG_LABELS], group_name="ml", kinds={"duckdb"}, code_version="1",
           description=SPLITS_DESCRIPTION)
+@gated
 def splits(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
     def write_table(con):
         counts = transforms.build_splits(con)

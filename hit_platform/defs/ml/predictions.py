@@ -5,6 +5,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters.lake.tables import BATCH_DDL, PROB_COLUMNS
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.defs.ml.evaluation import CHAMPION
@@ -18,6 +19,7 @@ BATCH_PREDICTIONS = dg.AssetKey(["ml", "batch_predictions"])
 
 @dg.asset(key=BATCH_PREDICTIONS, deps=[CHAMPION, FEATURES], group_name="ml", code_version="1",
           kinds={"duckdb", "sklearn"})
+@gated
 def batch_predictions(context: dg.AssetExecutionContext, lake: LakeResource,
                       tracking: TrackingResource) -> dg.MaterializeResult:
     """The champion's 72 probabilities for every song in ml.features at the latest lake snapshot, one

@@ -14,6 +14,7 @@ Both assets follow live traffic, not data: they are left out of automation condi
 
 import dagster as dg
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters import model_events
 from hit_platform.adapters.tracking import CHALLENGER, CHAMPION as CHAMPION_ALIAS
 from hit_platform.defs import gate_policy
@@ -30,6 +31,7 @@ GATE = dg.AssetCheckKey(SHADOW_EVALUATION, "shadow_gate")
 
 
 @dg.asset(key=SHADOW_EVALUATION, deps=[CHAMPION], group_name="ml", code_version="1", kinds={"duckdb", "mlflow"})
+@gated
 def shadow_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                       promotion: PromotionResource) -> dg.MaterializeResult:
     """The challenger against the champion on the songs it shadowed (ops.shadow_log joined to
@@ -64,6 +66,7 @@ def shadow_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> d
 
 
 @dg.asset(key=SHADOW_PROMOTION, deps=[SHADOW_EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
+@gated
 def shadow_promotion(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                      serving: ServingResource) -> dg.MaterializeResult:
     """The champion alias moved to the challenger that `shadow_gate` passed, the challenger alias removed,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
+from hit_platform.defs.gate_policy import gated
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.steps.datasets import at_version, load_split
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
@@ -50,6 +51,7 @@ def splits_data_version(instance: dg.DagsterInstance, snapshot: int | None = Non
 
 @dg.asset(key=CANDIDATES, deps=[SPLITS_KEY, FEATURES, SONG_LABELS], group_name="ml", code_version="1",
           kinds={"sklearn", "mlflow"})
+@gated
 def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                      training: TrainingResource) -> dg.MaterializeResult:
     """Candidate models, one MLflow run each: a per-country prior (the baseline), a linear model and
