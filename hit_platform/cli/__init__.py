@@ -1,1 +1,4 @@
-"""`hit-platform`: the command line (main), the build of what is stale (build), the Dagster instance it uses."""
+"""`hit-platform`: the command line. main.py wires the parser; the commands live by what they do: demo.py
+(generate, feed, demo), pipeline.py (ingest, build, status, sql), serving.py (serve, stop, audit),
+operations.py (alerts, monitor, rollback, rebuild). build.py builds what is stale, rebuild.py and rollback.py
+carry those two commands, dagster_instance.py is the Dagster instance they use."""
