@@ -7,7 +7,10 @@
    defaults, inference log into a temp lake).
 2. Shadow cost: wrk (2 threads, 16 connections, 200 songs in turn) on /predict, alternating rounds
    without and with the challenger shadowing; requests/s and p99 of the champion's answers, and the
-   ratios (target: within 10%, i.e. requests/s >= 0.9x, p99 <= 1.1x).
+   ratios (target: within 10%, i.e. requests/s >= 0.9x, p99 <= 1.1x). Also the CPU the serving process
+   itself (where the journal is committed and the challenger scores; not its replicas) spends per
+   1,000 answers: the shadow's own cost, which the load of other programs on the machine moves less
+   than it moves requests/s.
 3. Shadow round trip with wrk running throughout: the challenger alias set and swapped in, N songs
    shadowed (HIT_SHADOW_MIN_REQUESTS), `shadow_sensor` asks, ml/shadow_evaluation + shadow_gate +
    ml/shadow_promotion run in Dagster, the challenger answers; 0 failed requests is the target.
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import dagster as dg
 import httpx
+import psutil
 
 from bench_serving import synthetic_songs  # bench/ is on sys.path: the script's folder
 
@@ -79,8 +83,19 @@ def fmt(r: WrkResult) -> str:
     return f"{r.rps:7.0f} req/s  p50 {r.p50:5.1f} ms  p99 {r.p99:5.1f} ms"
 
 
+def songs_shadowed(settings, champion: str, challenger: str) -> int:
+    with Lake(settings).connection(read_only=True) as con:
+        return shadowed_songs(con, champion, challenger)
+
+
 def failed(r: WrkResult) -> int:
     return r.non2xx + r.socket_error_total
+
+
+def cpu_seconds(p: psutil.Process) -> float:
+    """CPU time of this process's own threads (not its children: the replicas and HAProxy)."""
+    t = p.cpu_times()
+    return t.user + t.system
 
 
 def main() -> None:
@@ -115,29 +130,35 @@ def main() -> None:
             process.update(settings, config)
 
         # -- 2. what a shadow costs the champion's answers -------------------------------------------
-        plain, shadowed = [], []
+        server = psutil.Process(process.status(settings, config).pid)
+        plain, shadowed, cpu = [], [], {False: [], True: []}
         for _ in range(args.rounds):
             for on, runs in ((False, plain), (True, shadowed)):
                 shadowing(on)
+                before = cpu_seconds(server)
                 runs.append(Wrk(endpoint + "/predict", body, args.duration).result())
+                cpu[on].append((cpu_seconds(server) - before) * 1e6 / max(1, runs[-1].requests))
         shadowing(False)
         print(f"\n/predict, wrk -t2 -c16 -d{args.duration}s, 200 songs in turn, {args.rounds} alternating rounds")
         for i, (a, b) in enumerate(zip(plain, shadowed)):
             print(f"  round {i + 1}: champion alone {fmt(a)} | with challenger {v2} shadowing {fmt(b)}")
+            print(f"           serving process CPU per 1,000 answers: {cpu[False][i]:5.0f} ms | {cpu[True][i]:5.0f} ms")
         rps = statistics.median(b.rps / a.rps for a, b in zip(plain, shadowed))
         p99 = statistics.median(b.p99 / a.p99 for a, b in zip(plain, shadowed))
         print(f"  ratio requests/s shadow/alone: {rps:.2f} median of rounds (target >= 0.90)")
         print(f"  ratio p99 shadow/alone       : {p99:.2f} median of rounds (target <= 1.10)")
+        print(f"  serving process CPU per 1,000 answers: alone {statistics.median(cpu[False]):.0f} ms, with the "
+              f"shadow {statistics.median(cpu[True]):.0f} ms (median of rounds)")
         print(f"  failed requests: {sum(failed(r) for r in plain + shadowed)}")
         if args.cost_only:
             return
 
         # -- 3. the round trip under load -----------------------------------------------------------
-        promotion = PromotionResource(mode="shadow", shadow_overrides_json=json.dumps(
+        promotion = PromotionResource(mode="shadow", shadow_json=json.dumps(
             {"min_requests": args.min_requests}))
         lake = LakeResource(warehouse=str(settings.warehouse))
         tracking = TrackingResource(warehouse=str(settings.warehouse))
-        serving = ServingResource(overrides_json=json.dumps({"port": config.port}))
+        serving = ServingResource(values_json=json.dumps({"port": config.port}))
         defs = build_definitions(lake, tracking=tracking, serving_config=serving, promotion=promotion)
         instance = dg.DagsterInstance.ephemeral()
         load = Wrk(endpoint + "/predict", body, 40)
@@ -165,7 +186,7 @@ def main() -> None:
         print(f"  shadow_gate: {meta['decision']}")
         print(f"  run {'succeeded' if run.success else 'FAILED'}; version {answering} answering {done:.1f} s after "
               f"the alias was set; failed requests during the trip: {failed(trip)} (target 0)")
-        print(f"  shadowed songs in ops.shadow_log: {shadowed_songs(Lake(settings), v1, v2):,}")
+        print(f"  shadowed songs in ops.shadow_log: {songs_shadowed(settings, v1, v2):,}")
 
         # -- 4. rollback under load ----------------------------------------------------------------
         probe = body[:20]
@@ -197,7 +218,7 @@ def main() -> None:
         process.stop(settings, config)
     if args.cost_only:
         return
-    shadowed_total = shadowed_songs(Lake(settings), v1, v2)
+    shadowed_total = songs_shadowed(settings, v1, v2)
     print(f"\nafter stop: {shadowed_total:,} songs in ops.shadow_log for champion {v1} / challenger {v2}; "
           f"mean |difference| {meta.get('mean_abs_diff', float('nan')):.4f}, top-5 overlap "
           f"{meta.get('top5_overlap', float('nan')):.3f}")
