@@ -9,7 +9,7 @@ SIGTERM / SIGINT = shut down (Serve first, so replicas flush the inference
 log to the journal; then Ray; then the journal is committed to the lake)
 and remove the pid file. While up, this process commits the replicas'
 inference-log journal to the lake (`JournalCommitter`), and the challenger,
-if any, scores what it commits (`serving.shadow`).
+if any, scores what was committed (`serving.shadow.ShadowScorer`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.inference_log import JournalCommitter
 from hit_platform.serving.predictor import load_predictor
 from hit_platform.serving.ray_env import ray_env
+from hit_platform.serving.shadow import SCORE_EVERY_COMMITS, ShadowScorer
 from hit_platform.settings import ServeConfig
 from hit_platform.serving.process import pid_file, read_pid_file, update_pid_file
 from hit_platform.settings import Settings
@@ -47,9 +48,12 @@ class ServingProcess:
         self.challenger: str | None = None  # the version shadowing it, if any
         self.stop_requested = threading.Event()
         self.update_requested = threading.Event()
-        # The inference log's one lake writer for every replica on this machine (see inference_log).
-        self.committer = None if config.replicas_commit() else JournalCommitter(
-            Lake(settings), config.journal(settings))
+        # The inference log's one lake writer for every replica on this machine (see inference_log), and the
+        # consumer of what it commits that scores it with the challenger (serving.shadow).
+        self.scorer, self.committer = None, None
+        if not config.replicas_commit():
+            self.scorer = ShadowScorer(Lake(settings), every_seconds=SCORE_EVERY_COMMITS * config.log_commit_seconds)
+            self.committer = JournalCommitter(Lake(settings), config.journal(settings), on_committed=self.scorer.take)
 
     # -- Ray and Serve ------------------------------------------------------------------------
     def start_ray(self) -> None:
@@ -74,7 +78,7 @@ class ServingProcess:
 
         # This process commits the journal, so the challenger scores here (serving.shadow): load it first,
         # so that a version that cannot load changes nothing.
-        scorer = self.committer is not None and challenger != self._scoring()
+        scorer = self.scorer is not None and challenger != self._scoring()
         predictor = load_predictor(self.tracker, challenger) if scorer and challenger else None
         requested_at = datetime.now(timezone.utc).isoformat()
         app = bind_application(self.settings, self.config, version, code_version=self.code_version,
@@ -84,12 +88,12 @@ class ServingProcess:
                   logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"))
         self.wait_serving(version, challenger)
         if scorer:
-            self.committer.set_challenger(predictor)
+            self.scorer.set_challenger(predictor)
         self.version, self.challenger = version, challenger
 
     def _scoring(self) -> str | None:
-        """The challenger version the committer scores with now (it may already hold one at start-up)."""
-        held = self.committer.challenger if self.committer is not None else None
+        """The challenger version the scorer scores with now (it may already hold one at start-up)."""
+        held = self.scorer.challenger if self.scorer is not None else None
         return held.version if held is not None else None
 
     def wait_serving(self, version: str, challenger: str | None = None, timeout: float = 120.0) -> None:
@@ -164,6 +168,7 @@ class ServingProcess:
             ray.shutdown()
             if self.committer is not None:
                 self.committer.close()
+                self.scorer.close()  # after the committer: it scores what the last commits handed it
             info = read_pid_file(self.pid_path)
             if info and info.get("pid") == os.getpid():
                 self.pid_path.unlink(missing_ok=True)
@@ -178,9 +183,10 @@ class ServingProcess:
         if self.committer is not None:  # its first round commits what an earlier run left in the journal,
             if challenger:              # scored by the challenger like any answer (a killed run's included)
                 try:
-                    self.committer.set_challenger(load_predictor(self.tracker, challenger))
+                    self.scorer.set_challenger(load_predictor(self.tracker, challenger))
                 except Exception as exc:  # deploy tries again, and reports it
                     log.error("challenger version %s cannot be loaded: %s", challenger, exc)
+            self.scorer.start()
             self.committer.start(self.config.log_commit_seconds)
         self.start_ray()
         # Ray installs its own SIGTERM handler in ray.init; ours replaces it for a clean shutdown.

@@ -36,6 +36,7 @@ from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter
 from hit_platform.serving.loopback import in_loopback_mode
 from hit_platform.serving.predictor import Predictor, features_of, lineage_of, load_predictor, top_k, version_info
 from hit_platform.serving.schemas import SONG_ADAPTER, SONG_EXTRAS, ApiError, batch_model
+from hit_platform.serving.shadow import SCORE_EVERY_COMMITS, ShadowScorer
 from hit_platform.settings import ServeConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,21 @@ class ModelReplica:
         # concurrent /predict calls share one model call (when the version's batches answer the same bits)
         self.batcher = MicroBatcher(self.config.batch_max_size, self.config.batch_wait_ms, finish=song_answers)
         self.batcher.admit(self.model)
-        # models:/hit_model@challenger's lineage, set by reconfigure: its scores are computed where the
-        # journal is committed (serving.shadow), never in the request path
+        # models:/hit_model@challenger's lineage, set by reconfigure: its scores are computed from what the
+        # journal's committer committed (serving.shadow), never in the request path
         self.challenger: dict | None = None
         self.update_error: str | None = None
         self.fast_path_requests = 0  # /predict requests answered by PredictFastPath (the rest went through FastAPI)
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
         journal = self.config.journal(self.settings)
-        # On a cluster there is no serving process on this machine: the replica commits its own journal.
-        self.committer = JournalCommitter(Lake(self.settings), journal) if self.config.replicas_commit() else None
+        # On a cluster there is no serving process on this machine: the replica commits its own journal, and
+        # scores what it committed with the challenger. It never looks back for answers left unscored
+        # (`ShadowScorer.catch_up`): every replica would score the same ones.
+        self.committer = self.scorer = None
+        if self.config.replicas_commit():
+            self.scorer = ShadowScorer(Lake(self.settings), catch_up=False,
+                                       every_seconds=SCORE_EVERY_COMMITS * self.config.log_commit_seconds).start()
+            self.committer = JournalCommitter(Lake(self.settings), journal, on_committed=self.scorer.take)
         self.logger = InferenceLogger(journal, flush_seconds=self.config.log_flush_seconds,
                                       batch_rows=self.config.log_batch_rows, buffer_rows=self.config.log_buffer_rows,
                                       on_roll=self.committer.commit if self.committer is not None else None,
@@ -105,11 +112,11 @@ class ModelReplica:
         current = self.challenger["version"] if self.challenger is not None else ""
         if shadow == current:
             return
-        committer = self.committer  # this replica commits its own journal (Ray cluster): it scores too
+        scorer = self.scorer  # this replica commits its own journal (Ray cluster): it scores too
         card, predictor = None, None
         if shadow:
             try:
-                if committer is not None:
+                if scorer is not None:
                     predictor = await asyncio.to_thread(load_predictor, self.tracker, shadow)
                     card = {**predictor.lineage, "loaded_at": predictor.loaded_at}
                 else:
@@ -117,8 +124,8 @@ class ModelReplica:
             except Exception as exc:
                 self.update_error = f"version {shadow}: {type(exc).__name__}: {exc}"
                 log.error("challenger version %s cannot be loaded; nothing shadows: %s", shadow, exc)
-        if committer is not None:
-            committer.set_challenger(predictor)
+        if scorer is not None:
+            scorer.set_challenger(predictor)
         self.challenger = card
         if card is not None:
             self.update_error = None
@@ -131,9 +138,9 @@ class ModelReplica:
         logger = getattr(self, "logger", None)
         if logger is not None:
             logger.close()
-        committer = getattr(self, "committer", None)
-        if committer is not None:
-            committer.close()
+        for part in ("committer", "scorer"):  # the scorer last: it scores what the last commit handed it
+            if (closing := getattr(self, part, None)) is not None:
+                closing.close()
 
     # -- what /healthz and /model say -------------------------------------------------------------
     def health(self) -> tuple[bool, dict]:
@@ -161,12 +168,12 @@ class ModelReplica:
 
     def _shadow_stats(self) -> dict:
         """Who scores for the challenger; this replica's own figures when it commits its journal itself."""
-        if self.committer is None:
-            return {"scored_by": "the serving process, as it commits the inference-log journal "
-                                 "(ops.shadow_log, within HIT_SERVE_LOG_COMMIT_SECONDS of each answer)"}
-        stats = self.committer.stats()
-        return {"scored_by": "this replica, as it commits its inference-log journal",
-                "shadowed_rows": stats["shadowed_rows"], "last_error": stats["shadow_error"]}
+        if self.scorer is None:
+            return {"scored_by": "the serving process, from the answers its inference-log committer committed "
+                                 "(ops.shadow_log, within seconds of each commit)"}
+        stats = self.scorer.stats()
+        return {"scored_by": "this replica, from the answers it committed from its inference-log journal",
+                "shadowed_rows": stats["shadowed_rows"], "last_error": stats["last_error"]}
 
     def _alert_log_trouble(self, state: str, reason: str) -> None:
         """The journal stopped (or started again) taking records: say so in ops.alerts (best effort:

@@ -1,5 +1,6 @@
 """The committer: journal segments into ops.inference_log, many segments per lake transaction, each
-request exactly once; the segments of replicas that died are recovered."""
+request exactly once; the segments of replicas that died are recovered. What it committed it hands to
+whoever asked (`on_committed`): the shadow scorer (serving.shadow) is such a consumer."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
@@ -22,10 +23,6 @@ from hit_platform.adapters.lake.tables import INFERENCE_LOG, SHADOW_LOG, ensure_
 from hit_platform.serving.background import lower_this_threads_priority
 from hit_platform.serving.inference_log.journal import NEW, OPEN, SEALED, Segment, journal_files, read_segment
 from hit_platform.serving.inference_log.schema import Served, to_arrow, to_shadow_arrow
-from hit_platform.serving.shadow import shadow_scores
-
-if TYPE_CHECKING:
-    from hit_platform.serving.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +30,7 @@ UNREADABLE = "unreadable"  # where a damaged journal file is kept, with an alert
 _PID = re.compile(r"^\d+-(\d+)-")
 # A request retried on a second replica after the first died carries the same request id; the two
 # attempts are seconds apart. The anti-join looks this far back from the oldest row committed.
-_RETRY_WINDOW = "INTERVAL 1 HOUR"
+RETRY_WINDOW = "INTERVAL 1 HOUR"
 
 
 def insert(con: duckdb.DuckDBPyConnection, table: pa.Table, target: str = INFERENCE_LOG) -> int:
@@ -51,7 +48,7 @@ def insert(con: duckdb.DuckDBPyConnection, table: pa.Table, target: str = INFERE
             INSERT INTO {target} BY NAME
             SELECT * FROM _incoming_log i
             WHERE NOT EXISTS (SELECT 1 FROM {target} l
-                              WHERE l.request_id = i.request_id AND l.received_at >= ?::TIMESTAMPTZ - {_RETRY_WINDOW})
+                              WHERE l.request_id = i.request_id AND l.received_at >= ?::TIMESTAMPTZ - {RETRY_WINDOW})
         """, [since]).fetchall()
         return int(inserted[0][0]) if inserted else 0
     finally:
@@ -73,10 +70,11 @@ class _Taken:
         return self.segment.rows
 
 
-def once_per_request(taken: list[_Taken], challenger: Predictor | None = None) -> tuple[pa.Table, pa.Table]:
+def once_per_request(taken: list[_Taken]) -> tuple[pa.Table, pa.Table]:
     """The rows to commit to the inference log and to the shadow log, one attempt per request id: a
     request a dying replica journaled and another replica answered again keeps the answer that was sent
-    (not the recovered one). With a `challenger`, its scores of the answers (serving.shadow)."""
+    (not the recovered one). Shadow-log rows come from records a replica journaled as scores
+    (`Served.shadow_of`); the shadow scorer writes its own (serving.shadow)."""
     chosen: dict[tuple[str, bool], Served] = {}
     for t in taken:
         for e in t.segment.entries:
@@ -88,8 +86,6 @@ def once_per_request(taken: list[_Taken], challenger: Predictor | None = None) -
                 chosen[key] = e
     answered = [e for (_, shadow), e in chosen.items() if not shadow]
     shadowed = [e for (_, shadow), e in chosen.items() if shadow]
-    if challenger is not None:
-        shadowed += shadow_scores(challenger, [e for e in answered if (e.request_id, True) not in chosen])
     return to_arrow(answered), to_shadow_arrow(shadowed)
 
 
@@ -103,12 +99,18 @@ class JournalCommitter:
     An `.open` segment it can lock belongs to a writer that died: its whole records are committed,
     marked `recovered_from`, with an `ops.alerts` row. While the lake refuses (down, locked,
     misconfigured) the files stay, and every later round, also after a restart, tries again.
+
+    After each commit lands, `on_committed(rows)` gets the inference-log rows it carried (an Arrow
+    table in the log's schema, possibly holding requests an earlier commit already had); it runs in
+    the committer's thread, so it should only take them.
     """
 
-    def __init__(self, lake: Lake, journal_dir: Path, *, max_rows: int = 200_000):
+    def __init__(self, lake: Lake, journal_dir: Path, *, max_rows: int = 200_000,
+                 on_committed: Callable[[pa.Table], None] | None = None):
         self.lake = lake
         self.journal_dir = Path(journal_dir)
         self.max_rows = max_rows
+        self.on_committed = on_committed
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -117,15 +119,6 @@ class JournalCommitter:
         self.recovered_rows = 0
         self.commits = 0
         self.last_error: str | None = None
-        # the challenger scores what is committed (serving.shadow); swapped by `set_challenger`
-        self.challenger: Predictor | None = None
-        self.shadowed_rows = 0
-        self.shadow_error: str | None = None
-
-    def set_challenger(self, challenger: Predictor | None) -> None:
-        """Score every answer committed from now on with `challenger` (None: stop shadowing). Rows a
-        round has already read are scored by the challenger it read them with."""
-        self.challenger = challenger
 
     def start(self, every_seconds: float) -> JournalCommitter:
         if self._thread is None:
@@ -180,32 +173,21 @@ class JournalCommitter:
         return self._con
 
     def _write(self, taken: list[_Taken]) -> int:
-        challenger = self.challenger
-        try:
-            table, shadow = once_per_request(taken, challenger)
-        except Exception as exc:  # a challenger that cannot score never holds back the answers' log
-            if challenger is None:
-                raise
-            self.shadow_error = f"version {challenger.version}: {type(exc).__name__}: {exc}"
-            log.error("shadow scoring with version %s failed; answers committed unshadowed: %s",
-                      challenger.version, exc)
-            table, shadow = once_per_request(taken)
+        table, shadow = once_per_request(taken)
         con = self._connection()
 
-        def write(c: duckdb.DuckDBPyConnection) -> tuple[int, int]:
+        def write(c: duckdb.DuckDBPyConnection) -> int:
             n = insert(c, table)
-            shadowed = insert(c, shadow, SHADOW_LOG)  # a challenger's scores commit with the answers they shadow
+            insert(c, shadow, SHADOW_LOG)  # scores a replica journaled commit with the answers they shadow
             for t in taken:  # the alerts commit with the rows they speak of
                 if t.recovered and (t.segment.entries or t.segment.torn_tail):
                     _alert_recovered(c, t)
                 if t.damaged:
                     _alert_damaged(c, t, self.journal_dir / UNREADABLE)
-            return n, shadowed
+            return n
 
         try:
-            n, shadowed = self.lake.write(write, con=con, what="inference log commit")
-            self.shadowed_rows += shadowed
-            return n
+            n = self.lake.write(write, con=con, what="inference log commit")
         except BaseException:
             con, self._con = self._con, None  # a broken connection must not poison the next attempt
             try:
@@ -213,6 +195,12 @@ class JournalCommitter:
             except Exception:
                 pass
             raise
+        if self.on_committed is not None and table.num_rows:
+            try:
+                self.on_committed(table)
+            except Exception:  # a consumer's trouble never holds back the log
+                log.exception("inference log: the consumer of committed rows failed")
+        return n
 
     def commit(self) -> int:
         """Commit every sealed segment and every dead writer's open segment; returns rows inserted."""
@@ -302,9 +290,7 @@ class JournalCommitter:
 
     def stats(self) -> dict:
         return {"committed_rows": self.committed_rows, "recovered_rows": self.recovered_rows, "commits": self.commits,
-                "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error,
-                "challenger_version": self.challenger.version if self.challenger is not None else None,
-                "shadowed_rows": self.shadowed_rows, "shadow_error": self.shadow_error}
+                "journal_files": len(journal_files(self.journal_dir)), "last_error": self.last_error}
 
 
 def _alert_recovered(con: duckdb.DuckDBPyConnection, t: _Taken) -> None:
