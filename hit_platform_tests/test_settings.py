@@ -14,7 +14,7 @@ from pydantic import ValidationError
 import hit_platform
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.resources import GatesResource, resources_for
-from hit_platform.settings import Settings
+from hit_platform.settings import GateThresholds, Settings
 
 SECTIONS = ("lake", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving", "sensors")
 
@@ -101,16 +101,34 @@ def test_resources_and_sensors_are_built_from_the_settings(tmp_path):
     assert defs.resources["gates_config"].thresholds().max_psi == 0.31
 
 
+def test_a_resource_is_a_view_of_the_settings_a_setting_is_read_in_one_place(monkeypatch, tmp_path):
+    """The environment is read once, into Settings; each resource is handed every value of its section
+    (what the launchpad shows) and never reads the environment again."""
+    monkeypatch.setenv("HIT_GATE_MAX_PSI", "0.77")
+    monkeypatch.setenv("HIT_SERVE_PORT", "8126")
+    resources = resources_for(Settings(warehouse=tmp_path))
+    shown = json.loads(resources["gates_config"].values_json)
+    assert shown["max_psi"] == 0.77 and set(shown) == set(GateThresholds.model_fields)  # every value, in force
+    assert resources["gates_config"].thresholds().max_psi == 0.77
+    assert json.loads(resources["serving"].values_json)["port"] == resources["serving"].config().port == 8126
+    # a resource given one value holds the section's defaults for the rest, not what the environment says
+    assert GatesResource(values_json='{"min_positive_rate": 0.01}').thresholds().max_psi == \
+        GateThresholds.model_fields["max_psi"].default != 0.77
+    monkeypatch.setenv("HIT_GATE_MAX_PSI", "0.11")  # changed after the resources were built: they keep theirs
+    assert resources["gates_config"].thresholds().max_psi == 0.77
+
+
 def test_a_resource_override_naming_no_setting_is_an_error():
     with pytest.raises(ValueError, match="max_pzi"):
-        GatesResource(overrides_json='{"max_pzi": 0.3}').thresholds()
+        GatesResource(values_json='{"max_pzi": 0.3}').thresholds()
     with pytest.raises(ValueError, match="not valid JSON"):
-        GatesResource(overrides_json="{max_psi: 0.3}").thresholds()
+        GatesResource(values_json="{max_psi: 0.3}").thresholds()
 
 
 # Modules that touch the environment for a reason other than reading a setting.
 ENV_WRITERS = {
-    "serving/loopback.py": "sets Ray's own variables for the serving process",
+    "serving/loopback.py": "whether this serving process keeps Ray on loopback (its own flag)",
+    "serving/ray_env.py": "Ray's own variables for the serving process: one an operator already set wins",
     "serving/process.py": "passes its environment on to the serving process",
     "serving/main.py": "applies loopback's Ray variables before ray.init",
     "cli/dagster_instance.py": "DAGSTER_HOME is Dagster's own convention",

@@ -1,12 +1,16 @@
 """The Dagster resources: the lake, MLflow, training, gate and monitor thresholds, serving.
 
-All of them are built from the one `Settings` in one place, `resources_for`. Their fields show in
-the Dagster UI what a run uses; what they leave empty (credentials, DuckDB limits, retries) comes
-from the same `Settings`, read once per process.
+Each is a view of one `Settings` section, built in one place, `resources_for`, with every value written
+out, so the UI's launchpad shows the values a run uses and a setting is changed in one place (its
+`HIT_*` variable, read once into `Settings`). A threshold resource reads nothing else: the values it is
+given, and for a value it is not given (a test's partial JSON) the section's default, never the
+environment again. The lake and MLflow resources name where those are; credentials, DuckDB limits and
+retries stay in the process's `Settings`, out of run config the UI would show.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,7 +18,9 @@ import dagster as dg
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.tracking import Tracker
-from hit_platform.settings import GateThresholds, MonitorThresholds, ServeConfig, Settings, ShadowSettings, get_settings
+from hit_platform.domain.promotion import PromotionThresholds
+from hit_platform.settings import (GateThresholds, MonitorThresholds, PromotionSettings, ServeConfig, Settings,
+                                   ShadowSettings, get_settings)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -49,27 +55,28 @@ def serving_settings(lake: "LakeResource", tracking: "TrackingResource") -> Sett
     return lake.settings().override(mlflow=tracking.settings().mlflow.model_dump())
 
 
-def _overrides(text: str, resource: str) -> dict:
-    """Threshold overrides given to a resource as a JSON object."""
+def _values(text: str, resource: str) -> dict:
+    """A section's values given to a resource as a JSON object."""
     try:
-        return json.loads(text)
+        values = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{resource}.overrides_json is not valid JSON: {exc}") from exc
+        raise ValueError(f"{resource}.values_json is not valid JSON: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ValueError(f"{resource}.values_json must be a JSON object, got {type(values).__name__}")
+    return values
 
 
-PROMOTION_THRESHOLDS = ("min_auc_gain_over_baseline", "max_auc_drop_vs_champion",
-                        "max_country_auc_drop_vs_champion", "max_log_loss_increase_vs_champion",
-                        "max_calibration_error")
+PROMOTION_THRESHOLDS = tuple(f.name for f in dataclasses.fields(PromotionThresholds))
 
 
 class GatesResource(dg.ConfigurableResource):
-    """The quality gates' and promotion's thresholds: the settings' `gates` section (env `HIT_GATE_*`),
-    with overrides given as JSON, e.g. '{"max_psi": 0.3}'."""
+    """The quality gates' and promotion's thresholds: the settings' `gates` section (env `HIT_GATE_*`) as
+    JSON, e.g. '{"max_psi": 0.3}' (a value not given is the section's default)."""
 
-    overrides_json: str = "{}"
+    values_json: str = "{}"
 
     def thresholds(self) -> GateThresholds:
-        return _section(get_settings().gates, self.overrides_json, "gates")
+        return _section(GateThresholds, self.values_json, "gates")
 
     def promotion_code_version(self, base: str | None) -> str:
         """`base` plus a hash of the promotion thresholds: the evaluation's decision depends on them, so
@@ -128,48 +135,49 @@ class TrainingResource(dg.ConfigurableResource):
 
 
 class MonitorsResource(dg.ConfigurableResource):
-    """The monitors' thresholds: the settings' `monitors` section (env `HIT_MONITOR_*`), with overrides
-    given as JSON, e.g. '{"min_rows": 50}'."""
+    """The monitors' thresholds: the settings' `monitors` section (env `HIT_MONITOR_*`) as JSON, e.g.
+    '{"min_rows": 50}' (a value not given is the section's default)."""
 
-    overrides_json: str = "{}"
+    values_json: str = "{}"
 
     def thresholds(self) -> MonitorThresholds:
-        return _section(get_settings().monitors, self.overrides_json, "monitors")
+        return _section(MonitorThresholds, self.values_json, "monitors")
 
 
 class PromotionResource(dg.ConfigurableResource):
     """What a candidate that passed the gates becomes (`HIT_PROMOTION_MODE`: immediate or shadow) and how a
-    challenger is judged on live traffic (`HIT_SHADOW_*`), with overrides given as JSON."""
+    challenger is judged on live traffic (the `shadow` section, `HIT_SHADOW_*`, as JSON)."""
 
-    mode: str = ""  # empty: the settings' (env HIT_PROMOTION_MODE)
-    shadow_overrides_json: str = "{}"
+    mode: str = "immediate"
+    shadow_json: str = "{}"
 
     def promotion_mode(self) -> str:
-        return _section(get_settings().promotion, json.dumps({"mode": self.mode} if self.mode else {}),
-                        "promotion").mode
+        return _section(PromotionSettings, json.dumps({"mode": self.mode}), "promotion").mode
 
     def shadow(self) -> ShadowSettings:
-        return _section(get_settings().shadow, self.shadow_overrides_json, "promotion.shadow")
+        return _section(ShadowSettings, self.shadow_json, "promotion.shadow")
 
 
 class ServingResource(dg.ConfigurableResource):
-    """How the serving process runs: the settings' `serving` section (env `HIT_SERVE_*`), with overrides
-    given as JSON, e.g. '{"port": 8081}'."""
+    """How the serving process runs: the settings' `serving` section (env `HIT_SERVE_*`) as JSON, e.g.
+    '{"port": 8081}' (a value not given is the section's default)."""
 
-    overrides_json: str = "{}"
+    values_json: str = "{}"
 
     def config(self) -> ServeConfig:
-        return _section(get_settings().serving, self.overrides_json, "serving")
+        return _section(ServeConfig, self.values_json, "serving")
 
 
-def _section(base, overrides_json: str, resource: str):
-    """A settings section with a resource's JSON overrides on top, validated like the environment."""
-    overrides = _overrides(overrides_json, resource)
-    unknown = sorted(set(overrides) - set(type(base).model_fields))
+def _section(section: type, values_json: str, resource: str):
+    """The settings section `section` holding exactly the values given (validated as the environment's
+    would be), the section's defaults for the rest: every value is passed in, so the environment is not
+    read a second time."""
+    given = _values(values_json, resource)
+    unknown = sorted(set(given) - set(section.model_fields))
     if unknown:
-        raise ValueError(f"{resource}.overrides_json names no setting {unknown}; "
-                         f"known: {sorted(type(base).model_fields)}")
-    return type(base)(**{**base.model_dump(), **overrides})
+        raise ValueError(f"{resource}.values_json names no setting {unknown}; known: {sorted(section.model_fields)}")
+    defaults = {name: field.get_default(call_default_factory=True) for name, field in section.model_fields.items()}
+    return section(**{**defaults, **given})
 
 
 def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
@@ -182,9 +190,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "tracking": TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri),
         "training": TrainingResource(families=settings.training.families, seed=settings.training.seed,
                                      workers=settings.training.workers, snapshot=settings.training.snapshot),
-        "gates_config": GatesResource(overrides_json=settings.gates.model_dump_json()),
-        "monitors": MonitorsResource(overrides_json=settings.monitors.model_dump_json()),
-        "serving": ServingResource(overrides_json=settings.serving.model_dump_json(exclude={"ray_address"})),
-        "promotion": PromotionResource(mode=settings.promotion.mode,
-                                       shadow_overrides_json=settings.shadow.model_dump_json()),
+        "gates_config": GatesResource(values_json=settings.gates.model_dump_json()),
+        "monitors": MonitorsResource(values_json=settings.monitors.model_dump_json()),
+        "serving": ServingResource(values_json=settings.serving.model_dump_json()),
+        "promotion": PromotionResource(mode=settings.promotion.mode, shadow_json=settings.shadow.model_dump_json()),
     }

@@ -82,7 +82,7 @@ def test_new_landed_data_makes_ingest_and_everything_downstream_stale(tmp_path):
 def test_a_failing_blocking_gate_stops_downstream_in_the_same_run(tmp_path):
     b = Built(tmp_path)
     generate_full(b.settings, songs=3000)
-    strict = build_definitions(b.resource, GatesResource(overrides_json='{"min_positive_rate": 0.9}'))
+    strict = build_definitions(b.resource, GatesResource(values_json='{"min_positive_rate": 0.9}'))
     result = build(strict, b.instance)
     assert not result.success
     failed = [c for c in result.checks if not c.passed]
@@ -101,4 +101,4 @@ def test_bad_gate_config_is_a_clear_error():
     import pytest
 
     with pytest.raises(ValueError, match="not valid JSON"):
-        GatesResource(overrides_json="{max_psi: 0.3").thresholds()
+        GatesResource(values_json="{max_psi: 0.3").thresholds()

@@ -129,7 +129,7 @@ def test_4_served_drift_alerts_and_the_drift_sensor_retrains_once(drill):
     serve_drifted_songs()
     resources = {"lake": LakeResource(warehouse=str(drill.settings.warehouse)),
                  "tracking": TrackingResource(warehouse=str(drill.settings.warehouse)),
-                 "monitors": MonitorsResource(overrides_json='{"min_rows": 50}')}
+                 "monitors": MonitorsResource(values_json='{"min_rows": 50}')}
     result = dg.materialize([ops.served_feature_drift], instance=drill.instance, resources=resources)
     meta = result.asset_materializations_for_node("ops__served_feature_drift")[0].metadata
     assert meta["breached"].value and meta["max_psi"].value > 0.25, meta["summary"].value

@@ -36,7 +36,7 @@ from hit_platform.adapters.tracking import Tracker
 from hit_platform_tests.support.dumps import generate_full
 
 pytestmark = pytest.mark.slow
-STRICT = GatesResource(overrides_json='{"min_auc_gain_over_baseline": 0.9}')  # no model can pass it
+STRICT = GatesResource(values_json='{"min_auc_gain_over_baseline": 0.9}')  # no model can pass it
 BELOW_RAW = [CHART_ENTRIES, SONGS, SONG_LABELS, FEATURES, SPLITS_KEY]
 
 
@@ -61,7 +61,7 @@ def test_a_refused_model_is_never_promoted_nor_served_on_any_path(tmp_path):
     port = free_port()
     # the CLI runs below get these settings through their environment, the in-process builds as resources
     env = {k: v for k, v in process.child_env(settings, ServeConfig(port=port)).items() if k.startswith("HIT_")}
-    serving = ServingResource(overrides_json=json.dumps({"port": port}))
+    serving = ServingResource(values_json=json.dumps({"port": port}))
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(str(home))  # the one `dagster` on DAGSTER_HOME sees too
@@ -176,7 +176,7 @@ def test_a_failed_data_gate_holds_everything_below_it_on_a_rerun(tmp_path):
     # releasing it by the thresholds: a rebuild evaluates the holding gate again, which now passes the
     # same version of raw, and everything below follows
     tolerant = build_definitions(LakeResource(warehouse=str(settings.warehouse)),
-                                 GatesResource(overrides_json='{"max_incomplete_chart_day_rate": 0.5}'))
+                                 GatesResource(values_json='{"max_incomplete_chart_day_rate": 0.5}'))
     released = builder.build(tolerant, instance, upto=[SPLITS_KEY])
     assert released.success and released.held == [], [str(h) for h in released.held]
     assert any(c.check_name == "raw_chart_days" and c.passed for c in released.checks)

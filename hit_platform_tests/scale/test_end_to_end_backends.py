@@ -65,7 +65,7 @@ def run_platform(settings: Settings, instance: dg.DagsterInstance, monkeypatch) 
                             lake_data_path=settings.lake.data_path)
     tracking = TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri)
     defs = build_definitions(lake_res, tracking=tracking, training=TrainingResource(families=["linear"]),
-                             serving_config=ServingResource(overrides_json=json.dumps({"port": port})))
+                             serving_config=ServingResource(values_json=json.dumps({"port": port})))
     result = builder.build(defs, instance, upto=[DEPLOYMENT, BATCH_PREDICTIONS])
     assert result.success, [c.description for c in result.checks if not c.passed]
     endpoint = f"http://127.0.0.1:{port}"

@@ -76,11 +76,13 @@ def test_the_calibration_gate_refuses_a_retrain_and_the_champion_stays(tmp_path,
         assert con.execute("SELECT candidate_version, promote, decision FROM ml.evaluations "
                            "ORDER BY evaluated_at DESC LIMIT 1").fetchall() == [(candidate, False, ev["decision"])]
 
-    # the champion asset itself (without the gate policy around it) refuses that evaluation
-    with pytest.raises(dg.Failure, match=rf"refused to promote model version {candidate} \(linear\): its "
-                                         rf"evaluation decided: refuse: .*{CALIBRATION}"):
+    # the champion asset alone refuses: its gate policy (promotion_gate failed) and its own check of the decision
+    with pytest.raises(dg.Failure, match="promotion_gate"):
         dg.materialize([evaluation.champion_model], instance=t.instance,
                        resources={"tracking": t.tracking, "lake": t.resource, "promotion": PromotionResource()})
+    with pytest.raises(dg.Failure, match=rf"refused to promote model version {candidate} \(linear\): its "
+                                         rf"evaluation decided: refuse: .*{CALIBRATION}"):
+        evaluation.refuse_unless_promoted(t.instance, ev, champion)
 
     # the alias did not move; the refused version says why; its run holds the test calibration it failed on
     assert t.tracker.champion_info().version == champion
@@ -94,6 +96,6 @@ def test_changing_the_calibration_threshold_makes_the_evaluation_stale():
     """Loosening HIT_GATE_MAX_CALIBRATION_ERROR after a refusal must let the next build decide again."""
     from hit_platform.defs.resources import GatesResource
 
-    versions = {GatesResource(overrides_json=f'{{"{CALIBRATION}": {t}}}').promotion_code_version("1")
+    versions = {GatesResource(values_json=f'{{"{CALIBRATION}": {t}}}').promotion_code_version("1")
                 for t in (STRICT, 0.01, 0.02)}
     assert len(versions) == 3

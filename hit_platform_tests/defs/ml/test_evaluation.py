@@ -61,7 +61,7 @@ def trained(tmp_path_factory) -> Trained:
 def evaluate_with(trained: Trained, **thresholds) -> tuple[dg.AssetCheckEvaluation, dict]:
     """ml/model_evaluation alone (with its checks) under these promotion thresholds: the promotion
     gate's evaluation and the evaluation's metadata."""
-    gates = GatesResource(overrides_json=json.dumps({**DEFAULTS, **thresholds}))
+    gates = GatesResource(values_json=json.dumps({**DEFAULTS, **thresholds}))
     defs = build_definitions(trained.resource, gates, tracking=trained.tracking, training=trained.training)
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         instance=trained.instance, asset_selection=[EVALUATION], raise_on_error=False)

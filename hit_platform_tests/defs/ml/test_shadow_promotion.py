@@ -75,7 +75,7 @@ def test_a_challenger_shadows_live_traffic_and_is_promoted_only_through_its_gate
     generate_full(settings, songs=2000, increments=1)
     port = free_port()
     config = ServeConfig(port=port, log_commit_seconds=1.0)
-    serving = ServingResource(overrides_json=json.dumps({"port": port, "log_commit_seconds": 1.0}))
+    serving = ServingResource(values_json=json.dumps({"port": port, "log_commit_seconds": 1.0}))
     home = tmp_path / "dagster_home"
     home.mkdir()
     instance = dg.DagsterInstance.local_temp(str(home))
@@ -84,7 +84,7 @@ def test_a_challenger_shadows_live_traffic_and_is_promoted_only_through_its_gate
     tracker = Tracker(settings)
     endpoint = f"http://127.0.0.1:{port}"
     shadow_mode = {"min_requests": MIN_REQUESTS, "min_labelled_songs": 20}
-    promotion = PromotionResource(mode="shadow", shadow_overrides_json=json.dumps(shadow_mode))
+    promotion = PromotionResource(mode="shadow", shadow_json=json.dumps(shadow_mode))
     upto = [DEPLOYMENT, BATCH_PREDICTIONS]
     try:
         first = builder.build(build_definitions(lake, tracking=tracking, training=TrainingResource(families=["linear"]),
@@ -135,7 +135,7 @@ def test_a_challenger_shadows_live_traffic_and_is_promoted_only_through_its_gate
                                                                                          SHADOW_PROMOTION}
 
         # thresholds no two models meet: the gate fails with the numbers, the promotion is held on every path
-        strict = PromotionResource(mode="shadow", shadow_overrides_json=json.dumps(
+        strict = PromotionResource(mode="shadow", shadow_json=json.dumps(
             {**shadow_mode, "max_mean_abs_diff": 0.0}))
         strict_defs = build_definitions(lake, tracking=tracking, serving_config=serving, promotion=strict,
                                         training=TrainingResource(families=["linear"]))

@@ -79,7 +79,7 @@ def test_trees_beat_linear_and_the_first_champion_is_promoted(trained):
 def test_a_worse_candidate_is_refused_and_the_alias_does_not_move(trained):
     before = trained.tracker.champion_info().version
     # the same data, but a gate that asks more than any model can give: the candidate is refused
-    strict = build_definitions(trained.resource, GatesResource(overrides_json='{"min_auc_gain_over_baseline": 0.9}'),
+    strict = build_definitions(trained.resource, GatesResource(values_json='{"min_auc_gain_over_baseline": 0.9}'),
                                tracking=trained.tracking, training=trained.training)
     result = build(strict, trained.instance, everything=True)
     assert not result.success
