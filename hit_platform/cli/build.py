@@ -127,8 +127,8 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, upto: list[dg.Asset
     return Plan(files, _sorted((INGEST if files else []) + assets), landing, automation)
 
 
-def stale_or_missing(defs: dg.Definitions, instance: dg.DagsterInstance,
-                     upto: list[dg.AssetKey] | None = None) -> list[dg.AssetKey]:
+def pending(defs: dg.Definitions, instance: dg.DagsterInstance,
+            upto: list[dg.AssetKey] | None = None) -> list[dg.AssetKey]:
     """The assets a build would run now (see `plan`)."""
     return plan(defs, instance, upto).assets
 

@@ -1,5 +1,5 @@
 """`hit-platform generate`, `feed` and `demo`: the synthetic world (a chart dump with a hidden
-truth), its daily files landed up to yesterday, and the demo that lands them, builds what is stale and
+truth), its daily files landed up to yesterday, and the demo that lands them, builds what they make new and
 shows the lake, the champion and one real prediction."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from hit_platform.cli.operations import print_champion
-from hit_platform.cli.pipeline import build_stale, print_lake_summary
+from hit_platform.cli.pipeline import build_pending, print_lake_summary
 from hit_platform.cli.serving import print_prediction
 from hit_platform.settings import Settings
 
@@ -117,8 +117,8 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if not _land_feed(args, settings, step="== 1/2 "):
         return 2
-    print("== 2/2 building the asset graph through Dagster (only what is stale or missing)")
-    ok = build_stale(settings)
+    print("== 2/2 building the asset graph through Dagster (what the daemon's rules ask for: new files, new data, new code)")
+    ok = build_pending(settings)
     print_lake_summary(settings)
     from hit_platform.adapters.lake.connection import Lake
 

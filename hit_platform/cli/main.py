@@ -4,7 +4,7 @@
     hit-platform feed                 land the demo world's new daily files (demo's first step)
     hit-platform generate --out DIR   a synthetic chart dump (clean unless faults are asked for)
     hit-platform ingest [FILE ...]    ingest landing files through Dagster
-    hit-platform build [--all]        materialize what is stale or missing, with its quality gates
+    hit-platform build [--all]        run what the daemon's rules ask for (new files, new data, new code), with its quality gates
     hit-platform status               what the lake holds
     hit-platform sql [QUERY]          analyst SQL on the lake, read-only
     hit-platform serve | stop         serve the champion on 127.0.0.1:8000 (without Dagster) / stop it
@@ -93,7 +93,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="land the demo world's days up to yesterday, build, serve, predict",
                        description="The main job. The first run makes a world (a chart dump with a hidden truth) "
                                    "whose history and first daily files end yesterday; each later run lands the "
-                                   "daily files of the days since, never rewriting one, and builds what is stale.")
+                                   "daily files of the days since, never rewriting one, and builds what they make new.")
     _add_demo_args(p)
     p.set_defaults(func=cmd_demo)
 
@@ -115,7 +115,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", help="file names in the landing folder")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("build", help="materialize every stale or missing asset, with its quality gates")
+    p = sub.add_parser("build", help="run what the daemon's rules ask for (new files, new data, new code), with its quality gates; --all: every asset")
     p.add_argument("--all", action="store_true", help="materialize every asset, stale or not")
     p.set_defaults(func=cmd_build)
 

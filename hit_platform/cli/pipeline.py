@@ -32,8 +32,8 @@ def _definitions(settings: Settings):
     return build_definitions(settings=settings)
 
 
-def build_stale(settings: Settings, everything: bool = False) -> bool:
-    """Build what is stale; True when every run succeeded and no failed gate holds anything back."""
+def build_pending(settings: Settings, everything: bool = False) -> bool:
+    """Build what the rules ask for; True when every run succeeded and no failed gate holds anything back."""
     from hit_platform.cli.build import build, report
     from hit_platform.cli.dagster_instance import persistent_instance
 
@@ -42,8 +42,8 @@ def build_stale(settings: Settings, everything: bool = False) -> bool:
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    print("== building what is stale or missing" if not args.all else "== building every asset")
-    ok = build_stale(settings, everything=args.all)
+    print("== building what the rules ask for (new files, new data, new code)" if not args.all else "== building every asset")
+    ok = build_pending(settings, everything=args.all)
     print_lake_summary(settings)
     return 0 if ok else 1
 

@@ -9,7 +9,7 @@ from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.resources import GatesResource
 from hit_platform.defs.core import CHART_ENTRIES, SONG_LABELS, SONGS
 from hit_platform.steps.transforms import build_splits, table_fingerprint
-from hit_platform_tests.support.built import Built, build, stale_or_missing
+from hit_platform_tests.support.built import Built, build, pending
 from hit_platform_tests.support.dumps import generate_full
 
 
@@ -18,7 +18,7 @@ def keys(ks) -> set[str]:
 
 
 def test_no_change_rerun_rebuilds_nothing(built):
-    assert stale_or_missing(built.defs, built.instance) == []
+    assert pending(built.defs, built.instance) == []
     again = build(built.defs, built.instance)
     assert again.selected == [] and again.run_ids == []
 
@@ -58,18 +58,18 @@ def test_code_version_bump_rebuilds_exactly_that_asset_and_what_is_downstream(tm
               for a in b.defs.assets]
     defs = dg.Definitions(assets=bumped, asset_checks=b.defs.asset_checks, resources=b.defs.resources)
     # the automation conditions ask for the bumped asset and, in the same run, everything it feeds
-    assert keys(stale_or_missing(defs, b.instance)) == {"core/songs", "core/song_labels", "ml/features", "ml/splits"}
+    assert keys(pending(defs, b.instance)) == {"core/songs", "core/song_labels", "ml/features", "ml/splits"}
     result = build(defs, b.instance)
     assert result.success
     assert keys(result.materialized) == {"core/songs", "core/song_labels", "ml/features", "ml/splits"}
-    assert stale_or_missing(defs, b.instance) == []
+    assert pending(defs, b.instance) == []
 
 
 def test_new_landed_data_makes_ingest_and_everything_downstream_stale(tmp_path):
     b = Built(tmp_path)
     generate_full(b.settings, songs=3000, increments=1)
     assert build(b.defs, b.instance).success
-    assert stale_or_missing(b.defs, b.instance) == []
+    assert pending(b.defs, b.instance) == []
     generate_full(b.settings, songs=3000, increments=2)  # one more daily file lands
     result = build(b.defs, b.instance)
     assert result.success

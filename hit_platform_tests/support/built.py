@@ -21,8 +21,8 @@ def build(defs, instance, **kw):
     return builder.build(defs, instance, upto=DATA_HALF, **kw)
 
 
-def stale_or_missing(defs, instance):
-    return builder.stale_or_missing(defs, instance, upto=DATA_HALF)
+def pending(defs, instance):
+    return builder.pending(defs, instance, upto=DATA_HALF)
 
 
 class Built:

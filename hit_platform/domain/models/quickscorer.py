@@ -108,7 +108,7 @@ def compile_hgb(hgb, output_categories: np.ndarray) -> CompiledForest:
     output_categories = np.asarray(output_categories)
     n_outputs, n_cat = output_categories.shape
     n_song = hgb.n_features_in_ - n_cat
-    column_of, codes = _internal_layout(hgb, n_song, output_categories)
+    column_of, codes = _node_layout(hgb, n_song, output_categories)
     known_cats, f_idx_map = hgb._bin_mapper.make_known_categories_bitsets()
 
     features, thresholds, missing_right, keeps, starts = [], [], [], [], []
@@ -164,7 +164,7 @@ def compile_hgb(hgb, output_categories: np.ndarray) -> CompiledForest:
     )
 
 
-def _internal_layout(hgb, n_song: int, output_categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _node_layout(hgb, n_song: int, output_categories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(original column of each internal feature, internal category codes of each output).
 
     With categorical features, scikit-learn puts them first (ordinal-encoded, in
