@@ -4,7 +4,7 @@
         reads what the registry says V was built from (its tags: lake snapshot, splits fingerprint, seed,
         family, git commit; its MLflow run: the parameters), refits that from exactly that data by
         DuckLake time travel and compares the prediction bytes with the registered model. The rebuild
-        is the `candidates_reproducible` check's (`defs/ml/training.py: reproduce`).
+        is the `candidates_reproducible` check's (`adapters/model_rebuild.py: reproduce`).
     hit-platform rebuild --snapshot N
         trains candidates from lake snapshot N (`HIT_TRAIN_SNAPSHOT` for one build) and sends them
         through the gates like any candidate: evaluation, promotion gate, champion.
@@ -70,8 +70,8 @@ def rebuild_version(settings: Settings, version: str, *, allow_code_change: bool
     """Build model version `version` again from its recorded lake snapshot and compare it with the
     registered model; print "identical" with the figures, or each difference on a line."""
     from hit_platform.adapters.tracking import ModelUnavailable, Tracker, code_version
-    from hit_platform.defs.ml.training import (NotRebuildable, Registration, SnapshotUnavailable,
-                                               readable_snapshot, reproduce)
+    from hit_platform.adapters.model_rebuild import NotRebuildable, Registration, reproduce
+    from hit_platform.adapters.model_training import SnapshotUnavailable, readable_snapshot
 
     started = time.perf_counter()
     try:
@@ -144,7 +144,8 @@ def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out
     from hit_platform.cli.dagster_instance import persistent_instance
     from hit_platform.definitions import build_definitions
     from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
-    from hit_platform.defs.ml.training import CANDIDATES, SnapshotUnavailable, readable_snapshot
+    from hit_platform.adapters.model_training import SnapshotUnavailable, readable_snapshot
+    from hit_platform.defs.ml.training import CANDIDATES
 
     try:
         lake = _open_lake(settings)

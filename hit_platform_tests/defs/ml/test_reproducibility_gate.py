@@ -10,7 +10,8 @@ import pytest
 
 from hit_platform.cli import build as builder
 from hit_platform.defs.ml.features import SPLITS_KEY
-from hit_platform.defs.ml.training import CANDIDATES, reproduce
+from hit_platform.adapters.model_rebuild import reproduce
+from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform_tests.support.dumps import generate_full
 from hit_platform_tests.support.linear import TrainedLinear, latest_metadata
 

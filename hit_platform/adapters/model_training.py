@@ -1,0 +1,113 @@
+"""Candidate models trained from one lake snapshot, one MLflow run each, the best registered.
+
+`ml/candidate_models` (`defs/ml/training.py`) reads the training data (`training_data`: the newest
+snapshot, or a pinned past one) and hands it to `train_and_register`; `hit-platform rebuild` asks
+`readable_snapshot` whether a snapshot can still be trained from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, code_version
+from hit_platform.domain.models import CandidateResult, select_best, train_candidates
+from hit_platform.steps.datasets import Dataset, at_version, load_split
+from hit_platform.steps.transforms import table_fingerprint
+
+PROBE_ROWS = 256
+
+
+def prediction_hash(pipeline, X: pd.DataFrame) -> str:
+    """sha256 of the prediction bytes on a fixed probe set: same model, same hash."""
+    return hashlib.sha256(np.ascontiguousarray(pipeline.predict_proba(X), dtype=np.float64).tobytes()).hexdigest()
+
+
+class SnapshotUnavailable(ValueError):
+    """A lake snapshot a model cannot be (re)built from: never taken, expired, or from before the splits."""
+
+
+def readable_snapshot(lake: Lake, con: duckdb.DuckDBPyConnection, snapshot: int) -> int:
+    """`snapshot`, once it is sure the lake still holds it with splits to train from; otherwise
+    `SnapshotUnavailable` saying why and which snapshots there are."""
+    kept = [r[0] for r in con.execute(f"SELECT snapshot_id FROM {lake.alias}.snapshots() ORDER BY 1").fetchall()]
+    if snapshot not in kept:
+        # DuckLake numbers snapshots 0, 1, 2, ...: a missing id below the newest was expired
+        if 0 <= snapshot < kept[-1]:
+            raise SnapshotUnavailable(
+                f"lake snapshot {snapshot} has been expired from the lake (ducklake_expire_snapshots): its data "
+                f"can no longer be read by time travel; the lake keeps {len(kept)} snapshots, "
+                f"{kept[0]} .. {kept[-1]}")
+        raise SnapshotUnavailable(f"lake snapshot {snapshot} does not exist: the lake's snapshots run "
+                                  f"{kept[0]} .. {kept[-1]}")
+    try:
+        con.execute(f"SELECT count(*) FROM {at_version('ml.splits', snapshot)}").fetchall()
+    except duckdb.CatalogException:
+        raise SnapshotUnavailable(
+            f"lake snapshot {snapshot} has no ml.splits: it was taken before the splits were first built; "
+            f"pick a later one (`hit-platform sql \"SELECT * FROM lake.snapshots()\"` lists them)") from None
+    return snapshot
+
+
+@dataclass
+class TrainingData:
+    """The train and validation splits at the snapshot candidates train from."""
+
+    snapshot: int
+    newest: int  # the lake's newest snapshot when they were read
+    train: Dataset
+    validation: Dataset
+    splits_fingerprint: str
+    pinned: bool  # a past snapshot the settings chose, not the newest
+
+
+def training_data(lake: Lake, con: duckdb.DuckDBPyConnection, pinned: int | None = None) -> TrainingData:
+    """The splits at the newest snapshot, or at `pinned` once `readable_snapshot` is sure of it."""
+    newest = lake.snapshot_id(con)
+    snapshot = newest if pinned is None else readable_snapshot(lake, con, pinned)
+    train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
+    return TrainingData(snapshot, newest, train, val, table_fingerprint(con, at_version("ml.splits", snapshot)),
+                        pinned is not None)
+
+
+@dataclass
+class Trained:
+    """Every family's candidate, their MLflow runs, and the best one's registered version."""
+
+    results: list[CandidateResult]
+    best: CandidateResult
+    runs: dict[str, tuple[str, str]]  # family -> (MLflow run id, model URI)
+    version: ModelVersionInfo
+    probe_prediction_sha256: str
+    code: dict[str, str]  # git commit and dirty flag of the code that trained them
+
+    @property
+    def best_run(self) -> tuple[str, str]:
+        return self.runs[self.best.family]
+
+
+def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, families: list[str] | None,
+                       workers: int, splits_data_version: str, dagster_run_id: str) -> Trained:
+    """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
+    the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
+    lineage and its prediction hash on PROBE_ROWS validation rows."""
+    code = code_version()
+    lineage = {"lake_snapshot_id": str(data.snapshot), "splits_data_version": splits_data_version,
+               "splits_fingerprint": data.splits_fingerprint, "dagster_run_id": dagster_run_id, **code,
+               "train_rows": str(len(data.train)), "validation_rows": str(len(data.validation)), "seed": str(seed)}
+    if data.pinned:
+        lineage["snapshot_pinned"] = "true"
+    results = train_candidates(data.train.X, data.train.Y, data.validation.X, data.validation.Y, seed=seed,
+                               families=families, workers=workers)
+    best = select_best(results)
+    runs = tracker.log_candidates(results, data.validation.X, data.validation.Y, lineage)
+    run_id, uri = runs[best.family]
+    probe_sha = prediction_hash(best.pipeline, data.validation.X.head(PROBE_ROWS))
+    version = tracker.register(uri, run_id, tags={**lineage, "family": best.family, "mlflow_run_id": run_id,
+                                                  "probe_prediction_sha256": probe_sha})
+    return Trained(results, best, runs, version, probe_sha, code)
