@@ -165,10 +165,13 @@ class ServingProcess:
                                     "stop commits them", self.committer.journal_dir, self.committer.last_error)
                 except Exception:
                     log.exception("inference log: commit at shutdown failed; the journal stays for the next run")
+                try:  # what the commits handed it (a score it cannot write now, the next start looks back for)
+                    self.scorer.close()
+                except Exception:
+                    log.exception("shadow scorer: scoring at shutdown failed; the next start looks back for it")
             ray.shutdown()
             if self.committer is not None:
                 self.committer.close()
-                self.scorer.close()  # after the committer: it scores what the last commits handed it
             info = read_pid_file(self.pid_path)
             if info and info.get("pid") == os.getpid():
                 self.pid_path.unlink(missing_ok=True)
