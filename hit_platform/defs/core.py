@@ -34,9 +34,7 @@ def songs(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Materiali
     them for new tracks in late 2024, so songs without them cannot be scored)."""
     def write_table(con):
         transforms.build_songs(con)
-        missing = con.execute("SELECT count(*) FILTER (WHERE NOT has_audio_features) FROM core.songs"
-                              ).fetchall()[0][0]
-        return {"core.songs": {"songs_missing_audio_features": missing}}
+        return {"core.songs": {"songs_missing_audio_features": transforms.songs_missing_audio_features(con)}}
 
     [result] = build_lake_tables(context, lake, write_table, {SONGS: "core.songs"})
     return result
@@ -50,10 +48,9 @@ def song_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
     not one of the 72). Also the days it charted there and its best rank."""
     def write_table(con):
         transforms.build_song_labels(con)
-        rates = con.execute("SELECT min(r), avg(r), max(r) FROM (SELECT avg(label::INTEGER) r "
-                            "FROM core.song_labels GROUP BY country)").fetchall()[0]
-        return {"core.song_labels": {"positive_rate_min": float(rates[0]), "positive_rate_mean": float(rates[1]),
-                                     "positive_rate_max": float(rates[2])}}
+        low, mean, high = transforms.label_positive_rates(con)
+        return {"core.song_labels": {"positive_rate_min": low, "positive_rate_mean": mean,
+                                     "positive_rate_max": high}}
 
     [result] = build_lake_tables(context, lake, write_table, {SONG_LABELS: "core.song_labels"})
     return result

@@ -11,7 +11,7 @@ from hit_platform.defs.gate_checks import Ctx, run_gate
 from hit_platform.defs.landing import LANDING
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.steps import gates
-from hit_platform.steps.ingest import ingest_landing, landing_files
+from hit_platform.steps.ingest import ingest_landing, landed, landing_files
 
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
@@ -72,14 +72,10 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
                         details=dict(r.quarantined_by_reason))
     with the_lake.connection(read_only=True) as con:
         snapshot = the_lake.snapshot_id(con)
-        landed = con.execute("SELECT file_sha256 FROM raw.landed_files ORDER BY 1").fetchall() \
-            if the_lake.table_exists(con, "raw", "landed_files") else []
-        raw_rows, quarantined_rows = (con.execute(
-            "SELECT (SELECT count(*) FROM raw.chart_rows), (SELECT count(*) FROM quarantine.chart_rows)"
-        ).fetchall()[0] if landed else (0, 0))
+        stored = landed(con)
     # The data version is the set of files landed: unchanged when nothing new arrived,
     # so nothing downstream turns stale.
-    version = hashlib.sha256("".join(h for (h,) in landed).encode()).hexdigest()[:16]
+    version = hashlib.sha256("".join(stored.file_sha256s).encode()).hexdigest()[:16]
     by_status = {s: sum(r.status == s for r in results) for s in ("ingested", "rejected", "already_landed")}
     files_table = dg.MetadataValue.md(
         "| file | status | read | raw | quarantined | reason |\n|---|---|---|---|---|---|\n"
@@ -94,12 +90,12 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
     added = {RAW_CHART_ROWS: sum(r.rows_raw for r in results),
              QUARANTINED_CHART_ROWS: sum(r.rows_quarantined for r in results)}
     metadata = {
-        RAW_CHART_ROWS: {"dagster/row_count": raw_rows, "files": files_table},
-        QUARANTINED_CHART_ROWS: {"dagster/row_count": quarantined_rows,
+        RAW_CHART_ROWS: {"dagster/row_count": stored.raw_rows, "files": files_table},
+        QUARANTINED_CHART_ROWS: {"dagster/row_count": stored.quarantined_rows,
                                  **{f"added_{k}": v for k, v in sorted(by_reason.items())}}}
     for key in (RAW_CHART_ROWS, QUARANTINED_CHART_ROWS):
         first = context.instance.get_latest_materialization_event(key) is None
-        if landed and (added[key] or first or config.materialize_unchanged):
+        if stored.file_sha256s and (added[key] or first or config.materialize_unchanged):
             yield dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(version),
                                        metadata={**common, **metadata[key], "rows_added": added[key]})
         else:

@@ -36,6 +36,11 @@ def at_version(table: str, snapshot_id: int | None) -> str:
     return f"(SELECT * FROM {table} AT (VERSION => {int(snapshot_id)}))"
 
 
+def reread_sql(table: str, snapshot_id: int) -> str:
+    """The query that reads a table again as a lake snapshot left it (shown beside what an asset wrote)."""
+    return f"SELECT * FROM {table} AT (VERSION => {snapshot_id})"
+
+
 def load_split(con: duckdb.DuckDBPyConnection, split: str, snapshot_id: int | None = None) -> Dataset:
     """One split's songs with their features and per-country labels, optionally at a lake snapshot."""
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"{c}\"" for c in COUNTRIES)

@@ -48,6 +48,11 @@ def build_songs(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT count(*) FROM core.songs").fetchall()[0][0]
 
 
+def songs_missing_audio_features(con: duckdb.DuckDBPyConnection) -> int:
+    """Songs of core.songs without their audio features (Spotify stopped serving them for new tracks)."""
+    return con.execute("SELECT count(*) FILTER (WHERE NOT has_audio_features) FROM core.songs").fetchall()[0][0]
+
+
 def build_song_labels(con: duckdb.DuckDBPyConnection) -> int:
     """core.song_labels: song x 72 countries; positive when it charted there at least once."""
     con.execute(f"""
@@ -63,6 +68,13 @@ def build_song_labels(con: duckdb.DuckDBPyConnection) -> int:
         LEFT JOIN charted ch ON ch.spotify_id = s.spotify_id AND ch.country = c.country
         ORDER BY s.spotify_id, c.country""")
     return con.execute("SELECT count(*) FROM core.song_labels").fetchall()[0][0]
+
+
+def label_positive_rates(con: duckdb.DuckDBPyConnection) -> tuple[float, float, float]:
+    """The smallest, mean and largest share of positive labels of a country in core.song_labels."""
+    rates = con.execute("SELECT min(r), avg(r), max(r) FROM (SELECT avg(label::INTEGER) r "
+                        "FROM core.song_labels GROUP BY country)").fetchall()[0]
+    return float(rates[0]), float(rates[1]), float(rates[2])
 
 
 def build_features(con: duckdb.DuckDBPyConnection) -> tuple[int, int]:
@@ -94,3 +106,12 @@ def table_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """A content hash of a table (order-independent), to prove two builds are identical."""
     return con.execute(f"SELECT CAST(bit_xor(hash(t)) AS VARCHAR) || ':' || count(*) FROM {table} t"
                        ).fetchall()[0][0]
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """(name, type) of each column of a table, in order."""
+    return [(name, type_) for name, type_, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

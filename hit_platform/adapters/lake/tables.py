@@ -76,10 +76,13 @@ class Evaluation:
     per_country_roc_auc: str | None
 
 
-def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    # Asked first: querying a missing table would make DuckDB look for a Python variable of that name.
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, table]).fetchall()[0][0])
+def table_exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    """Whether the lake the connection is on (`Lake.connect` selects it) has `schema.table` yet. Asked
+    before reading a table that may not exist: querying a missing table would make DuckDB look for a
+    Python variable of that name."""
+    return con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_catalog = current_database() "
+        "AND table_schema = ? AND table_name = ?", [schema, table]).fetchall()[0][0] > 0
 
 
 def append_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> None:
@@ -100,7 +103,7 @@ def evaluations(con: duckdb.DuckDBPyConnection, *, candidate_version: str | None
     if promoted_only:
         where.append("promote")
     cols = ", ".join(f.name for f in fields(Evaluation))
-    if not _exists(con, "ml", "evaluations"):
+    if not table_exists(con, "ml", "evaluations"):
         return []
     rows = con.execute(f"SELECT {cols} FROM ml.evaluations {'WHERE ' + ' AND '.join(where) if where else ''} "
                        "ORDER BY evaluated_at", params).fetchall()

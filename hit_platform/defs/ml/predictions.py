@@ -1,20 +1,14 @@
 """Batch predictions: every song in the latest data, scored by the champion, into `ml`."""
 
 import dagster as dg
-import duckdb
-import numpy as np
-import pandas as pd
 
 from hit_platform.defs.gate_policy import gated
-from hit_platform.adapters.lake.tables import BATCH_DDL, PROB_COLUMNS
-from hit_platform.domain.countries import COUNTRIES
 from hit_platform.defs.ml.evaluation import CHAMPION
 from hit_platform.defs.ml.features import FEATURES
 from hit_platform.defs.resources import LakeResource, TrackingResource
-from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.steps import batch_predictions as batch
 
 BATCH_PREDICTIONS = dg.AssetKey(["ml", "batch_predictions"])
-
 
 
 @dg.asset(key=BATCH_PREDICTIONS, deps=[CHAMPION, FEATURES], group_name="ml", code_version="1",
@@ -30,25 +24,9 @@ def batch_predictions(context: dg.AssetExecutionContext, lake: LakeResource,
     the_lake = lake.lake()
     with the_lake.connection() as con:
         read = the_lake.snapshot_id(con)
-        df = con.execute(f"SELECT spotify_id, {', '.join(FEATURE_COLUMNS)} FROM ml.features ORDER BY spotify_id").df()
-        P = model.predict_proba(df[list(FEATURE_COLUMNS)])  # all songs x 72 countries in one call
-        top = P.argmax(axis=1)
-        out = pd.DataFrame(P, columns=PROB_COLUMNS)
-        out.insert(0, "top_probability", P[np.arange(len(P)), top])
-        out.insert(0, "top_country", np.asarray(COUNTRIES)[top])
-        out.insert(0, "spotify_id", df["spotify_id"].to_numpy())
-
-        def write(c: duckdb.DuckDBPyConnection) -> None:
-            c.execute(BATCH_DDL)
-            c.register("batch_frame", out)
-            c.execute(f"""
-                INSERT INTO ml.batch_predictions
-                SELECT ? || ':' || spotify_id, spotify_id, ?, ?, ?, now(), top_country, top_probability,
-                       {', '.join(PROB_COLUMNS)}
-                FROM batch_frame""", [context.run.run_id, info.version, context.run.run_id, read])
-            c.unregister("batch_frame")
-
-        the_lake.write(write, con=con, what="ml.batch_predictions")
+        out = batch.score_features(con, model)
+        the_lake.write(lambda c: batch.append(c, out, context.run.run_id, info.version, read), con=con,
+                       what="ml.batch_predictions")
         written = the_lake.snapshot_id(con)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(out), "model_version": info.version, "mlflow_run_id": info.run_id,

@@ -27,8 +27,8 @@ the lake holds afterwards).
 """
 
 from hit_platform.steps.ingest.landing import LANDING_SUFFIXES, file_sha256, landing_files
-from hit_platform.steps.ingest.summary import lake_summary
+from hit_platform.steps.ingest.summary import Landed, lake_summary, landed
 from hit_platform.steps.ingest.transaction import FileResult, ingest_file, ingest_landing
 
-__all__ = ["LANDING_SUFFIXES", "FileResult", "file_sha256", "ingest_file", "ingest_landing", "lake_summary",
-           "landing_files"]
+__all__ = ["LANDING_SUFFIXES", "FileResult", "Landed", "file_sha256", "ingest_file", "ingest_landing",
+           "lake_summary", "landed", "landing_files"]
