@@ -24,12 +24,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from hit_platform.adapters.processes import is_alive, this_process
 from hit_platform.defs import gate_policy, sensors
 from hit_platform.defs.ml.shadow import BY_SENSOR
 from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
 
 INGEST = [RAW_CHART_ROWS, QUARANTINED_CHART_ROWS]
 CURSORS_FILE = "hit_platform_build_cursors.json"
+BUILD_PROCESS_TAG = "hit/build_process"  # the process that runs a build's run in itself (adapters/processes.py)
+UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 @dataclass
@@ -185,11 +188,28 @@ def _run_config(log_level: str, ingest: dict | None = None) -> dict:
     return config
 
 
+def fail_runs_of_dead_builds(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs a build ran in its own process that died with them (`kill -9`, power loss).
+
+    The daemon's run monitoring does this for the runs it launched; a build's runs live in the build's
+    process, and no one else would. Left "started", they would stay in progress for ever, and the
+    automation conditions never ask for an asset in progress.
+    """
+    dead = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=UNFINISHED, tags={"trigger": "build"})):
+        token = run.tags.get(BUILD_PROCESS_TAG)
+        if token and is_alive(token) is False:
+            instance.report_run_failed(run, f"the build process that ran it ({token}) is gone: marked failed so "
+                                            "the next build asks for its assets again")
+            dead.append(run.run_id)
+    return dead
+
+
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, selected: list[dg.AssetKey],
-         run_config: dict, tags: dict | None = None) -> bool:
+         run_config: dict, tags: dict) -> bool:
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
-                                    run_config=run_config, tags=tags)
+                                    run_config=run_config, tags={**tags, BUILD_PROCESS_TAG: this_process()})
     out.run_ids.append(result.run_id)
     out.selected += [k for k in selected if k not in out.selected]
     out.materialized += [e.asset_key for e in result.get_asset_materialization_events()]
@@ -210,11 +230,12 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     `held_below`); its checks are evaluated once more, since a verdict can change without a new version of
     its asset (the thresholds changed), and what they release is built in the rounds that follow.
     """
+    fail_runs_of_dead_builds(instance)
     cursors, scope, out = Cursors.of(instance), _scope(defs, upto), BuildResult()
     files, landing = new_landing_files(defs, instance, cursors.landing)
     if everything:
         ok = _run(defs, instance, out, _sorted(scope), _run_config(log_level, {"materialize_unchanged": True}),
-                  {"trigger": "build --all"})
+                  {"trigger": "build", "build": "--all"})
     elif files:
         ok = _run(defs, instance, out, INGEST, _run_config(log_level, {"files": files}),
                   {"trigger": "build", "landing_files": ",".join(files)[:200]})
@@ -222,6 +243,7 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
         ok = True
     if ok:
         cursors.landing = landing
+        cursors.save()
     rechecked = False
     while ok:
         for _ in range(max_rounds):
@@ -233,6 +255,7 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
             if not _run(defs, instance, out, requested, _run_config(log_level), {"trigger": "build"}):
                 break
             cursors.automation = automation
+            cursors.save()  # a build killed later starts the next one from here
         out.held, out.held_below = held_now(defs, instance, scope)
         stuck = {h.check for h in out.held}
         if rechecked or not stuck or not out.success:
