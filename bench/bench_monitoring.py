@@ -203,8 +203,8 @@ def monitor_in_a_lake(truth, P: np.ndarray, row: dict, promoted: float, label_de
 
     lake.write(write)
     with lake.connection(read_only=True) as con:
-        result = monitors.delayed_label_evaluation(lake, con, MonitorThresholds(), "bench", promoted)
-    monitors.record(lake, result, None)
+        result = monitors.delayed_label_evaluation(con, MonitorThresholds(), "bench", promoted)
+    lake.write(lambda con: monitors.record(con, result, None), what="ops.monitor_metrics")
     if result.breached:
         raise_alert(lake, kind="monitor_breach", severity="warning", what=result.summary,
                     where="ops/delayed_label_evaluation", details={"model_version": "bench", **result.metrics})

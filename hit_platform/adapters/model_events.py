@@ -71,6 +71,29 @@ def record(lake: Lake, event: ModelEvent) -> ModelEvent:
     return event
 
 
+def promote(lake: Lake, tracker, version: str, from_version: str | None, reason: str, run_id: str, *,
+            clear_challenger: bool = False) -> ModelEvent:
+    """The champion alias moved to `version` by a Dagster run (the gates passed it), the version tagged with
+    that run, the move recorded; with `clear_challenger`, the challenger alias (which pointed at it) removed."""
+    event = new_event("promote", tracker.model_name, from_version, version, f"Dagster run {run_id}", reason[:500],
+                      run_id)
+    tracker.promote(version)
+    if clear_challenger:
+        tracker.clear_challenger()
+    tracker.set_version_tag(version, "promoted_by_dagster_run", run_id)
+    return record(lake, event)
+
+
+def set_challenger(lake: Lake, tracker, version: str, champion: str, reason: str, run_id: str) -> ModelEvent | None:
+    """The challenger alias set on `version` to shadow `champion`, and recorded; None when it was already set."""
+    shadowing = tracker.challenger_info()
+    if shadowing is not None and str(shadowing.version) == str(version):
+        return None
+    tracker.set_challenger(version)
+    return record(lake, new_event("challenger", tracker.model_name, champion, version, f"Dagster run {run_id}",
+                                  reason[:500], run_id))
+
+
 def history(lake: Lake, version: str | None = None, limit: int | None = None) -> list[ModelEvent]:
     """The events, newest first; with `version`, those that moved the alias to or from it."""
     try:

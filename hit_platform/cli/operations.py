@@ -85,10 +85,13 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Settings) -> int:
+    import pandas as pd
+
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.steps.performance_estimates import latest
 
-    df = latest(Lake(settings), source=args.source, metric=args.metric)
+    with Lake(settings).reading() as con:
+        df = latest(con, source=args.source, metric=args.metric) if con else pd.DataFrame()
     if df.empty:
         print("no performance estimates yet: ops/performance_estimate makes them (it runs with the monitors: "
               "`hit-platform build`, or `dagster dev`'s automation)")

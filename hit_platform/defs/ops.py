@@ -14,11 +14,13 @@ import pandas as pd
 from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.steps import monitors as monitor_steps
 from hit_platform.steps import performance_estimates as estimates
+from hit_platform.steps import shadow_comparison
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.steps.datasets import load_split
 from hit_platform.adapters.reports.dashboard import render as render_dashboard
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
+from hit_platform.defs.lake_asset import commit
 from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource, serving_settings
 from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.core import SONG_LABELS
@@ -44,7 +46,7 @@ def _record(context: dg.AssetExecutionContext, lake: LakeResource, result: monit
             where: str | None = None, details: dict | None = None) -> int:
     """Append the result to ops.monitor_metrics and, on a breach, raise its alert; returns the snapshot written."""
     the_lake = lake.lake()
-    written = monitor_steps.record(the_lake, result, context.run.run_id)
+    written = commit(the_lake, lambda con: monitor_steps.record(con, result, context.run.run_id), "ops.monitor_metrics")
     if result.breached:
         raise_alert(the_lake, kind=ALERT_KIND.get(result.monitor, "monitor_breach"), severity="warning",
                     what=result.summary, where=where or f"ops/{result.monitor}", run_id=context.run.run_id,
@@ -68,8 +70,8 @@ def served_feature_drift(context: dg.AssetExecutionContext, lake: LakeResource, 
     info, snapshot = _champion(tracking)
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
-        result = monitor_steps.served_feature_drift(the_lake, con, monitors.thresholds(),
-                                                 info.version if info else None, snapshot)
+        result = monitor_steps.served_feature_drift(con, monitors.thresholds(), info.version if info else None,
+                                                    snapshot)
     return _report(context, lake, result)
 
 
@@ -86,8 +88,8 @@ def prediction_drift(context: dg.AssetExecutionContext, lake: LakeResource, trac
         if info is not None and snapshot is not None:
             model = tracking.tracker().load_version(info.version)
             reference = model.predict_proba(load_split(con, "validation", snapshot).X)
-        result = monitor_steps.prediction_drift(the_lake, con, monitors.thresholds(),
-                                             info.version if info else None, reference)
+        result = monitor_steps.prediction_drift(con, monitors.thresholds(), info.version if info else None,
+                                                reference)
     return _report(context, lake, result)
 
 
@@ -105,9 +107,9 @@ def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResour
         else:
             judged = evaluations(con, candidate_version=info.version)
             promoted = judged[-1].candidate_mean_roc_auc if judged else None
-            result = monitor_steps.delayed_label_evaluation(the_lake, con, monitors.thresholds(), info.version,
-                                                         promoted)
-    realized = estimates.realize(the_lake)  # the labels that arrived, beside the label-free estimates
+            result = monitor_steps.delayed_label_evaluation(con, monitors.thresholds(), info.version, promoted)
+    # the labels that arrived, beside the label-free estimates
+    realized = the_lake.write(estimates.realize, what=f"{estimates.TABLE} realized")
     context.log.info(f"realized values written beside {realized} performance estimate rows")
     return _report(context, lake, result)
 
@@ -131,14 +133,14 @@ def performance_estimate(context: dg.AssetExecutionContext, lake: LakeResource, 
         reference = estimates.Reference.from_test(test.Y, tracking.tracker().load_version(info.version)
                                                   .predict_proba(test.X))
         end = datetime.now(timezone.utc)
-        populations = [estimates.served_population(the_lake, con, info.version,
-                                                   end - timedelta(hours=t.window_hours), end),
-                       estimates.batch_population(the_lake, con, info.version)]
+        populations = [estimates.served_population(con, info.version, end - timedelta(hours=t.window_hours), end),
+                       estimates.batch_population(con, info.version)]
     results = [estimates.estimate_population(p, info.version, reference, t, context.run.run_id, end)
                for p in populations if p is not None]
     made = [r for r in results if not r.rows.empty]
     if made:
-        estimates.append(the_lake, pd.concat([r.rows for r in made], ignore_index=True))
+        rows = pd.concat([r.rows for r in made], ignore_index=True)
+        commit(the_lake, lambda con: estimates.append(con, rows), estimates.TABLE)
     meta = {"model_version": info.version, "breached": any(r.breached for r in results)}
     for r in results:
         meta["lake_snapshot_id"] = _record(context, lake, r.monitor_result(), where="ops/performance_estimate",
@@ -159,8 +161,7 @@ def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracki
     st = process.status(serving_settings(lake, tracking))
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
-        result = monitor_steps.serving_health(the_lake, con, monitors.thresholds(), st.model_version,
-                                           st.running, st.pid)
+        result = monitor_steps.serving_health(con, monitors.thresholds(), st.model_version, st.running, st.pid)
     return _report(context, lake, result)
 
 
@@ -174,7 +175,9 @@ def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mater
     drift, serving latency, monitors and alerts. Open the file linked in the metadata in a browser;
     the summary below is the short version."""
     the_lake = lake.lake()
-    board = render_dashboard(the_lake)
+    with the_lake.connection(read_only=True) as con:
+        shadow = shadow_comparison.newest(con)
+    board = render_dashboard(the_lake, shadow)
     out = lake.settings().warehouse / "reports" / "dashboard.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".html.tmp")

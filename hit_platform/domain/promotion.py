@@ -1,13 +1,17 @@
-"""Judging a candidate on the test split: against the baseline, the champion and the oracle.
+"""The promotion rules: a candidate judged on the test split (against the baseline, the champion and
+the oracle), what the champion asset does with a candidate that passed, and a challenger judged on
+live traffic before it replaces the champion.
 
-Pure functions (arrays in, numbers and a decision out); the Dagster assets in
-`defs/ml/evaluation.py` feed them and store what they return in `ml.evaluations`. The thresholds
-come in as plain values (`PromotionThresholds`): the settings' `gates` section converts to them.
+Pure functions (arrays and values in, numbers and a decision out); the Dagster assets in
+`defs/ml/evaluation.py` and `defs/ml/shadow.py` feed them, carry out what they decide and store it.
+The thresholds come in as plain values (`PromotionThresholds`, `ShadowThresholds`): the settings'
+`gates` and `shadow` sections convert to them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 
 import numpy as np
 
@@ -186,3 +190,169 @@ def judge(Y, P_candidate, P_baseline, P_champion, P_oracle, t: PromotionThreshol
     champion = evaluate(Y, P_champion) if P_champion is not None else None
     oracle = evaluate(Y, P_oracle) if P_oracle is not None else None
     return Judgement(candidate, baseline, champion, oracle, decide(candidate, baseline, champion, t))
+
+
+# -- the champion: what becomes of a candidate that passed --------------------------------------------
+
+def promotion_refusal(ev: dict, gate: str | None, champion_version: str | None) -> str | None:
+    """Why the champion must not move to the candidate of evaluation record `ev` (its metadata: promote,
+    decision, candidate_version, candidate_family), or None when it may. `gate`: the promotion gate's
+    verdict on that evaluation (None: it passed; asked only when the evaluation says promote)."""
+    if not ev.get("promote"):
+        verdict = f"its evaluation decided: {ev.get('decision', 'no decision recorded')}"
+    elif gate is None:
+        return None
+    else:
+        verdict = f"ml/model_evaluation:promotion_gate {gate}"
+    keeps = f"the champion stays version {champion_version}" if champion_version else "there is no champion yet"
+    return (f"refused to promote model version {ev.get('candidate_version')} ({ev.get('candidate_family')}): "
+            f"{verdict}. {keeps.capitalize()}. To proceed: train a better candidate or change the thresholds "
+            f"(HIT_GATE_*), then `hit-platform build`, which evaluates it again with its gate.")
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    """A person's rollback away from a version: when, who and why (an `ops.model_events` row has them)."""
+
+    event_at: datetime
+    who: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChampionMove:
+    """What `ml/champion_model` does with a candidate that passed its evaluation and gate.
+
+    kind: "none" (it is the champion already), "keep" (a person rolled back from it: the champion stays),
+    "challenger" (shadow promotion: it shadows the champion on live traffic first), "promote" (the champion
+    alias moves to it). `why`: the reason the champion stays, for "keep" and "challenger"."""
+
+    kind: str
+    why: str | None = None
+
+
+def champion_move(candidate: str, champion: str | None, mode: str, rolled_back: RolledBack | None) -> ChampionMove:
+    """Promote, unless the candidate is the champion already, or a person rolled back from it (`rollback
+    --to` brings it back, the gates do not), or `mode` is "shadow" and there is a champion to shadow."""
+    if champion is not None and str(champion) == str(candidate):
+        return ChampionMove("none")
+    if rolled_back is not None:
+        back = rolled_back
+        return ChampionMove("keep", f"version {candidate} was rolled back from on {back.event_at:%Y-%m-%d %H:%M:%S} "
+                                    f"UTC by {back.who} ({back.reason}): not promoted again; "
+                                    f"`hit-platform rollback --to {candidate}` brings it back")
+    if champion is not None and mode == "shadow":
+        return ChampionMove("challenger", f"HIT_PROMOTION_MODE=shadow: version {candidate} passed the gates and is the "
+                                          f"challenger; ml/shadow_promotion makes it champion once "
+                                          f"ml/shadow_evaluation:shadow_gate passes")
+    return ChampionMove("promote")
+
+
+# -- shadow: a challenger judged on live traffic ----------------------------------------------------
+
+@dataclass(frozen=True)
+class ShadowThresholds:
+    """What a challenger must show on the songs it shadowed before it replaces the champion. The values and
+    their meaning are set in one place, the settings' `shadow` section (`HIT_SHADOW_*`)."""
+
+    min_requests: int
+    max_mean_abs_diff: float
+    min_top5_overlap: float
+    max_prediction_psi: float
+    min_labelled_songs: int
+    max_auc_drop: float
+
+    @classmethod
+    def of(cls, section) -> "ShadowThresholds":
+        """The plain values of a section that has these fields (the settings' `shadow` section)."""
+        return cls(**{f.name: getattr(section, f.name) for f in fields(cls)})
+
+
+@dataclass
+class ShadowComparison:
+    """The challenger against the champion on the same live songs (`steps/shadow_comparison.py` measures it)."""
+
+    champion_version: str
+    challenger_version: str
+    songs: int = 0
+    requests: int = 0
+    first_at: datetime | None = None
+    last_at: datetime | None = None
+    mean_abs_diff: dict[str, float] = field(default_factory=dict)
+    prediction_psi: dict[str, float] = field(default_factory=dict)
+    top5_agreement: dict[str, float] = field(default_factory=dict)  # share of songs where the country's top-5 place agrees
+    top5_overlap: float = float("nan")  # mean share of the champion's top 5 also in the challenger's
+    labelled_songs: int = 0
+    champion_roc_auc: float | None = None
+    challenger_roc_auc: float | None = None
+
+    def judge(self, t: ShadowThresholds) -> tuple[bool, list[str]]:
+        """(passed, the reasons it did not): enough songs, agreement within the thresholds, and, once enough
+        shadowed songs have labels, no loss of ROC AUC beyond the tolerance."""
+        pair = f"challenger {self.challenger_version} vs champion {self.champion_version}"
+        if self.songs < t.min_requests:
+            return False, [f"{pair}: {self.songs} shadowed songs, fewer than HIT_SHADOW_MIN_REQUESTS="
+                           f"{t.min_requests}; waiting for live traffic"]
+        reasons = []
+        worst = max(self.mean_abs_diff, key=self.mean_abs_diff.get)
+        if self.mean_abs_diff[worst] > t.max_mean_abs_diff:
+            reasons.append(f"mean |difference| in {worst} is {self.mean_abs_diff[worst]:.3f} > "
+                           f"HIT_SHADOW_MAX_MEAN_ABS_DIFF={t.max_mean_abs_diff:g}")
+        if self.top5_overlap < t.min_top5_overlap:
+            reasons.append(f"top-5 overlap {self.top5_overlap:.3f} < HIT_SHADOW_MIN_TOP5_OVERLAP={t.min_top5_overlap:g}")
+        worst = max(self.prediction_psi, key=self.prediction_psi.get)
+        if self.prediction_psi[worst] > t.max_prediction_psi:
+            reasons.append(f"prediction PSI in {worst} is {self.prediction_psi[worst]:.3f} > "
+                           f"HIT_SHADOW_MAX_PREDICTION_PSI={t.max_prediction_psi:g}")
+        if self.labelled_songs >= t.min_labelled_songs and self.champion_roc_auc is not None:
+            drop = self.champion_roc_auc - self.challenger_roc_auc
+            if drop > t.max_auc_drop:
+                reasons.append(f"on {self.labelled_songs} labelled shadowed songs the challenger's mean ROC AUC "
+                               f"{self.challenger_roc_auc:.4f} is {drop:.4f} below the champion's "
+                               f"{self.champion_roc_auc:.4f} (HIT_SHADOW_MAX_AUC_DROP={t.max_auc_drop:g})")
+        return not reasons, [f"{pair}: {r}" for r in reasons]
+
+    def summary(self, t: ShadowThresholds) -> str:
+        passed, reasons = self.judge(t)
+        if passed:
+            labels = (f"; on {self.labelled_songs} labelled songs mean ROC AUC {self.challenger_roc_auc:.4f} vs "
+                      f"{self.champion_roc_auc:.4f}" if self.champion_roc_auc is not None else "")
+            return (f"challenger {self.challenger_version} agrees with champion {self.champion_version} on "
+                    f"{self.songs} shadowed songs: worst mean |difference| {max(self.mean_abs_diff.values()):.3f}, "
+                    f"top-5 overlap {self.top5_overlap:.3f}, worst PSI {max(self.prediction_psi.values()):.3f}"
+                    f"{labels}: promote")
+        return "; ".join(reasons)
+
+    def metadata(self) -> dict:
+        def worst(d: dict, n: int = 5, reverse: bool = True) -> dict:
+            return {c: round(v, 4) for c, v in sorted(d.items(), key=lambda kv: kv[1], reverse=reverse)[:n]}
+
+        out = {"champion_version": self.champion_version, "challenger_version": self.challenger_version,
+               "shadowed_songs": self.songs, "shadowed_requests": self.requests,
+               "first_shadowed_at": str(self.first_at), "last_shadowed_at": str(self.last_at),
+               "labelled_songs": self.labelled_songs}
+        if self.songs:
+            out.update({"max_mean_abs_diff": max(self.mean_abs_diff.values()),
+                        "mean_abs_diff": float(np.mean(list(self.mean_abs_diff.values()))),
+                        "top5_overlap": self.top5_overlap, "max_prediction_psi": max(self.prediction_psi.values()),
+                        "min_top5_agreement": min(self.top5_agreement.values()),
+                        "worst_mean_abs_diff": worst(self.mean_abs_diff), "worst_prediction_psi": worst(self.prediction_psi),
+                        "worst_top5_agreement": worst(self.top5_agreement, reverse=False)})
+        if self.champion_roc_auc is not None:
+            out.update({"champion_mean_roc_auc": self.champion_roc_auc,
+                        "challenger_mean_roc_auc": self.challenger_roc_auc})
+        return out
+
+
+def shadow_promotion_refusal(ev: dict, gate: str | None, now: tuple[str | None, str | None]) -> str | None:
+    """Why the challenger of shadow evaluation record `ev` (its metadata: promote, decision, champion_version,
+    challenger_version) must not replace the champion, or None when it may. `gate`: shadow_gate's verdict on
+    that evaluation (None: it passed); `now`: the (champion, challenger) versions the aliases point at now."""
+    if not ev["promote"] or gate is not None:
+        return (f"refused to promote challenger {ev['challenger_version']}: {gate or ev['decision']}. "
+                f"The champion stays {ev['champion_version']}; the challenger keeps shadowing it.")
+    judged = (ev["champion_version"], ev["challenger_version"])
+    if now != judged:
+        return (f"the aliases moved since ml/shadow_evaluation judged champion {judged[0]} and challenger "
+                f"{judged[1]} (now champion {now[0]}, challenger {now[1]}): evaluate again")
+    return None

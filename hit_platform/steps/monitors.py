@@ -25,12 +25,11 @@ import duckdb
 import numpy as np
 import psutil
 
-from hit_platform.adapters.lake.tables import METRICS_DDL
+from hit_platform.adapters.lake.tables import METRICS_DDL, table_exists
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.steps.datasets import at_version
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.drift import psi
-from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import MonitorThresholds
 from hit_platform.domain.models import evaluate
 
@@ -61,14 +60,14 @@ def _window(t: MonitorThresholds) -> str:
     return f"received_at >= now() - INTERVAL {float(t.window_hours) * 3600:.0f} SECOND"
 
 
-def _log_exists(lake: Lake, con: duckdb.DuckDBPyConnection) -> bool:
-    return lake.table_exists(con, "ops", "inference_log")
+def _log_exists(con: duckdb.DuckDBPyConnection) -> bool:
+    return table_exists(con, "ops", "inference_log")
 
 
-def served_songs(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
+def served_songs(con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
                  model_version: str | None) -> dict[str, np.ndarray]:
     """Features and probabilities of the songs answered 200 in the window (by this model version)."""
-    if not _log_exists(lake, con):
+    if not _log_exists(con):
         return {}
     cols = ", ".join(FEATURE_COLUMNS) + ", " + ", ".join(f'probabilities."{c}" AS "p_{c}"' for c in COUNTRIES)
     where = f"status = 200 AND item IS NOT NULL AND {_window(t)}"
@@ -79,9 +78,9 @@ def served_songs(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThreshold
     return con.execute(f"SELECT {cols} FROM ops.inference_log WHERE {where}", params).fetchnumpy()
 
 
-def served_feature_drift(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
+def served_feature_drift(con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
                          model_version: str | None, training_snapshot: int | None) -> MonitorResult:
-    served = served_songs(lake, con, t, model_version)
+    served = served_songs(con, t, model_version)
     n = len(served[FEATURE_COLUMNS[0]]) if served else 0
     name = "served_feature_drift"
     if n < t.min_rows or training_snapshot is None:
@@ -101,10 +100,10 @@ def served_feature_drift(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorT
                          {f"psi_{c}": v for c, v in scores.items()})
 
 
-def prediction_drift(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThresholds, model_version: str | None,
+def prediction_drift(con: duckdb.DuckDBPyConnection, t: MonitorThresholds, model_version: str | None,
                      reference: np.ndarray | None) -> MonitorResult:
     """`reference`: the model's probabilities on its validation split, (n, 72)."""
-    served = served_songs(lake, con, t, model_version)
+    served = served_songs(con, t, model_version)
     n = len(served[f"p_{COUNTRIES[0]}"]) if served else 0
     name = "prediction_drift"
     if n < t.min_rows or reference is None:
@@ -122,7 +121,7 @@ def prediction_drift(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThres
                          {"max_psi": t.max_prediction_psi}, {f"psi_{c}": v for c, v in scores.items()})
 
 
-def delayed_label_evaluation(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
+def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
                              model_version: str, promoted_auc: float | None) -> MonitorResult:
     """Songs this model version predicted (ml.batch_predictions, and served requests carrying a
     spotify_id) that are not in the train split, scored on the labels in the lake now. A batch
@@ -130,19 +129,19 @@ def delayed_label_evaluation(lake: Lake, con: duckdb.DuckDBPyConnection, t: Moni
     name = "delayed_label_evaluation"
     probs = ", ".join(f'p_{c}' for c in COUNTRIES)
     sources = []
-    if lake.table_exists(con, "ml", "batch_predictions"):
+    if table_exists(con, "ml", "batch_predictions"):
         sources.append(f"""SELECT spotify_id, predicted_at, lake_snapshot_id, {probs}
                            FROM ml.batch_predictions WHERE model_version = $v""")
-    if _log_exists(lake, con):
+    if _log_exists(con):
         served = ", ".join(f'probabilities."{c}"' for c in COUNTRIES)
         sources.append(f"""SELECT spotify_id, received_at, NULL::BIGINT, {served} FROM ops.inference_log
                            WHERE model_version = $v AND status = 200 AND spotify_id IS NOT NULL""")
-    if not sources or not lake.table_exists(con, "core", "song_labels"):
+    if not sources or not table_exists(con, "core", "song_labels"):
         return MonitorResult(name, model_version, False, "no predictions or labels yet", {"songs": 0})
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"y_{c}\"" for c in COUNTRIES)
     # no splits table (a lake whose splits were never built): no song is known to be a training song
     splits_join = ("LEFT JOIN ml.splits s USING (spotify_id) WHERE coalesce(s.split, 'new') <> 'train'"
-                   if lake.table_exists(con, "ml", "splits") else "")
+                   if table_exists(con, "ml", "splits") else "")
     df = con.execute(f"""
         WITH preds AS (SELECT * FROM ({' UNION ALL '.join(sources)}) AS p(spotify_id, predicted_ts, snap, {probs})
                        QUALIFY row_number() OVER (PARTITION BY spotify_id ORDER BY predicted_ts) = 1)
@@ -203,11 +202,11 @@ def process_tree_usage(pid: int | None, sample_s: float = 0.5) -> tuple[float, f
     return cpu, mem
 
 
-def serving_health(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThresholds, model_version: str | None,
+def serving_health(con: duckdb.DuckDBPyConnection, t: MonitorThresholds, model_version: str | None,
                    running: bool, pid: int | None) -> MonitorResult:
     name = "serving_health"
     stats = dict(requests=0, per_minute=0.0, error_rate=0.0, refused_rate=0.0, p50=float("nan"), p99=float("nan"))
-    if _log_exists(lake, con):
+    if _log_exists(con):
         row = con.execute(f"""
             WITH r AS (SELECT request_id, any_value(status) AS status, any_value(latency_ms) AS latency_ms,
                               min(received_at) AS first_at
@@ -242,19 +241,14 @@ def serving_health(lake: Lake, con: duckdb.DuckDBPyConnection, t: MonitorThresho
                          {"error_rate": t.max_error_rate, "p99_ms": t.max_p99_ms, "memory_mb": t.max_memory_mb})
 
 
-def record(lake: Lake, result: MonitorResult, run_id: str | None) -> int:
-    """Append the result's metrics (and detail) to ops.monitor_metrics; returns the snapshot written."""
+def record(con: duckdb.DuckDBPyConnection, result: MonitorResult, run_id: str | None) -> None:
+    """Append the result's metrics (and detail) to ops.monitor_metrics (inside a transaction the caller
+    holds: `Lake.write`)."""
     now = datetime.now(timezone.utc)
     rows = [(now, result.monitor, result.model_version, k, _finite(v), result.thresholds.get(k),
              bool(k in result.thresholds and _finite(v) is not None and v > result.thresholds[k]), run_id)
             for k, v in {**result.metrics, **result.detail}.items()]
     rows.append((now, result.monitor, result.model_version, "breached", float(result.breached), None,
                  result.breached, run_id))
-
-    def write(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(METRICS_DDL)
-        con.executemany("INSERT INTO ops.monitor_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-
-    with lake.connection() as con:
-        lake.write(write, con=con, what="ops.monitor_metrics")
-        return lake.snapshot_id(con)
+    con.execute(METRICS_DDL)
+    con.executemany("INSERT INTO ops.monitor_metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)

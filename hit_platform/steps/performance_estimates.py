@@ -24,8 +24,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from hit_platform.adapters.lake.connection import Lake
-from hit_platform.adapters.lake.tables import PERFORMANCE_ESTIMATES_DDL, PROB_COLUMNS, _q
+from hit_platform.adapters.lake.tables import PERFORMANCE_ESTIMATES_DDL, PROB_COLUMNS, _q, table_exists
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.models import evaluate
 from hit_platform.domain.models.calibration import expected_calibration_error
@@ -103,11 +102,11 @@ def _probabilities(prefix: str = "") -> str:
     return ", ".join(f"{prefix}{p}" for p in PROB_COLUMNS)
 
 
-def served_population(lake: Lake, con: duckdb.DuckDBPyConnection, model_version: str, start: datetime,
+def served_population(con: duckdb.DuckDBPyConnection, model_version: str, start: datetime,
                       end: datetime) -> Population:
     """Songs answered 200 by `model_version` with `start <= received_at <= end`: the latest answer per spotify_id,
     and every item without one."""
-    if not lake.table_exists(con, "ops", "inference_log"):
+    if not table_exists(con, "ops", "inference_log"):
         return Population("served", start, end, np.array([], dtype=object), np.empty((0, len(COUNTRIES))))
     probs = ", ".join(f'probabilities.{_q(c)} AS {p}' for c, p in zip(COUNTRIES, PROB_COLUMNS))
     df = con.execute(f"""
@@ -119,18 +118,18 @@ def served_population(lake: Lake, con: duckdb.DuckDBPyConnection, model_version:
     return Population("served", start, end, df["spotify_id"].to_numpy(object), df[PROB_COLUMNS].to_numpy(float))
 
 
-def batch_population(lake: Lake, con: duckdb.DuckDBPyConnection, model_version: str,
+def batch_population(con: duckdb.DuckDBPyConnection, model_version: str,
                      predicted_at: datetime | None = None) -> Population | None:
     """The batch `model_version` predicted at `predicted_at` (default: its latest), songs outside the train split;
     None when it made no batch."""
-    if not lake.table_exists(con, "ml", "batch_predictions"):
+    if not table_exists(con, "ml", "batch_predictions"):
         return None
     if predicted_at is None:
         predicted_at = con.execute("SELECT max(predicted_at) FROM ml.batch_predictions WHERE model_version = ?",
                                    [model_version]).fetchall()[0][0]
         if predicted_at is None:
             return None
-    splits = lake.table_exists(con, "ml", "splits")
+    splits = table_exists(con, "ml", "splits")
     df = con.execute(f"""
         SELECT b.spotify_id, {_probabilities('b.')} FROM ml.batch_predictions b
         {'LEFT JOIN ml.splits s USING (spotify_id)' if splits else ''}
@@ -186,28 +185,23 @@ def estimate_population(pop: Population, model_version: str, ref: Reference, t: 
     return EstimateResult(model_version, pop.source, breached, summary, rows, degraded, t.max_degraded_countries)
 
 
-def append(lake: Lake, rows: pd.DataFrame) -> int:
-    """Append estimate rows; returns the lake snapshot written."""
-    def write(con: duckdb.DuckDBPyConnection) -> None:
-        con.execute(PERFORMANCE_ESTIMATES_DDL)
-        con.register("estimate_rows", rows)
-        try:
-            con.execute(f"""INSERT INTO {TABLE} BY NAME
-                SELECT * EXCLUDE (estimated_at, window_start, window_end),
-                       estimated_at::TIMESTAMPTZ AS estimated_at, window_start::TIMESTAMPTZ AS window_start,
-                       window_end::TIMESTAMPTZ AS window_end FROM estimate_rows""")
-        finally:
-            con.unregister("estimate_rows")
-
-    with lake.connection() as con:
-        lake.write(write, con=con, what=TABLE)
-        return lake.snapshot_id(con)
+def append(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame) -> None:
+    """Append estimate rows (inside a transaction the caller holds: `Lake.write`)."""
+    con.execute(PERFORMANCE_ESTIMATES_DDL)
+    con.register("estimate_rows", rows)
+    try:
+        con.execute(f"""INSERT INTO {TABLE} BY NAME
+            SELECT * EXCLUDE (estimated_at, window_start, window_end),
+                   estimated_at::TIMESTAMPTZ AS estimated_at, window_start::TIMESTAMPTZ AS window_start,
+                   window_end::TIMESTAMPTZ AS window_end FROM estimate_rows""")
+    finally:
+        con.unregister("estimate_rows")
 
 
-def served_labels(con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str]) -> pd.DataFrame:
+def served_labels(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
     """Per-country labels of the songs among `ids` the lake has labels for, outside the train split."""
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS {_q(c)}" for c in COUNTRIES)
-    splits = lake.table_exists(con, "ml", "splits")
+    splits = table_exists(con, "ml", "splits")
     return con.execute(f"""
         SELECT l.spotify_id, {pivot} FROM core.song_labels l
         {'LEFT JOIN ml.splits s USING (spotify_id)' if splits else ''}
@@ -215,72 +209,62 @@ def served_labels(con: duckdb.DuckDBPyConnection, lake: Lake, ids: list[str]) ->
         GROUP BY l.spotify_id""", {"ids": ids}).df().set_index("spotify_id")
 
 
-def realize(lake: Lake, now: datetime | None = None) -> int:
+def realize(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> int:
     """Write, beside each estimate of the last REALIZE_DAYS days, the value the labels in the lake now give
     on the same songs (those with a spotify_id and labels, outside the train split); returns rows updated.
-    Run again as more labels arrive, it writes the newer value."""
+    Run again as more labels arrive, it writes the newer value. Inside a transaction the caller holds
+    (`Lake.write`): the labels it reads are those it writes beside."""
     now = now or datetime.now(timezone.utc)
-    with lake.connection(read_only=True) as con:
-        if not (lake.table_exists(con, "ops", "performance_estimates")
-                and lake.table_exists(con, "core", "song_labels")):
-            return 0
-        groups = con.execute(f"""SELECT DISTINCT model_version, source, window_start, window_end FROM {TABLE}
-                                 WHERE estimated_at >= ?""", [now - timedelta(days=REALIZE_DAYS)]).fetchall()
-        frames = []
-        for version, source, start, end in groups:
-            pop = (served_population(lake, con, version, start, end) if source == "served"
-                   else batch_population(lake, con, version, end))
-            if pop is None or len(pop) == 0:
-                continue
-            has_id = np.array([i is not None for i in pop.spotify_ids])
-            ids, P = pop.spotify_ids[has_id], pop.P[has_id]
-            labels = served_labels(con, lake, list(ids))
-            known = np.isin(ids, labels.index.to_numpy())
-            if known.sum() < 2:
-                continue
-            Y = labels.loc[ids[known], list(COUNTRIES)].fillna(False).to_numpy(bool)
-            m = evaluate(Y, P[known])
-            for metric in METRICS:
-                frames.append(pd.DataFrame({
-                    "model_version": version, "source": source, "window_start": start, "window_end": end,
-                    "country": COUNTRIES, "metric": metric,
-                    "realized": [m[metric][c] for c in COUNTRIES], "realized_songs": int(known.sum())}))
+    if not (table_exists(con, "ops", "performance_estimates") and table_exists(con, "core", "song_labels")):
+        return 0
+    groups = con.execute(f"""SELECT DISTINCT model_version, source, window_start, window_end FROM {TABLE}
+                             WHERE estimated_at >= ?""", [now - timedelta(days=REALIZE_DAYS)]).fetchall()
+    frames = []
+    for version, source, start, end in groups:
+        pop = (served_population(con, version, start, end) if source == "served"
+               else batch_population(con, version, end))
+        if pop is None or len(pop) == 0:
+            continue
+        has_id = np.array([i is not None for i in pop.spotify_ids])
+        ids, P = pop.spotify_ids[has_id], pop.P[has_id]
+        labels = served_labels(con, list(ids))
+        known = np.isin(ids, labels.index.to_numpy())
+        if known.sum() < 2:
+            continue
+        Y = labels.loc[ids[known], list(COUNTRIES)].fillna(False).to_numpy(bool)
+        m = evaluate(Y, P[known])
+        for metric in METRICS:
+            frames.append(pd.DataFrame({
+                "model_version": version, "source": source, "window_start": start, "window_end": end,
+                "country": COUNTRIES, "metric": metric,
+                "realized": [m[metric][c] for c in COUNTRIES], "realized_songs": int(known.sum())}))
     if not frames:
         return 0
     realized = pd.concat(frames, ignore_index=True)
-
-    def write(con: duckdb.DuckDBPyConnection) -> int:
-        con.register("realized_rows", realized)
-        try:
-            return con.execute(f"""
-                UPDATE {TABLE} e SET realized = r.realized, realized_songs = r.realized_songs, realized_at = ?
-                FROM realized_rows r
-                WHERE e.model_version = r.model_version AND e.source = r.source AND e.country = r.country
-                  AND e.metric = r.metric AND e.window_start = r.window_start::TIMESTAMPTZ
-                  AND e.window_end = r.window_end::TIMESTAMPTZ""", [now]).fetchall()[0][0]
-        finally:
-            con.unregister("realized_rows")
-
-    return lake.write(write, what=f"{TABLE} realized")
+    con.register("realized_rows", realized)
+    try:
+        return con.execute(f"""
+            UPDATE {TABLE} e SET realized = r.realized, realized_songs = r.realized_songs, realized_at = ?
+            FROM realized_rows r
+            WHERE e.model_version = r.model_version AND e.source = r.source AND e.country = r.country
+              AND e.metric = r.metric AND e.window_start = r.window_start::TIMESTAMPTZ
+              AND e.window_end = r.window_end::TIMESTAMPTZ""", [now]).fetchall()[0][0]
+    finally:
+        con.unregister("realized_rows")
 
 
-def latest(lake: Lake, source: str | None = None, metric: str = "roc_auc") -> pd.DataFrame:
+def latest(con: duckdb.DuckDBPyConnection, source: str | None = None, metric: str = "roc_auc") -> pd.DataFrame:
     """The most recent estimate per country (of `source`; default: the newest, `served` first on a tie),
     worst first: the largest fall of ROC AUC, or rise of log loss, from the test split's value."""
-    try:
-        con = lake.connect(read_only=True)
-    except FileNotFoundError:  # no lake yet
+    if not table_exists(con, "ops", "performance_estimates"):
         return pd.DataFrame()
-    with con:
-        if not lake.table_exists(con, "ops", "performance_estimates"):
-            return pd.DataFrame()
-        where, params = ("AND source = ?", [source]) if source else ("", [])
-        newest = con.execute(f"SELECT estimated_at, source FROM {TABLE} WHERE metric = ? {where} "
-                             "ORDER BY estimated_at DESC, source DESC LIMIT 1", [metric, *params]).fetchall()
-        if not newest:
-            return pd.DataFrame()
-        df = con.execute(f"SELECT * FROM {TABLE} WHERE estimated_at = ? AND source = ? AND metric = ?",
-                         [*newest[0], metric]).df()
+    where, params = ("AND source = ?", [source]) if source else ("", [])
+    newest = con.execute(f"SELECT estimated_at, source FROM {TABLE} WHERE metric = ? {where} "
+                         "ORDER BY estimated_at DESC, source DESC LIMIT 1", [metric, *params]).fetchall()
+    if not newest:
+        return pd.DataFrame()
+    df = con.execute(f"SELECT * FROM {TABLE} WHERE estimated_at = ? AND source = ? AND metric = ?",
+                     [*newest[0], metric]).df()
     sign = 1 if metric == "roc_auc" else -1
     df["change"] = sign * (df["estimate"] - df["reference"])
     return df.sort_values("change").reset_index(drop=True)

@@ -62,7 +62,7 @@ def test_a_calibrated_model_on_new_songs_is_estimated_close_to_the_truth_and_rea
     serve(lake, X[:50], P[:50], "est-ok", ids=ids[:50])  # asked again: still one song each
     serve(lake, X[:20], P[:20], "est-ok")  # no spotify_id: each item counts
     with lake.connection(read_only=True) as con:
-        pop = estimates.served_population(lake, con, "est-ok", *window())
+        pop = estimates.served_population(con, "est-ok", *window())
     assert len(pop) == SERVED + 20
     result = estimates.estimate_population(pop, "est-ok", reference, T, run_id="r1")
     assert not result.breached, result.summary
@@ -70,11 +70,11 @@ def test_a_calibrated_model_on_new_songs_is_estimated_close_to_the_truth_and_rea
     assert len(rows) == 2 * len(COUNTRIES) and set(rows["metric"]) == {"roc_auc", "log_loss"}
     assert (rows["lower"] <= rows["estimate"]).all() and (rows["estimate"] <= rows["upper"]).all()
     assert (rows["songs"] == SERVED + 20).all()
-    estimates.append(lake, rows)
+    lake.write(lambda con: estimates.append(con, rows))
     # the labels arrive: sampled from the same truth the probabilities are
     Y = np.random.default_rng(3).random(P.shape) < P
     label(lake, ids, Y)
-    assert estimates.realize(lake) >= 2 * len(COUNTRIES)
+    assert lake.write(estimates.realize) >= 2 * len(COUNTRIES)
     with lake.connection(read_only=True) as con:
         got = con.execute("SELECT country, estimate, lower, upper, realized, realized_songs FROM "
                           "ops.performance_estimates WHERE model_version = 'est-ok' AND metric = 'roc_auc'").df()
@@ -95,7 +95,7 @@ def test_compressed_probabilities_fall_below_the_test_auc_in_many_countries_and_
     flat = P.mean(axis=0) + 0.1 * (P - P.mean(axis=0))
     serve(lake, X, flat, "est-flat", ids=np.array([f"flat{i:017d}" for i in range(SERVED)]))
     with lake.connection(read_only=True) as con:
-        pop = estimates.served_population(lake, con, "est-flat", *window())
+        pop = estimates.served_population(con, "est-flat", *window())
     result = estimates.estimate_population(pop, "est-flat", reference, T)
     assert result.breached and len(result.degraded) > T.max_degraded_countries, result.summary
     worst = result.worst(10)
@@ -109,7 +109,7 @@ def test_compressed_probabilities_fall_below_the_test_auc_in_many_countries_and_
 def test_too_few_songs_are_not_estimated(world, reference):
     lake = world[0]
     with lake.connection(read_only=True) as con:
-        pop = estimates.served_population(lake, con, "never-served", *window())
+        pop = estimates.served_population(con, "never-served", *window())
     result = estimates.estimate_population(pop, "never-served", reference, T)
     assert len(pop) == 0 and not result.breached and result.rows.empty and "not estimated" in result.summary
 
@@ -118,14 +118,14 @@ def test_the_batch_population_is_the_latest_batch_outside_the_train_split(world,
     lake, X, P, Y, ids, snapshot = world
     batch(lake, ids, P, "est-batch", snapshot)
     with lake.connection(read_only=True) as con:
-        pop = estimates.batch_population(lake, con, "est-batch")
-        none = estimates.batch_population(lake, con, "no-batch")
+        pop = estimates.batch_population(con, "est-batch")
+        none = estimates.batch_population(con, "no-batch")
     assert none is None
     assert len(pop) == N - int(0.7 * N) and not any(int(i[4:]) % 10 < 7 for i in pop.spotify_ids)
     result = estimates.estimate_population(pop, "est-batch", reference, T, now=datetime.now(timezone.utc))
     assert not result.breached, result.summary
-    estimates.append(lake, result.rows)
-    assert estimates.realize(lake) > 0
+    lake.write(lambda con: estimates.append(con, result.rows))
+    assert lake.write(estimates.realize) > 0
     with lake.connection(read_only=True) as con:
         realized = con.execute("SELECT count(*), min(realized_songs) FROM ops.performance_estimates "
                                "WHERE model_version = 'est-batch' AND realized IS NOT NULL").fetchall()[0]
@@ -135,9 +135,10 @@ def test_the_batch_population_is_the_latest_batch_outside_the_train_split(world,
 def test_hit_platform_monitor_prints_the_latest_estimate_worst_first(world, reference):
     lake = world[0]
     with lake.connection(read_only=True) as con:
-        pop = estimates.served_population(lake, con, "est-flat", *window())
-    estimates.append(lake, estimates.estimate_population(pop, "est-flat", reference, T,
-                                                         now=datetime.now(timezone.utc) + timedelta(seconds=5)).rows)
+        pop = estimates.served_population(con, "est-flat", *window())
+    flat = estimates.estimate_population(pop, "est-flat", reference, T,
+                                         now=datetime.now(timezone.utc) + timedelta(seconds=5))
+    lake.write(lambda con: estimates.append(con, flat.rows))
     env = {**os.environ, "HIT_WAREHOUSE": str(lake.settings.warehouse)}
     run = lambda *a: subprocess.run([sys.executable, "-m", "hit_platform.cli", "monitor", *a], env=env,  # noqa: E731
                                     cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
@@ -162,7 +163,8 @@ def test_the_dashboard_shows_estimated_against_realized_auc_of_the_worst_countri
     lake = world[0]
     board = dashboard.render(lake)
     assert "<h2>Performance estimate</h2>" in board.html and "Performance estimate" in board.sections
-    worst = estimates.latest(lake)
+    with lake.connection(read_only=True) as con:
+        worst = estimates.latest(con)
     assert worst.loc[0, "model_version"] == "est-flat"  # the newest estimate, worst country first
     panel = board.html.split("<h2>Performance estimate</h2>")[1].split("<h2>")[0]
     assert "data:image/png;base64" in panel and f"<td>{worst.loc[0, 'country']}</td>" in panel

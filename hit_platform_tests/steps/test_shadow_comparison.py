@@ -14,8 +14,9 @@ from hit_platform.domain.countries import COUNTRIES
 from hit_platform.serving.inference_log import Served, insert, to_arrow
 from hit_platform.serving.inference_log.schema import to_shadow_arrow
 from hit_platform.adapters.lake.tables import SHADOW_LOG
+from hit_platform.domain.promotion import ShadowComparison, ShadowThresholds
 from hit_platform.settings import Settings, ShadowSettings
-from hit_platform.steps.shadow_comparison import compare, shadowed_songs
+from hit_platform.steps import shadow_comparison
 
 N = 300
 
@@ -36,7 +37,24 @@ def log_pairs(lake: Lake, A: np.ndarray, B: np.ndarray, champion: str = "1", cha
 
 @pytest.fixture
 def lake(tmp_path) -> Lake:
-    return Lake(Settings(warehouse=tmp_path / "warehouse"))
+    lake = Lake(Settings(warehouse=tmp_path / "warehouse"))
+    lake.connect().close()  # a lake with its layers and nothing in them
+    return lake
+
+
+def compare(lake: Lake, champion: str, challenger: str, **kw) -> ShadowComparison:
+    with lake.connection(read_only=True) as con:
+        return shadow_comparison.compare(con, champion, challenger, **kw)
+
+
+def shadowed_songs(lake: Lake, champion: str, challenger: str) -> int:
+    with lake.connection(read_only=True) as con:
+        return shadow_comparison.shadowed_songs(con, champion, challenger)
+
+
+def thresholds(**kw) -> ShadowThresholds:
+    """The settings' `shadow` section (defaults but for `kw`), as the plain values the rules take."""
+    return ShadowThresholds.of(ShadowSettings(**kw))
 
 
 def probabilities(seed: int) -> np.ndarray:
@@ -55,9 +73,9 @@ def test_a_close_challenger_passes_with_its_figures_as_defined(lake):
     top_b = np.argsort(-B, axis=1)[:, :5]
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top_a, top_b)])
     assert cmp.top5_overlap == pytest.approx(overlap)
-    passed, reasons = cmp.judge(ShadowSettings(min_requests=N))
+    passed, reasons = cmp.judge(thresholds(min_requests=N))
     assert passed and reasons == [], reasons
-    assert "promote" in cmp.summary(ShadowSettings(min_requests=N))
+    assert "promote" in cmp.summary(thresholds(min_requests=N))
 
 
 def test_each_rule_of_the_gate_fails_on_the_challenger_it_is_meant_to_stop(lake):
@@ -66,20 +84,22 @@ def test_each_rule_of_the_gate_fails_on_the_challenger_it_is_meant_to_stop(lake)
     shifted = A.copy()
     shifted[:, COUNTRIES.index("JP")] = np.clip(shifted[:, COUNTRIES.index("JP")] + 0.5, 0, 1)
     log_pairs(lake, A, shifted, challenger="3")  # one country moved by half
-    t = ShadowSettings(min_requests=N)
+    t = thresholds(min_requests=N)
     passed, reasons = compare(lake, "1", "2").judge(t)
     assert not passed and any("top-5 overlap" in r for r in reasons), reasons
     passed, reasons = compare(lake, "1", "3").judge(t)
     assert not passed
     assert any("mean |difference| in JP" in r for r in reasons) and any("PSI in JP" in r for r in reasons), reasons
-    passed, reasons = compare(lake, "1", "2").judge(ShadowSettings(min_requests=N + 1))
+    passed, reasons = compare(lake, "1", "2").judge(thresholds(min_requests=N + 1))
     assert not passed and "waiting for live traffic" in reasons[0]
 
 
 def test_no_shadow_log_is_no_pair(lake):
     cmp = compare(lake, "1", "2")
     assert cmp.songs == 0 and shadowed_songs(lake, "1", "2") == 0
-    assert not cmp.judge(ShadowSettings())[0]
+    with lake.connection(read_only=True) as con:
+        assert shadow_comparison.latest_pair(con) is None and shadow_comparison.newest(con) is None
+    assert not cmp.judge(thresholds())[0]
 
 
 def test_a_challenger_worse_on_the_labelled_shadowed_songs_fails(lake):
@@ -96,9 +116,9 @@ def test_a_challenger_worse_on_the_labelled_shadowed_songs_fails(lake):
     lake.write(labels)
     cmp = compare(lake, "1", "2", min_labelled=100)
     assert cmp.labelled_songs == N and cmp.champion_roc_auc > cmp.challenger_roc_auc + 0.1
-    passed, reasons = cmp.judge(ShadowSettings(min_requests=N, max_mean_abs_diff=1, min_top5_overlap=0,
+    passed, reasons = cmp.judge(thresholds(min_requests=N, max_mean_abs_diff=1, min_top5_overlap=0,
                                                max_prediction_psi=100, min_labelled_songs=100))
     assert not passed and "below the champion's" in reasons[0], reasons
     # with fewer labelled songs than asked for, labels do not judge yet
-    assert cmp.judge(ShadowSettings(min_requests=N, max_mean_abs_diff=1, min_top5_overlap=0,
+    assert cmp.judge(thresholds(min_requests=N, max_mean_abs_diff=1, min_top5_overlap=0,
                                     max_prediction_psi=100, min_labelled_songs=N + 1))[0]

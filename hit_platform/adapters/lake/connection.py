@@ -30,7 +30,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TypeVar
 
@@ -294,6 +294,13 @@ class Lake:
             yield con
         finally:
             con.close()
+
+    def reading(self) -> AbstractContextManager[duckdb.DuckDBPyConnection | None]:
+        """`with lake.reading() as con`: a read-only connection, or None when there is no lake yet."""
+        try:
+            return self.connect(read_only=True)  # a DuckDB connection closes itself on leaving `with`
+        except FileNotFoundError:
+            return nullcontext()
 
     def _ensure_layers(self, con: duckdb.DuckDBPyConnection) -> None:
         existing = {r[0] for r in con.execute(

@@ -24,6 +24,7 @@ from hit_platform.adapters import model_events
 from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import evaluations
+from hit_platform.domain.promotion import ShadowComparison
 
 plt = plots.plt
 
@@ -187,14 +188,11 @@ def _estimates(con: duckdb.DuckDBPyConnection, lake: Lake, countries: int = 5) -
         ("country", "estimated AUC", "90% interval", "test AUC", "change", "realized AUC", "realized songs"))
 
 
-def _shadow(lake: Lake) -> str:
+def _shadow(cmp: ShadowComparison | None) -> str:
     """The newest challenger against its champion on the songs it shadowed (ops.shadow_log)."""
-    from hit_platform.steps.shadow_comparison import compare, latest_pair
-
-    pair = latest_pair(lake)
-    if pair is None:
+    if cmp is None:
         return "<p>No challenger has shadowed the champion (HIT_PROMOTION_MODE=shadow).</p>"
-    cmp = compare(lake, *pair)
+    pair = (cmp.champion_version, cmp.challenger_version)
     if not cmp.songs:
         return f"<p>Challenger {html.escape(pair[1])} has no answered songs to compare with yet.</p>"
     diffs = [cmp.mean_abs_diff[c] for c in sorted(cmp.mean_abs_diff)]
@@ -227,7 +225,9 @@ def _monitors(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, list]:
                   ("monitor", "checked", "model version", "state")), rows
 
 
-def render(lake: Lake) -> Dashboard:
+def render(lake: Lake, shadow: ShadowComparison | None = None) -> Dashboard:
+    """The page and its summary; `shadow`: the newest challenger against its champion
+    (`steps.shadow_comparison.newest`), None when no challenger has shadowed one."""
     with lake.connection(read_only=True) as con:
         quality, q = _quality(con, lake)
         drift = _drift(con, lake)
@@ -237,7 +237,7 @@ def render(lake: Lake) -> Dashboard:
         snapshot = lake.snapshot_id(con)
     alerts = list_alerts(lake, limit=30)
     events = model_events.history(lake, limit=20)
-    shadow = _shadow(lake)
+    shadowed = _shadow(shadow)
     now = datetime.now(timezone.utc)
     sections = ["Model quality", "Model events", "Shadow", "Performance estimate", "Drift", "Serving", "Monitors",
                 "Alerts"]
@@ -251,7 +251,7 @@ test mean ROC AUC {_fmt(q.get('auc'))} (oracle {_fmt(q.get('oracle'))}).</p>
 <h2>Model events</h2>{_table([(e.event_at, e.kind, e.from_version or 'none', e.to_version, e.who, e.reason[:200])
                               for e in events], ('when', 'event', 'from', 'to', 'who', 'why'))
                       if events else '<p>The champion alias has not moved yet.</p>'}
-<h2>Shadow</h2>{shadow}
+<h2>Shadow</h2>{shadowed}
 <h2>Performance estimate</h2>{estimated}
 <h2>Drift</h2>{drift}
 <h2>Serving</h2>{latency}

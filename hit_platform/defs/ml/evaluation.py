@@ -1,27 +1,20 @@
 """Evaluation of the best candidate on the test split, the promotion gate, and the champion."""
 
-import json
-from datetime import datetime, timezone
-
 import dagster as dg
 
 from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters import model_events
-from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
-from hit_platform.adapters.tracking import Tracker, flat_metrics
+from hit_platform.adapters.lake.tables import Evaluation
+from hit_platform.adapters.model_evaluation import evaluate_candidate
 from hit_platform.defs.automation import WITH_ITS_ASSET
-from hit_platform.steps.datasets import load_split
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.resources import GatesResource, LakeResource, PromotionResource, TrackingResource
 from hit_platform.defs.ml.training import CANDIDATES
-from hit_platform.domain.promotion import judge
-from hit_platform.steps.oracle import oracle_matrix
+from hit_platform.domain.promotion import RolledBack, champion_move, promotion_refusal
 
 EVALUATION = dg.AssetKey(["ml", "model_evaluation"])
 CHAMPION = dg.AssetKey(["ml", "champion_model"])
-
-
 
 
 def upstream_metadata(context, key: dg.AssetKey) -> dict:
@@ -42,48 +35,11 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     on the test split goes into its MLflow run: test_ece_<country>, test_mean_ece, test_mean_ece_excess
     and plots/reliability_by_country_test.png."""
     cand = upstream_metadata(context, CANDIDATES)
-    snapshot, version = cand["lake_snapshot_id"], cand["best_model_version"]
-    tracker, the_lake = tracking.tracker(), lake.lake()
-    with the_lake.connection(read_only=True) as con:
-        test = load_split(con, "test", snapshot)
-    current = tracker.champion_info()
-    champion = current if current is not None and current.version != version else None  # not against itself
-    P_test = tracker.load_version(version).predict_proba(test.X)
-    j = judge(test.Y, P_test,
-              tracker.load_uri(cand["baseline_model_uri"]).predict_proba(test.X),
-              tracker.load_version(champion.version).predict_proba(test.X) if champion else None,
-              oracle_matrix(lake.settings().oracle, test.spotify_ids), gates_config.thresholds())
-    record = Evaluation(
-        datetime.now(timezone.utc), context.run.run_id, snapshot, version, cand["best_run_id"], cand["best_family"],
-        len(test), j.candidate["mean_roc_auc"], j.candidate["mean_pr_auc"], j.candidate["mean_log_loss"],
-        j.candidate["mean_brier"], j.baseline["mean_roc_auc"], j.baseline["mean_log_loss"],
-        champion.version if champion else None, *(_means(j.champion) + _means(j.oracle)),
-        j.auc_ratio_to_oracle, j.log_loss_ratio_to_oracle, j.decision.promote, j.decision.summary,
-        json.dumps(j.candidate["roc_auc"]))
-    _log_test_calibration(tracker, cand["best_run_id"], cand["best_family"], test.Y, P_test, j.candidate)
-    with the_lake.connection() as con:
-        the_lake.write(lambda c: append_evaluation(c, record), con=con, what="ml.evaluations")
-        written = the_lake.snapshot_id(con)
-    tracker.set_version_tag(version, "evaluation", j.decision.summary[:500])
-    return dg.MaterializeResult(metadata=_metadata(record, written, current) | {
-        "test_mean_ece": j.candidate["mean_ece"], "test_mean_ece_excess": j.candidate["mean_ece_excess"]})
-
-
-def _log_test_calibration(tracker: Tracker, run_id: str, family: str, Y, P, metrics: dict) -> None:
-    """The candidate's calibration on the test split, into its own MLflow run: ECE per country and its
-    means (test_ece_US, test_mean_ece, test_mean_ece_excess) and the per-country reliability curves."""
-    from hit_platform.adapters.reports import plots  # matplotlib: only when an evaluation runs
-
-    fig = plots.reliability_by_country(Y, P, f"{family}: reliability by country (test)")
-    try:
-        ece = {k: metrics[k] for k in ("ece", "mean_ece", "mean_ece_excess")}
-        tracker.log_to_run(run_id, flat_metrics("test", ece), {"reliability_by_country_test": fig})
-    finally:
-        plots.close(fig)
-
-
-def _means(metrics: dict | None) -> tuple:
-    return (metrics["mean_roc_auc"], metrics["mean_log_loss"]) if metrics else (None, None)
+    e = evaluate_candidate(lake.lake(), tracking.tracker(), cand, gates_config.thresholds().promotion(),
+                           lake.settings().oracle, context.run.run_id)
+    return dg.MaterializeResult(metadata=_metadata(e.record, e.written, e.champion) | {
+        "test_mean_ece": e.judgement.candidate["mean_ece"],
+        "test_mean_ece_excess": e.judgement.candidate["mean_ece_excess"]})
 
 
 def _metadata(e: Evaluation, written: int, champion) -> dict:
@@ -114,22 +70,14 @@ def promotion_gate(context: dg.AssetCheckExecutionContext, lake: LakeResource) -
 
 def refuse_unless_promoted(instance: dg.DagsterInstance, ev: dict, champion_version: str | None) -> None:
     """Raise unless the latest evaluation says promote and its promotion gate passed it."""
-    if not ev.get("promote"):
-        verdict = f"its evaluation decided: {ev.get('decision', 'no decision recorded')}"
-    else:
-        gate = gate_policy.verdict(instance, dg.AssetCheckKey(EVALUATION, "promotion_gate"))
-        if gate is None:
-            return
-        verdict = f"ml/model_evaluation:promotion_gate {gate}"
-    keeps = f"the champion stays version {champion_version}" if champion_version else "there is no champion yet"
-    raise dg.Failure(
-        description=(f"refused to promote model version {ev.get('candidate_version')} "
-                     f"({ev.get('candidate_family')}): {verdict}. {keeps.capitalize()}. To proceed: train a better "
-                     f"candidate or change the thresholds (HIT_GATE_*), then `hit-platform build`, which evaluates "
-                     f"it again with its gate."),
-        metadata={"candidate_version": str(ev.get("candidate_version")), "promote": bool(ev.get("promote")),
-                  "decision": str(ev.get("decision")), "champion_version": champion_version or "none"},
-        allow_retries=False)
+    gate = gate_policy.verdict(instance, dg.AssetCheckKey(EVALUATION, "promotion_gate")) if ev.get("promote") else None
+    refused = promotion_refusal(ev, str(gate) if gate is not None else None, champion_version)
+    if refused:
+        raise dg.Failure(
+            description=refused,
+            metadata={"candidate_version": str(ev.get("candidate_version")), "promote": bool(ev.get("promote")),
+                      "decision": str(ev.get("decision")), "champion_version": champion_version or "none"},
+            allow_retries=False)
 
 
 @dg.asset(key=CHAMPION, deps=[EVALUATION], group_name="ml", code_version="1", kinds={"mlflow"})
@@ -148,39 +96,31 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
     before = tracker.champion_info()
     refuse_unless_promoted(context.instance, ev, before.version if before else None)
     candidate = str(ev["candidate_version"])
-    kept = None
-    if before is None or str(before.version) != candidate:
-        back = model_events.rolled_back_from(the_lake, candidate)
-        if back is not None:
-            kept = (f"version {candidate} was rolled back from on {back.event_at:%Y-%m-%d %H:%M:%S} UTC by "
-                    f"{back.who} ({back.reason}): not promoted again; `hit-platform rollback --to {candidate}` "
-                    "brings it back")
-            context.log.warning(kept)
-        elif before is not None and promotion.promotion_mode() == "shadow":
-            shadowing = tracker.challenger_info()
-            if shadowing is None or str(shadowing.version) != candidate:
-                tracker.set_challenger(candidate)
-                model_events.record(the_lake, model_events.new_event(
-                    "challenger", tracker.model_name, before.version, candidate, f"Dagster run {context.run.run_id}",
-                    f"shadows the champion on live traffic until shadow_gate decides: "
-                    f"{ev.get('decision', 'the promotion gate passed')}"[:500], context.run.run_id))
-            kept = (f"HIT_PROMOTION_MODE=shadow: version {candidate} passed the gates and is the challenger; "
-                    f"ml/shadow_promotion makes it champion once ml/shadow_evaluation:shadow_gate passes")
-            context.log.info(kept)
-        else:
-            tracker.promote(candidate)
-            tracker.set_version_tag(candidate, "promoted_by_dagster_run", context.run.run_id)
-            model_events.record(the_lake, model_events.new_event(
-                "promote", tracker.model_name, before.version if before else None, candidate,
-                f"Dagster run {context.run.run_id}", str(ev.get("decision", "the promotion gate passed"))[:500],
-                context.run.run_id))
+    back = model_events.rolled_back_from(the_lake, candidate)
+    move = champion_move(candidate, before.version if before else None, promotion.promotion_mode(),
+                         RolledBack(back.event_at, back.who, back.reason) if back else None)
+    if move.kind == "keep":
+        context.log.warning(move.why)
+    elif move.kind == "challenger":
+        model_events.set_challenger(the_lake, tracker, candidate, before.version,
+                                    f"shadows the champion on live traffic until shadow_gate decides: "
+                                    f"{ev.get('decision', 'the promotion gate passed')}", context.run.run_id)
+        context.log.info(move.why)
+    elif move.kind == "promote":
+        model_events.promote(the_lake, tracker, candidate, before.version if before else None,
+                             str(ev.get("decision", "the promotion gate passed")), context.run.run_id)
+    return dg.MaterializeResult(metadata=_champion_metadata(tracker, before, ev, move.why))
+
+
+def _champion_metadata(tracker, before, ev: dict, kept: str | None) -> dict:
+    """The champion as the registry holds it now; when it stayed (`kept`: why), its own metadata, not the
+    candidate's."""
     info = tracker.champion_info()
-    if kept:  # the champion stays: its metadata, not the candidate's
+    if kept:
         shadowing = tracker.challenger_info()
-        return dg.MaterializeResult(metadata={
-            "model_uri": f"models:/{info.name}@champion", "model_version": info.version,
-            "mlflow_run_id": info.run_id, "previous_version": info.version, "not_promoted": kept,
-            "challenger_version": shadowing.version if shadowing else "none"})
+        return {"model_uri": f"models:/{info.name}@champion", "model_version": info.version,
+                "mlflow_run_id": info.run_id, "previous_version": info.version, "not_promoted": kept,
+                "challenger_version": shadowing.version if shadowing else "none"}
     meta = {"model_uri": f"models:/{info.name}@champion", "model_version": info.version,
             "mlflow_run_id": info.run_id, "previous_version": before.version if before else "none",
             "family": ev["candidate_family"], "test_mean_roc_auc": ev["test_mean_roc_auc"],
@@ -189,4 +129,4 @@ def champion_model(context: dg.AssetExecutionContext, tracking: TrackingResource
     for k in ("auc_ratio_to_oracle", "log_loss_ratio_to_oracle", "oracle_mean_roc_auc"):
         if k in ev:
             meta[k] = ev[k]
-    return dg.MaterializeResult(metadata=meta)
+    return meta

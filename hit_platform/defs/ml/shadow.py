@@ -16,12 +16,12 @@ import dagster as dg
 
 from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters import model_events
-from hit_platform.adapters.tracking import CHALLENGER, CHAMPION as CHAMPION_ALIAS
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.ml.evaluation import CHAMPION, upstream_metadata
 from hit_platform.defs.resources import (LakeResource, PromotionResource, ServingResource, TrackingResource,
                                          serving_settings)
+from hit_platform.domain.promotion import ShadowComparison, ShadowThresholds, shadow_promotion_refusal
 from hit_platform.steps import shadow_comparison
 
 SHADOW_EVALUATION = dg.AssetKey(["ml", "shadow_evaluation"])
@@ -38,14 +38,15 @@ def shadow_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tra
     ops.inference_log): per country mean |difference|, prediction PSI and top-5 agreement, the top-5
     overlap, and both models' ROC AUC on the shadowed songs that have labels. Decides whether to promote
     (HIT_SHADOW_* thresholds); `shadow_gate` carries the decision."""
-    tracker, t = tracking.tracker(), promotion.shadow()
+    tracker, t = tracking.tracker(), ShadowThresholds.of(promotion.shadow())
     champion, challenger = tracker.champion_info(), tracker.challenger_info()
     if challenger is None or champion is None or challenger.version == champion.version:
         return dg.MaterializeResult(metadata={
             "challenger_version": "none", "champion_version": champion.version if champion else "none",
             "promote": False, "decision": "no challenger shadows the champion: nothing to judge or promote"})
-    cmp = shadow_comparison.compare(lake.lake(), champion.version, challenger.version,
-                                    min_labelled=t.min_labelled_songs)
+    with lake.lake().reading() as con:
+        cmp = (shadow_comparison.compare(con, champion.version, challenger.version, min_labelled=t.min_labelled_songs)
+               if con else ShadowComparison(str(champion.version), str(challenger.version)))
     passed, _ = cmp.judge(t)
     decision = cmp.summary(t)
     context.log.info(decision)
@@ -84,24 +85,14 @@ def shadow_promotion(context: dg.AssetExecutionContext, lake: LakeResource, trac
         return dg.MaterializeResult(metadata={"promoted": False, "model_version": champion.version if champion
                                               else "none", "decision": ev["decision"]})
     verdict = gate_policy.verdict(context.instance, GATE)
-    if not ev["promote"] or verdict is not None:
-        raise dg.Failure(description=f"refused to promote challenger {ev['challenger_version']}: "
-                                     f"{verdict or ev['decision']}. The champion stays {ev['champion_version']}; "
-                                     "the challenger keeps shadowing it.", allow_retries=False)
-    judged = (ev["champion_version"], ev["challenger_version"])
-    now = (champion.version if champion else None, challenger.version if challenger else None)
-    if now != judged:
-        raise dg.Failure(description=f"the aliases moved since ml/shadow_evaluation judged champion {judged[0]} and "
-                                     f"challenger {judged[1]} (now {CHAMPION_ALIAS} {now[0]}, {CHALLENGER} {now[1]}): "
-                                     "evaluate again", allow_retries=False)
+    refused = shadow_promotion_refusal(ev, str(verdict) if verdict is not None else None,
+                                       (champion.version if champion else None,
+                                        challenger.version if challenger else None))
+    if refused:
+        raise dg.Failure(description=refused, allow_retries=False)
     version = str(ev["challenger_version"])
-    event = model_events.new_event("promote", tracker.model_name, champion.version, version,
-                                   f"Dagster run {context.run.run_id}", f"shadow_gate passed: {ev['decision']}"[:500],
-                                   context.run.run_id)
-    tracker.promote(version)
-    tracker.clear_challenger()
-    tracker.set_version_tag(version, "promoted_by_dagster_run", context.run.run_id)
-    model_events.record(the_lake, event)
+    event = model_events.promote(the_lake, tracker, version, champion.version, f"shadow_gate passed: {ev['decision']}",
+                                 context.run.run_id, clear_challenger=True)
     meta = {"model_uri": f"models:/{tracker.model_name}@champion", "model_version": version,
             "previous_version": champion.version, "promoted_by": "shadow_gate", "model_event_id": event.event_id,
             "shadowed_songs": ev.get("shadowed_songs", 0)}
@@ -123,7 +114,8 @@ def shadow_sensor(context: dg.SensorEvaluationContext, lake: LakeResource, track
     if challenger is None or champion is None:
         return dg.SkipReason("no challenger shadows the champion")
     need = promotion.shadow().min_requests
-    have = shadow_comparison.shadowed_songs(lake.lake(), champion.version, challenger.version)
+    with lake.lake().reading() as con:
+        have = shadow_comparison.shadowed_songs(con, champion.version, challenger.version) if con else 0
     if have < need:
         return dg.SkipReason(f"challenger {challenger.version} has shadowed {have} of {need} songs")
     return dg.RunRequest(run_key=f"shadow:{champion.version}:{challenger.version}",

@@ -1,0 +1,72 @@
+"""The best candidate judged on the test split, at the lake snapshot it was trained on: scored beside the
+per-country prior baseline, the champion and the generator's oracle (`domain.promotion.judge`), the
+decision appended to `ml.evaluations` and tagged on the model version, the candidate's test calibration
+logged to its own MLflow run. `ml/model_evaluation` (`defs/ml/evaluation.py`) runs it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
+from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, flat_metrics
+from hit_platform.domain.promotion import Judgement, PromotionThresholds, judge
+from hit_platform.steps.datasets import load_split
+from hit_platform.steps.oracle import oracle_matrix
+
+
+@dataclass
+class Evaluated:
+    record: Evaluation  # the row appended to ml.evaluations
+    judgement: Judgement
+    champion: ModelVersionInfo | None  # the champion when the candidate was judged
+    written: int  # the lake snapshot that holds the row
+
+
+def evaluate_candidate(lake: Lake, tracker: Tracker, candidate: dict, thresholds: PromotionThresholds,
+                       oracle: Path, run_id: str) -> Evaluated:
+    """Judge the best candidate an ml/candidate_models materialization recorded (`candidate`: the plain
+    values of its metadata) and record the judgement; `oracle`: where the generator's oracle is, if any."""
+    snapshot, version = candidate["lake_snapshot_id"], candidate["best_model_version"]
+    with lake.connection(read_only=True) as con:
+        test = load_split(con, "test", snapshot)
+    current = tracker.champion_info()
+    champion = current if current is not None and current.version != version else None  # not against itself
+    P_test = tracker.load_version(version).predict_proba(test.X)
+    j = judge(test.Y, P_test,
+              tracker.load_uri(candidate["baseline_model_uri"]).predict_proba(test.X),
+              tracker.load_version(champion.version).predict_proba(test.X) if champion else None,
+              oracle_matrix(oracle, test.spotify_ids), thresholds)
+    record = Evaluation(
+        datetime.now(timezone.utc), run_id, snapshot, version, candidate["best_run_id"], candidate["best_family"],
+        len(test), j.candidate["mean_roc_auc"], j.candidate["mean_pr_auc"], j.candidate["mean_log_loss"],
+        j.candidate["mean_brier"], j.baseline["mean_roc_auc"], j.baseline["mean_log_loss"],
+        champion.version if champion else None, *(_means(j.champion) + _means(j.oracle)),
+        j.auc_ratio_to_oracle, j.log_loss_ratio_to_oracle, j.decision.promote, j.decision.summary,
+        json.dumps(j.candidate["roc_auc"]))
+    _log_test_calibration(tracker, candidate["best_run_id"], candidate["best_family"], test.Y, P_test, j.candidate)
+    with lake.connection() as con:
+        lake.write(lambda c: append_evaluation(c, record), con=con, what="ml.evaluations")
+        written = lake.snapshot_id(con)
+    tracker.set_version_tag(version, "evaluation", j.decision.summary[:500])
+    return Evaluated(record, j, current, written)
+
+
+def _log_test_calibration(tracker: Tracker, run_id: str, family: str, Y, P, metrics: dict) -> None:
+    """The candidate's calibration on the test split, into its own MLflow run: ECE per country and its
+    means (test_ece_US, test_mean_ece, test_mean_ece_excess) and the per-country reliability curves."""
+    from hit_platform.adapters.reports import plots  # matplotlib: only when an evaluation runs
+
+    fig = plots.reliability_by_country(Y, P, f"{family}: reliability by country (test)")
+    try:
+        ece = {k: metrics[k] for k in ("ece", "mean_ece", "mean_ece_excess")}
+        tracker.log_to_run(run_id, flat_metrics("test", ece), {"reliability_by_country_test": fig})
+    finally:
+        plots.close(fig)
+
+
+def _means(metrics: dict | None) -> tuple:
+    return (metrics["mean_roc_auc"], metrics["mean_log_loss"]) if metrics else (None, None)
