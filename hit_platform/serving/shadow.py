@@ -219,6 +219,8 @@ class ShadowScorer:
                 try:
                     written = self._write(pa.concat_tables(tables))
                 except Exception as exc:
+                    while sum(t.num_rows for t in tables) > self.max_rows and len(tables) > 1:
+                        self.dropped_rows += tables.pop(0).num_rows  # a lake down for long: keep the newest
                     self._unwritten = tables
                     failed = self._failed("writing ops.shadow_log", exc)
             self.shadowed_rows += written
