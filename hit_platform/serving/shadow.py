@@ -16,11 +16,13 @@ all it was handed with one model call per challenger and writes the scores to
   every `SCORE_EVERY_COMMITS` commit rounds: an insert into the log costs
   50-100 ms of CPU before its first row (the anti-join that keeps requests
   once, the new file and its statistics), then ~6 us a row; and rows are
-  scored column-wise, from the committed rows themselves. Measured in the
-  serving process, 7,500 answers a commit: scoring inside each commit added
-  23 ms of CPU per 1,000 answers, this scorer writing every commit 30 ms,
-  every third commit 14 ms. The price: a score lands up to three commit
-  rounds (15 s by default) after its answer's commit;
+  scored column-wise, from the committed rows themselves. The CPU a
+  challenger adds to the serving process, 7,500 answers a commit (measured
+  in process, `bench/bench_lifecycle.py`): 23 ms per 1,000 answers when the
+  committer scored inside each commit (3 runs), 30 ms with this scorer
+  writing every commit, 14-21 ms writing every third (5 runs). The price: a
+  score lands up to three commit rounds (15 s by default) after its answer's
+  commit;
 - answers committed but not scored when the process died are scored by the
   next one: when a scorer gets its first challenger, it looks once for answers
   received since a little before that challenger's newest score that have
