@@ -169,7 +169,9 @@ def _estimates(con: duckdb.DuckDBPyConnection, lake: Lake, countries: int = 5) -
         color = f"C{i}"
         xs = [p[1] for p in pts]
         ax.plot(xs, [p[2] for p in pts], "o-", color=color, label=f"{c} estimated")
-        ax.fill_between(xs, [p[3] for p in pts], [p[4] for p in pts], color=color, alpha=0.15)
+        # no interval (NULL) where too few hits are expected to bound the estimate: a gap in the band
+        band = [[np.nan if v is None else v for v in (p[3], p[4])] for p in pts]
+        ax.fill_between(xs, [b[0] for b in band], [b[1] for b in band], color=color, alpha=0.15)
         real = [(p[1], p[5]) for p in pts if p[5] is not None and np.isfinite(p[5])]
         if real:
             ax.plot([r[0] for r in real], [r[1] for r in real], "x", color=color, markersize=9,
@@ -184,7 +186,8 @@ def _estimates(con: duckdb.DuckDBPyConnection, lake: Lake, countries: int = 5) -
             f"{html.escape(source)} songs, {at:%Y-%m-%d %H:%M:%S} UTC. The estimate sees a shift of the songs, not "
             f"a change of taste: the realized value (once labels arrive) does.</p>")
     return note + _png(fig) + _table(
-        [(c, e, f"[{lo:.3f}, {hi:.3f}]", ref, ch, real, n) for c, e, lo, hi, ref, ch, real, n, _ in worst],
+        [(c, e, f"[{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else "none: too few hits expected",
+          ref, ch, real, n) for c, e, lo, hi, ref, ch, real, n, _ in worst],
         ("country", "estimated AUC", "90% interval", "test AUC", "change", "realized AUC", "realized songs"))
 
 
