@@ -5,6 +5,7 @@ loads them."""
 import ast
 import importlib
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -149,3 +150,101 @@ def test_the_tests_mirror_the_package():
     assert not strays, f"test folders with no package folder of that name: {sorted(strays)}"
     layers = {"domain", "steps", "adapters", "defs", "serving", "generator", "cli"}
     assert layers <= test_dirs, sorted(layers - test_dirs)
+
+
+# -- defs/ is wiring: no SQL, no MLflow; the CLI does not reach into it --------------------------------
+
+# SQL as DuckDB would run it: the keyword in capitals and what follows it in a statement (prose that says
+# "select" or "update" is not SQL). An f-string is read whole, its {fields} as "{}".
+SQL = re.compile(r"\bSELECT\b.*?\bFROM\b|\bINSERT\s+INTO\b|\bCREATE\s+(OR\s+REPLACE\s+)?(TEMP(ORARY)?\s+)?"
+                 r"(TABLE|SCHEMA|VIEW|SECRET|SEQUENCE|MACRO)\b|\bDELETE\s+FROM\b|\bUPDATE\s+[\w.\"{}]+\s+(\w+\s+)?SET\b"
+                 r"|\bALTER\s+TABLE\b|\bDROP\s+(TABLE|SCHEMA|VIEW)\b|\bDESCRIBE\s+[\w.{}]", re.S)
+# What a connection runs SQL with: `con.execute(...)` and its kin.
+RUNS_SQL = {"execute", "executemany", "sql", "query", "from_query"}
+
+
+def _defs_sources():
+    for path in sorted((PACKAGE / "defs").rglob("*.py")):
+        yield path.relative_to(PACKAGE), ast.parse(path.read_text())
+
+
+def _strings(tree: ast.AST):
+    """Every string literal of a module (docstrings too), an f-string joined with "{}" for its fields."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            yield node.lineno, "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            yield node.lineno, node.value
+
+
+def test_defs_hold_no_sql():
+    """An asset reads its inputs, calls a step (which takes a connection and returns values) or an adapter,
+    and writes its metadata: SQL lives in `steps/` (and the lake's own adapter), where DuckDB runs it and a
+    test can run it without Dagster."""
+    found = [f"{path}:{line}: {m.group(0)!r}" for path, tree in _defs_sources()
+             for line, text in _strings(tree) for m in [SQL.search(text)] if m]
+    found += [f"{path}:{node.lineno}: .{node.func.attr}(...)" for path, tree in _defs_sources()
+              for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in RUNS_SQL]
+    assert not found, "SQL in defs/ (move it into a step):\n" + "\n".join(found)
+
+
+def test_the_rule_finds_sql_where_it_is():
+    assert SQL.search('SELECT count(*) FROM {}') and SQL.search("INSERT INTO ml.batch_predictions SELECT 1")
+    assert SQL.search("CREATE OR REPLACE TABLE core.songs AS") and SQL.search("UPDATE {} e SET realized = 1")
+    assert SQL.search("DELETE FROM ops.alerts") and SQL.search("DESCRIBE {}")
+    assert not SQL.search("Select the songs, update the champion and create a report from them")
+
+
+def test_defs_never_import_mlflow():
+    """MLflow is the tracking adapter's (`adapters/tracking.py`) and the model adapters' (`adapters/model_*`):
+    an asset asks them, it never calls MLflow itself."""
+    found = [f"{path} imports {name}" for path in sorted((PACKAGE / "defs").rglob("*.py"))
+             for name in _imports(path) if name.split(".")[0] == "mlflow"]
+    assert not found, "\n".join(found)
+
+
+# Modules of defs/ the CLI may import whole, and why.
+CLI_MAY_IMPORT_MODULES = {
+    "hit_platform.defs.gate_policy": "`hit-platform build` asks the question every asset asks (may I run?) up "
+                                     "front, to report what the gates leave unbuilt",
+    "hit_platform.defs.sensors": "`hit-platform build` asks the landing sensor which files are new, as the daemon does",
+}
+
+
+def _what_definitions_are_made_of(value) -> bool:
+    """An asset key or check key (or a collection of them), or one of the things `hit_platform.definitions`
+    assembles: an asset, a job, a sensor, a resource."""
+    if isinstance(value, (dg.AssetKey, dg.AssetCheckKey)):
+        return True
+    if isinstance(value, (set, frozenset, list, tuple)) and value:
+        return all(isinstance(v, (dg.AssetKey, dg.AssetCheckKey)) for v in value)
+    if isinstance(value, (dg.AssetsDefinition, dg.SourceAsset, dg.AssetChecksDefinition, dg.JobDefinition,
+                          dg.SensorDefinition, dg.ScheduleDefinition)):
+        return True
+    return isinstance(value, type) and issubclass(value, dg.ConfigurableResource)
+
+
+def test_the_cli_takes_from_defs_only_keys_and_definitions():
+    """The CLI calls steps and adapters for the work, and Dagster with `hit_platform.definitions` for a run.
+    From `hit_platform.defs` it may import only what the Definitions are made of: asset and check keys
+    (`CHAMPION`, `BY_SENSOR`), assets, jobs, sensors and resources (to materialize one asset, as
+    `hit-platform ingest` does), and the modules of CLI_MAY_IMPORT_MODULES. Never an asset's helper: what an
+    asset and a command both need (a rebuild, a snapshot check, a decision) lives in adapters/, steps/ or
+    domain/, where both import it."""
+    wrong = []
+    for path in sorted((PACKAGE / "cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                wrong += [f"{path.relative_to(PACKAGE)}: import {a.name}" for a in node.names
+                          if a.name.startswith("hit_platform.defs") and a.name not in CLI_MAY_IMPORT_MODULES]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("hit_platform.defs"):
+                for alias in node.names:
+                    dotted = f"{node.module}.{alias.name}"
+                    if _is_module(dotted):
+                        ok = dotted in CLI_MAY_IMPORT_MODULES
+                    else:
+                        ok = _what_definitions_are_made_of(getattr(importlib.import_module(node.module), alias.name))
+                    if not ok:
+                        wrong.append(f"{path.relative_to(PACKAGE)}: from {node.module} import {alias.name}")
+    assert not wrong, "the CLI reaches into defs/:\n" + "\n".join(wrong)
