@@ -276,6 +276,8 @@ class Lake:
             except duckdb.Error as exc:
                 if not _attach_retryable(exc) or attempt == self.settings.lake.retries - 1:
                     con.close()
+                    if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):  # as no file
+                        raise FileNotFoundError(f"no lake at {self.settings.catalog}: nothing has been ingested") from exc
                     raise
                 log.info("attach %s: retry %d after %s", self.alias, attempt + 1, exc)
                 try:  # a half-made attachment must not stay behind for the next try
