@@ -100,12 +100,7 @@ class Drill:
                 self.daemon.wait(10)
 
     def stop(self) -> None:
-        if self.daemon and self.daemon.poll() is None:
-            os.killpg(self.daemon.pid, signal.SIGTERM)
-            try:
-                self.daemon.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.daemon.pid, signal.SIGKILL)
+        self.stop_daemon()
         process.stop(self.settings, self.serve)
 
     def daemon_tail(self, lines: int = 40) -> str:
