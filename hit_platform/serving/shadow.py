@@ -30,7 +30,8 @@ all it was handed with one model call per challenger and writes the scores to
 - a score's `latency_ms` is the delay from the answer to its score.
 
 A request answered by the challenger's own version (after a promotion) is not
-scored, and no request is scored twice (`insert` skips request ids already in
+scored, and no request is scored twice (`once_per_item` keeps one score of an answer a round
+found twice, and `insert` skips request ids already in
 ops.shadow_log, scores a replica journaled itself among them).
 """
 
@@ -219,7 +220,7 @@ class ShadowScorer:
             written = 0
             if tables:
                 try:
-                    written = self._write(pa.concat_tables(tables))
+                    written = self._write(once_per_item(pa.concat_tables(tables)))
                 except Exception as exc:
                     while sum(t.num_rows for t in tables) > self.max_rows and len(tables) > 1:
                         self.dropped_rows += tables.pop(0).num_rows  # a lake down for long: keep the newest
@@ -258,6 +259,17 @@ class ShadowScorer:
         return {"challenger_version": self.challenger.version if self.challenger is not None else None,
                 "shadowed_rows": self.shadowed_rows, "waiting_rows": self._taken_rows,
                 "dropped_rows": self.dropped_rows, "last_error": self.last_error}
+
+
+def once_per_item(scores: pa.Table) -> pa.Table:
+    """`scores` with the first row of each (request_id, item) only: a round's look-back (`unscored`, read
+    from the lake) can find an answer the committer has since handed over too, and the insert's check
+    for request ids already in ops.shadow_log cannot see duplicates within the rows it inserts."""
+    numbered = scores.append_column("_row", pa.array(np.arange(scores.num_rows, dtype=np.int64)))
+    first = numbered.group_by(["request_id", "item"], use_threads=False).aggregate([("_row", "min")])
+    if first.num_rows == scores.num_rows:
+        return scores
+    return scores.take(pc.sort_indices(first["_row_min"]))
 
 
 def _by_challenger(taken: list[tuple[Predictor, pa.Table]]) -> list[tuple[Predictor, pa.Table]]:

@@ -238,6 +238,19 @@ def test_answers_committed_but_never_scored_are_scored_by_the_next_scorer_once(t
     scorer.close()
     again.close()
 
+    # a restart whose first commit lands before its first round: the look-back reads the committed answer
+    # from the lake and the committer hands it over too; it is scored once
+    late = answer(0, v1)
+    restarted = ShadowScorer(lake)
+    restarted.set_challenger(challenger)
+    lake.write(lambda con: insert(con, to_arrow([late])))
+    restarted.take(to_arrow([late]))
+    assert restarted.score() == len(X)
+    with lake.connection(read_only=True) as con:
+        assert con.execute(f"SELECT count(*) FROM {SHADOW_LOG} WHERE request_id = ?",
+                           [late.request_id]).fetchall()[0][0] == len(X)
+    restarted.close()
+
 
 def test_a_replica_that_commits_its_own_journal_scores_what_it_committed(tmp_path):
     """On a Ray cluster each replica commits its own journal (no serving process on its machine): it then
