@@ -1,5 +1,5 @@
 """Figures for MLflow runs and reports: per-country AUC bars, calibration curves (pooled and per
-country), ROC curves."""
+country), ROC curves, and time axes that span the data they show."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # no screen: render to files
 
+import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import roc_curve  # noqa: E402
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
 
 from hit_platform.domain.countries import COUNTRIES  # noqa: E402
 from hit_platform.domain.models.calibration import (  # noqa: E402
@@ -97,6 +100,44 @@ def roc(Y: np.ndarray, P: np.ndarray, title: str, countries: tuple[str, ...] = (
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def time_axis(ax, times, one: str, window: timedelta = timedelta(hours=1), pad: float = 0.05) -> str | None:
+    """The x axis spans the times it shows (a margin of `pad` of the span on each side), in UTC, with ticks
+    for that span. Matplotlib alone widens a single date to four years; data at one point in time (all
+    within `window`/30 of each other: the checks of one build, seconds apart) get a window of `window` on
+    each side instead, and the words `one` ("one estimate so far") in the plot, which are returned for
+    the text around it (None when the data span more than one point in time, or there are none)."""
+    ts = sorted({_utc(t) for t in times if t is not None})
+    if not ts:
+        return None
+    lo, hi = ts[0], ts[-1]
+    said = None
+    if hi - lo <= window / 30:
+        middle = lo + (hi - lo) / 2
+        lo, hi, said = middle - window, middle + window, one
+        ax.text(0.01, 0.97, one, transform=ax.transAxes, ha="left", va="top", fontsize=9, color="#555555")
+    else:
+        margin = (hi - lo) * pad
+        lo, hi = lo - margin, hi + margin
+    ax.set_xlim(lo, hi)
+    locator = mdates.AutoDateLocator(tz=timezone.utc, minticks=3, maxticks=8)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(  # the offset (the date below the ticks) says UTC
+        locator, tz=timezone.utc, offset_formats=["", "%Y", "%Y-%m", "%Y-%m-%d UTC", "%Y-%m-%d UTC",
+                                                  "%Y-%m-%d %H:%M UTC"]))
+    return said
+
+
+def x_span(ax) -> tuple[datetime, datetime]:
+    """The x axis's limits as UTC times (what a reader sees the time axis span)."""
+    lo, hi = ax.get_xlim()
+    return mdates.num2date(lo, tz=timezone.utc), mdates.num2date(hi, tz=timezone.utc)
+
+
+def _utc(t) -> datetime:
+    t = t.to_pydatetime() if hasattr(t, "to_pydatetime") else t
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 def close(*figs) -> None:
