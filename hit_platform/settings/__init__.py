@@ -1,5 +1,5 @@
 """One Settings object, in sections: lake, duckdb, s3, mlflow, training, gates, monitors, serving,
-sensors, promotion, shadow. It is the only place that reads the environment, once per process (`get_settings`);
+sensors, promotion, shadow, dashboard. It is the only place that reads the environment, once per process (`get_settings`);
 resources, sensors and the serving process are built from it.
 
 Every setting can be overridden by an environment variable: `HIT_WAREHOUSE`, then the section's
@@ -8,7 +8,7 @@ prefix and the field (`HIT_LAKE_CATALOG=postgres:dbname=lake host=...`, `HIT_GAT
 The defaults (profile `embedded`) keep everything under `warehouse/` in the repository root.
 
 The sections live one to a module in this package (lake, tracking, training, gates, monitors,
-serving, promotion, sensors); `Settings`, which holds them, and `get_settings` are here.
+serving, promotion, sensors, dashboard); `Settings`, which holds them, and `get_settings` are here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hit_platform.settings.dashboard import DashboardSettings
 from hit_platform.settings.gates import GateThresholds
 from hit_platform.settings.lake import DuckDBSettings, LakeSettings, S3Options, S3Settings
 from hit_platform.settings.monitors import MonitorThresholds
@@ -30,7 +31,7 @@ from hit_platform.settings.serving import ServeConfig
 from hit_platform.settings.tracking import MlflowSettings
 from hit_platform.settings.training import TrainingSettings
 
-__all__ = ["PROFILES", "REPO_ROOT", "DuckDBSettings", "GateThresholds", "LakeSettings", "MlflowSettings",
+__all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "LakeSettings", "MlflowSettings",
            "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings", "ServeConfig",
            "Settings", "ShadowSettings", "TrainingSettings", "get_settings"]
 
@@ -60,9 +61,10 @@ class Settings(BaseSettings):
     sensors: SensorSettings = Field(default_factory=SensorSettings)
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
     @field_validator("lake", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving", "sensors",
-                     "promotion", "shadow",
+                     "promotion", "shadow", "dashboard",
                      mode="before")
     @classmethod
     def _section_over_env(cls, value, info):
