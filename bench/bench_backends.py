@@ -5,7 +5,7 @@
 Generates one chart dump of about --rows rows (one file, all 73 charts), starts a
 throw-away PostgreSQL server and a moto S3 server on 127.0.0.1
 (hit_platform_tests/support/servers.py; needs `apt-get install -y postgresql` and
-`pip install "moto[server]"`), then times `hit_platform.steps.ingest.ingest_file` of
+`pip install "moto[server]"`), then times `hit_platform.adapters.lake.ingest.ingest_file` of
 that same file into a fresh lake on each backend:
   sqlite+local: catalog warehouse/lake/catalog.sqlite, data warehouse/lake/data/
   postgres+s3:  catalog in PostgreSQL, data in s3://<bucket>/<prefix>/ on moto
@@ -23,7 +23,7 @@ from pathlib import Path
 
 
 from bench_ingest import one_file_dump  # bench/ is on sys.path: the script's folder
-from hit_platform.steps.ingest import ingest_file
+from hit_platform.adapters.lake.ingest import ingest_file
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 from hit_platform_tests.support.servers import (create_database, list_objects, postgres_missing_reason,

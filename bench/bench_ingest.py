@@ -6,7 +6,7 @@ Generates one chart dump of about --rows rows (one file, all 73 charts), then ti
 alternating rounds on the same file (bare, platform, bare, platform, ...),
   bare:     DuckDB read_csv(...) (read_parquet for --format parquet) -> Parquet file (COPY),
             the engine alone
-  platform: hit_platform.steps.ingest.ingest_file into a fresh DuckLake, opening its own
+  platform: hit_platform.adapters.lake.ingest.ingest_file into a fresh DuckLake, opening its own
             lake connection as a one-file ingest does
 and, as a second anchor, what a user would run instead to get the file into the lake unchecked
 (open the same DuckLake, CREATE TABLE AS read_csv). It prints each round's rows/s and ratios,
@@ -29,7 +29,8 @@ from pathlib import Path
 import duckdb
 
 from hit_platform.generator import GeneratorConfig, generate
-from hit_platform.steps.ingest import ingest_file, landing_files
+from hit_platform.adapters.lake.ingest import ingest_file
+from hit_platform.steps.ingest import landing_files
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings
 

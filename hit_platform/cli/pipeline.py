@@ -55,7 +55,7 @@ def print_lake_summary(settings: Settings) -> None:
 
     lake = Lake(settings)
     with lake.connection(read_only=True) as con:
-        s = lake_summary(lake, con)
+        s = lake_summary(con)
     print(f"\nlake snapshot id: {s['snapshot_id']}")
     print("rows per table:")
     for table, n in s["rows"].items():

@@ -1,17 +1,15 @@
 """Ingest: landing files -> `raw.chart_rows` + `quarantine.chart_rows`, and the gates on raw rows."""
 
-import hashlib
-
 import dagster as dg
 
 from hit_platform.defs.gate_policy import gated
-from hit_platform.adapters.alerts import raise_alert
+from hit_platform.adapters.lake.ingest import alert_on, ingest_landing
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.gate_checks import Ctx, run_gate
 from hit_platform.defs.landing import LANDING
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.steps import gates
-from hit_platform.steps.ingest import ingest_landing, landed, landing_files
+from hit_platform.steps.ingest import ingest_report, landed, landing_files
 
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
@@ -49,55 +47,23 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
     only when rows were added to it (or it does not exist yet): a run that lands nothing new makes
     nothing downstream stale and starts no retrain. Rejected files and quarantined rows raise alerts."""
     landing = lake.landing_dir
-    if config.files:
-        paths = [landing / name for name in config.files]
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise dg.Failure(f"landing file(s) not found: {', '.join(missing)}")
-    else:
-        paths = landing_files(landing)
+    paths = [landing / name for name in config.files] if config.files else landing_files(landing)
+    if missing := [str(p) for p in paths if not p.exists()]:
+        raise dg.Failure(f"landing file(s) not found: {', '.join(missing)}")
     the_lake = lake.lake()
     results = ingest_landing(the_lake, paths)
-    for r in results:  # alerts first: the snapshot recorded below is the lake as this run left it
-        if r.status == "rejected":
-            context.log.warning(f"rejected {r.file_name}: {r.reason}")
-            raise_alert(the_lake, kind="ingest", severity="error", where=f"landing/{r.file_name}",
-                        what=f"file rejected, nothing stored: {r.reason}", run_id=context.run.run_id,
-                        alert_id=f"rejected:{r.file_sha256}", details={"file_sha256": r.file_sha256})
-        elif r.rows_quarantined:
-            raise_alert(the_lake, kind="ingest", severity="warning", where=f"landing/{r.file_name}",
-                        what=f"{r.rows_quarantined} of {r.rows_read} rows quarantined "
-                             f"({', '.join(f'{k} {v}' for k, v in sorted(r.quarantined_by_reason.items()))})",
-                        run_id=context.run.run_id, alert_id=f"quarantined:{r.file_sha256}",
-                        details=dict(r.quarantined_by_reason))
+    alert_on(the_lake, results, context.run.run_id)  # first: the snapshot recorded below is the lake as left
     with the_lake.connection(read_only=True) as con:
-        snapshot = the_lake.snapshot_id(con)
-        stored = landed(con)
-    # The data version is the set of files landed: unchanged when nothing new arrived,
-    # so nothing downstream turns stale.
-    version = hashlib.sha256("".join(stored.file_sha256s).encode()).hexdigest()[:16]
-    by_status = {s: sum(r.status == s for r in results) for s in ("ingested", "rejected", "already_landed")}
-    files_table = dg.MetadataValue.md(
-        "| file | status | read | raw | quarantined | reason |\n|---|---|---|---|---|---|\n"
-        + "\n".join(f"| {r.file_name} | {r.status} | {r.rows_read} | {r.rows_raw} | {r.rows_quarantined} "
-                    f"| {r.reason or ''} |" for r in results))
-    common = {"lake_snapshot_id": snapshot, "files_ingested": by_status["ingested"],
-              "files_rejected": by_status["rejected"], "files_already_landed": by_status["already_landed"]}
-    by_reason: dict[str, int] = {}
-    for r in results:
-        for k, v in r.quarantined_by_reason.items():
-            by_reason[k] = by_reason.get(k, 0) + v
-    added = {RAW_CHART_ROWS: sum(r.rows_raw for r in results),
-             QUARANTINED_CHART_ROWS: sum(r.rows_quarantined for r in results)}
-    metadata = {
-        RAW_CHART_ROWS: {"dagster/row_count": stored.raw_rows, "files": files_table},
-        QUARANTINED_CHART_ROWS: {"dagster/row_count": stored.quarantined_rows,
-                                 **{f"added_{k}": v for k, v in sorted(by_reason.items())}}}
-    for key in (RAW_CHART_ROWS, QUARANTINED_CHART_ROWS):
+        snapshot, stored = the_lake.snapshot_id(con), landed(con)
+    report = ingest_report(results, stored)
+    for key, added, metadata in ((RAW_CHART_ROWS, report.added_raw,
+                                  {**report.raw, "files": dg.MetadataValue.md(report.files_markdown)}),
+                                 (QUARANTINED_CHART_ROWS, report.added_quarantined, report.quarantined)):
         first = context.instance.get_latest_materialization_event(key) is None
-        if stored.file_sha256s and (added[key] or first or config.materialize_unchanged):
-            yield dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(version),
-                                       metadata={**common, **metadata[key], "rows_added": added[key]})
+        if stored.file_sha256s and (added or first or config.materialize_unchanged):
+            yield dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(stored.data_version),
+                                       metadata={"lake_snapshot_id": snapshot, **report.common, **metadata,
+                                                 "rows_added": added})
         else:
             context.log.info(f"no new rows for {key.to_user_string()}: not materialized")
 

@@ -15,7 +15,8 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.generator.feed import feed_day
 from hit_platform.generator.dump import OtherWorld
 from hit_platform.settings import REPO_ROOT
-from hit_platform.steps.ingest import ingest_landing, landing_files
+from hit_platform.adapters.lake.ingest import ingest_landing
+from hit_platform.steps.ingest import landing_files
 
 FAKETIME = shutil.which("faketime")
 DAY = date(2026, 3, 10)

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 INGESTER = textwrap.dedent("""
     import json, sys
-    from hit_platform.steps.ingest import ingest_landing, landing_files
+    from hit_platform.adapters.lake.ingest import ingest_landing
+    from hit_platform.steps.ingest import landing_files
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
     settings = Settings(lake={"retries": 40})  # everything else from the HIT_* environment

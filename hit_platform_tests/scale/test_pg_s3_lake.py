@@ -11,7 +11,8 @@ import duckdb
 import pytest
 
 from hit_platform.generator import FAULT_KINDS
-from hit_platform.steps.ingest import ingest_landing, landing_files, lake_summary
+from hit_platform.adapters.lake.ingest import ingest_landing
+from hit_platform.steps.ingest import landing_files, lake_summary
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform_tests.support.dumps import small_dump
 
@@ -99,7 +100,7 @@ def test_ingest_gives_the_same_lake_as_sqlite_and_local_files(settings, pg_s3_la
     summaries, prints = {}, {}
     for name, lk in (("local", local), ("remote", remote)):
         with lk.connection(read_only=True) as con:
-            summary = lake_summary(lk, con)
+            summary = lake_summary(con)
             summary.pop("snapshot_id")
             summaries[name] = summary
             prints[name] = {t: fingerprint(lk, con, t) for t in tables}

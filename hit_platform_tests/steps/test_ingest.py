@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hit_platform.steps.ingest import ingest_file, ingest_landing
+from hit_platform.adapters.lake.ingest import ingest_file, ingest_landing
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.schema import AUDIO_FEATURES, COLUMN_NAMES
 

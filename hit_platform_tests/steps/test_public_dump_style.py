@@ -12,7 +12,8 @@ from datetime import date
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.schema import AUDIO_FEATURES, RELEASE_DATE_PRECISION
 from hit_platform.generator import GeneratorConfig, generate
-from hit_platform.steps.ingest import ingest_landing, landing_files
+from hit_platform.adapters.lake.ingest import ingest_landing
+from hit_platform.steps.ingest import landing_files
 from hit_platform.steps.ingest.rules import release_date_text
 
 KAGGLE_HEADER = ('"spotify_id","name","artists","daily_rank","daily_movement","weekly_movement","country",'

@@ -12,7 +12,7 @@ One landing file is one unit of work and one lake transaction:
    nothing of it reaches the lake;
 3. each row gets at most one reason, in a fixed order (missing required value,
    wrong type, out of range, unknown country, exact duplicate, key duplicate);
-4. one transaction writes the good rows (typed) to `raw.chart_rows`, the bad
+4. one transaction (the caller's: `adapters.lake.ingest` runs it, and retries it whole) writes the good rows (typed) to `raw.chart_rows`, the bad
    ones (as text, with reason, column and value) to `quarantine.chart_rows`,
    and the file's record (rows read = raw + quarantined) to `raw.landed_files`.
 
@@ -22,13 +22,13 @@ the winner's file: no file is ever doubled, on SQLite or PostgreSQL catalogs.
 
 The walk, one module a step: `landing` (which files, their hash), `staging` (2),
 `rules` (3, as SQL generated from the one schema), `quarantine` (3's duplicates and
-the rows 4 quarantines), `transaction` (1 and 4, file after file), `summary` (what
+the rows 4 quarantines), `transaction` (1 and 4, as SQL on the connection it is given), `summary` (what
 the lake holds afterwards).
 """
 
 from hit_platform.steps.ingest.landing import LANDING_SUFFIXES, file_sha256, landing_files
-from hit_platform.steps.ingest.summary import Landed, lake_summary, landed
-from hit_platform.steps.ingest.transaction import FileResult, ingest_file, ingest_landing
+from hit_platform.steps.ingest.summary import IngestReport, Landed, ingest_report, lake_summary, landed
+from hit_platform.steps.ingest.transaction import FileResult, Staged, stage, store_file
 
-__all__ = ["LANDING_SUFFIXES", "FileResult", "Landed", "file_sha256", "ingest_file", "ingest_landing",
-           "lake_summary", "landed", "landing_files"]
+__all__ = ["LANDING_SUFFIXES", "FileResult", "IngestReport", "Landed", "Staged", "file_sha256", "ingest_report",
+           "lake_summary", "landed", "landing_files", "stage", "store_file"]

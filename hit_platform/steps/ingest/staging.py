@@ -20,7 +20,6 @@ from pathlib import Path
 
 import duckdb
 
-from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.columns import COLUMN_NAMES
 from hit_platform.steps.ingest.rules import classify_sql, sql_literal
 
@@ -135,10 +134,10 @@ def _stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, read: Path) -> 
     return n
 
 
-def delete_leftover_copies(lake: Lake, con: duckdb.DuckDBPyConnection) -> list[Path]:
+def delete_leftover_copies(con: duckdb.DuckDBPyConnection, grace_s: float) -> list[Path]:
     """Delete the decompressed .gz copies an ingest killed while staging left in the spill folder, older
-    than HIT_LAKE_ORPHAN_GRACE_S (a younger one may be another ingest's, in use). Returns them."""
-    cutoff = time.time() - lake.settings.lake.orphan_grace_s
+    than `grace_s` (HIT_LAKE_ORPHAN_GRACE_S: a younger one may be another ingest's, in use). Returns them."""
+    cutoff = time.time() - grace_s
     deleted = []
     for copy in _spill_folder(con).glob(f"{GUNZIPPED}*"):
         try:

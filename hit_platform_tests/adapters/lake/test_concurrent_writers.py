@@ -14,7 +14,8 @@ from hit_platform_tests.support.dumps import small_dump
 WRITER = textwrap.dedent("""
     import json, sys
     from pathlib import Path
-    from hit_platform.steps.ingest import ingest_landing, landing_files
+    from hit_platform.adapters.lake.ingest import ingest_landing
+    from hit_platform.steps.ingest import landing_files
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.settings import Settings
     settings = Settings(warehouse=Path(sys.argv[1]), lake={"retries": 40})
