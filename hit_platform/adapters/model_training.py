@@ -8,6 +8,7 @@ snapshot, or a pinned past one) and hands it to `train_and_register`; `hit-platf
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
@@ -17,6 +18,7 @@ import pandas as pd
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, code_version
 from hit_platform.domain.models import CandidateResult, select_best, train_candidates
+from hit_platform.domain.models.candidates import SearchProgress
 from hit_platform.steps.datasets import Dataset, at_version, load_split
 from hit_platform.steps.transforms import table_fingerprint
 
@@ -92,7 +94,8 @@ class Trained:
 
 
 def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, families: list[str] | None,
-                       workers: int, splits_data_version: str, dagster_run_id: str) -> Trained:
+                       workers: int, splits_data_version: str, dagster_run_id: str,
+                       on_progress: Callable[[SearchProgress], None] | None = None) -> Trained:
     """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
     the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
     lineage and its prediction hash on PROBE_ROWS validation rows."""
@@ -103,7 +106,7 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
     if data.pinned:
         lineage["snapshot_pinned"] = "true"
     results = train_candidates(data.train.X, data.train.Y, data.validation.X, data.validation.Y, seed=seed,
-                               families=families, workers=workers)
+                               families=families, workers=workers, on_progress=on_progress)
     best = select_best(results)
     runs = tracker.log_candidates(results, data.validation.X, data.validation.Y, lineage)
     run_id, uri = runs[best.family]

@@ -19,12 +19,14 @@ gates once more, in case the thresholds changed.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from hit_platform.adapters.processes import is_alive, this_process
+from hit_platform.cli.progress import Progress, assets_of_steps, steps_of
 from hit_platform.defs import gate_policy, sensors
 from hit_platform.defs.ml.shadow import BY_SENSOR
 from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
@@ -42,7 +44,8 @@ class BuildResult:
     success: bool = True
     materialized: list[dg.AssetKey] = field(default_factory=list)
     checks: list[dg.AssetCheckEvaluation] = field(default_factory=list)
-    skipped: list[dg.AssetKey] = field(default_factory=list)
+    skipped: list[dg.AssetKey] = field(default_factory=list)  # not run: a failed gate or step upstream
+    unchanged: list[dg.AssetKey] = field(default_factory=list)  # ran, found nothing new to write
     # assets left unbuilt because a parent's blocking check did not pass (and what is below them)
     held: list[gate_policy.Hold] = field(default_factory=list)
     held_below: list[dg.AssetKey] = field(default_factory=list)
@@ -206,39 +209,50 @@ def fail_runs_of_dead_builds(instance: dg.DagsterInstance) -> list[str]:
 
 
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, selected: list[dg.AssetKey],
-         run_config: dict, tags: dict) -> bool:
+         run_config: dict, tags: dict, progress: Progress) -> bool:
     job = defs.resolve_implicit_global_asset_job_def()
-    result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
-                                    run_config=run_config, tags={**tags, BUILD_PROCESS_TAG: this_process()})
+    steps, run_id = assets_of_steps(defs), str(uuid.uuid4())
+    progress.plan(steps_of(steps, selected))
+    with progress.following(instance, run_id, steps):
+        result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
+                                        run_config=run_config, run_id=run_id,
+                                        tags={**tags, BUILD_PROCESS_TAG: this_process()})
     out.run_ids.append(result.run_id)
     out.selected += [k for k in selected if k not in out.selected]
     out.materialized += [e.asset_key for e in result.get_asset_materialization_events()]
     out.checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    out.skipped = [k for k in out.selected if k not in out.materialized]
+    succeeded = {label for e in result.all_events if e.event_type_value == "STEP_SUCCESS"
+                 for label in steps.get(e.step_key, [])}
+    out.unchanged += [k for k in selected if k not in out.materialized and k.to_user_string() in succeeded
+                      and k not in out.unchanged]
+    out.skipped = [k for k in out.selected if k not in out.materialized and k not in out.unchanged]
     out.success = out.success and result.success
     return result.success
 
 
 def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: bool = False,
-          upto: list[dg.AssetKey] | None = None, log_level: str = "INFO", max_rounds: int = 20) -> BuildResult:
+          upto: list[dg.AssetKey] | None = None, log_level: str = "INFO", max_rounds: int = 20,
+          progress: Progress | None = None) -> BuildResult:
     """Ingest what the landing sensor finds new, then run what the automation conditions request, round
     after round, until they request nothing (see the module docstring). `upto` limits the build to these
     assets and what they need (e.g. the data half); `everything` first materializes every asset in scope,
-    ingest included, whatever the rules say.
+    ingest included, whatever the rules say. `progress` tells each asset as it starts and ends (default:
+    nothing).
 
     A failed gate stops the round it is in. What it holds is reported in `held` (with what is below it in
     `held_below`); its checks are evaluated once more, since a verdict can change without a new version of
     its asset (the thresholds changed), and what they release is built in the rounds that follow.
     """
     fail_runs_of_dead_builds(instance)
+    progress = progress or Progress("quiet")
     cursors, scope, out = Cursors.of(instance), _scope(defs, upto), BuildResult()
     files, landing = new_landing_files(defs, instance, cursors.landing)
     if everything:
         ok = _run(defs, instance, out, _sorted(scope), _run_config(log_level, {"materialize_unchanged": True}),
-                  {"trigger": "build", "build": "--all"})
+                  {"trigger": "build", "build": "--all"}, progress)
     elif files:
         ok = _run(defs, instance, out, INGEST, _run_config(log_level, {"files": files}),
-                  {"trigger": "build", "landing_files": ",".join(files)[:200]})
+                  {"trigger": "build", "landing_files": ",".join(files)[:200]}, progress)
     else:
         ok = True
     if ok:
@@ -252,7 +266,7 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
                 cursors.automation = automation
                 break
             # A failed run leaves the cursor as it was: the next build asks for what this one could not build.
-            if not _run(defs, instance, out, requested, _run_config(log_level), {"trigger": "build"}):
+            if not _run(defs, instance, out, requested, _run_config(log_level), {"trigger": "build"}, progress):
                 break
             cursors.automation = automation
             cursors.save()  # a build killed later starts the next one from here
@@ -281,8 +295,11 @@ def report(result: BuildResult, out=print) -> bool:
     if result.run_ids:
         out(f"   dagster run {result.run_id}: {'success' if result.success else 'FAILED'}")
         out("   materialized: " + (", ".join(k.to_user_string() for k in result.materialized) or "nothing"))
+    if result.unchanged:
+        out("   ran and found nothing new to write (nothing below them is stale): "
+            + ", ".join(k.to_user_string() for k in result.unchanged))
     if result.skipped:
-        out("   not materialized (stopped by a failing gate upstream): "
+        out("   not materialized (stopped by a failing gate or step upstream): "
             + ", ".join(k.to_user_string() for k in result.skipped))
     if result.held:
         out("   left unbuilt, held by a failed gate (a rerun does not release them; fix the data or the "

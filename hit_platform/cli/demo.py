@@ -115,13 +115,14 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    if not _land_feed(args, settings, step="== 1/2 "):
-        return 2
-    print("== 2/2 building the asset graph through Dagster (what the daemon's rules ask for: new files, new data, new code)")
-    ok = build_pending(settings)
-    print_lake_summary(settings)
-    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.defs.serving import DEPLOYMENT
 
+    p = args.progress
+    if not _land_feed(args, settings, step="== 1/3 "):
+        return 2
+    p.say("== 2/3 building the asset graph up to the served champion through Dagster (what the daemon's rules "
+          "ask for: new files, new data, new code)")
+    ok = build_pending(settings, p, upto=[DEPLOYMENT])
     print_champion(settings)
     if ok:
         from hit_platform.serving import process
@@ -129,11 +130,17 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         st = process.status(settings)
         if st.running:
             print_prediction(st.endpoint)
-            print("stop serving: .venv/bin/hit-platform stop")
+            p.say("stop serving: .venv/bin/hit-platform stop")
+    p.say("== 3/3 the rest of the graph: batch predictions, the monitors and the dashboard")
+    ok = build_pending(settings, p) and ok
+    print_lake_summary(settings)
+    from hit_platform.adapters.lake.connection import Lake
+
     init = Lake(settings).write_init_file()
-    print(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
-    print("see the assets: .venv/bin/dagster dev   (from the repository root; its daemon runs the sensors and automation)")
+    p.say(f"\nopen the lake: .venv/bin/duckdb -init {init}    or: .venv/bin/hit-platform sql \"SELECT ...\"")
+    p.say("see the assets: .venv/bin/dagster dev   (from the repository root; its daemon runs the sensors and "
+          "automation)")
     board = settings.warehouse / "reports" / "dashboard.html"
     if board.exists():
-        print(f"dashboard: {board}")
+        p.say(f"dashboard: {board}")
     return 0 if ok else 1

@@ -18,13 +18,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from datetime import date
 
 from hit_platform.adapters.alerts import KINDS as ALERT_KINDS
 from hit_platform.cli.demo import cmd_demo, cmd_feed, cmd_generate
+from hit_platform.cli.errors import OneLineParser, bad_settings, run_refusing, say_refused
+from hit_platform.cli.logs import route_logs
 from hit_platform.cli.operations import cmd_alerts, cmd_monitor, cmd_rebuild, cmd_rollback
 from hit_platform.cli.pipeline import cmd_build, cmd_ingest, cmd_sql, cmd_status
+from hit_platform.cli.progress import Progress
 from hit_platform.cli.serving import cmd_audit, cmd_serve, cmd_stop
 from hit_platform.settings import Settings, get_settings
 
@@ -85,10 +89,25 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
                         + " ".join(f"{k}={v}" for k, v in DEFAULT_FAULTS.items()) + ")")
 
 
+# Every command logs what the libraries say to a file under warehouse/logs/; the long ones tell their progress.
+LONG_COMMANDS = ("demo", "feed", "ingest", "build", "rebuild")
+
+
+def _add_output_flags(p: argparse.ArgumentParser, long: bool) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="also show the libraries' INFO lines and warnings (always in warehouse/logs/)")
+    if long:
+        shown = p.add_mutually_exclusive_group()
+        shown.add_argument("--quiet", action="store_true", help="no progress lines or bar: only the result")
+        shown.add_argument("--json", dest="json_progress", action="store_true",
+                           help="progress as one JSON object a line on stdout, ending with the result")
+
+
 def build_parser(settings: Settings) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hit-platform", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="hit-platform", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    parser.commands = sub.choices
 
     p = sub.add_parser("demo", help="land the demo world's days up to yesterday, build, serve, predict",
                        description="The main job. The first run makes a world (a chart dump with a hidden truth) "
@@ -174,14 +193,36 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--max-rows", type=int, default=40)
     p.set_defaults(func=cmd_sql)
+    for name, p in sub.choices.items():
+        _add_output_flags(p, name in LONG_COMMANDS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
+    from pydantic import ValidationError
+
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        return say_refused(argv[0] if argv else (sys.argv[1] if len(sys.argv) > 1 else ""), bad_settings(exc))
     parser = build_parser(settings)
-    args = parser.parse_args(argv)
-    return args.func(args, settings)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, so the line names the command
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    log = route_logs(settings.warehouse / "logs", args.command, verbose=args.verbose)
+    long = args.command in LONG_COMMANDS
+    mode = "json" if getattr(args, "json_progress", False) else "quiet" if getattr(args, "quiet", False) else "auto"
+    args.progress = Progress(mode if long else "quiet", verbose=args.verbose)
+    if mode != "json":
+        if long and mode != "quiet":
+            args.progress.line(f"(the libraries' logs: {log})")
+        return run_refusing(args.command, lambda: args.func(args, settings))
+    # --json: the command's own lines go to its log file; stdout carries the JSON events alone
+    args.progress.event("started", command=args.command, log=str(log))
+    with log.open("a", encoding="utf-8") as human, contextlib.redirect_stdout(human):
+        code = run_refusing(args.command, lambda: args.func(args, settings))
+    args.progress.event("result", command=args.command, exit_code=code, ok=code == 0, log=str(log))
+    return code
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.cli.rebuild import rebuild_version, train_from_snapshot
 
     if args.snapshot is not None:
-        return train_from_snapshot(settings, args.snapshot)
+        return train_from_snapshot(settings, args.snapshot, out=args.progress.say, progress=args.progress)
     return rebuild_version(settings, args.model_version, allow_code_change=args.allow_code_change)
 
 
@@ -63,14 +63,11 @@ def cmd_alerts(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.cli.dagster_instance import persistent_instance
-    from hit_platform.cli.rollback import RollbackRefused, rollback
+    from hit_platform.cli.rollback import rollback
     from hit_platform.serving.process import ServingError
 
-    try:
+    try:  # a refusal (RollbackRefused) is said in one line by `main`
         result = rollback(settings, reason=args.reason, to=args.to, instance=persistent_instance())
-    except RollbackRefused as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 2
     except ServingError as exc:  # the alias moved and is recorded; the running process did not follow
         print(f"rolled back in the registry, but serving did not follow: {exc}", file=sys.stderr)
         return 1

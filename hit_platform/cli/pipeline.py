@@ -12,18 +12,31 @@ from pathlib import Path
 from hit_platform.settings import Settings
 
 
-def _materialize_ingest(settings: Settings, files: list[str] | None = None):
+def _materialize_ingest(settings: Settings, progress, files: list[str] | None = None):
+    import uuid
+
     import dagster as dg
 
     from hit_platform.cli.dagster_instance import persistent_instance
+    from hit_platform.cli.progress import assets_of_steps
     from hit_platform.defs.raw import ingest_chart_files
     from hit_platform.defs.resources import LakeResource
 
-    run_config = {"ops": {"ingest_chart_files": {"config": {"files": files or []}}}}
-    result = dg.materialize([ingest_chart_files], instance=persistent_instance(),
-                            resources={"lake": LakeResource(warehouse=str(settings.warehouse))},
-                            run_config=run_config, raise_on_error=True)
-    return result
+    instance, run_id = persistent_instance(), str(uuid.uuid4())
+    steps = assets_of_steps(dg.Definitions(assets=[ingest_chart_files]))
+    progress.plan(len(steps))
+    job = dg.Definitions(assets=[ingest_chart_files],
+                         resources={"lake": LakeResource(warehouse=str(settings.warehouse))}).resolve_implicit_global_asset_job_def()
+    run_config = {"ops": {"ingest_chart_files": {"config": {"files": files or []}}},
+                  **_console(progress)}
+    with progress.bar(), progress.following(instance, run_id, steps):
+        return job.execute_in_process(instance=instance, run_config=run_config, run_id=run_id, raise_on_error=True)
+
+
+def _console(progress) -> dict:
+    """Dagster's console logger: what the run logs goes to the progress lines (and the UI); `--verbose`
+    also shows it as Dagster prints it."""
+    return {"loggers": {"console": {"config": {"log_level": "INFO" if progress.verbose else "CRITICAL"}}}}
 
 
 def _definitions(settings: Settings):
@@ -32,18 +45,23 @@ def _definitions(settings: Settings):
     return build_definitions(settings=settings)
 
 
-def build_pending(settings: Settings, everything: bool = False) -> bool:
-    """Build what the rules ask for; True when every run succeeded and no failed gate holds anything back."""
+def build_pending(settings: Settings, progress, everything: bool = False, upto=None) -> bool:
+    """Build what the rules ask for (only `upto` and what it needs, when given); True when every run
+    succeeded and no failed gate holds anything back."""
     from hit_platform.cli.build import build, report
     from hit_platform.cli.dagster_instance import persistent_instance
 
-    return report(build(_definitions(settings), persistent_instance(), everything=everything,
-                        log_level="WARNING"))
+    with progress.bar():
+        result = build(_definitions(settings), persistent_instance(), everything=everything, upto=upto,
+                       log_level=_console(progress)["loggers"]["console"]["config"]["log_level"], progress=progress)
+    return report(result, out=progress.say)
 
 
 def cmd_build(args: argparse.Namespace, settings: Settings) -> int:
-    print("== building what the rules ask for (new files, new data, new code)" if not args.all else "== building every asset")
-    ok = build_pending(settings, everything=args.all)
+    p = args.progress
+    p.say("== building what the rules ask for (new files, new data, new code)" if not args.all
+          else "== building every asset")
+    ok = build_pending(settings, p, everything=args.all)
     print_lake_summary(settings)
     return 0 if ok else 1
 
@@ -70,7 +88,12 @@ def print_lake_summary(settings: Settings) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    result = _materialize_ingest(settings, args.files)
+    from hit_platform.cli.errors import Refused
+
+    missing = [name for name in args.files if not (settings.landing_dir / name).is_file()]
+    if missing:
+        raise Refused(f"not in the landing folder {settings.landing_dir}: {', '.join(missing)}")
+    result = _materialize_ingest(settings, args.progress, args.files)
     print(f"dagster run {result.run_id}: {'success' if result.success else 'failed'}")
     print_lake_summary(settings)
     return 0 if result.success else 1
@@ -82,7 +105,10 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    import duckdb
+
     from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.cli.errors import Refused
 
     lake = Lake(settings)
     if not args.query:
@@ -90,13 +116,16 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         duckdb_cli = Path(sys.executable).parent / "duckdb"
         os.execv(str(duckdb_cli), [str(duckdb_cli), "-init", str(init)])
     with lake.connection(read_only=True) as con:
-        rel = con.sql(args.query)
-        if rel is None:
-            return 0
-        if args.json:
-            cols = rel.columns
-            for row in rel.fetchall():
-                print(json.dumps(dict(zip(cols, row)), default=str))
-        else:
-            rel.show(max_rows=args.max_rows)
+        try:  # the analyst's statement, refused by DuckDB (binding, or running it): its message says where
+            rel = con.sql(args.query)
+            if rel is None:
+                return 0
+            if args.json:
+                cols = rel.columns
+                for row in rel.fetchall():
+                    print(json.dumps(dict(zip(cols, row)), default=str))
+            else:
+                rel.show(max_rows=args.max_rows)
+        except duckdb.Error as exc:
+            raise Refused(f"{type(exc).__name__}: {exc}") from None
     return 0

@@ -134,7 +134,7 @@ def rebuild_version(settings: Settings, version: str, *, allow_code_change: bool
     return 0 if r.passed else 1
 
 
-def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out: Out = print) -> int:
+def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out: Out = print, progress=None) -> int:
     """Candidates trained from lake snapshot `snapshot`, then evaluation, promotion gate and champion:
     the build `hit-platform build` runs (up to the champion) with the training pinned to that snapshot."""
     import dagster as dg
@@ -161,7 +161,12 @@ def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out
         "promoting them as `build` does")
     pinned = settings.override(training={"snapshot": snapshot})
     instance = instance or persistent_instance()
-    result = build(build_definitions(settings=pinned), instance, upto=[CHAMPION], log_level="WARNING")
+    from hit_platform.cli.progress import Progress
+
+    progress = progress or Progress("quiet")
+    with progress.bar():
+        result = build(build_definitions(settings=pinned), instance, upto=[CHAMPION],
+                       log_level="INFO" if progress.verbose else "CRITICAL", progress=progress)
     passed = report(result, out)
 
     def latest(key: dg.AssetKey) -> dict:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import dagster as dg
 
+from hit_platform.cli.build import report
+from hit_platform.cli.progress import Progress
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.resources import GatesResource
@@ -83,8 +88,19 @@ def test_a_failing_blocking_gate_stops_downstream_in_the_same_run(tmp_path):
     b = Built(tmp_path)
     generate_full(b.settings, songs=3000)
     strict = build_definitions(b.resource, GatesResource(values_json='{"min_positive_rate": 0.9}'))
-    result = build(strict, b.instance)
+    told = io.StringIO()
+    result = build(strict, b.instance, progress=Progress("plain", stream=told))
     assert not result.success
+    # while it works, a person sees each asset start and end with its seconds, and the gate that failed
+    lines = told.getvalue().splitlines()
+    assert lines[0] == "[1/1] raw/chart_rows, quarantine/chart_rows …", lines
+    ended = [line for line in lines if re.match(r"\[\d+/\d+\] \S+.* \d+\.\d s$", line)]
+    assert {line.split()[1].rstrip(",") for line in ended} >= {"raw/chart_rows", "core/songs", "core/song_labels"}, lines
+    assert any(line.strip().startswith("gate FAIL core/song_labels:labels_balance: positive rate") for line in lines), lines
+    said = []
+    report(result, out=said.append)
+    assert any("stopped by a failing gate or step upstream" in s or "held by a failed gate" in s for s in said), said
+    assert "[-/6] ml/splits not run: a gate or step it needs failed" in lines, lines
     failed = [c for c in result.checks if not c.passed]
     assert [c.check_name for c in failed] == ["labels_balance"]
     assert "positive rate outside [0.9, 0.6]" in failed[0].description

@@ -43,12 +43,14 @@ T = TypeVar("T")
 
 LAYERS = ("raw", "quarantine", "core", "ml", "ops")
 
-# Messages of errors that a retry can cure: SQLite's writer lock, DuckLake's
-# snapshot conflicts ("Transaction conflict - attempting to ... but another
-# transaction has ..."), and, with a PostgreSQL catalog, PostgreSQL's own
-# serialization failures, deadlocks, a lost race for the next snapshot id or the
-# catalog's first creation (unique violations: DuckLake tables have no unique
-# constraints, so one in the catalog is always such a race), and a full server.
+
+class NoLake(FileNotFoundError):
+    """A read of a lake nothing has been written to yet."""
+
+# Messages of errors that a retry can cure: SQLite's writer lock, DuckLake's snapshot conflicts
+# ("Transaction conflict - attempting to ... but another transaction has ..."), and, with a PostgreSQL
+# catalog, its serialization failures, deadlocks, a lost race for the next snapshot id or the catalog's
+# first creation (unique violations: DuckLake tables have none, so one is always such a race), a full server.
 _RETRYABLE = ("database is locked", "database is busy", "conflict", "could not serialize",
               "deadlock", "locked", "busy", "concurrent", "duplicate key value violates unique constraint",
               "too many clients already", "remaining connection slots are reserved",
@@ -238,9 +240,8 @@ class Lake:
             self._prepare_local()
         elif self.settings.catalog.startswith("sqlite:") and not Path(
                 self.settings.catalog.removeprefix("sqlite:")).exists():
-            raise FileNotFoundError(
-                f"no lake at {self.settings.catalog.removeprefix('sqlite:')}: run `hit-platform demo` "
-                "or ingest something first")
+            raise NoLake(f"no lake at {self.settings.catalog.removeprefix('sqlite:')}: run `hit-platform demo` "
+                         "or ingest something first")
         config = {}
         if self.settings.duckdb.memory_limit:
             config["memory_limit"] = self.settings.duckdb.memory_limit
@@ -277,7 +278,7 @@ class Lake:
                 if not _attach_retryable(exc) or attempt == self.settings.lake.retries - 1:
                     con.close()
                     if read_only and "creating a new DuckLake is explicitly disabled" in str(exc):  # as no file
-                        raise FileNotFoundError(f"no lake at {self.settings.catalog}: nothing has been ingested") from exc
+                        raise NoLake(f"no lake at {self.settings.catalog}: nothing has been ingested") from exc
                     raise
                 log.info("attach %s: retry %d after %s", self.alias, attempt + 1, exc)
                 try:  # a half-made attachment must not stay behind for the next try

@@ -9,6 +9,7 @@ from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
+from hit_platform.domain.models.candidates import TRAINING_LOG_PREFIX
 from hit_platform.defs.core import SONG_LABELS
 
 CANDIDATES = dg.AssetKey(["ml", "candidate_models"])
@@ -54,7 +55,8 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
         context.log.info(f"training from the pinned lake snapshot {data.snapshot} (the newest is {data.newest})")
     trained = train_and_register(tracker, data, seed=training.seed, families=training.family_names(),
                                  workers=training.workers, dagster_run_id=context.run.run_id,
-                                 splits_data_version=splits_data_version(context.instance, training.snapshot))
+                                 splits_data_version=splits_data_version(context.instance, training.snapshot),
+                                 on_progress=lambda p: context.log.info(f"{TRAINING_LOG_PREFIX}{p}"))
     return dg.MaterializeResult(metadata={
         **_metadata(trained, data.snapshot, data.splits_fingerprint, training.seed, data.pinned),
         "mlflow_tracking_uri": tracker.uri, **trained.code,

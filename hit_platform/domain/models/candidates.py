@@ -133,14 +133,38 @@ class CandidateResult:
     calibration_log_loss: dict[str, float] = field(default_factory=dict)  # cross-fitted, per method
 
 
+TRAINING_LOG_PREFIX = "training: "  # how the training asset's progress lines begin (the CLI shows them)
+
+
+@dataclass(frozen=True)
+class SearchProgress:
+    """How far a search is: grid points fitted of this family and of all, and the seconds so far."""
+
+    family: str
+    family_done: int
+    family_points: int
+    done: int
+    points: int
+    seconds: float
+
+    def __str__(self) -> str:
+        text = (f"{self.family} {self.family_done}/{self.family_points} grid points, {self.done}/{self.points} in "
+                f"all, {self.seconds:.0f} s")
+        if 0 < self.done < self.points:  # the points left, at the pace so far (families differ: "about")
+            text += f", about {self.seconds / self.done * (self.points - self.done):.0f} s left"
+        return text
+
+
 def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y, seed: int = 0,
-                     families: Sequence[str] | None = None, workers: int = 1) -> list[CandidateResult]:
+                     families: Sequence[str] | None = None, workers: int = 1,
+                     on_progress: Callable[[SearchProgress], None] | None = None) -> list[CandidateResult]:
     """Fit every grid point of each family on train, choose on validation; one result per family.
 
     families: names from FAMILIES (None = all, in FAMILIES order).
     workers: processes fitting a family's grid points side by side (1 = in this process; light
     families are always fitted here). The models are the same either way: each point is fitted from
-    its own seed."""
+    its own seed.
+    on_progress: called after each grid point is fitted and scored."""
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
@@ -151,12 +175,28 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
 
     done: dict[str, CandidateResult] = {}
     helpers = _Helpers(workers)
+    order = _with_members(names)
+    tick = _Ticker(sum(len(FAMILIES[n].grid) for n in order), on_progress)
     try:
-        for name in _with_members(names):
-            done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed, helpers)
+        for name in order:
+            done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed, helpers, tick)
     finally:
         helpers.shutdown()
     return [done[name] for name in names]
+
+
+class _Ticker:
+    """Counts the grid points fitted and tells `on_progress`."""
+
+    def __init__(self, points: int, on_progress: Callable[[SearchProgress], None] | None):
+        self.points, self.on_progress = points, on_progress
+        self.done, self.started = 0, time.perf_counter()
+
+    def __call__(self, family: Family, family_done: int) -> None:
+        self.done += 1
+        if self.on_progress is not None:
+            self.on_progress(SearchProgress(family.name, family_done, len(family.grid), self.done, self.points,
+                                            time.perf_counter() - self.started))
 
 
 class _Helpers:
@@ -196,7 +236,7 @@ def _with_members(names: list[str]) -> list[str]:
 
 
 def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, val_X, val_Y,
-            seed: int, helpers: _Helpers) -> CandidateResult:
+            seed: int, helpers: _Helpers, tick: _Ticker) -> CandidateResult:
     """Fit (or combine) every grid point, score it on validation, keep the best."""
     started = time.perf_counter()
     members = {m: done[m].pipeline for m in family.members}
@@ -206,13 +246,14 @@ def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, 
             t = time.perf_counter()
             fitted.append((family.build(dict(point), seed, members), time.perf_counter() - t))
     elif helpers.take(family):
-        fitted = list(helpers.executor().map(
-            _fit_point, *zip(*[(family.name, p, seed, train_X, train_Y) for p in family.grid])))
+        fitted = helpers.executor().map(  # lazily, in order: each point is told as it comes
+            _fit_point, *zip(*[(family.name, p, seed, train_X, train_Y) for p in family.grid]))
     else:
-        fitted = [_fit_point(family.name, p, seed, train_X, train_Y) for p in family.grid]
+        fitted = (_fit_point(family.name, p, seed, train_X, train_Y) for p in family.grid)
     search, best, best_key = [], None, None
-    for point, (pipeline, seconds) in zip(family.grid, fitted):
+    for i, (point, (pipeline, seconds)) in enumerate(zip(family.grid, fitted), start=1):
         m = evaluate(val_Y, pipeline.predict_proba(val_X))
+        tick(family, i)
         params = {**point, **fitted_params(pipeline)}
         search.append({**params, "val_mean_roc_auc": m["mean_roc_auc"],
                        "val_mean_log_loss": m["mean_log_loss"], "fit_seconds": round(seconds, 3)})

@@ -89,10 +89,19 @@ def test_grid_points_fitted_in_helper_processes_give_the_same_models(monkeypatch
     (Xt, Yt, _), (Xv, Yv, _) = data()["train"], data()["validation"]
     serial = trained_candidates()
     started = _spy_on_helpers(monkeypatch)
-    for r in train_candidates(Xt, Yt, Xv, Yv, seed=0, families=["linear", "mlp"], workers=2):
+    told = []
+    for r in train_candidates(Xt, Yt, Xv, Yv, seed=0, families=["linear", "mlp"], workers=2, on_progress=told.append):
         assert r.params == serial[r.family].params
         assert r.pipeline.predict_proba(_probe()).tobytes() == serial[r.family].pipeline.predict_proba(_probe()).tobytes()
     assert started == [True]  # one pool, started for mlp (linear is light)
+    # each grid point is told as it is fitted, helper processes or not, with the time left at the pace so far
+    points = len(FAMILIES["linear"].grid) + len(FAMILIES["mlp"].grid)
+    assert [(t.family, t.family_done, t.done) for t in told] == (
+        [("linear", i, i) for i in range(1, len(FAMILIES["linear"].grid) + 1)]
+        + [("mlp", i, len(FAMILIES["linear"].grid) + i) for i in range(1, len(FAMILIES["mlp"].grid) + 1)])
+    assert all(t.points == points for t in told) and "s left" in str(told[0]) and "left" not in str(told[-1])
+    assert str(told[-1]).startswith(f"mlp {len(FAMILIES['mlp'].grid)}/{len(FAMILIES['mlp'].grid)} grid points, "
+                                    f"{points}/{points} in all")
 
 
 def test_light_families_alone_never_start_helper_processes(monkeypatch):
