@@ -1,6 +1,6 @@
 """One Settings object, in sections: lake, duckdb, s3, mlflow, training, gates, monitors, serving,
-sensors, promotion, shadow, dashboard. It is the only place that reads the environment, once per process (`get_settings`);
-resources, sensors and the serving process are built from it.
+sensors, promotion, shadow, dashboard. It is the only place that reads the environment, once per
+process (`get_settings`); resources, sensors and the serving process are built from it.
 
 Every setting can be overridden by an environment variable: `HIT_WAREHOUSE`, then the section's
 prefix and the field (`HIT_LAKE_CATALOG=postgres:dbname=lake host=...`, `HIT_GATE_MAX_PSI=0.3`,
@@ -31,9 +31,9 @@ from hit_platform.settings.serving import ServeConfig
 from hit_platform.settings.tracking import MlflowSettings
 from hit_platform.settings.training import TrainingSettings
 
-__all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "LakeSettings", "MlflowSettings",
-           "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings", "ServeConfig",
-           "Settings", "ShadowSettings", "TrainingSettings", "get_settings"]
+__all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "LakeSettings",
+           "MlflowSettings", "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings",
+           "ServeConfig", "Settings", "ShadowSettings", "TrainingSettings", "get_settings"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

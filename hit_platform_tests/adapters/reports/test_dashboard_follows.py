@@ -141,7 +141,8 @@ def test_it_says_whether_the_champion_it_shows_is_the_one_served_now(tmp_path):
     assert '<meta http-equiv="refresh" content="30">' in board.html
     assert "http-equiv" not in dashboard.render(lake).html  # the default: no reload
     other = SimpleNamespace(running=True, model_version="3", state="running", challenger_version="4")
-    assert dashboard.served_line(other, "2") == "served now: version 3 \u2014 this page shows 2; challenger 4 shadows it"
+    assert dashboard.served_line(other, "2") == \
+        "served now: version 3 \u2014 this page shows 2; challenger 4 shadows it"
     assert dashboard.served_line(SimpleNamespace(running=False, model_version=None), "2") == "not served now"
     starting = SimpleNamespace(running=True, model_version="2", state="starting")
     assert dashboard.served_line(starting, "2") == "the serving process is starting (version 2, from its pid file)"
