@@ -14,10 +14,9 @@ import pandas as pd
 from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.steps import monitors as monitor_steps
 from hit_platform.steps import performance_estimates as estimates
-from hit_platform.steps import shadow_comparison
 from hit_platform.adapters.alerts import raise_alert
 from hit_platform.steps.datasets import load_split
-from hit_platform.adapters.reports.dashboard import render as render_dashboard
+from hit_platform.adapters.reports.dashboard import publish, render_current
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.lake_asset import commit
@@ -168,21 +167,21 @@ def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracki
 DASHBOARD = dg.AssetKey(["ops", "dashboard"])
 
 
-@dg.asset(key=DASHBOARD, deps=[*MONITORS, EVALUATION], group_name="ops", code_version="1",
+@dg.asset(key=DASHBOARD, deps=[*MONITORS, EVALUATION], group_name="ops", code_version="2",
           kinds={"html"})
-def dashboard(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+def dashboard(context: dg.AssetExecutionContext, lake: LakeResource,
+              tracking: TrackingResource) -> dg.MaterializeResult:
     """An HTML report under warehouse/reports/: model quality over versions, per-country ROC AUC,
-    drift, serving latency, monitors and alerts. Open the file linked in the metadata in a browser;
-    the summary below is the short version."""
-    the_lake = lake.lake()
-    with the_lake.connection(read_only=True) as con:
-        shadow = shadow_comparison.newest(con)
-    board = render_dashboard(the_lake, shadow)
-    out = lake.settings().warehouse / "reports" / "dashboard.html"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(board.html, encoding="utf-8")
-    tmp.replace(out)  # readers never see half a page
+    drift, serving latency, monitors and alerts, each with its age, and whether the champion shown is
+    the one served now. The file reloads itself (HIT_DASHBOARD_REFRESH_SECONDS); `hit-platform
+    dashboard` serves it re-rendered. Open the file linked in the metadata in a browser; the summary
+    below is the short version."""
+    settings = lake.settings()
+    board = render_current(lake.lake(), process.status(serving_settings(lake, tracking)),
+                           refresh_seconds=settings.dashboard.refresh_seconds,
+                           origin="Written by the Dagster asset ops/dashboard: it shows the lake as of then. "
+                                  "Live: hit-platform dashboard.")
+    out = publish(board, settings.warehouse / "reports" / "dashboard.html")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(out)), "open": dg.MetadataValue.url(out.resolve().as_uri()),
         "summary": dg.MetadataValue.md(board.summary_md), "bytes": len(board.html)})
