@@ -1,7 +1,8 @@
 """The dashboard in headless Chromium (Debian's, as the Dagster UI test uses it) after a demo-like build
-with served traffic: the whole graph built as `hit-platform demo` builds it (a small world of all 72
-countries, the linear family), the champion served, real requests to it, the monitors and the dashboard
-asset run again on that traffic; then `hit-platform dashboard` serves the page and Chromium loads it.
+with served traffic: the graph built as `hit-platform demo` builds it (a small world of all 72
+countries, the linear family) up to the served champion and the batch predictions, real requests to
+the champion, then the monitors and the dashboard asset on that traffic; then `hit-platform dashboard`
+serves the page and Chromium loads it.
 
 Every section has its plot or its table, or says why it is empty; each says how old it is; the page says
 the champion it shows is the one served now. The screenshot is kept under the repository's git-ignored
@@ -30,8 +31,10 @@ from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.adapters.tracking import Tracker
 from hit_platform.cli import build as builder
 from hit_platform.definitions import build_definitions
+from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.ops import DASHBOARD, MONITORS
 from hit_platform.defs.resources import LakeResource, ServingResource, TrackingResource, TrainingResource
+from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving import ServeConfig, process
 from hit_platform.serving.loopback import free_port
@@ -80,7 +83,7 @@ def wait_for(what: str, check, timeout: float, poll: float = 0.5, proc: subproce
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The graph built as the demo builds it, the champion served and asked REQUESTS times, the monitors
-    and the dashboard asset run again on that traffic. Yields (settings, champion version, timings)."""
+    and the dashboard asset run on that traffic. Yields (settings, champion version, timings)."""
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
     root = tmp_path_factory.mktemp("dashboard")
@@ -95,7 +98,9 @@ def demo(tmp_path_factory):
                              serving_config=ServingResource(values_json=json.dumps({"port": serve.port})))
     instance = dg.DagsterInstance.ephemeral()
     try:
-        built = builder.build(defs, instance)
+        # the demo's build up to the served champion and the batch predictions; the monitors and the dashboard
+        # run below, on the traffic
+        built = builder.build(defs, instance, upto=[DEPLOYMENT, BATCH_PREDICTIONS])
         assert built.success, [c.description for c in built.checks if not c.passed]
         timings["build"] = time.monotonic() - t
         champion = Tracker(settings).champion_info().version
@@ -107,9 +112,9 @@ def demo(tmp_path_factory):
                  lambda: len(requests_in_log(Lake(settings), ids)) == REQUESTS, timeout=60)
         timings["traffic"] = time.monotonic() - t
         t = time.monotonic()
-        again = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        monitored = defs.resolve_implicit_global_asset_job_def().execute_in_process(
             instance=instance, asset_selection=[*MONITORS, DASHBOARD], raise_on_error=False)
-        assert again.success, [e.message for e in again.all_events if e.is_failure]
+        assert monitored.success, [e.message for e in monitored.all_events if e.is_failure]
         timings["monitors"] = time.monotonic() - t
         yield settings, champion, timings
     finally:
