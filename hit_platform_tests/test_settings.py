@@ -133,6 +133,7 @@ ENV_WRITERS = {
     "serving/main.py": "applies loopback's Ray variables before ray.init",
     "cli/dagster_instance.py": "DAGSTER_HOME is Dagster's own convention",
     "adapters/lake/connection.py": "XDG_CACHE_HOME: where the per-user extension links go",
+    "cli/logs.py": "MLFLOW_CONFIGURE_LOGGING, MLflow's own switch: its terminal handler stays off (quiet by default)",
 }
 
 

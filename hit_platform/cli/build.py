@@ -26,7 +26,7 @@ from pathlib import Path
 import dagster as dg
 
 from hit_platform.adapters.processes import is_alive, this_process
-from hit_platform.cli.progress import Progress, assets_of_steps, steps_of
+from hit_platform.cli.progress import Progress, steps_of_defs, steps_of
 from hit_platform.defs import gate_policy, sensors
 from hit_platform.defs.ml.shadow import BY_SENSOR
 from hit_platform.defs.raw import QUARANTINED_CHART_ROWS, RAW_CHART_ROWS
@@ -211,7 +211,7 @@ def fail_runs_of_dead_builds(instance: dg.DagsterInstance) -> list[str]:
 def _run(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, selected: list[dg.AssetKey],
          run_config: dict, tags: dict, progress: Progress) -> bool:
     job = defs.resolve_implicit_global_asset_job_def()
-    steps, run_id = assets_of_steps(defs), str(uuid.uuid4())
+    steps, run_id = steps_of_defs(defs), str(uuid.uuid4())
     progress.plan(steps_of(steps, selected))
     with progress.following(instance, run_id, steps):
         result = job.execute_in_process(instance=instance, asset_selection=selected, raise_on_error=False,
@@ -222,7 +222,7 @@ def _run(defs: dg.Definitions, instance: dg.DagsterInstance, out: BuildResult, s
     out.materialized += [e.asset_key for e in result.get_asset_materialization_events()]
     out.checks += [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     succeeded = {label for e in result.all_events if e.event_type_value == "STEP_SUCCESS"
-                 for label in steps.get(e.step_key, [])}
+                 for label in steps.assets.get(e.step_key, [])}
     out.unchanged += [k for k in selected if k not in out.materialized and k.to_user_string() in succeeded
                       and k not in out.unchanged]
     out.skipped = [k for k in out.selected if k not in out.materialized and k not in out.unchanged]

@@ -118,21 +118,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.defs.serving import DEPLOYMENT
 
     p = args.progress
-    if not _land_feed(args, settings, step="== 1/3 "):
+    if not _land_feed(args, settings, step="== 1/2 "):
         return 2
-    p.say("== 2/3 building the asset graph up to the served champion through Dagster (what the daemon's rules "
-          "ask for: new files, new data, new code)")
-    ok = build_pending(settings, p, upto=[DEPLOYMENT])
-    print_champion(settings)
-    if ok:
-        from hit_platform.serving import process
+    p.say("== 2/2 building the asset graph through Dagster (what the daemon's rules ask for: new files, new data, "
+          "new code); the prediction comes as soon as the champion is served")
+    shown = []
 
-        st = process.status(settings)
-        if st.running:
-            print_prediction(st.endpoint)
-            p.say("stop serving: .venv/bin/hit-platform stop")
-    p.say("== 3/3 the rest of the graph: batch predictions, the monitors and the dashboard")
-    ok = build_pending(settings, p) and ok
+    def show_the_served_champion() -> None:  # while the build goes on to the monitors and the dashboard
+        shown.append(_show_served(settings, p))
+        p.say("   (the build goes on: the monitors and the dashboard)")
+
+    p.when_done(DEPLOYMENT.to_user_string(), show_the_served_champion)
+    ok = build_pending(settings, p)
+    if not shown:  # nothing new to serve: the champion already served
+        _show_served(settings, p)
     print_lake_summary(settings)
     from hit_platform.adapters.lake.connection import Lake
 
@@ -142,5 +141,18 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
           "automation)")
     board = settings.warehouse / "reports" / "dashboard.html"
     if board.exists():
-        p.say(f"dashboard: {board}")
+        p.say(f"dashboard: {board}    or live: .venv/bin/hit-platform dashboard")
     return 0 if ok else 1
+
+
+def _show_served(settings: Settings, p) -> bool:
+    """The champion and one real prediction from the serving process, if it runs."""
+    from hit_platform.serving import process
+
+    print_champion(settings)
+    st = process.status(settings)
+    if not st.running:
+        return False
+    print_prediction(st.endpoint)
+    p.say("stop serving: .venv/bin/hit-platform stop")
+    return True

@@ -11,6 +11,7 @@
     hit-platform audit ID             where a served or batch prediction came from
     hit-platform alerts               run failures, gate failures and monitor breaches
     hit-platform monitor              the label-free performance estimate per country, worst first
+    hit-platform dashboard            the dashboard on 127.0.0.1:8050, live from the lake (Ctrl-C stops it)
     hit-platform rollback --reason    the champion back to the previous one, served in place
     hit-platform rebuild              refit a version from its lake snapshot, or train from a past one
 """
@@ -23,6 +24,7 @@ import sys
 from datetime import date
 
 from hit_platform.adapters.alerts import KINDS as ALERT_KINDS
+from hit_platform.cli.dashboard import add_dashboard_command
 from hit_platform.cli.demo import cmd_demo, cmd_feed, cmd_generate
 from hit_platform.cli.errors import OneLineParser, bad_settings, run_refusing, say_refused
 from hit_platform.cli.logs import route_logs
@@ -193,6 +195,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per row")
     p.add_argument("--max-rows", type=int, default=40)
     p.set_defaults(func=cmd_sql)
+    add_dashboard_command(sub)
     for name, p in sub.choices.items():
         _add_output_flags(p, name in LONG_COMMANDS)
     return parser

@@ -18,13 +18,13 @@ def _materialize_ingest(settings: Settings, progress, files: list[str] | None = 
     import dagster as dg
 
     from hit_platform.cli.dagster_instance import persistent_instance
-    from hit_platform.cli.progress import assets_of_steps
+    from hit_platform.cli.progress import steps_of_defs
     from hit_platform.defs.raw import ingest_chart_files
     from hit_platform.defs.resources import LakeResource
 
     instance, run_id = persistent_instance(), str(uuid.uuid4())
-    steps = assets_of_steps(dg.Definitions(assets=[ingest_chart_files]))
-    progress.plan(len(steps))
+    steps = steps_of_defs(dg.Definitions(assets=[ingest_chart_files]))
+    progress.plan(len(steps.assets))
     job = dg.Definitions(assets=[ingest_chart_files],
                          resources={"lake": LakeResource(warehouse=str(settings.warehouse))}).resolve_implicit_global_asset_job_def()
     run_config = {"ops": {"ingest_chart_files": {"config": {"files": files or []}}},

@@ -16,8 +16,9 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:  # Dagster loads when a run is followed, not when the CLI star
     import dagster as dg
 
 POLL_SECONDS = 0.5
+HEARTBEAT_SECONDS = 15.0  # the longest silence while a step runs
 NOT_EXECUTING = "Not executing."  # how Dagster's engine ends the line of a step it skips
 _STEP_EVENTS = {"STEP_START", "STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED", "STEP_UP_FOR_RETRY"}
 
@@ -46,6 +48,9 @@ class Progress:
         self._bar = None
         self._task = None
         self._last_training = 0.0
+        self._last_family = ""
+        self.last_line = time.monotonic()  # when a line was last written
+        self._when_done: dict[str, Callable[[], None]] = {}
 
     # -- what commands say ----------------------------------------------------------------------------
 
@@ -54,6 +59,7 @@ class Progress:
         if self.mode in ("quiet", "json"):
             return
         with self._lock:
+            self.last_line = time.monotonic()
             if self._bar is not None:
                 self._bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
             else:
@@ -71,6 +77,7 @@ class Progress:
     def event(self, kind: str, text: str | None = None, **fields) -> None:
         """One event: a JSON object in json mode, else `text` as a line (when given)."""
         if self.mode == "json":
+            self.last_line = time.monotonic()
             record = {"event": kind, "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), **fields}
             with self._lock:
                 print(json.dumps(record, default=str), file=self.stream, flush=True)
@@ -110,14 +117,12 @@ class Progress:
     # -- a Dagster run ----------------------------------------------------------------------------------
 
     @contextmanager
-    def following(self, instance: dg.DagsterInstance, run_id: str, assets_of_step: dict[str, list[str]]
-                  ) -> Iterator[None]:
-        """Tell the events of run `run_id` while the block runs it (and those left when it returns).
-        `assets_of_step`: the asset keys each step (op) materializes, as the user reads them."""
+    def following(self, instance: dg.DagsterInstance, run_id: str, steps: Steps) -> Iterator[None]:
+        """Tell the events of run `run_id` while the block runs it (and those left when it returns)."""
         if self.mode == "quiet":
             yield
             return
-        follower = _RunFollower(self, instance, run_id, assets_of_step)
+        follower = _RunFollower(self, instance, run_id, steps)
         thread = threading.Thread(target=follower.run, name="progress", daemon=True)
         thread.start()
         try:
@@ -141,6 +146,16 @@ class Progress:
                 "skipped": "skipped (a gate upstream holds it, or it had nothing new)"}[outcome]
         self.event("asset_ended", f"[{index}/{self.planned}] {label} {word}", asset=label, index=index,
                    planned=self.planned, seconds=round(seconds, 3), outcome=outcome)
+        hook = self._when_done.pop(label, None) if outcome == "success" else None
+        if hook is not None:
+            try:
+                hook()
+            except Exception as exc:  # what the command wanted to show then; the build goes on
+                self.event("warning", f"   warning: after {label}: {type(exc).__name__}: {exc}", message=str(exc))
+
+    def when_done(self, asset: str, hook: Callable[[], None]) -> None:
+        """Call `hook` once, as soon as `asset` (as the user reads it) is materialized, while the run goes on."""
+        self._when_done[asset] = hook
 
     def _not_run(self, label: str) -> None:
         self.event("asset_not_run", f"[-/{self.planned}] {label} not run: a gate or step it needs failed",
@@ -164,8 +179,9 @@ class Progress:
             now = time.monotonic()
             if self.mode == "json":
                 self.event("training", what=what)
-            elif self.mode == "plain" and (now - self._last_training >= 5 or "done" in what):
-                self._last_training = now
+            family = what.split(" ", 1)[0]
+            if self.mode == "plain" and (now - self._last_training >= 5 or family != self._last_family):
+                self._last_training, self._last_family = now, family  # each family, and every 5 s at most
                 self.line(f"         training {what}")
             return
         if level >= 30:  # a warning from inside a run: one line, the whole message in the log
@@ -176,20 +192,32 @@ class Progress:
 class _RunFollower:
     """Reads one run's events from the instance and tells them to a Progress."""
 
-    def __init__(self, progress: Progress, instance: dg.DagsterInstance, run_id: str,
-                 assets_of_step: dict[str, list[str]]):
+    def __init__(self, progress: Progress, instance: dg.DagsterInstance, run_id: str, steps: Steps):
         self.progress, self.instance, self.run_id = progress, instance, run_id
-        self.assets_of_step = assets_of_step
+        self.steps = steps
+        self.assets_of_step = steps.assets
         self.cursor: str | None = None
-        self.started: dict[str, tuple[int, float]] = {}  # step -> (its number, when it started)
+        self.started: dict[str, tuple[int, float]] = {}  # asset step -> (its number, when it started)
+        self.running: dict[str, float] = {}  # every step running (checks too) -> when it started (monotonic)
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(POLL_SECONDS):
             try:
                 self.read()
+                self.still_working()
             except Exception:  # progress must never break the run it tells of; the next look retries
                 pass
+
+    def still_working(self) -> None:
+        """After HEARTBEAT_SECONDS without a line, say which step is still running, and for how long."""
+        now = time.monotonic()
+        if not self.running or now - self.progress.last_line < HEARTBEAT_SECONDS:
+            return
+        step, since = min(self.running.items(), key=lambda item: item[1])
+        label = self.steps.label(step) or step
+        self.progress.event("working", f"         … still working: {label} ({now - since:.0f} s)", step=label,
+                            seconds=round(now - since, 1))
 
     def read(self) -> None:
         while True:
@@ -211,6 +239,10 @@ class _RunFollower:
             p._message(step, entry.level if isinstance(entry.level, int) else 20, entry.user_message)
             return
         kind = event.event_type_value
+        if kind == "STEP_START" and step:
+            self.running[step] = time.monotonic()
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE", "STEP_SKIPPED"):
+            self.running.pop(step, None)
         if kind == "ASSET_CHECK_EVALUATION":
             e = event.event_specific_data
             p._check(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value, e.description)
@@ -226,21 +258,38 @@ class _RunFollower:
                 p._step_ended(label, index, entry.timestamp - at, outcome)
 
 
-def assets_of_steps(defs: dg.Definitions) -> dict[str, list[str]]:
-    """Each asset step (op) of `defs`, and the asset keys it materializes as the user reads them."""
+@dataclass(frozen=True)
+class Steps:
+    """The steps (ops) of a Definitions, as the user reads them: each asset step's asset keys, and each
+    check step's checks (`asset:check`)."""
+
+    assets: dict[str, list[str]]
+    checks: dict[str, list[str]]
+
+    def label(self, step: str) -> str | None:
+        if step in self.assets:
+            return ", ".join(self.assets[step])
+        if step in self.checks:
+            return "gate " + ", ".join(self.checks[step])
+        return None
+
+
+def steps_of_defs(defs: dg.Definitions) -> Steps:
     import dagster as dg
 
-    out: dict[str, list[str]] = {}
+    assets: dict[str, list[str]] = {}
     for a in defs.assets or []:
         if isinstance(a, dg.AssetsDefinition) and a.is_executable:
-            out[a.node_def.name] = [s.key.to_user_string() for s in a.specs]  # in the order defined
-    return out
+            assets[a.node_def.name] = [s.key.to_user_string() for s in a.specs]  # in the order defined
+    checks = {c.node_def.name: sorted(f"{k.asset_key.to_user_string()}:{k.name}" for k in c.check_keys)
+              for c in defs.asset_checks or [] if isinstance(c, dg.AssetChecksDefinition)}
+    return Steps(assets, checks)
 
 
-def steps_of(assets_of_step: dict[str, list[str]], keys: list[dg.AssetKey]) -> int:
+def steps_of(steps: Steps, keys: list[dg.AssetKey]) -> int:
     """How many steps materialize `keys`."""
     wanted = {k.to_user_string() for k in keys}
-    return sum(1 for labels in assets_of_step.values() if wanted & set(labels))
+    return sum(1 for labels in steps.assets.values() if wanted & set(labels))
 
 
 def _one_line(text: str, limit: int = 300) -> str:

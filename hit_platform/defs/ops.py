@@ -6,15 +6,15 @@ Each one appends its figures to `ops.monitor_metrics` (the performance estimate:
 estimate, which make the drift sensor retrain; `monitor_breach` otherwise).
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import dagster as dg
-import pandas as pd
 
 from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.steps import monitors as monitor_steps
 from hit_platform.steps import performance_estimates as estimates
 from hit_platform.adapters.alerts import raise_alert
+from hit_platform.adapters.model_monitoring import estimate_performance
 from hit_platform.steps.datasets import load_split
 from hit_platform.adapters.reports.dashboard import publish, render_current
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
@@ -124,22 +124,10 @@ def performance_estimate(context: dg.AssetExecutionContext, lake: LakeResource, 
     (kind `performance_estimate`), which retrains like a drift alert. A change of taste it cannot see:
     `ops/delayed_label_evaluation` catches that once labels arrive, and writes the realized values here."""
     info, snapshot = _champion(tracking)
-    t, the_lake = monitors.thresholds(), lake.lake()
     if info is None or snapshot is None:
         return dg.MaterializeResult(metadata={"summary": "no champion yet", "breached": False})
-    with the_lake.connection(read_only=True) as con:
-        test = load_split(con, "test", snapshot)
-        reference = estimates.Reference.from_test(test.Y, tracking.tracker().load_version(info.version)
-                                                  .predict_proba(test.X))
-        end = datetime.now(timezone.utc)
-        populations = [estimates.served_population(con, info.version, end - timedelta(hours=t.window_hours), end),
-                       estimates.batch_population(con, info.version)]
-    results = [estimates.estimate_population(p, info.version, reference, t, context.run.run_id, end)
-               for p in populations if p is not None]
-    made = [r for r in results if not r.rows.empty]
-    if made:
-        rows = pd.concat([r.rows for r in made], ignore_index=True)
-        commit(the_lake, lambda con: estimates.append(con, rows), estimates.TABLE)
+    results = estimate_performance(lake.lake(), tracking.tracker(), info, snapshot, monitors.thresholds(),
+                                   context.run.run_id, datetime.now(timezone.utc))
     meta = {"model_version": info.version, "breached": any(r.breached for r in results)}
     for r in results:
         meta["lake_snapshot_id"] = _record(context, lake, r.monitor_result(), where="ops/performance_estimate",
