@@ -107,15 +107,18 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     import duckdb
 
+    from hit_platform.adapters.lake.analyst import analyst_connection, read_only_refusal, write_analyst_init
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.cli.errors import Refused
 
     lake = Lake(settings)
     if not args.query:
-        init = lake.write_init_file()
+        init = write_analyst_init(lake)
         duckdb_cli = Path(sys.executable).parent / "duckdb"
         os.execv(str(duckdb_cli), [str(duckdb_cli), "-init", str(init)])
-    with lake.connection(read_only=True) as con:
+    if why := read_only_refusal(args.query):
+        raise Refused(why)
+    with analyst_connection(lake) as con:
         try:  # the analyst's statement, refused by DuckDB (binding, or running it): its message says where
             rel = con.sql(args.query)
             if rel is None:

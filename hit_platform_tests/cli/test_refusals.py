@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +42,7 @@ def refused(capsys, *argv: str) -> str:
         code = exc.code
     out, err = capsys.readouterr()
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2, (code, out, err)
+    assert code == 2, (argv, code, out, err)
     assert len(lines) == 1, f"{argv}: not one line:\n{err}"
     assert "Traceback" not in err
     return lines[0]
@@ -97,3 +100,46 @@ def test_a_bug_keeps_its_traceback(warehouse, monkeypatch):
     monkeypatch.setattr(cli, "cmd_status", broken)
     with pytest.raises(KeyError):
         cli.main(["status"])
+
+
+def test_analyst_sql_reaches_nothing_outside_the_lake(warehouse, capsys, tmp_path):
+    """Issue 27, hole 9: `COPY ... TO` wrote a file and `ATTACH` of the catalog without READ_ONLY could
+    write the lake, both with exit 0."""
+    settings = Settings(warehouse=warehouse)
+    lake = Lake(settings)
+    lake.write(lambda con: con.execute("CREATE TABLE raw.t AS SELECT 1 AS x"))
+    outside = tmp_path / "outside.csv"
+    catalog = settings.lake.catalog.removeprefix("sqlite:") if settings.lake.catalog else str(
+        warehouse / "lake" / "catalog.sqlite")
+    for statement in (f"COPY (SELECT 42) TO '{outside}'",
+                      f"ATTACH 'ducklake:sqlite:{catalog}' AS again (DATA_PATH '{settings.data_path}')",
+                      f"ATTACH '{tmp_path / 'other.duckdb'}' AS other",
+                      "INSTALL httpfs", "LOAD httpfs",
+                      "SET enable_external_access = true",
+                      "SELECT * FROM read_csv('/etc/passwd')",
+                      "CREATE TABLE raw.u AS SELECT 2 AS y",
+                      f"ATTACH 'sqlite:{catalog}' AS meta",
+                      "CALL ducklake_expire_snapshots('lake', older_than => now())",
+                      f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{outside}'",
+                      f"SELECT 1; COPY (SELECT 42) TO '{outside}'"):
+        line = refused(capsys, "sql", statement)
+        assert line.startswith("hit-platform sql: error: "), line
+    assert not outside.exists() and not (tmp_path / "other.duckdb").exists()
+    assert cli.main(["sql", "--json", "SELECT count(*) AS n FROM raw.t"]) == 0
+    assert '"n": 1' in capsys.readouterr().out
+    for query in ("DESCRIBE raw.t", "SHOW TABLES", "EXPLAIN SELECT * FROM raw.t", "FROM raw.t",
+                  "SELECT count(*) FROM lake.snapshots()"):  # what an analyst reads with stays open
+        assert cli.main(["sql", query]) == 0, query
+    capsys.readouterr()
+
+    # the duckdb CLI `hit-platform sql` opens: the same switches, after the lake is attached read-only (the
+    # CLI itself is the analyst's own process: its dot commands act with the analyst's own rights)
+    from hit_platform.adapters.lake.analyst import write_analyst_init
+
+    init = write_analyst_init(lake)
+    duckdb_cli = Path(sys.executable).parent / "duckdb"
+    shell = subprocess.run([str(duckdb_cli), "-init", str(init)], capture_output=True, text=True,
+                           input=f"COPY (SELECT 42) TO '{outside}';\nSELECT count(*) AS n FROM raw.t;\n", timeout=60)
+    assert not outside.exists(), shell.stdout + shell.stderr
+    assert "file system operations are disabled" in shell.stdout + shell.stderr
+    assert "│ 1 │" in shell.stdout.replace(" ", " ") or "1" in shell.stdout, shell.stdout
