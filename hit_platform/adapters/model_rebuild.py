@@ -144,7 +144,7 @@ class ReproResult:
 
 
 def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
-              registration: Registration | None = None) -> ReproResult:
+              registration: Registration | None = None, workers: int = 1) -> ReproResult:
     """Rebuild a model version as `recorded` says it was built and compare it with the registered model.
 
     `recorded` is a `Recipe`, or the plain values of an ml/candidate_models materialization's metadata
@@ -154,7 +154,8 @@ def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
     those of the registered version (its tags and its MLflow run, which must agree); the chosen
     parameters fitted again (no search) with the recorded seed must choose what the fit chose then
     (e.g. boosting rounds) and give the same prediction bytes on a fixed probe set as the registered
-    model (and as measured at training, when recorded). Every difference is named in the description."""
+    model (and as measured at training, when recorded). Every difference is named in the description.
+    `workers`: processes refitting a blend's members side by side."""
     claimed = recorded if isinstance(recorded, Recipe) else Recipe.from_materialization(recorded)
     snapshot, family, version, params, seed = (claimed.lake_snapshot_id, claimed.family, claimed.version,
                                                claimed.params, claimed.seed)
@@ -170,7 +171,7 @@ def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
     differences += registration.disagreements() + registration.differences_from(claimed)
     # The chosen hyper-parameters fitted again (no search): the same data and code must give the
     # same model, byte for byte.
-    rebuilt = refit(family, params, train.X, train.Y, seed=seed, val_X=val.X, val_Y=val.Y)
+    rebuilt = refit(family, params, train.X, train.Y, seed=seed, val_X=val.X, val_Y=val.Y, workers=workers)
     chose = fitted_params(rebuilt)  # what the fit chose again (e.g. boosting rounds)
     chose_differently = {k: (v, params.get(k)) for k, v in chose.items() if params.get(k) != v}
     if chose_differently:

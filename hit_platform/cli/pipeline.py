@@ -23,10 +23,10 @@ def _materialize_ingest(settings: Settings, progress, files: list[str] | None = 
     from hit_platform.defs.resources import LakeResource
 
     instance, run_id = persistent_instance(), str(uuid.uuid4())
-    steps = steps_of_defs(dg.Definitions(assets=[ingest_chart_files]))
+    lake = LakeResource(warehouse=str(settings.warehouse))
+    defs = dg.Definitions(assets=[ingest_chart_files], resources={"lake": lake})
+    steps, job = steps_of_defs(defs), defs.resolve_implicit_global_asset_job_def()
     progress.plan(len(steps.assets))
-    job = dg.Definitions(assets=[ingest_chart_files],
-                         resources={"lake": LakeResource(warehouse=str(settings.warehouse))}).resolve_implicit_global_asset_job_def()
     run_config = {"ops": {"ingest_chart_files": {"config": {"files": files or []}}},
                   **_console(progress)}
     with progress.bar(), progress.following(instance, run_id, steps):
@@ -89,10 +89,13 @@ def print_lake_summary(settings: Settings) -> None:
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.cli.errors import Refused
+    from hit_platform.steps.ingest import landing_file
 
-    missing = [name for name in args.files if not (settings.landing_dir / name).is_file()]
-    if missing:
-        raise Refused(f"not in the landing folder {settings.landing_dir}: {', '.join(missing)}")
+    for name in args.files:  # plain files directly in landing/: no path, no '..', no link leading outside
+        try:
+            landing_file(settings.landing_dir, name)
+        except ValueError as exc:
+            raise Refused(str(exc)) from None
     result = _materialize_ingest(settings, args.progress, args.files)
     print(f"dagster run {result.run_id}: {'success' if result.success else 'failed'}")
     print_lake_summary(settings)

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters.model_rebuild import reproduce
 from hit_platform.adapters.model_training import Trained, train_and_register, training_data
@@ -43,14 +44,16 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     countries at once, hyper-parameters chosen on the validation split. The best one becomes a new
     version of the registered model `hit_model`, tagged with the lake snapshot, split data version,
     code version and this Dagster run. They train from the lake's newest snapshot, or from the past
-    one the training settings pin (`HIT_TRAIN_SNAPSHOT`, `hit-platform rebuild --snapshot N`)."""
+    one the training settings pin (`HIT_TRAIN_SNAPSHOT`, `hit-platform rebuild --snapshot N`), and only
+    from data every blocking gate passed at that snapshot (the verdicts in the lake)."""
     tracker = tracking.tracker()
     abandoned = tracker.mark_abandoned(recorded_versions(context.instance))
     for version, reason in abandoned:
         context.log.warning(f"model version {version} marked abandoned: {reason}")
     the_lake = lake.lake()
-    with the_lake.connection(read_only=True) as con:
-        data = training_data(the_lake, con, training.snapshot)
+    # what it reads at that snapshot must be what the blocking gates passed there
+    with gate_policy.unjudged_refused(), the_lake.connection(read_only=True) as con:
+        data = training_data(the_lake, con, training.snapshot, gates=gate_policy.split_gates())
     if data.pinned:
         context.log.info(f"training from the pinned lake snapshot {data.snapshot} (the newest is {data.newest})")
     trained = train_and_register(tracker, data, seed=training.seed, families=training.family_names(),
@@ -95,14 +98,14 @@ def recorded_versions(instance: dg.DagsterInstance) -> set[str]:
 
 @dg.asset_check(asset=CANDIDATES, blocking=True, automation_condition=WITH_ITS_ASSET)
 def candidates_reproducible(context: dg.AssetCheckExecutionContext, lake: LakeResource,
-                            tracking: TrackingResource) -> dg.AssetCheckResult:
+                            tracking: TrackingResource, training: TrainingResource) -> dg.AssetCheckResult:
     """Refitting the best candidate's hyper-parameters from the same lake snapshot and code gives
     identical split hashes and an identical model: the same prediction bytes on a fixed probe set, compared with
     the model as stored in the MLflow registry (see `reproduce`; `hit-platform rebuild --model-version V` runs
     the same rebuild for any version later, from the registry alone)."""
     event = context.instance.get_latest_materialization_event(CANDIDATES)
     recorded = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    r = reproduce(lake.lake(), tracking.tracker(), recorded)
+    r = reproduce(lake.lake(), tracking.tracker(), recorded, workers=training.workers)
     metadata = {**r.metadata, "params_fitted_again": dg.MetadataValue.json(r.metadata["params_fitted_again"])}
     return alert_on_failure(context, lake, dg.AssetCheckResult(passed=r.passed, description=r.description,
                                                                metadata=metadata))

@@ -283,16 +283,27 @@ def with_calibration(pipeline: Pipeline, calibration: CountryCalibration) -> Pip
 
 
 def refit(family: str, params: dict, train_X: pd.DataFrame, train_Y, seed: int = 0,
-          val_X: pd.DataFrame | None = None, val_Y=None) -> Pipeline:
+          val_X: pd.DataFrame | None = None, val_Y=None, workers: int = 1) -> Pipeline:
     """The chosen grid point of `family` fitted again, with no search: `params` as a CandidateResult
     holds them (what the fit chose itself, like n_iter, is chosen again; a blend's members come
     from their `member.param` entries; a calibration is fitted again on val_X, val_Y). The
-    reproducibility check rebuilds the model this way."""
+    reproducibility check rebuilds the model this way. `workers` > 1: a blend's heavy members are
+    refitted side by side in processes (each from its own seed: the same bytes either way)."""
     fam = FAMILIES[family]
     own = {k: v for k, v in params.items() if "." not in k and k not in FITTED_PARAMS and k != "calibration"}
     if fam.members:
-        members = {m: refit(m, {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(m + ".")},
-                            train_X, train_Y, seed, val_X, val_Y) for m in fam.members}
+        of = {m: {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(m + ".")} for m in fam.members}
+        heavy = [m for m in fam.members if not FAMILIES[m].light] if workers > 1 else []
+        spawn = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(heavy)), mp_context=spawn) if len(heavy) > 1 else None
+        try:
+            away = {m: pool.submit(refit, m, of[m], train_X, train_Y, seed, val_X, val_Y) for m in heavy} if pool \
+                else {}
+            here = {m: refit(m, of[m], train_X, train_Y, seed, val_X, val_Y) for m in fam.members if m not in away}
+            members = {m: away[m].result() if m in away else here[m] for m in fam.members}
+        finally:
+            if pool is not None:
+                pool.shutdown()
         pipeline = fam.build(own, seed, members)
     else:
         train_Y = label_matrix(train_Y, len(feature_matrix(train_X)), where="train_Y")

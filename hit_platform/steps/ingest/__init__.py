@@ -12,9 +12,10 @@ One landing file is one unit of work and one lake transaction:
    nothing of it reaches the lake;
 3. each row gets at most one reason, in a fixed order (missing required value,
    wrong type, out of range, unknown country, exact duplicate, key duplicate);
-4. one transaction (the caller's: `adapters.lake.ingest` runs it, and retries it whole) writes the good rows (typed) to `raw.chart_rows`, the bad
-   ones (as text, with reason, column and value) to `quarantine.chart_rows`,
-   and the file's record (rows read = raw + quarantined) to `raw.landed_files`.
+4. one transaction (`adapters.lake.ingest` runs it, and retries it whole) writes
+   the good rows (typed) to `raw.chart_rows`, the bad ones (as text, with reason,
+   column and value) to `quarantine.chart_rows`, and the file's record (rows read
+   = raw + quarantined) to `raw.landed_files`.
 
 Every ingest transaction also bumps the one row of `raw.ingest_sequence`, so two
 writers ingesting at once always conflict, and the loser retries and then sees
@@ -26,9 +27,9 @@ the rows 4 quarantines), `transaction` (1 and 4, as SQL on the connection it is 
 the lake holds afterwards).
 """
 
-from hit_platform.steps.ingest.landing import LANDING_SUFFIXES, file_sha256, landing_files
+from hit_platform.steps.ingest.landing import LANDING_SUFFIXES, file_sha256, landing_file, landing_files
 from hit_platform.steps.ingest.summary import IngestReport, Landed, ingest_report, lake_summary, landed
 from hit_platform.steps.ingest.transaction import FileResult, Staged, stage, store_file
 
 __all__ = ["LANDING_SUFFIXES", "FileResult", "IngestReport", "Landed", "Staged", "file_sha256", "ingest_report",
-           "lake_summary", "landed", "landing_files", "stage", "store_file"]
+           "lake_summary", "landed", "landing_file", "landing_files", "stage", "store_file"]

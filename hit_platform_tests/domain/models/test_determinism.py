@@ -56,6 +56,10 @@ def test_refit_of_the_chosen_parameters_rebuilds_the_same_model():
         assert first.params["calibration"] in ("none", "platt", "isotonic", "per_country")
         again = refit(family, first.params, Xt, Yt, seed=0, val_X=Xv, val_Y=Yv)
         assert again.predict_proba(_probe()).tobytes() == first.pipeline.predict_proba(_probe()).tobytes(), family
+    # the blend's members refitted side by side in processes (what the check does with 2 workers): same bytes
+    blend = trained_candidates()["blend"]
+    side_by_side = refit("blend", blend.params, Xt, Yt, seed=0, val_X=Xv, val_Y=Yv, workers=2)
+    assert side_by_side.predict_proba(_probe()).tobytes() == blend.pipeline.predict_proba(_probe()).tobytes()
 
 
 def test_a_calibration_is_fitted_again_from_the_validation_split():
