@@ -100,23 +100,28 @@ def test_records_round_trip_exactly(tmp_path: Path):
 
 
 def test_a_torn_last_record_is_dropped_and_damage_inside_is_kept_with_an_alert(lake: Lake, tmp_path: Path):
+    """(More ways a file can be damaged, and the open segment's torn tail: test_journal_damage.py.)"""
     journal = tmp_path / "journal"
     entries = [served(2) for _ in range(4)]
-    path = sealed(journal, entries)
-    data = path.read_bytes()
-    path.write_bytes(data[:-10])  # the last record cut short, as by a kill in the middle of a write
-    seg = read_segment(path)
+    writer = SegmentWriter(journal)
+    for e in entries:
+        writer.append(encode(e))
+    os.close(writer.fd)  # its writer gone, the segment left open
+    data = writer.path.read_bytes()
+    writer.path.write_bytes(data[:-10])  # the last record cut short, as by a kill in the middle of a write
+    seg = read_segment(writer.path)
     assert seg.torn_tail and seg.corrupt_at is None and len(seg.entries) == 3
+    writer.path.unlink()
 
-    path.write_bytes(data)
+    path = sealed(journal, entries)
     first = len(encode(entries[0]))
     damaged = bytearray(data)
     damaged[first + 40] ^= 0xFF  # a flipped byte in the second record, with two whole records after it
     path.write_bytes(bytes(damaged))
     seg = read_segment(path)
-    assert seg.corrupt_at == first and len(seg.entries) == 1
+    assert seg.corrupt_at == first and seg.unreadable == [(first, first + len(encode(entries[1])))] and len(seg.entries) == 3
     committer = JournalCommitter(lake, journal)
-    assert committer.commit() == 2  # the whole record before the damage
+    assert committer.commit() == 6  # the whole records before and after the damage
     assert journal_files(journal) == [] and (journal / "unreadable" / path.name).read_bytes() == bytes(damaged)
     alert = [a for a in list_alerts(lake, kind="inference_log") if a["severity"] == "error"]
     assert len(alert) == 1 and path.name in alert[0]["what"] and f"bytes {first}-" in alert[0]["what"]

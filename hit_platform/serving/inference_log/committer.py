@@ -280,9 +280,11 @@ class JournalCommitter:
                 f.close()  # sealed, committed or removed while we looked
                 return None
             t = _Taken(path, f, read_segment(path), recovered=path.suffix == OPEN)
-            if t.segment.corrupt_at is not None:
-                t.damaged = (f"bytes {t.segment.corrupt_at}-{t.segment.size} cannot be read as journal records; "
-                             f"the {len(t.segment.entries)} whole records before them were committed")
+            if t.segment.unreadable:
+                ranges = ", ".join(f"{a}-{b}" for a, b in t.segment.unreadable[:5])
+                more = f" and {len(t.segment.unreadable) - 5} more ranges" if len(t.segment.unreadable) > 5 else ""
+                t.damaged = (f"bytes {ranges}{more} of {t.segment.size} cannot be read as journal records; "
+                             f"the {len(t.segment.entries)} whole records around them were committed")
             return t
         except FileNotFoundError:
             f.close()
@@ -304,11 +306,12 @@ def _alert_recovered(con: duckdb.DuckDBPyConnection, t: _Taken) -> None:
                       f"replica that died (pid {m.group(1) if m else '?'}); they are in {INFERENCE_LOG} with "
                       f"recovered_from = '{t.path.name}'.{tail}",
                  details={"segment": t.path.name, "requests": len(seg.entries), "rows": seg.rows,
-                          "bytes": seg.size, "dropped_tail_bytes": seg.size - seg.good_bytes})
+                          "bytes": seg.size, "dropped_tail_bytes": seg.tail_bytes})
 
 
 def _alert_damaged(con: duckdb.DuckDBPyConnection, t: _Taken, kept_in: Path) -> None:
     insert_alert(con, kind="inference_log", severity="error", where=f"journal/{t.path.name}",
                  alert_id=f"inference_log:unreadable:{t.path.name}",
                  what=f"journal file {t.path.name}: {t.damaged}. The file is kept in {kept_in} for inspection.",
-                 details={"file": t.path.name, "kept_in": str(kept_in)})
+                 details={"file": t.path.name, "kept_in": str(kept_in), "bytes": t.segment.size,
+                          "unreadable": t.segment.unreadable, "records_committed": len(t.segment.entries)})

@@ -17,6 +17,11 @@ lives; the kernel drops that lock when the process dies, even by `kill -9`.
 So a committer that can lock an `.open` segment knows its writer is gone and
 recovers it: every whole record is committed, an unfinished last record
 (a request killed mid-write, never answered) is dropped.
+
+Only there, at the end of an open segment, can a record be unfinished. Anything
+else that does not read (a sealed segment that stops short, a bad checksum, a
+broken length or magic) is damage: the reader skips to the next whole record
+and says which bytes it could not read, and the committer keeps the file.
 """
 
 from __future__ import annotations
@@ -86,50 +91,89 @@ def _decode(payload: memoryview) -> Served:
 
 @dataclass
 class Segment:
-    """What a segment file holds: its whole records, and what followed them if anything."""
+    """What a segment file holds: its whole records, and what could not be read."""
 
     path: Path
     entries: list[Served] = field(default_factory=list)
     size: int = 0
     good_bytes: int = 0  # bytes of whole records from the start
-    torn_tail: bool = False  # an unfinished last record (a writer killed mid-write)
-    corrupt_at: int | None = None  # a broken record followed by more data: the file is damaged
+    torn_tail: bool = False  # an open segment's unfinished last record (its writer killed mid-append)
+    tail_bytes: int = 0  # the bytes of that unfinished record
+    unreadable: list[tuple[int, int]] = field(default_factory=list)  # damaged byte ranges [start, end)
+
+    @property
+    def corrupt_at(self) -> int | None:
+        """Where the first damage starts (None: the file reads to its end, or only its tail is torn)."""
+        return self.unreadable[0][0] if self.unreadable else None
 
     @property
     def rows(self) -> int:
         return sum(e.rows for e in self.entries)
 
 
+def _record_at(data: memoryview, at: int) -> tuple[Served, int] | None:
+    """The whole record starting at `at` and where it ends, or None if none does."""
+    if len(data) - at < _HEADER.size:
+        return None
+    magic, length, crc = _HEADER.unpack_from(data, at)
+    end = at + _HEADER.size + length
+    if magic != MAGIC or end > len(data):
+        return None
+    payload = data[at + _HEADER.size:end]
+    if zlib.crc32(payload) != crc:
+        return None
+    try:
+        return _decode(payload), end
+    except (ValueError, KeyError, TypeError, struct.error):  # crc passed but not a record of ours
+        return None
+
+
+def _next_record(data: memoryview, start: int) -> tuple[int, Served, int] | None:
+    """The first whole record after `start` (its offset, the record, its end): where reading resumes."""
+    raw = data.obj if isinstance(data.obj, bytes) else bytes(data)
+    at = raw.find(MAGIC, start + 1)
+    while at != -1:
+        if (found := _record_at(data, at)) is not None:
+            return at, *found
+        at = raw.find(MAGIC, at + 1)
+    return None
+
+
+def _unfinished(data: memoryview, at: int) -> bool:
+    """Whether the bytes from `at` to the end can be one record cut short by its writer's death: its
+    header (or the part written) is sound and it reaches past the end of the file."""
+    rest = bytes(data[at:at + _HEADER.size])
+    if len(rest) < _HEADER.size:
+        return MAGIC.startswith(rest[:len(MAGIC)])
+    magic, length, _ = _HEADER.unpack_from(rest)
+    return magic == MAGIC and at + _HEADER.size + length > len(data)
+
+
 def read_segment(path: Path) -> Segment:
-    """Every whole record of a segment, in order; where it stops and why. FileNotFoundError if gone."""
+    """Every whole record of a segment, in order, and the byte ranges that are not one. FileNotFoundError
+    if gone. Only an open segment (`.open`) may end in a torn record (`torn_tail`); any other record
+    that does not read is damage (`unreadable`), and reading resumes at the next whole record."""
     data = memoryview(path.read_bytes())
     seg, at = Segment(path, size=len(data)), 0
+    open_segment = path.suffix == OPEN
     while at < len(data):
-        if len(data) - at < _HEADER.size:
-            seg.torn_tail = True
-            break
-        magic, length, crc = _HEADER.unpack_from(data, at)
-        end = at + _HEADER.size + length
-        if magic != MAGIC:
-            seg.corrupt_at = at
-            break
-        if end > len(data):
-            seg.torn_tail = True
-            break
-        payload = data[at + _HEADER.size:end]
-        if zlib.crc32(payload) != crc:
-            if end == len(data):
-                seg.torn_tail = True  # the last record, half on disk
+        found = _record_at(data, at)
+        if found is not None:
+            entry, at = found
+            seg.entries.append(entry)
+            if not seg.unreadable:
+                seg.good_bytes = at
+            continue
+        resume = _next_record(data, at)
+        if resume is None:
+            if open_segment and _unfinished(data, at):
+                seg.torn_tail, seg.tail_bytes = True, len(data) - at  # the last append, half on disk: never answered
             else:
-                seg.corrupt_at = at
+                seg.unreadable.append((at, len(data)))
             break
-        try:
-            seg.entries.append(_decode(payload))
-        except (ValueError, KeyError, TypeError):  # crc passed but not a record of ours: damaged here
-            seg.corrupt_at = at
-            break
-        at = end
-    seg.good_bytes = at
+        seg.unreadable.append((at, resume[0]))
+        seg.entries.append(resume[1])
+        at = resume[2]
     return seg
 
 
@@ -183,7 +227,7 @@ class SegmentWriter:
         try:
             os.ftruncate(self.fd, self.offset)
         except OSError:
-            self.seal()  # the reader drops the torn tail of a sealed segment too
+            self.seal()  # the committer keeps a sealed segment that does not read whole, with an alert
 
     def rotate(self) -> tuple[int, Path] | None:
         """Hand over the open segment for sealing (`seal_segment`, outside the caller's lock); the next
