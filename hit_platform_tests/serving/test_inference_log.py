@@ -282,18 +282,32 @@ def test_a_request_retried_on_a_second_replica_is_logged_once(lake: Lake, tmp_pa
     with lake.connection(read_only=True) as con:
         rows = con.execute(f"SELECT latency_ms, recovered_from FROM {TABLE}").fetchall()
     assert rows == [(3.0, None), (3.0, None)]
-    # the other order: the recovered attempt committed first, the answered one a round later
-    c = served(1)
+    # across rounds, the recovered attempt committed first: the answer sent a round later replaces it
+    c = served(3)
     d = Served(c.request_id, c.received_at + timedelta(seconds=5), c.endpoint, 200, 9.0, c.model_version, c.top_k,
                c.X, c.P, c.extras)
     dead = SegmentWriter(journal)
     dead.append(encode(c))
     os.close(dead.fd)
-    assert committer.commit() == 1
+    assert committer.commit() == 3
     sealed(journal, [d])
-    assert committer.commit() == 0
-    assert logged(lake)[c.request_id] == 1
+    committer.commit()
+    # and the answer sent committed first: a recovered attempt a round later (a restarted committer) adds nothing
+    e = served(1)
+    f = Served(e.request_id, e.received_at + timedelta(seconds=1), e.endpoint, 200, 7.0, e.model_version, e.top_k,
+               e.X, e.P, e.extras)
+    sealed(journal, [f])
+    assert committer.commit() == 1
     committer.close()
+    dead = SegmentWriter(journal)
+    dead.append(encode(e))
+    os.close(dead.fd)
+    JournalCommitter(lake, journal).close()
+    with lake.connection(read_only=True) as con:
+        kept = con.execute(f"SELECT request_id, latency_ms, recovered_from FROM {TABLE} WHERE request_id IN (?, ?)",
+                           [c.request_id, e.request_id]).fetchall()
+    assert sorted(kept) == sorted([(c.request_id, 9.0, None)] * 3 + [(e.request_id, 7.0, None)])
+    assert not list(journal.iterdir())
 
 
 def test_journal_left_by_an_earlier_run_is_committed_at_start_up(lake: Lake, tmp_path: Path):

@@ -16,6 +16,7 @@ from typing import Callable
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hit_platform.adapters.alerts import insert_alert
 from hit_platform.adapters.lake.connection import Lake
@@ -35,7 +36,11 @@ RETRY_WINDOW = "INTERVAL 1 HOUR"
 
 def insert(con: duckdb.DuckDBPyConnection, table: pa.Table, target: str = INFERENCE_LOG) -> int:
     """Add the rows of request ids not yet in the log (`target`: the inference log or the shadow log);
-    returns rows inserted. Call inside `Lake.write`."""
+    returns rows inserted. Call inside `Lake.write`.
+
+    A request id already there keeps its rows, except when only a recovered copy is there (rows with
+    `recovered_from`, from the journal of a replica that died) and this table holds the answer that was
+    sent (the ingress's retry on another replica): that answer replaces it, in whichever round it comes."""
     if table.num_rows == 0:
         return 0
     (ensure_shadow_log if target == SHADOW_LOG else ensure_inference_log)(con)
@@ -43,16 +48,28 @@ def insert(con: duckdb.DuckDBPyConnection, table: pa.Table, target: str = INFERE
     con.register("_incoming_log", table)
     try:
         # A request's rows always travel together, so "id already there" means "all of it is there".
-        # The time bound lets DuckLake skip the files of older requests.
-        inserted = con.execute(f"""
-            INSERT INTO {target} BY NAME
-            SELECT * FROM _incoming_log i
-            WHERE NOT EXISTS (SELECT 1 FROM {target} l
-                              WHERE l.request_id = i.request_id AND l.received_at >= ?::TIMESTAMPTZ - {RETRY_WINDOW})
-        """, [since]).fetchall()
+        # The time bound lets DuckLake skip the files of older requests; the log is scanned once.
+        window = f"received_at >= ?::TIMESTAMPTZ - {RETRY_WINDOW}"
+        there = dict(con.execute(f"""
+            SELECT l.request_id, bool_or(l.recovered_from IS NULL) FROM {target} l
+            WHERE l.{window} AND l.request_id IN (SELECT request_id FROM _incoming_log) GROUP BY l.request_id
+        """, [since]).fetchall())  # request id -> whether the answer sent is there (else only a recovered copy)
+        replaced: set[str] = set()
+        if not all(there.values()):
+            ids = table.column("request_id")
+            sent_now = set(pc.filter(ids, pc.is_null(table.column("recovered_from"))).to_pylist())
+            replaced = {rid for rid, sent in there.items() if not sent and rid in sent_now}
+        if replaced:  # the recovered copy goes, the answer sent comes in below
+            con.execute(f"DELETE FROM {target} WHERE {window} AND recovered_from IS NOT NULL "
+                        "AND request_id IN (SELECT unnest(?::VARCHAR[]))", [since, sorted(replaced)])
+        con.register("_logged_ids", pa.table({"request_id": pa.array([r for r in there if r not in replaced],
+                                                                     pa.string())}))
+        inserted = con.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _incoming_log "
+                               "WHERE request_id NOT IN (SELECT request_id FROM _logged_ids)").fetchall()
         return int(inserted[0][0]) if inserted else 0
     finally:
         con.unregister("_incoming_log")
+        con.unregister("_logged_ids")
 
 
 @dataclass
