@@ -1,7 +1,7 @@
 """The only reads of private upstream APIs in hit_platform, each with why no public one does.
 
-Written for dagster 1.13.27 and ray 2.60.0. `hit_platform_tests/test_private_apis.py` pins those
-versions, so an upgrade fails that test by name instead of silently changing a guarantee, and
+Written for dagster 1.13.27, ray 2.60.0 and uvicorn 0.54.0. `hit_platform_tests/test_private_apis.py` pins
+those versions, so an upgrade fails that test by name instead of silently changing a guarantee, and
 `hit_platform_tests/test_private_apis.py` also keeps every other module free of `dagster._`, `ray.*._private`
 and `_internal=`. To upgrade: read each function below against the new release, fix what moved,
 then bump the pins here and in the test.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # imported where used: the serving replicas read this module and never load Dagster
     import dagster as dg
 
-WRITTEN_FOR = {"dagster": "1.13.27", "ray": "2.60.0"}
+WRITTEN_FOR = {"dagster": "1.13.27", "ray": "2.60.0", "uvicorn": "0.54.0"}
 
 
 def latest_check_verdict(instance: dg.DagsterInstance,
@@ -84,3 +84,65 @@ def bind_replica_grpc_to_loopback() -> bool:
     add_port_loopback._hit_loopback = True
     replica.add_port_to_grpc_server = add_port_loopback
     return True
+
+
+def send_each_answer_in_one_write() -> bool:
+    """Make this process's uvicorn write an HTTP answer's status line, headers and (first) body in one write.
+
+    Why private: uvicorn, the server Serve runs in each replica behind HAProxy, writes the head when the app
+    sends `http.response.start` and the body at `http.response.body`: two writes. A replica killed between
+    them leaves its client a head with no body, which no proxy can retry (HAProxy retries a request that
+    got nothing back, or less than a head). No setting joins them; each protocol's `RequestResponseCycle`
+    writes through its `transport` attribute, so its `send` is wrapped: the head's writes are held and go
+    out with the body's, in one `transport.write` (one `send` syscall while the socket buffer has room: a
+    /predict answer is ~2 KB). Returns whether the patch is in place.
+    """
+    try:
+        from uvicorn.protocols.http import h11_impl, httptools_impl
+    except ImportError:
+        return False
+    for module in (httptools_impl, h11_impl):
+        cycle = module.RequestResponseCycle
+        if not getattr(cycle.send, "_hit_one_write", False):
+            cycle.send = _one_write(cycle.send)
+    return True
+
+
+class _HeldWrites:
+    """A response's transport while its head waits for its body: writes are held, then written as one."""
+
+    def __init__(self, transport, held: list[bytes]):
+        self.transport, self.held = transport, held
+
+    def write(self, data) -> None:
+        self.held.append(bytes(data))
+
+    def flush(self) -> None:
+        if self.held:
+            data, self.held[:] = b"".join(self.held), []
+            self.transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self.transport, name)
+
+
+def _one_write(send):
+    async def send_in_one_write(cycle, message) -> None:
+        real = cycle.transport
+        held = _HeldWrites(real, cycle.__dict__.pop("_hit_head", []))
+        cycle.transport = held
+        try:
+            await send(cycle, message)
+        finally:
+            cycle.transport = real
+        if message.get("type") == "http.response.start" and held.held and not cycle.response_complete:
+            cycle._hit_head = held.held  # the head waits for the body's write
+        else:
+            held.flush()
+
+    send_in_one_write._hit_one_write = True
+    return send_in_one_write

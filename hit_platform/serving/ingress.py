@@ -83,10 +83,12 @@ def ingress_env(*, state_dir: Path, loopback: bool, joining_cluster: bool) -> di
         "RAY_SERVE_HAPROXY_METRICS_ENABLED": "0",
         # a replica behind HAProxy lingers this long when stopped (default 30 s)
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",
-        # A request whose replica died before answering (connection refused, or closed with no
-        # response) is sent once more, to another replica: a prediction is a pure function of
-        # its body. One retry only, so a request that kills replicas kills at most two.
-        "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response",
+        # A request whose replica died before answering (connection refused, closed with no response,
+        # or with less than a whole head) is sent once more, to another replica: a prediction is a pure
+        # function of its body. One retry only, so a request that kills replicas kills at most two.
+        # A replica writes each answer whole, head and body in one write (private_apis), so a death
+        # leaves nothing between a retryable nothing and a whole answer.
+        "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
         "RAY_SERVE_HAPROXY_RETRIES": "1",
     }
     if not joining_cluster:

@@ -26,7 +26,8 @@ from hit_platform.adapters.tracking import Tracker
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.probabilities import answered
-from hit_platform.private_apis import bind_replica_grpc_to_loopback, with_pinned_code_version
+from hit_platform.private_apis import (bind_replica_grpc_to_loopback, send_each_answer_in_one_write,
+                                       with_pinned_code_version)
 from hit_platform.serving import arrow_batch
 from hit_platform.serving.batching import MicroBatcher
 from hit_platform.serving.encoding import batch_bytes, prediction_head, song_answers
@@ -49,6 +50,9 @@ class ModelReplica:
     """A replica: the champion model, its inference logger, and the answers the routes give."""
 
     def __init__(self, settings: dict, config: dict):
+        # The HTTP server writes each answer whole: a replica killed mid-answer leaves its client nothing
+        # (which the ingress retries elsewhere), never a head without its body.
+        send_each_answer_in_one_write()
         if in_loopback_mode():
             # Serve runs this constructor before it opens the replica's inter-deployment gRPC server
             # (`Replica._on_initialized`), so the server binds 127.0.0.1 instead of every interface.
