@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.serving.http import TOP_K, Answerer, given_request_id
-from hit_platform.serving.ingress import REQUEST_ID_HEADER
+from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER
 
-_REQUEST_ID_HEADER = REQUEST_ID_HEADER.encode()
+_REQUEST_ID_HEADER, _INGRESS_HEADER = REQUEST_ID_HEADER.encode(), INGRESS_HEADER.encode()
 
 
 def plain_top_k(query: bytes) -> int | None:
@@ -45,7 +45,7 @@ class PredictFastPath:
                 or (k := plain_top_k(scope["query_string"])) is None):
             return await self.app(scope, receive, send)
         t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
-        ctype = length = given = None
+        ctype = length = given = stamp = None
         for name, value in scope["headers"]:  # the first of each, as Starlette's Headers.get
             if name == b"content-type" and ctype is None:
                 ctype = value.decode("latin-1")
@@ -53,6 +53,8 @@ class PredictFastPath:
                 length = value.decode("latin-1")
             elif name == _REQUEST_ID_HEADER and given is None:
                 given = value.decode("latin-1")
+            elif name == _INGRESS_HEADER and stamp is None:
+                stamp = value.decode("latin-1")
 
         async def body() -> bytes:
             chunks, more = [], True
@@ -67,8 +69,8 @@ class PredictFastPath:
         replica = self.replica
         replica.fast_path_requests += 1
         try:
-            response = await replica.answer_song(ctype or "", length, body, k,
-                                                 given_request_id(given, replica.config), received_at, t0)
+            response = await replica.answer_song(ctype or "", length, body, k, given_request_id(
+                given, stamp, replica.ingress_secret), received_at, t0)
         except _ClientGone:
             return  # nobody to answer: nothing answered, nothing logged
         await response(scope, receive, send)

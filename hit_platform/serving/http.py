@@ -35,7 +35,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.serving import arrow_batch
-from hit_platform.serving.ingress import REQUEST_ID_HEADER
+from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER, trusted_request_id
 from hit_platform.serving.schemas import (SONG_ADAPTER, ApiError, BatchPrediction, ErrorBody, Health, ModelCard,
                                           Prediction, batch_model)
 from hit_platform.settings import ServeConfig
@@ -61,6 +61,7 @@ class Answerer(Protocol):
 
     config: ServeConfig
     fast_path_requests: int  # /predict requests answered by fast_path.PredictFastPath
+    ingress_secret: str | None  # what our ingress stamps beside the request ids it sets (serving.ingress)
 
     async def answer_song(self, ctype: str, length: str | None, body, k: int, request_id: str,
                           received_at: datetime, t0: float) -> Response: ...
@@ -128,17 +129,16 @@ def check_content_type(ctype: str, *, arrow: bool = False) -> bool:
                           "msg": f"expected {expected}, got {ctype or 'no content-type'}"}])
 
 
-def given_request_id(header: str | None, config: ServeConfig) -> str:
-    """The id our HAProxy ingress set (the same on a retry to a second replica, so the log keeps the
-    request once), else a fresh UUID."""
-    if config.fast_proxy and header and len(header) <= 64:
-        return header
-    return str(uuid.uuid4())
+def given_request_id(header: str | None, stamp: str | None, secret: str | None) -> str:
+    """The id our HAProxy ingress set, known by the secret it stamps beside it (the same id on a retry to
+    a second replica, so the log keeps the request once); else a fresh UUID, whatever a client sent."""
+    return trusted_request_id(header, stamp, secret) or str(uuid.uuid4())
 
 
-def request_id_of(request: Request, config: ServeConfig) -> str:
+def request_id_of(request: Request, replica: "Answerer") -> str:
     """The id this request is logged and answered under (see `given_request_id`)."""
-    return given_request_id(request.headers.get(REQUEST_ID_HEADER), config)
+    return given_request_id(request.headers.get(REQUEST_ID_HEADER), request.headers.get(INGRESS_HEADER),
+                            replica.ingress_secret)
 
 
 def build_app(replica: Answerer) -> FastAPI:
@@ -153,7 +153,7 @@ def build_app(replica: Answerer) -> FastAPI:
 
     def refuse_outside_route(request: Request, status: int, detail: list[dict]) -> Response:
         """Errors FastAPI raises before our handlers run (bad top_k) or unexpected failures."""
-        request_id = request_id_of(request, replica.config)
+        request_id = request_id_of(request, replica)
         if request.url.path in PREDICT_PATHS:  # logged like every other answer to /predict*
             return replica.refuse(ApiError(status, detail), request_id=request_id, received_at=datetime.now(
                 timezone.utc), t0=time.perf_counter(), endpoint=request.url.path, body=None, top_k=None)
@@ -193,7 +193,7 @@ def build_app(replica: Answerer) -> FastAPI:
         t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
         return await replica.answer_song(request.headers.get("content-type", ""),
                                          request.headers.get("content-length"), request.body, top_k,
-                                         request_id_of(request, replica.config), received_at, t0)
+                                         request_id_of(request, replica), received_at, t0)
 
     @app.post("/predict/batch", response_model=BatchPrediction, responses={**ERRORS, 200: {"content": {
         arrow_batch.ARROW_STREAM: {"schema": {"type": "string", "format": "binary"}}}, "description":
@@ -208,7 +208,7 @@ def build_app(replica: Answerer) -> FastAPI:
         t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
         return await replica.answer_batch(request.headers.get("content-type", ""),
                                           request.headers.get("content-length"), request.headers.get("accept", ""),
-                                          request.body, top_k, request_id_of(request, replica.config),
+                                          request.body, top_k, request_id_of(request, replica),
                                           received_at, t0)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description":

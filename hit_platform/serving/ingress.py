@@ -3,8 +3,9 @@
 With `RAY_SERVE_ENABLE_HA_PROXY=1` (~3.5x the requests/s of Serve's Python
 proxy) Serve writes an HAProxy config and runs the binary. We start it
 through a tiny wrapper (`haproxy_wrapper`) that edits that config first:
-every request gets a request id and Serve's disconnect-disabled header, and
-the stats and Prometheus frontends, which Serve binds on all interfaces, move
+every request gets a request id (stamped with this serving process's secret,
+so a replica can tell our id from a client's) and Serve's disconnect-disabled
+header, and the stats and Prometheus frontends, which Serve binds on all interfaces, move
 onto 127.0.0.1 in loopback mode. `ingress_env` is the environment that
 turns it on, with the settings measured for a two-core machine.
 """
@@ -12,19 +13,39 @@ turns it on, with the settings measured for a two-core machine.
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 from pathlib import Path
 
 from hit_platform.serving.loopback import free_port
 
 REQUEST_ID_HEADER = "x-hit-request-id"  # set by our HAProxy ingress; the same on a retried request
+INGRESS_HEADER = "x-hit-ingress"  # beside it, the serving process's secret: the id is ours, not a client's
+_SECRET_VAR = "HIT_INGRESS_SECRET"  # in HAProxy's environment only (see haproxy_wrapper)
 DISCONNECT_HEADER = "x-request-disconnect-disabled"  # Serve's: no disconnect watcher per request (see haproxy_wrapper)
 
 
-def haproxy_wrapper(state_dir: Path, loopback_ports: list[int]) -> Path:
+def ingress_secret(*, fast_proxy: bool, joining_cluster: bool) -> str | None:
+    """A fresh secret for our HAProxy ingress to stamp beside each request id, or None where our ingress
+    is not installed (a Ray cluster: Serve runs HAProxy on its nodes; Serve's Python proxy). A replica
+    takes `x-hit-request-id` only when `x-hit-ingress` carries this secret; otherwise it names the request
+    itself, so a client's own id (a reused one would be taken for a retry and its answers dropped from
+    the log) is never taken, and nor is one sent straight to a replica's port."""
+    return secrets.token_hex(24) if fast_proxy and not joining_cluster else None
+
+
+def trusted_request_id(request_id: str | None, stamp: str | None, secret: str | None) -> str | None:
+    """The request id our ingress set (it came with the secret), else None."""
+    if secret and stamp and request_id and len(request_id) <= 64 and secrets.compare_digest(stamp, secret):
+        return request_id
+    return None
+
+
+def haproxy_wrapper(state_dir: Path, loopback_ports: list[int], secret: str | None = None) -> Path:
     """An executable that edits the HAProxy config Ray Serve writes, then runs the real HAProxy.
 
-    - Every request gets `x-hit-request-id`, a fresh UUID set at the ingress (a client cannot set it):
+    - Every request gets `x-hit-request-id`, a fresh UUID set at the ingress (a client's own is replaced),
+      and `x-hit-ingress: <secret>` (see `ingress_secret`; readable by this user only, like the script):
       a request retried on a second replica carries the same id, so the inference log keeps it once.
     - Every request gets `x-request-disconnect-disabled: ?1` (Serve's own header): the replica then
       awaits the handler directly instead of running a disconnect-watching receive task and an
@@ -42,6 +63,10 @@ def haproxy_wrapper(state_dir: Path, loopback_ports: list[int]) -> Path:
   # no syslog target listens (Serve's HAProxy metrics are off): drop the one UDP datagram per request
   sed -i -E '/^[[:space:]]*log[[:space:]]+[0-9]/d' "$cfg"
 """
+    # The config names the secret (HAProxy reads "${VAR}" from its environment), so it is in no file but
+    # this script (this user's only) and in no process's environment but HAProxy's.
+    stamp = f'    http-request set-header {INGRESS_HEADER} "${{{_SECRET_VAR}}}"\\n' if secret else ""
+    export = f"export {_SECRET_VAR}={shlex.quote(secret)}\n" if secret else ""
     script = f"""#!/bin/sh
 # Written by hit_platform.serving.ingress: edits the config Ray Serve wrote (see haproxy_wrapper),
 # then runs HAProxy with the same arguments.
@@ -51,21 +76,24 @@ for a in "$@"; do
   prev="$a"
 done
 if [ -n "$cfg" ] && [ -f "$cfg" ]; then
-  grep -q {REQUEST_ID_HEADER} "$cfg" || sed -i -E '/^frontend http_frontend/a\\    http-request set-header {REQUEST_ID_HEADER} %[uuid]\\n    http-request set-header {DISCONNECT_HEADER} ?1' "$cfg"
+  grep -q {REQUEST_ID_HEADER} "$cfg" || sed -i -E '/^frontend http_frontend/a\\    http-request set-header {REQUEST_ID_HEADER} %[uuid]\\n{stamp}    http-request set-header {DISCONNECT_HEADER} ?1' "$cfg"
 {binds}fi
-exec {shlex.quote(real)} "$@"
+{export}exec {shlex.quote(real)} "$@"
 """
     path = state_dir / "bin" / "haproxy"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(0o700)  # it holds the secret: this user only
     tmp.write_text(script)
-    tmp.chmod(0o755)
+    tmp.chmod(0o700)
     os.replace(tmp, path)
     return path
 
 
-def ingress_env(*, state_dir: Path, loopback: bool, joining_cluster: bool) -> dict[str, str]:
-    """The environment that puts Serve behind HAProxy (see `haproxy_wrapper`)."""
+def ingress_env(*, state_dir: Path, loopback: bool, joining_cluster: bool,
+                secret: str | None = None) -> dict[str, str]:
+    """The environment that puts Serve behind HAProxy (see `haproxy_wrapper`, which stamps `secret`)."""
     stats, metrics = free_port(), free_port()
     env = {
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
@@ -92,5 +120,6 @@ def ingress_env(*, state_dir: Path, loopback: bool, joining_cluster: bool) -> di
         "RAY_SERVE_HAPROXY_RETRIES": "1",
     }
     if not joining_cluster:
-        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(state_dir, [stats, metrics] if loopback else []))
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(state_dir, [stats, metrics] if loopback else [],
+                                                                   secret))
     return env

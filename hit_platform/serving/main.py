@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.inference_log import JournalCommitter
+from hit_platform.serving.ingress import ingress_secret
 from hit_platform.serving.predictor import load_predictor
 from hit_platform.serving.ray_env import ray_env
 from hit_platform.serving.shadow import SCORE_EVERY_COMMITS, ShadowScorer
@@ -39,8 +40,9 @@ log = logging.getLogger("hit_platform.serving")
 
 
 class ServingProcess:
-    def __init__(self, settings: Settings, config: ServeConfig):
+    def __init__(self, settings: Settings, config: ServeConfig, ingress_secret: str | None = None):
         self.settings, self.config = settings, config
+        self.ingress_secret = ingress_secret  # the replicas take a request id only with it (serving.ingress)
         self.pid_path = pid_file(settings, config)
         self.tracker = Tracker(settings)
         self.code_version = f"serving-{os.getpid()}-{int(time.time())}"
@@ -82,7 +84,8 @@ class ServingProcess:
         predictor = load_predictor(self.tracker, challenger) if scorer and challenger else None
         requested_at = datetime.now(timezone.utc).isoformat()
         app = bind_application(self.settings, self.config, version, code_version=self.code_version,
-                               requested_at=requested_at, challenger_version=challenger)
+                               requested_at=requested_at, challenger_version=challenger,
+                               ingress_secret=self.ingress_secret)
         # Serve's per-request access log would duplicate the inference log and cost CPU per request.
         serve.run(app, name=APP_NAME, route_prefix="/", blocking=False,
                   logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"))
@@ -221,10 +224,14 @@ def main() -> int:
     config = config.model_copy(update={"log_committer": "replica" if config.replicas_commit() else "process"})
     state = config.state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
+    # Our HAProxy stamps each request id with this secret; on a cluster (no ingress of ours) it is None and
+    # the replicas name every request themselves.
+    joining = bool(config.ray_address)
+    secret = ingress_secret(fast_proxy=config.fast_proxy, joining_cluster=joining)
     # Ray reads these at import time: set them before anything imports it.
-    os.environ.update(ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state,
-                              joining_cluster=bool(config.ray_address)))
-    return ServingProcess(settings, config).run()
+    os.environ.update(ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state, joining_cluster=joining,
+                              ingress_secret=secret))
+    return ServingProcess(settings, config, secret).run()
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ from hit_platform.serving.ingress import ingress_env
 from hit_platform.serving.loopback import is_loopback, loopback_env
 
 
-def ray_env(*, host: str, fast_proxy: bool, state_dir: Path, joining_cluster: bool) -> dict[str, str]:
+def ray_env(*, host: str, fast_proxy: bool, state_dir: Path, joining_cluster: bool,
+            ingress_secret: str | None = None) -> dict[str, str]:
     """Environment for the serving process. Variables already in the environment win, so an operator
-    can override any of them."""
+    can override any of them. `ingress_secret`: what our HAProxy stamps beside each request id
+    (`ingress.ingress_secret`)."""
     loopback = is_loopback(host) and not joining_cluster
     env: dict[str, str] = loopback_env() if loopback else {}
     # Ray starts its workers, the replicas among them, at niceness 15: on a machine whose job is
@@ -29,5 +31,6 @@ def ray_env(*, host: str, fast_proxy: bool, state_dir: Path, joining_cluster: bo
         # already hold every request's status and latency. RAY_enable_metrics_collection=1 keeps them.
         env["RAY_enable_metrics_collection"] = "0"
     if fast_proxy:
-        env.update(ingress_env(state_dir=state_dir, loopback=loopback, joining_cluster=joining_cluster))
+        env.update(ingress_env(state_dir=state_dir, loopback=loopback, joining_cluster=joining_cluster,
+                               secret=ingress_secret))
     return {k: v for k, v in env.items() if k not in os.environ}

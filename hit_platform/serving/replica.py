@@ -49,7 +49,7 @@ DEPLOYMENT_NAME = "HitModelServer"
 class ModelReplica:
     """A replica: the champion model, its inference logger, and the answers the routes give."""
 
-    def __init__(self, settings: dict, config: dict):
+    def __init__(self, settings: dict, config: dict, ingress_secret: str | None = None):
         # The HTTP server writes each answer whole: a replica killed mid-answer leaves its client nothing
         # (which the ingress retries elsewhere), never a head without its body.
         send_each_answer_in_one_write()
@@ -59,6 +59,7 @@ class ModelReplica:
             bind_replica_grpc_to_loopback()
         self.settings = Settings(**settings)
         self.config = ServeConfig(**config)
+        self.ingress_secret = ingress_secret  # x-hit-request-id is taken only with it (serving.ingress)
         self.tracker = Tracker(self.settings)
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
         # concurrent /predict calls share one model call (when the version's batches answer the same bits)
@@ -296,9 +297,10 @@ HitModelServer = serve.deployment(name=DEPLOYMENT_NAME, graceful_shutdown_timeou
 
 
 def bind_application(settings: Settings, config: ServeConfig, model_version: str, *, code_version: str,
-                     requested_at: str | None = None, challenger_version: str | None = None):
+                     requested_at: str | None = None, challenger_version: str | None = None,
+                     ingress_secret: str | None = None):
     """The Serve application: the deployment bound to these settings, serving `model_version`
-    (and shadowing it with `challenger_version`).
+    (and shadowing it with `challenger_version`); its replicas take a request id only with `ingress_secret`.
 
     `model_version` travels in the deployment's user_config. With the deployment's code version
     pinned (`code_version`, fixed for the life of the serving process), a new user_config makes
@@ -314,4 +316,4 @@ def bind_application(settings: Settings, config: ServeConfig, model_version: str
                      "requested_at": requested_at or ""},
         max_surge_percent=100,  # should replicas ever be replaced: start the new one before stopping the old
     )
-    return deployment.bind(settings.dump_for_child(), config.model_dump(mode="json"))
+    return deployment.bind(settings.dump_for_child(), config.model_dump(mode="json"), ingress_secret)

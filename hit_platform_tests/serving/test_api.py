@@ -341,6 +341,7 @@ def test_the_ingress_names_each_request_and_retries_it_once_on_another_replica(a
     assert "http-request set-header x-hit-request-id %[uuid]" in text
     assert "http-request set-header x-request-disconnect-disabled ?1" in text  # no watcher tasks per request
     assert "retry-on conn-failure empty-response junk-response" in text and "retries 1" in text
+    assert 'http-request set-header x-hit-ingress "${HIT_INGRESS_SECRET}"' in text  # our ids, known by it
     assert "option redispatch 1" in text
 
 

@@ -1,0 +1,99 @@
+"""The request id is the platform's, on every path: a client that sends `x-hit-request-id` itself never
+has its id taken (a reused id would be taken for a retry, and the later answers dropped from the log as
+duplicates). The real replica (class, app, journal, committer; no Ray), built as each path builds it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.tables import requests_in_log
+from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER, haproxy_wrapper, ingress_secret
+from hit_platform.serving.replica import ModelReplica
+from hit_platform_tests.support.serving import promote_champion, serving_env, song
+
+CHOSEN = "chosen-by-the-client"
+
+
+def post_all(app, requests: list[tuple[str, dict, dict]]) -> list[str]:
+    """Each (path, json, headers) posted through the replica's ASGI app; the request ids answered."""
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://replica") as client:
+            out = []
+            for path, body, headers in requests:
+                r = await client.post(path, json=body, headers=headers)
+                assert r.status_code in (200, 422), r.text
+                out.append(r.json()["request_id"])
+            return out
+    return asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_on_a_ray_cluster_a_client_chosen_request_id_is_never_taken(tmp_path: Path):
+    """With RAY_ADDRESS set our HAProxy wrapper is not installed: the replica names every request itself.
+    Before: the replica took the client's id, and its second answer under that id never reached the log."""
+    settings, config = serving_env(tmp_path, ray_address="10.0.0.1:6379", log_flush_seconds=60)
+    assert config.replicas_commit()  # the cluster's replica commits its own journal
+    secret = ingress_secret(fast_proxy=config.fast_proxy, joining_cluster=bool(config.ray_address))
+    assert secret is None  # what the serving process hands its replicas when it joins a cluster
+    promote_champion(settings, seed=5)
+    replica = ModelReplica(settings.dump_for_child(), config.model_dump(mode="json"), secret)
+    reused = {REQUEST_ID_HEADER: CHOSEN}
+    ids = post_all(replica.__serve_build_asgi_app__(), [
+        ("/predict", song(), reused),  # the lean path
+        ("/predict", song(energy=0.3), reused),
+        ("/predict?top_k=3&x=1", song(), reused),  # through FastAPI
+        ("/predict/batch", {"songs": [song(), song()]}, reused),
+        ("/predict", song(energy=7), reused),  # a refusal, logged too
+    ])
+    assert len(set(ids)) == len(ids) and CHOSEN not in ids, ids
+    replica.__del__()  # what Serve calls on shutdown: seal and commit
+    assert requests_in_log(Lake(settings), ids) == dict(zip(ids, [1, 1, 1, 2, 1]))
+
+
+@pytest.mark.slow
+def test_a_request_id_is_taken_only_with_the_secret_our_ingress_stamps(tmp_path: Path):
+    """On one machine our HAProxy stamps the id and a per-process secret beside it: a request that reaches
+    the replica without that secret (a guess, none, or the replica's port called directly) gets its own id."""
+    settings, config = serving_env(tmp_path, log_flush_seconds=60, log_committer="process")
+    secret = ingress_secret(fast_proxy=config.fast_proxy, joining_cluster=False)
+    assert secret and len(secret) >= 32 and secret != ingress_secret(fast_proxy=True, joining_cluster=False)
+    assert ingress_secret(fast_proxy=False, joining_cluster=False) is None  # Serve's Python proxy stamps nothing
+    promote_champion(settings, seed=6)
+    replica = ModelReplica(settings.dump_for_child(), config.model_dump(mode="json"), secret)
+    app = replica.__serve_build_asgi_app__()
+    stamped = {REQUEST_ID_HEADER: "id-set-by-the-ingress", INGRESS_HEADER: secret}
+    guessed = {REQUEST_ID_HEADER: CHOSEN, INGRESS_HEADER: secret[:-1] + ("0" if secret[-1] != "0" else "1")}
+    ids = post_all(app, [("/predict", song(), stamped), ("/predict?top_k=3&x=1", song(), stamped),
+                         ("/predict", song(), {REQUEST_ID_HEADER: CHOSEN}), ("/predict", song(), guessed),
+                         ("/predict/batch", {"songs": [song()]}, guessed)])
+    assert ids[:2] == ["id-set-by-the-ingress"] * 2
+    assert CHOSEN not in ids[2:] and len(set(ids[2:])) == 3
+    replica.logger.close()
+
+
+def test_our_haproxy_stamps_the_secret_from_its_environment_and_no_file_holds_it(tmp_path: Path):
+    """The wrapper (this user's only) hands HAProxy the secret in its environment; the config names it."""
+    secret = ingress_secret(fast_proxy=True, joining_cluster=False)
+    wrapper = haproxy_wrapper(tmp_path, [], secret)
+    assert stat.S_IMODE(os.stat(wrapper).st_mode) == 0o700
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text("frontend http_frontend\n    bind 127.0.0.1:8000\n")
+    fake = tmp_path / "fake-haproxy"
+    fake.write_text('#!/bin/sh\necho "$HIT_INGRESS_SECRET"\n')
+    fake.chmod(0o755)
+    text = wrapper.read_text()
+    wrapper.write_text(text.replace(text.split("exec ", 1)[1].split(" ", 1)[0], str(fake)))
+    out = subprocess.run([str(wrapper), "-f", str(cfg)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == secret
+    edited = cfg.read_text()
+    assert f'http-request set-header {INGRESS_HEADER} "${{HIT_INGRESS_SECRET}}"' in edited and secret not in edited
+    assert f"http-request set-header {REQUEST_ID_HEADER} %[uuid]" in edited
