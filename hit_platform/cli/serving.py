@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from hit_platform.settings import Settings
 
@@ -51,13 +50,9 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    from hit_platform.adapters.reports.audit import AuditError, audit
+    from hit_platform.adapters.reports.audit import audit
 
-    try:
-        report = audit(settings, args.id)
-    except AuditError as exc:  # not found, or the log holds inconsistent rows for it
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = audit(settings, args.id)  # not found, or inconsistent rows (AuditError): one line from `main`
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     else:
