@@ -9,14 +9,15 @@ from hit_platform.defs.gate_checks import Ctx, run_gate
 from hit_platform.defs.landing import LANDING
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.steps import gates
-from hit_platform.steps.ingest import ingest_report, landed, landing_files
+from hit_platform.steps.ingest import ingest_report, landed, landing_file, landing_files
 
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
 
 
 class IngestConfig(dg.Config):
-    """Which landing files to ingest: all waiting ones by default, or these names."""
+    """Which landing files to ingest: all waiting ones by default, or these names (plain files directly in
+    the landing folder: no path, no '..', no link that leads outside it)."""
 
     files: list[str] = []
     materialize_unchanged: bool = False  # a forced rebuild (`build --all`) materializes even when nothing is new
@@ -47,9 +48,10 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
     only when rows were added to it (or it does not exist yet): a run that lands nothing new makes
     nothing downstream stale and starts no retrain. Rejected files and quarantined rows raise alerts."""
     landing = lake.landing_dir
-    paths = [landing / name for name in config.files] if config.files else landing_files(landing)
-    if missing := [str(p) for p in paths if not p.exists()]:
-        raise dg.Failure(f"landing file(s) not found: {', '.join(missing)}")
+    try:
+        paths = [landing_file(landing, name) for name in config.files] if config.files else landing_files(landing)
+    except ValueError as exc:  # a name from the run config: it says what and where, in one line
+        raise dg.Failure(f"files: {exc}") from None
     the_lake = lake.lake()
     results = ingest_landing(the_lake, paths)
     alert_on(the_lake, results, context.run.run_id)  # first: the snapshot recorded below is the lake as left

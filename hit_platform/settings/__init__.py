@@ -1,4 +1,4 @@
-"""One Settings object, in sections: lake, duckdb, s3, mlflow, training, gates, monitors, serving,
+"""One Settings object, in sections: lake, ingest, duckdb, s3, mlflow, training, gates, monitors, serving,
 sensors, promotion, shadow, dashboard. It is the only place that reads the environment, once per
 process (`get_settings`); resources, sensors and the serving process are built from it.
 
@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hit_platform.settings.dashboard import DashboardSettings
 from hit_platform.settings.gates import GateThresholds
-from hit_platform.settings.lake import DuckDBSettings, LakeSettings, S3Options, S3Settings
+from hit_platform.settings.lake import DuckDBSettings, IngestSettings, LakeSettings, S3Options, S3Settings
 from hit_platform.settings.monitors import MonitorThresholds
 from hit_platform.settings.promotion import PromotionSettings, ShadowSettings
 from hit_platform.settings.sensors import SensorSettings
@@ -31,7 +31,8 @@ from hit_platform.settings.serving import ServeConfig
 from hit_platform.settings.tracking import MlflowSettings
 from hit_platform.settings.training import TrainingSettings
 
-__all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "LakeSettings",
+__all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "IngestSettings",
+           "LakeSettings",
            "MlflowSettings", "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings",
            "ServeConfig", "Settings", "ShadowSettings", "TrainingSettings", "get_settings"]
 
@@ -51,6 +52,7 @@ class Settings(BaseSettings):
                                 "lake catalog in PostgreSQL, its data in object storage, an MLflow server, each "
                                 "one required")
     lake: LakeSettings = Field(default_factory=LakeSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     s3: S3Settings = Field(default_factory=S3Settings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
@@ -63,8 +65,8 @@ class Settings(BaseSettings):
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
-    @field_validator("lake", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving", "sensors",
-                     "promotion", "shadow", "dashboard",
+    @field_validator("lake", "ingest", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving",
+                     "sensors", "promotion", "shadow", "dashboard",
                      mode="before")
     @classmethod
     def _section_over_env(cls, value, info):

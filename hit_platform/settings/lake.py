@@ -1,5 +1,6 @@
-"""Where the lake lives (`HIT_LAKE_*`), each DuckDB connection's limits (`HIT_DUCKDB_*`) and the
-object storage of its data files (`HIT_S3_*`, falling back to the standard `AWS_*` variables)."""
+"""Where the lake lives (`HIT_LAKE_*`), what ingest may spend on one file (`HIT_INGEST_*`), each DuckDB
+connection's limits (`HIT_DUCKDB_*`) and the object storage of its data files (`HIT_S3_*`, falling back
+to the standard `AWS_*` variables)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,21 @@ class LakeSettings(BaseSettings):
         3600.0, ge=0, description="a data file no snapshot references (left by a writer killed mid-commit) is "
                                   "deleted by the next ingest once it is this old; a live writer's files are "
                                   "referenced within seconds")
+
+
+class IngestSettings(BaseSettings):
+    """What ingest may spend on one landing file (`HIT_INGEST_*`). A .csv.gz is inflated whole into the
+    spill folder before DuckDB reads it; it may inflate to the smallest of these bounds, and to no more than
+    half the disk space free there when it starts (the lake, DuckDB's spill and the serving journal share
+    that disk). A file that inflates past it is rejected, its partial copy deleted."""
+
+    model_config = SettingsConfigDict(env_prefix="HIT_INGEST_", extra="ignore")
+
+    max_inflated_bytes: int | None = Field(
+        None, ge=1, description="most bytes one .csv.gz may inflate to; unset: the ratio and the free disk bound it")
+    max_inflation_ratio: float = Field(
+        100.0, ge=1, description="a .csv.gz may inflate to at most this many times its own size (the generator's "
+                                 "chart CSVs inflate 2.3x; gzip's own limit is about 1,000x)")
 
 
 class DuckDBSettings(BaseSettings):

@@ -93,6 +93,22 @@ def test_bad_options_files_and_settings(warehouse, capsys, monkeypatch):
     assert "HIT_SERVE_PORT" in line and "eighty" in line, line
 
 
+def test_ingest_takes_only_files_directly_in_landing(warehouse, capsys, tmp_path):
+    """Issue 27, hole 10: `hit-platform ingest ../../outside/<file>` landed a file from outside landing/ and
+    exited 0. A path, '..' or a link that leads outside is refused in one line, before anything runs."""
+    from hit_platform_tests.steps.test_ingest import row, write_csv
+
+    outside = write_csv(tmp_path / "outside" / "other.csv", [row()])
+    (warehouse / "landing").mkdir(parents=True)
+    (warehouse / "landing" / "link.csv").symlink_to(outside)
+    for name, why in (("../../outside/other.csv", "not a file name in the landing folder"),
+                      (str(outside), "not a file name in the landing folder"),
+                      ("link.csv", "a link that leads outside the landing folder")):
+        line = refused(capsys, "ingest", name)
+        assert line.startswith("hit-platform ingest: error: ") and why in line, line
+    assert not (warehouse / "lake").exists()  # nothing ran
+
+
 def test_a_bug_keeps_its_traceback(warehouse, monkeypatch):
     def broken(args, settings):
         raise KeyError("a bug")

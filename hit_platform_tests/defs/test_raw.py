@@ -75,3 +75,33 @@ def test_rematerializing_with_nothing_new_keeps_the_data_version(settings):
     # nothing new landed: no new materialization, so nothing downstream turns stale or retrains
     assert len(instance.fetch_materializations(RAW_CHART_ROWS, limit=10).records) == events
     assert latest(instance, RAW_CHART_ROWS).tags["dagster/data_version"] == first
+
+
+def test_a_run_names_only_files_directly_in_landing(settings, lake: Lake, tmp_path):
+    """Issue 27, hole 10: `files` took absolute and '../' paths, and the run ingested a file from outside
+    landing/. Now the run fails at once, saying why in one line, and nothing lands."""
+    from hit_platform_tests.steps.test_ingest import row, write_csv
+
+    write_csv(settings.landing_dir / "day.csv", [row()])
+    outside = write_csv(tmp_path / "outside" / "other.csv", [row(spotify_id="x2", daily_rank="2")])
+    for name in ("../../outside/other.csv", str(outside)):
+        result = dg.materialize([ingest_chart_files], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+                                resources={"lake": LakeResource(warehouse=str(settings.warehouse))},
+                                run_config={"ops": {"ingest_chart_files": {"config": {"files": [name]}}}})
+        assert not result.success, name
+        [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        message = failure.step_failure_data.error.message
+        assert "files: " in message and "not a file name in the landing folder" in message, message
+    assert _landed_names(lake) == []
+
+
+def _landed_names(lake: Lake) -> list[str]:
+    from hit_platform.adapters.lake.tables import table_exists
+
+    try:
+        with lake.connection(read_only=True) as con:
+            if not table_exists(con, "raw", "landed_files"):
+                return []
+            return [n for (n,) in con.execute("SELECT file_name FROM raw.landed_files").fetchall()]
+    except FileNotFoundError:  # no lake yet: nothing landed
+        return []

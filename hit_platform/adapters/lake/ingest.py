@@ -46,7 +46,7 @@ def ingest_file(lake: Lake, path: Path, con: duckdb.DuckDBPyConnection | None = 
         prior = already_landed(con, sha)
         if prior is not None:
             return FileResult(path.name, sha, "already_landed", reason=f"same content as {prior}")
-        staged = stage(con, path, fmt, sha)
+        staged = stage(con, path, fmt, sha, lake.settings.ingest)
         result = lake.write(lambda c: store_file(c, staged), con=con, what=f"ingest {path.name}")
         result.snapshot_id = lake.snapshot_id(con)
         log.info("%s: %s (%d read, %d raw, %d quarantined)%s", path.name, result.status, result.rows_read,

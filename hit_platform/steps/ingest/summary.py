@@ -4,6 +4,7 @@ landed, whose hashes are ingest's data version."""
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import duckdb
@@ -65,8 +66,8 @@ def ingest_report(results: list[FileResult], stored: Landed) -> IngestReport:
         for k, v in r.quarantined_by_reason.items():
             by_reason[k] = by_reason.get(k, 0) + v
     files = ("| file | status | read | raw | quarantined | reason |\n|---|---|---|---|---|---|\n"
-             + "\n".join(f"| {r.file_name} | {r.status} | {r.rows_read} | {r.rows_raw} | {r.rows_quarantined} "
-                         f"| {r.reason or ''} |" for r in results))
+             + "\n".join(f"| {markdown_text(r.file_name)} | {r.status} | {r.rows_read} | {r.rows_raw} "
+                         f"| {r.rows_quarantined} | {markdown_text(r.reason or '')} |" for r in results))
     return IngestReport(
         added_raw=sum(r.rows_raw for r in results), added_quarantined=sum(r.rows_quarantined for r in results),
         common={"files_ingested": by_status["ingested"], "files_rejected": by_status["rejected"],
@@ -75,6 +76,15 @@ def ingest_report(results: list[FileResult], stored: Landed) -> IngestReport:
         quarantined={"dagster/row_count": stored.quarantined_rows,
                      **{f"added_{k}": v for k, v in sorted(by_reason.items())}},
         files_markdown=files)
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+!|~-])")
+
+
+def markdown_text(text: str) -> str:
+    """Text from outside (a file name, a rejection's reason) as one literal markdown table cell: on one line,
+    every markdown character escaped, so the Dagster UI shows it and renders nothing of it."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(text.split()))
 
 
 def landed(con: duckdb.DuckDBPyConnection) -> Landed:

@@ -12,11 +12,13 @@ import duckdb
 
 from hit_platform.adapters.lake.tables import FILES_DDL, QUARANTINE_DDL, RAW_DDL, SEQUENCE_DDL, table_exists
 from hit_platform.domain.columns import RELEASE_DATE_PRECISION
+from hit_platform.settings import IngestSettings
 from hit_platform.steps.ingest.quarantine import find_duplicates, quarantine_select, quarantined_by_reason
 from hit_platform.steps.ingest.rules import CLASSIFIED, RAW_VALUES, sql_literal
 from hit_platform.steps.ingest.staging import FileRejected, stage_file
 
 RAW_COLUMNS = (*RAW_VALUES, "source_file", "file_sha256", "source_row", "ingested_at")
+_REASON_CHARS = 400  # a rejection's reason in raw.landed_files: what and where, never the file's content
 
 
 @dataclass
@@ -76,12 +78,18 @@ def already_landed(con: duckdb.DuckDBPyConnection, sha: str) -> str | None:
     return rows[0][0] if rows else None
 
 
-def stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, sha: str) -> Staged:
-    """Read the file whole into the connection's temp tables, outside any transaction."""
+def stage(con: duckdb.DuckDBPyConnection, path: Path, fmt: str, sha: str,
+          ingest: IngestSettings | None = None) -> Staged:
+    """Read the file whole into the connection's temp tables, outside any transaction. Whatever the file or
+    the machine does to it meanwhile (a bad file, a full or failing disk, too little memory) rejects it, with
+    the reason: a file that would fail again is not taken again by every run. A bug still raises."""
     try:
-        return Staged(path, fmt, sha, rows_read=stage_file(con, path, fmt))
+        return Staged(path, fmt, sha, rows_read=stage_file(con, path, fmt, ingest))
     except FileRejected as exc:
-        return Staged(path, fmt, sha, rejection=str(exc))
+        return Staged(path, fmt, sha, rejection=str(exc)[:_REASON_CHARS])
+    except (OSError, MemoryError, duckdb.Error) as exc:  # its first line: what and where, no file content
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        return Staged(path, fmt, sha, rejection=f"could not be staged: {type(exc).__name__}: {first}"[:_REASON_CHARS])
 
 
 def store_file(c: duckdb.DuckDBPyConnection, staged: Staged) -> FileResult:
