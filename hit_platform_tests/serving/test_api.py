@@ -7,6 +7,7 @@ recorded, so the last tests can check that the inference log holds exactly those
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -342,6 +343,14 @@ def test_the_ingress_names_each_request_and_retries_it_once_on_another_replica(a
     assert "http-request set-header x-request-disconnect-disabled ?1" in text  # no watcher tasks per request
     assert "retry-on conn-failure empty-response junk-response" in text and "retries 1" in text
     assert 'http-request set-header x-hit-ingress "${HIT_INGRESS_SECRET}"' in text  # our ids, known by it
+    # a replica takes the id HAProxy set only with the secret in HAProxy's environment: straight to a replica
+    secret = haproxy[0].environ()["HIT_INGRESS_SECRET"]
+    replica = re.search(r"^\s*server \S+ (127\.0\.0\.1:\d+) check", text, re.M).group(1)
+    stamped = {"x-hit-request-id": "set-by-the-ingress", "x-hit-ingress": secret}
+    for headers, taken in ((stamped, True), ({**stamped, "x-hit-ingress": "guessed"}, False),
+                           ({"x-hit-request-id": "set-by-the-ingress"}, False)):
+        rid = post(client, f"http://{replica}/predict", 200, json=song(), headers=headers)["request_id"]
+        assert (rid == "set-by-the-ingress") == taken, (headers, rid)
     assert "option redispatch 1" in text
 
 
