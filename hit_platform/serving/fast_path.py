@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 
 from hit_platform.domain.countries import COUNTRIES
-from hit_platform.serving.http import TOP_K, Answerer, given_request_id
+from hit_platform.serving.http import TOP_K, Answerer, given_request_id, too_large
 from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER
 
 _REQUEST_ID_HEADER, _INGRESS_HEADER = REQUEST_ID_HEADER.encode(), INGRESS_HEADER.encode()
@@ -57,12 +57,17 @@ class PredictFastPath:
                 stamp = value.decode("latin-1")
 
         async def body() -> bytes:
-            chunks, more = [], True
+            # a chunk at a time, and 413 as soon as it passes the limit, however it is sent (chunked included)
+            chunks, size, more, limit = [], 0, True, replica.config.max_body_bytes()
             while more:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     raise _ClientGone
-                chunks.append(message.get("body", b""))
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit, replica.config)
+                chunks.append(chunk)
                 more = message.get("more_body", False)
             return b"".join(chunks)
 

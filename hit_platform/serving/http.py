@@ -24,6 +24,7 @@ import re
 import time
 import uuid
 from datetime import datetime, timezone
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import pydantic_core
@@ -117,6 +118,24 @@ def parse_body(body: bytes, adapter: TypeAdapter, *, max_batch: int | None = Non
         raise ApiError(422, _detail_items(exc)) from None
 
 
+def too_large(limit: int, config: ServeConfig) -> ApiError:
+    """413 for a body past `limit` bytes, however it was sent (a Content-Length, chunks)."""
+    return ApiError(413, [{"loc": ["body"], "type": "too_large",
+                           "msg": f"body over {limit} bytes (HIT_SERVE_MAX_BATCH={config.max_batch} songs)"}])
+
+
+async def read_limited(chunks: AsyncIterator[bytes], config: ServeConfig) -> bytes:
+    """A request body read a chunk at a time, whatever its Transfer-Encoding: 413 (`too_large`) as soon as
+    it passes `config.max_body_bytes()`, with nothing more read, so a replica holds at most that much."""
+    limit, parts, size = config.max_body_bytes(), [], 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit, config)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def check_content_type(ctype: str, *, arrow: bool = False) -> bool:
     """Whether a body of content-type `ctype` is an Arrow stream (allowed with `arrow`); JSON otherwise, else 415."""
     media = ctype.split(";", 1)[0].strip().lower()
@@ -192,7 +211,8 @@ def build_app(replica: Answerer) -> FastAPI:
         """One song's probability of charting in each of the 72 countries."""
         t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
         return await replica.answer_song(request.headers.get("content-type", ""),
-                                         request.headers.get("content-length"), request.body, top_k,
+                                         request.headers.get("content-length"),
+                                         lambda: read_limited(request.stream(), replica.config), top_k,
                                          request_id_of(request, replica), received_at, t0)
 
     @app.post("/predict/batch", response_model=BatchPrediction, responses={**ERRORS, 200: {"content": {
@@ -208,8 +228,8 @@ def build_app(replica: Answerer) -> FastAPI:
         t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
         return await replica.answer_batch(request.headers.get("content-type", ""),
                                           request.headers.get("content-length"), request.headers.get("accept", ""),
-                                          request.body, top_k, request_id_of(request, replica),
-                                          received_at, t0)
+                                          lambda: read_limited(request.stream(), replica.config), top_k,
+                                          request_id_of(request, replica), received_at, t0)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description":
                                                                  "the inference log can take nothing more"}})

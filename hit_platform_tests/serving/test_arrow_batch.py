@@ -107,3 +107,64 @@ def test_media_types():
     assert arrow_batch.is_arrow("application/vnd.apache.arrow.stream; charset=binary")
     assert arrow_batch.wants_arrow("application/json;q=0.5, application/vnd.apache.arrow.stream")
     assert not arrow_batch.wants_arrow("application/json") and not arrow_batch.wants_arrow("")
+
+
+def compressed(table: pa.Table, codec: str = "zstd", max_chunksize: int | None = None) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as w:
+        w.write_table(table, max_chunksize=max_chunksize)
+    return sink.getvalue().to_pybytes()
+
+
+def test_compressed_songs_are_read_as_uncompressed_ones():
+    for codec in ("lz4", "zstd"):
+        X, extras = arrow_batch.read_songs(compressed(table_of(SONGS), codec), 100)
+        assert np.array_equal(X, arrow_batch.read_songs(stream(table_of(SONGS)), 100)[0]) and extras[0][0] == "id0"
+
+
+def test_a_stream_whose_batches_together_hold_too_many_songs_is_refused():
+    many = compressed(pa.concat_tables([table_of(SONGS)] * 40), max_chunksize=3)  # 40 batches of 3 songs
+    err = refusal(many, max_batch=100)
+    assert err.status == 413 and err.detail[0]["loc"] == ["body", "songs"], err.detail
+
+
+def test_a_lying_or_cut_stream_is_a_400():
+    body = stream(table_of(SONGS))
+    assert refusal(body[: len(body) - 24]).status == 400
+
+
+# A compressed Arrow body is read in a fresh process that prints its status and the most memory Arrow held.
+_PEAK = """
+import sys, pyarrow as pa
+from hit_platform.serving import arrow_batch
+from hit_platform.serving.schemas import ApiError
+body = open(sys.argv[1], "rb").read()
+try:
+    arrow_batch.read_songs(body, 100)
+    status = 200
+except ApiError as exc:
+    status = exc.status
+print(status, pa.default_memory_pool().max_memory())
+"""
+
+
+@pytest.mark.parametrize("bomb", ["rows", "bytes"])
+def test_a_small_compressed_stream_that_declares_too_much_is_refused_before_it_is_decompressed(bomb, tmp_path):
+    """Issue 27, hole 8: Arrow batch buffers were decompressed before their row count was checked. A few KB of
+    ZSTD declaring 4 million songs (32 MB per column), or one song whose name takes 64 MiB: 413, and the
+    reading process never holds more than a fraction of what the stream declares."""
+    import subprocess
+    import sys
+
+    if bomb == "rows":  # 4M songs of one column: 32 MB decompressed
+        table = pa.table({"energy": pa.array(np.zeros(4_000_000))})
+    else:  # one song whose name is 64 MiB (its buffer alone, far past the body limit of 100 songs)
+        table = table_of(SONGS[:1], name=pa.array(["x" * (64 << 20)]))
+    path = tmp_path / "bomb.arrows"
+    path.write_bytes(compressed(table))
+    assert path.stat().st_size < 64 * 1024
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    status, peak = map(int, out.stdout.split())
+    assert status == 413, (bomb, status)
+    assert peak < 4 << 20, f"{bomb}: Arrow held {peak:,} bytes reading a {path.stat().st_size:,}-byte body"
