@@ -5,7 +5,7 @@ import dagster as dg
 from hit_platform.defs.gate_policy import gated
 from hit_platform.steps import transforms
 from hit_platform.defs.automation import WITH_ITS_ASSET
-from hit_platform.defs.gate_checks import Ctx, run_gate
+from hit_platform.defs.gate_checks import LAKE_GATE, Ctx, run_gate
 from hit_platform.defs.raw import RAW_CHART_ROWS
 from hit_platform.defs.lake_asset import build_lake_tables
 from hit_platform.defs.resources import GatesResource, LakeResource
@@ -58,19 +58,19 @@ def song_labels(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Mat
 
 # -- gates --------------------------------------------------------------------------
 
-@dg.asset_check(asset=SONGS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=SONGS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def songs_audio_features(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Share of songs without audio features (new tracks) within its threshold."""
     return run_gate(context, lake, gates.missing_audio_features_gate, gates_config.thresholds())
 
 
-@dg.asset_check(asset=SONG_LABELS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=SONG_LABELS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def labels_balance(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Every country has positives and negatives, its positive rate within range."""
     return run_gate(context, lake, gates.label_balance_gate, gates_config.thresholds())
 
 
-@dg.asset_check(asset=SONG_LABELS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=SONG_LABELS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def labels_bias(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Positive-rate disparity between explicit and clean songs, per country, within threshold."""
     return run_gate(context, lake, gates.bias_gate, gates_config.thresholds())

@@ -5,7 +5,7 @@ import dagster as dg
 from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters.lake.ingest import alert_on, ingest_landing
 from hit_platform.defs.automation import WITH_ITS_ASSET
-from hit_platform.defs.gate_checks import Ctx, run_gate
+from hit_platform.defs.gate_checks import LAKE_GATE, Ctx, run_gate
 from hit_platform.defs.landing import LANDING
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.steps import gates
@@ -72,43 +72,43 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
 
 # -- raw/chart_rows ---------------------------------------------------------------
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_schema(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """Columns and types of raw.chart_rows as the schema says; the pandera model on a sample."""
     return run_gate(context, lake, gates.schema_gate)
 
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_keys(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """(snapshot_date, country, daily_rank) and (snapshot_date, country, spotify_id) unique; no duplicates."""
     return run_gate(context, lake, gates.keys_gate)
 
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_ranges(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """Every numeric value within the schema's range."""
     return run_gate(context, lake, gates.ranges_gate)
 
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_missing_values(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Missing-value rate of every column within its threshold."""
     return run_gate(context, lake, gates.missing_values_gate, gates_config.thresholds())
 
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_countries(context: Ctx, lake: LakeResource) -> dg.AssetCheckResult:
     """Only the 72 country codes and the global chart."""
     return run_gate(context, lake, gates.unknown_countries_gate)
 
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_chart_days(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """Chart days holding ranks 1..50 exactly once, but for a tolerated share."""
     return run_gate(context, lake, gates.chart_days_gate, gates_config.thresholds())
 
 
-@dg.asset_check(asset=RAW_CHART_ROWS, blocking=False, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=RAW_CHART_ROWS, blocking=False, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def raw_freshness(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """The newest chart day is recent (warns)."""
     return run_gate(context, lake, gates.freshness_gate, gates_config.thresholds(), warn=True)

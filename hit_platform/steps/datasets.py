@@ -41,6 +41,10 @@ def reread_sql(table: str, snapshot_id: int) -> str:
     return f"SELECT * FROM {table} AT (VERSION => {snapshot_id})"
 
 
+# Every table `load_split` reads: what a training or an evaluation at a snapshot asks the gates' verdicts of.
+SPLIT_TABLES = ("ml.features", "ml.splits", "core.song_labels")
+
+
 def load_split(con: duckdb.DuckDBPyConnection, split: str, snapshot_id: int | None = None) -> Dataset:
     """One split's songs with their features and per-country labels, optionally at a lake snapshot."""
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"{c}\"" for c in COUNTRIES)

@@ -140,6 +140,13 @@ ALERTS_DDL = """CREATE TABLE IF NOT EXISTS ops.alerts (
     alert_id VARCHAR, raised_at TIMESTAMPTZ, kind VARCHAR, severity VARCHAR, what VARCHAR, "where" VARCHAR,
     dagster_run_id VARCHAR, details VARCHAR)"""
 
+# Each quality gate's verdict on one version of a lake table, written by the check itself
+# (`adapters/lake/verdicts.py`): what a read at any snapshot asks before it trusts that table.
+GATE_VERDICTS_DDL = """CREATE TABLE IF NOT EXISTS ops.gate_verdicts (
+    judged_at TIMESTAMPTZ, check_name VARCHAR, asset VARCHAR, lake_table VARCHAR, lake_snapshot_id BIGINT,
+    table_version BIGINT, data_version VARCHAR, blocking BOOLEAN, passed BOOLEAN, description VARCHAR,
+    dagster_run_id VARCHAR)"""
+
 
 # -- ops.inference_log: written by the serving replicas (through the journal) ----------------------------
 

@@ -5,7 +5,7 @@ import dagster as dg
 from hit_platform.defs.gate_policy import gated
 from hit_platform.steps import transforms
 from hit_platform.defs.automation import WITH_ITS_ASSET
-from hit_platform.defs.gate_checks import Ctx, run_gate
+from hit_platform.defs.gate_checks import LAKE_GATE, Ctx, run_gate
 from hit_platform.defs.lake_asset import build_lake_tables
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.steps import gates
@@ -51,13 +51,14 @@ def splits(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Material
 
 # -- gates ----------------------------------------------------------------------------
 
-@dg.asset_check(asset=SPLITS_KEY, blocking=True, automation_condition=WITH_ITS_ASSET)
+@dg.asset_check(asset=SPLITS_KEY, blocking=True, automation_condition=WITH_ITS_ASSET, metadata=LAKE_GATE)
 def splits_sound(context: Ctx, lake: LakeResource, gates_config: GatesResource) -> dg.AssetCheckResult:
     """No leakage between splits, shares near 70/15/15, positives of every country in every split."""
     return run_gate(context, lake, gates.splits_gate, gates_config.thresholds())
 
 
-@dg.asset_check(asset=FEATURES, blocking=False, automation_condition=WITH_ITS_ASSET, additional_deps=[])
+@dg.asset_check(asset=FEATURES, blocking=False, automation_condition=WITH_ITS_ASSET, additional_deps=[],
+                metadata=LAKE_GATE)
 def features_drift(context: Ctx, lake: LakeResource,
                    gates_config: GatesResource) -> dg.AssetCheckResult:
     """PSI of every feature against the previous data version, read by DuckLake time travel (warns)."""
