@@ -6,11 +6,13 @@ logged to its own MLflow run. `ml/model_evaluation` (`defs/ml/evaluation.py`) ru
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.verdicts import refuse_unjudged
 from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, flat_metrics
 from hit_platform.domain.promotion import Judgement, PromotionThresholds, judge
@@ -27,11 +29,15 @@ class Evaluated:
 
 
 def evaluate_candidate(lake: Lake, tracker: Tracker, candidate: dict, thresholds: PromotionThresholds,
-                       oracle: Path, run_id: str) -> Evaluated:
+                       oracle: Path, run_id: str, gates: Mapping[str, Iterable[str]] | None = None) -> Evaluated:
     """Judge the best candidate an ml/candidate_models materialization recorded (`candidate`: the plain
-    values of its metadata) and record the judgement; `oracle`: where the generator's oracle is, if any."""
+    values of its metadata) and record the judgement; `oracle`: where the generator's oracle is, if any.
+    With `gates` ({table: blocking checks}), `verdicts.UnjudgedData` unless they passed the test split's
+    tables at the candidate's snapshot."""
     snapshot, version = candidate["lake_snapshot_id"], candidate["best_model_version"]
     with lake.connection(read_only=True) as con:
+        if gates is not None:
+            refuse_unjudged(con, snapshot, gates, "evaluated on")
         test = load_split(con, "test", snapshot)
     current = tracker.champion_info()
     champion = current if current is not None and current.version != version else None  # not against itself

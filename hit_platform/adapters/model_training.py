@@ -2,13 +2,14 @@
 
 `ml/candidate_models` (`defs/ml/training.py`) reads the training data (`training_data`: the newest
 snapshot, or a pinned past one) and hands it to `train_and_register`; `hit-platform rebuild` asks
-`readable_snapshot` whether a snapshot can still be trained from.
+`readable_snapshot` whether a snapshot can still be trained from, and `trainable_snapshot` whether every
+blocking gate passed the data the training would read there (`adapters/lake/verdicts.py`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -16,10 +17,11 @@ import numpy as np
 import pandas as pd
 
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.verdicts import refuse_unjudged
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, code_version
 from hit_platform.domain.models import CandidateResult, select_best, train_candidates
 from hit_platform.domain.models.candidates import SearchProgress
-from hit_platform.steps.datasets import Dataset, at_version, load_split
+from hit_platform.steps.datasets import SPLIT_TABLES, Dataset, at_version, load_split
 from hit_platform.steps.transforms import table_fingerprint
 
 PROBE_ROWS = 256
@@ -56,6 +58,20 @@ def readable_snapshot(lake: Lake, con: duckdb.DuckDBPyConnection, snapshot: int)
     return snapshot
 
 
+def trainable_snapshot(lake: Lake, con: duckdb.DuckDBPyConnection, snapshot: int,
+                       gates: Mapping[str, Iterable[str]]) -> int:
+    """`readable_snapshot`, and every blocking gate of `gates` ({table: check names}, the tables a split
+    is read from, SPLIT_TABLES) passed the version of its table the lake holds at `snapshot`; otherwise
+    `SnapshotUnavailable` or `verdicts.UnjudgedData`, which names each check that refused or never judged."""
+    readable_snapshot(lake, con, snapshot)
+    _judged(con, snapshot, gates)
+    return snapshot
+
+
+def _judged(con: duckdb.DuckDBPyConnection, snapshot: int, gates: Mapping[str, Iterable[str]]) -> None:
+    refuse_unjudged(con, snapshot, {t: gates.get(t, ()) for t in SPLIT_TABLES}, "trained from")
+
+
 @dataclass
 class TrainingData:
     """The train and validation splits at the snapshot candidates train from."""
@@ -68,10 +84,14 @@ class TrainingData:
     pinned: bool  # a past snapshot the settings chose, not the newest
 
 
-def training_data(lake: Lake, con: duckdb.DuckDBPyConnection, pinned: int | None = None) -> TrainingData:
-    """The splits at the newest snapshot, or at `pinned` once `readable_snapshot` is sure of it."""
+def training_data(lake: Lake, con: duckdb.DuckDBPyConnection, pinned: int | None = None,
+                  gates: Mapping[str, Iterable[str]] | None = None) -> TrainingData:
+    """The splits at the newest snapshot, or at `pinned` once `readable_snapshot` is sure of it; with
+    `gates`, only once `trainable_snapshot` is (the blocking gates passed what is read there)."""
     newest = lake.snapshot_id(con)
     snapshot = newest if pinned is None else readable_snapshot(lake, con, pinned)
+    if gates is not None:
+        _judged(con, snapshot, gates)
     train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
     return TrainingData(snapshot, newest, train, val, table_fingerprint(con, at_version("ml.splits", snapshot)),
                         pinned is not None)

@@ -7,10 +7,13 @@
         is the `candidates_reproducible` check's (`adapters/model_rebuild.py: reproduce`).
     hit-platform rebuild --snapshot N
         trains candidates from lake snapshot N (`HIT_TRAIN_SNAPSHOT` for one build) and sends them
-        through the gates like any candidate: evaluation, promotion gate, champion.
+        through the gates like any candidate: evaluation, promotion gate, champion. Refused when a
+        blocking gate refused, or never judged, the data training would read at N (the verdicts the
+        gates keep in the lake, `adapters/lake/verdicts.py`): the line names each such check.
 
 Exit codes: 0 identical (or the build passed its gates), 1 something differs (or a gate refused),
-2 a request that cannot be carried out (unknown version, expired or missing snapshot, no lake, other code).
+2 a request that cannot be carried out (unknown version, expired or missing snapshot, a snapshot whose data its
+gates refused or never judged, no lake, other code).
 """
 
 from __future__ import annotations
@@ -144,15 +147,17 @@ def train_from_snapshot(settings: Settings, snapshot: int, *, instance=None, out
     from hit_platform.cli.dagster_instance import persistent_instance
     from hit_platform.definitions import build_definitions
     from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
-    from hit_platform.adapters.model_training import SnapshotUnavailable, readable_snapshot
+    from hit_platform.adapters.lake.verdicts import UnjudgedData
+    from hit_platform.adapters.model_training import SnapshotUnavailable, trainable_snapshot
+    from hit_platform.defs import gate_policy
     from hit_platform.defs.ml.training import CANDIDATES
 
     try:
         lake = _open_lake(settings)
         with lake.connection(read_only=True) as con:
-            readable_snapshot(lake, con, snapshot)
+            trainable_snapshot(lake, con, snapshot, gate_policy.split_gates())
             newest = lake.snapshot_id(con)
-    except (RebuildRefused, SnapshotUnavailable) as exc:
+    except (RebuildRefused, SnapshotUnavailable, UnjudgedData) as exc:
         _err(str(exc))
         return 2
     tracker = Tracker(settings)

@@ -18,7 +18,9 @@ from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters import model_events
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_checks import alert_on_failure
+from hit_platform.defs.core import SONG_LABELS
 from hit_platform.defs.ml.evaluation import CHAMPION, upstream_metadata
+from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.resources import (LakeResource, PromotionResource, ServingResource, TrackingResource,
                                          serving_settings)
 from hit_platform.domain.promotion import ShadowComparison, ShadowThresholds, shadow_promotion_refusal
@@ -30,7 +32,10 @@ BY_SENSOR = frozenset({SHADOW_EVALUATION, SHADOW_PROMOTION})
 GATE = dg.AssetCheckKey(SHADOW_EVALUATION, "shadow_gate")
 
 
-@dg.asset(key=SHADOW_EVALUATION, deps=[CHAMPION], group_name="ml", code_version="1", kinds={"duckdb", "mlflow"})
+# Every lake table it reads is a parent: the shadowed songs are matched to ml.features, and their labels
+# (core.song_labels) outside the train split (ml.splits) decide the AUC rule; their gates hold it.
+@dg.asset(key=SHADOW_EVALUATION, deps=[CHAMPION, FEATURES, SONG_LABELS, SPLITS_KEY], group_name="ml", code_version="1",
+          kinds={"duckdb", "mlflow"})
 @gated
 def shadow_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                       promotion: PromotionResource) -> dg.MaterializeResult:
