@@ -4,7 +4,8 @@ There is one scheduler: the rules the Dagster daemon evaluates. `build` evaluate
 Dagster's public API, and runs what they request:
 
 - new landing files: the landing sensor's own function (`defs/sensors.py`) says which files are new;
-  they are ingested in one run;
+  they are ingested in one run (or, with none, whether the lake holds raw rows that no run recorded: an
+  ingest run then materializes raw as the lake holds it, so its gates judge them);
 - everything else: each asset's automation condition (`defs/automation.py`), evaluated with
   `dagster.evaluate_automation_conditions` to a fixed point (a run, then the conditions again on what it
   changed, until nothing is requested).
@@ -105,14 +106,15 @@ def _scope(defs: dg.Definitions, upto: list[dg.AssetKey] | None) -> set[dg.Asset
 
 
 def new_landing_files(defs: dg.Definitions, instance: dg.DagsterInstance,
-                      cursor: str | None) -> tuple[list[str], str | None]:
-    """The files the landing sensor would start ingest runs for, and its cursor after looking."""
+                      cursor: str | None) -> tuple[list[str], str | None, bool]:
+    """The files the landing sensor would start ingest runs for, its cursor after looking, and whether it
+    asks for an ingest run that lands no file (the lake holds raw rows no run recorded: they are judged)."""
     lake = defs.resources["lake"]
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lake": lake})
     found = sensors.landing_sensor(context, lake=lake)
     requests = found if isinstance(found, list) else []
     files = [name for r in requests for name in r.run_config["ops"]["ingest_chart_files"]["config"]["files"]]
-    return files, context.cursor
+    return files, context.cursor, any(sensors.RECONCILE_TAG in r.tags for r in requests)
 
 
 def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, scope: set[dg.AssetKey],
@@ -128,9 +130,9 @@ def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, scope: set[dg.A
 def plan(defs: dg.Definitions, instance: dg.DagsterInstance, upto: list[dg.AssetKey] | None = None) -> Plan:
     """What a build would run first, without running it (nor moving its cursors)."""
     cursors = Cursors.of(instance)
-    files, landing = new_landing_files(defs, instance, cursors.landing)
+    files, landing, reconcile = new_landing_files(defs, instance, cursors.landing)
     assets, automation = evaluate(defs, instance, _scope(defs, upto), cursors.automation)
-    return Plan(files, _sorted((INGEST if files else []) + assets), landing, automation)
+    return Plan(files, _sorted((INGEST if files or reconcile else []) + assets), landing, automation)
 
 
 def pending(defs: dg.Definitions, instance: dg.DagsterInstance,
@@ -151,6 +153,12 @@ def held_now(defs: dg.Definitions, instance: dg.DagsterInstance,
     found = [h for key in _sorted(guarded) if _behind_a_gated_parent(instance, key, graph.get(key).parent_keys, checks)
              for h in gate_policy.holds(instance, key, _sorted(graph.get(key).parent_keys), checks)
              if h.verdict.judged_version_exists]
+    if "lake" in (defs.resources or {}):  # the lake's own versions of the parents: a write no run recorded
+        seen = {(h.asset, h.check) for h in found}
+        lake_gates = gate_policy.blocking_checks(defs.assets or [], defs.asset_checks or [], lake_only=True)
+        parents = {k: graph.get(k).parent_keys for k in _sorted(guarded)}
+        found += [h for h in gate_policy.lake_holds(defs.resources["lake"].lake(), parents, lake_gates)
+                  if (h.asset, h.check) not in seen]
     held = {h.asset for h in found}
     below = set(dg.AssetSelection.assets(*held).downstream().resolve(graph)) - held if held else set()
     return found, _sorted((below - observers) & scope)
@@ -246,13 +254,13 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     fail_runs_of_dead_builds(instance)
     progress = progress or Progress("quiet")
     cursors, scope, out = Cursors.of(instance), _scope(defs, upto), BuildResult()
-    files, landing = new_landing_files(defs, instance, cursors.landing)
+    files, landing, reconcile = new_landing_files(defs, instance, cursors.landing)
     if everything:
         ok = _run(defs, instance, out, _sorted(scope), _run_config(log_level, {"materialize_unchanged": True}),
                   {"trigger": "build", "build": "--all"}, progress)
-    elif files:
+    elif files or reconcile:  # without files: raw rows the lake holds and no run recorded, judged now
         ok = _run(defs, instance, out, INGEST, _run_config(log_level, {"files": files}),
-                  {"trigger": "build", "landing_files": ",".join(files)[:200]}, progress)
+                  {"trigger": "build", "landing_files": ",".join(files)[:200] or "(none: reconcile)"}, progress)
     else:
         ok = True
     if ok:

@@ -6,6 +6,7 @@ from hit_platform.defs.gate_policy import gated
 from hit_platform.adapters.lake.ingest import alert_on, ingest_landing
 from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.gate_checks import LAKE_GATE, Ctx, run_gate
+from hit_platform.defs.lake_asset import unrecorded_version
 from hit_platform.defs.landing import LANDING
 from hit_platform.defs.resources import GatesResource, LakeResource
 from hit_platform.steps import gates
@@ -13,6 +14,7 @@ from hit_platform.steps.ingest import ingest_report, landed, landing_file, landi
 
 RAW_CHART_ROWS = dg.AssetKey(["raw", "chart_rows"])
 QUARANTINED_CHART_ROWS = dg.AssetKey(["quarantine", "chart_rows"])
+INGESTED = (RAW_CHART_ROWS, QUARANTINED_CHART_ROWS)
 
 
 class IngestConfig(dg.Config):
@@ -45,8 +47,9 @@ class IngestConfig(dg.Config):
 @gated
 def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, lake: LakeResource):
     """Ingest new files from `warehouse/landing/` (or the configured ones). A table is materialized
-    only when rows were added to it (or it does not exist yet): a run that lands nothing new makes
-    nothing downstream stale and starts no retrain. Rejected files and quarantined rows raise alerts."""
+    only when rows were added to it (or it does not exist yet, or the lake holds rows of it that no run
+    recorded): a run that lands nothing new makes nothing downstream stale and starts no retrain.
+    Rejected files and quarantined rows raise alerts."""
     landing = lake.landing_dir
     try:
         paths = [landing_file(landing, name) for name in config.files] if config.files else landing_files(landing)
@@ -57,12 +60,17 @@ def ingest_chart_files(context: dg.AssetExecutionContext, config: IngestConfig, 
     alert_on(the_lake, results, context.run.run_id)  # first: the snapshot recorded below is the lake as left
     with the_lake.connection(read_only=True) as con:
         snapshot, stored = the_lake.snapshot_id(con), landed(con)
+        # rows a killed ingest committed and never reported: materialized now, so its gates judge them
+        unrecorded = {k: unrecorded_version(context.instance, con, k, snapshot) for k in INGESTED}
     report = ingest_report(results, stored)
     for key, added, metadata in ((RAW_CHART_ROWS, report.added_raw,
                                   {**report.raw, "files": dg.MetadataValue.md(report.files_markdown)}),
                                  (QUARANTINED_CHART_ROWS, report.added_quarantined, report.quarantined)):
         first = context.instance.get_latest_materialization_event(key) is None
-        if stored.file_sha256s and (added or first or config.materialize_unchanged):
+        if not (added or first) and unrecorded[key] is not None:
+            context.log.warning(f"{key.to_user_string()}: lake snapshot {unrecorded[key]} wrote rows no run "
+                                "recorded (an ingest killed after its commit): materialized, so its gates judge them")
+        if stored.file_sha256s and (added or first or config.materialize_unchanged or unrecorded[key] is not None):
             yield dg.MaterializeResult(asset_key=key, data_version=dg.DataVersion(stored.data_version),
                                        metadata={"lake_snapshot_id": snapshot, **report.common, **metadata,
                                                  "rows_added": added})
