@@ -11,17 +11,15 @@ import subprocess
 import sys
 import time
 
-import dagster as dg
 import pytest
 
 from hit_platform.adapters.tracking import code_version
 from hit_platform.cli import build as builder
-from hit_platform.cli.main import main
 from hit_platform.defs.ml.evaluation import CHAMPION
 from hit_platform.defs.ml.training import CANDIDATES
-from hit_platform.settings import REPO_ROOT, get_settings
+from hit_platform.settings import REPO_ROOT
 from hit_platform_tests.support.dumps import generate_full
-from hit_platform_tests.support.linear import TrainedLinear, latest_metadata
+from hit_platform_tests.support.linear import CommandLineWorld, latest_metadata, without_log_line
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +27,9 @@ MODEL = "hit_model"
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> TrainedLinear:
+def world(tmp_path_factory) -> CommandLineWorld:
     """Champion v1 from the history; two more days land; champion v2 from all of it."""
-    root = tmp_path_factory.mktemp("rebuild")
-    t = TrainedLinear(root)
-    home = root / "dagster_home"
-    home.mkdir()
-    t.instance = dg.DagsterInstance.local_temp(str(home))  # the one `hit-platform` on DAGSTER_HOME opens
-    t.env = {"HIT_WAREHOUSE": str(t.settings.warehouse), "DAGSTER_HOME": str(home),
-             "HIT_TRAIN_FAMILIES": '["linear"]', "HIT_TRAIN_WORKERS": "1"}  # as t.training
+    t = CommandLineWorld(tmp_path_factory.mktemp("rebuild"))
     generate_full(t.settings, songs=2000, increments=0)
     first = builder.build(t.defs, t.instance, upto=[CHAMPION])
     assert first.success, [c.description for c in first.checks if not c.passed]
@@ -54,12 +46,7 @@ def world(tmp_path_factory) -> TrainedLinear:
 
 def rebuild(world, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """`hit-platform rebuild ARGS` in this process, with the environment the command line would have."""
-    for k, v in world.env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    code = main(["rebuild", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return world.cli(monkeypatch, capsys, "rebuild", *args)
 
 
 def figures(stdout: str) -> dict[str, str]:
@@ -94,7 +81,7 @@ def test_the_first_champion_rebuilds_identical_after_newer_data_and_a_newer_cham
                           timeout=300)
     seconds = time.perf_counter() - started
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
+    lines = without_log_line(done.stdout).splitlines()
     assert lines[0].startswith(f"rebuilding model version {world.v1} of {MODEL} from lake snapshot "
                                f"{world.v1_snapshot} (time travel; the newest is ")
     assert int(lines[0].rsplit(" ", 1)[1].rstrip(")")) > world.v2_snapshot

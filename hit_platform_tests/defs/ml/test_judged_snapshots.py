@@ -14,17 +14,16 @@ import pytest
 
 from hit_platform.adapters.model_evaluation import evaluate_candidate
 from hit_platform.cli import build as builder
-from hit_platform.cli.main import main
 from hit_platform.definitions import build_definitions
 from hit_platform.defs.core import SONG_LABELS
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.ml.shadow import SHADOW_EVALUATION
 from hit_platform.defs.ml.training import CANDIDATES
 from hit_platform.defs.resources import GatesResource, TrainingResource
-from hit_platform.settings import GateThresholds, get_settings
+from hit_platform.settings import GateThresholds
 from hit_platform_tests.support.built import build
 from hit_platform_tests.support.dumps import generate_full
-from hit_platform_tests.support.linear import TrainedLinear, latest_metadata
+from hit_platform_tests.support.linear import CommandLineWorld, latest_metadata
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +32,8 @@ LABELS_BIAS = dg.AssetCheckKey(SONG_LABELS, "labels_bias")
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory) -> TrainedLinear:
-    root = tmp_path_factory.mktemp("judged")
-    t = TrainedLinear(root)
-    home = root / "dagster_home"
-    home.mkdir()
-    t.instance = dg.DagsterInstance.local_temp(str(home))  # the one `hit-platform` on DAGSTER_HOME opens
-    t.env = {"HIT_WAREHOUSE": str(t.settings.warehouse), "DAGSTER_HOME": str(home),
-             "HIT_TRAIN_FAMILIES": '["linear"]', "HIT_TRAIN_WORKERS": "1"}
+def world(tmp_path_factory) -> CommandLineWorld:
+    t = CommandLineWorld(tmp_path_factory.mktemp("judged"))
     t.strict = build_definitions(t.resource, STRICT_BIAS, tracking=t.tracking, training=t.training)
     generate_full(t.settings, songs=1500, increments=0)
     assert build(t.defs, t.instance).success
@@ -57,15 +50,6 @@ def world(tmp_path_factory) -> TrainedLinear:
     return t
 
 
-def rebuild(world, monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    for k, v in world.env.items():
-        monkeypatch.setenv(k, v)
-    get_settings.cache_clear()
-    code = main(["rebuild", *args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_each_gate_records_its_verdict_with_the_version_it_judged(world):
     from hit_platform.adapters.lake import verdicts
 
@@ -79,9 +63,9 @@ def test_each_gate_records_its_verdict_with_the_version_it_judged(world):
 def test_rebuild_snapshot_on_a_snapshot_whose_label_gate_failed_is_refused_naming_the_check(world, monkeypatch,
                                                                                          capsys):
     versions = len(world.tracker.client.search_model_versions("name = 'hit_model'"))
-    code, out, err = rebuild(world, monkeypatch, capsys, "--snapshot", str(world.refused_at))
+    code, out, err = world.cli(monkeypatch, capsys, "rebuild", "--snapshot", str(world.refused_at))
     print(err)
-    assert code == 2 and "training candidates" not in out, out  # stdout: at most where the libraries' logs go
+    assert code == 2 and out == "", out
     assert len(err.strip().splitlines()) == 1
     assert err.startswith(f"error: lake snapshot {world.refused_at} cannot be trained from: core/song_labels:"
                           f"labels_bias refused core.song_labels as written at lake snapshot {world.refused_at} "
