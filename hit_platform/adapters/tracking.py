@@ -238,6 +238,15 @@ class Tracker:
             marked.append((str(mv.version), reason))
         return marked
 
+    def version_tags(self, version: str) -> dict | None:
+        """The registry tags of `version`; None when no such version is registered."""
+        try:
+            return dict(self.client.get_model_version(self.model_name, str(version)).tags)
+        except MlflowException as exc:
+            if _error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
     def set_version_tag(self, version: str, key: str, value: str) -> None:
         self.client.set_model_version_tag(self.model_name, version, key, value)
 
@@ -250,13 +259,8 @@ class Tracker:
     def was_champion(self, version: str) -> bool:
         """Whether the champion alias ever pointed at `version` (tagged by `promote`; a version promoted
         before the tag existed carries `promoted_by_dagster_run`)."""
-        try:
-            tags = self.client.get_model_version(self.model_name, str(version)).tags
-        except MlflowException as exc:
-            if _error_code(exc) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-                return False
-            raise
-        return _was_champion(tags)
+        tags = self.version_tags(version)
+        return tags is not None and _was_champion(tags)
 
     def champion_versions(self) -> list[str]:
         """Every version that was champion, in version order."""

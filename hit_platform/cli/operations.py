@@ -66,11 +66,17 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.cli.rollback import rollback
     from hit_platform.serving.process import ServingError
 
+    def waiting(holder: str) -> None:
+        print(f"another alias move is under way (process {holder}): waiting for it to finish", file=sys.stderr,
+              flush=True)
+
     try:  # a refusal (RollbackRefused) is said in one line by `main`
-        result = rollback(settings, reason=args.reason, to=args.to, instance=persistent_instance())
+        result = rollback(settings, reason=args.reason, to=args.to, instance=persistent_instance(), on_wait=waiting)
     except ServingError as exc:  # the alias moved and is recorded; the running process did not follow
         print(f"rolled back in the registry, but serving did not follow: {exc}", file=sys.stderr)
         return 1
+    for e in result.finished:  # what a killed command or run had left half done
+        print(f"finished first: {e.kind} {e.from_version or 'none'} -> {e.to_version} by {e.who}: {e.reason}")
     if result.event is None:
         print(result.serving)
         return 0

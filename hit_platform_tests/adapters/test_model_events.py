@@ -31,8 +31,8 @@ def test_an_unknown_kind_is_refused():
 
 
 def test_a_move_no_event_recorded_is_found_and_recorded_once(tmp_path):
-    """What a process killed between moving an alias and recording the move leaves: the registry says one
-    thing, the history another. The next writer records where the aliases are first, once."""
+    """What a hand in the registry (or a process that recorded nothing) leaves: the registry says one thing, the
+    history another. The next writer records where the aliases are first, once."""
     from hit_platform.adapters.lake.connection import Lake
     from hit_platform.adapters.tracking import Tracker
     from hit_platform_tests.support.serving import register_version, serving_env
@@ -48,7 +48,43 @@ def test_a_move_no_event_recorded_is_found_and_recorded_once(tmp_path):
     tracker.set_challenger(v3)  # the same for the challenger
     [found, challenger] = model_events.reconcile(lake, tracker)
     assert (found.kind, found.from_version, found.to_version, found.who) == ("found", v1, v2, "reconciliation")
-    assert "died between moving the alias and recording it" in found.reason
+    assert "the registry was changed by hand" in found.reason
     assert (challenger.kind, challenger.to_version) == ("challenger", v3)
     assert model_events.reconcile(lake, tracker) == []  # recorded once
     assert {e.kind for e in model_events.history(lake)[:2]} == {"challenger", "found"}
+
+
+@pytest.mark.slow
+def test_a_move_cut_short_is_finished_with_its_kind_or_cancelled(tmp_path):
+    """An alias move records its intent before it touches the registry. Cut short after the registry moved, the
+    next mover records it as what it was (a rollback stays a rollback) and reports it; cut short before, it
+    is cancelled. A move from where the alias no longer is moves nothing."""
+    from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.adapters.tracking import Tracker
+    from hit_platform_tests.support.serving import register_version, serving_env
+
+    settings, _ = serving_env(tmp_path)
+    lake, tracker = Lake(settings), Tracker(settings)
+    v1, v2 = (register_version(settings, seed) for seed in (1, 2))
+    model_events.promote(lake, tracker, v1, None, "passed", "run-a")
+    model_events.promote(lake, tracker, v2, v1, "passed", "run-b")
+    with pytest.raises(model_events.AliasMoved, match="moved since the decision"):
+        model_events.move(lake, tracker, "rollback", v1, champion=v1, who="ana@host", reason="stale decision")
+    assert tracker.champion_info().version == v2 and model_events.pending(lake) == []
+
+    # a rollback whose process died after moving the alias (its intent, then the registry, then nothing)
+    cut = model_events.new_event("rollback", tracker.model_name, v2, v1, "ana@host", "v2 answers worse")
+    model_events._mark(lake, cut, "intent")
+    tracker.promote(v1)
+    # a promotion whose process died before moving it
+    never = model_events.new_event("promote", tracker.model_name, v1, v2, "Dagster run c", "passed", "run-c")
+    model_events._mark(lake, never, "intent")
+    reported = []
+    [finished] = model_events.reconcile(lake, tracker, reported.append)
+    assert (finished.kind, finished.from_version, finished.to_version, finished.who) == ("rollback", v2, v1,
+                                                                                        "ana@host")
+    assert reported == [cut] and model_events.pending(lake) == []
+    assert model_events.rolled_back_from(lake, v2).event_id == cut.event_id
+    assert "finished by reconciliation" in model_events.history(lake, limit=1)[0].reason
+    assert tracker.champion_info().version == v1  # the cancelled promotion moved nothing
+    assert model_events.reconcile(lake, tracker, reported.append) == [] and len(reported) == 1

@@ -127,6 +127,18 @@ METRICS_DDL = """CREATE TABLE IF NOT EXISTS ops.monitor_metrics (
 MODEL_EVENTS_DDL = """CREATE TABLE IF NOT EXISTS ops.model_events (
     event_id VARCHAR, event_at TIMESTAMPTZ, kind VARCHAR, model_name VARCHAR, from_version VARCHAR,
     to_version VARCHAR, who VARCHAR, reason VARCHAR, dagster_run_id VARCHAR)"""
+# Each alias move as it goes: its intent (written before the registry changes), then `done` or `cancelled`
+# (rows of the same move_id). A move left at `intent` was cut short; the next mover finishes it.
+ALIAS_MOVES_DDL = """CREATE TABLE IF NOT EXISTS ops.alias_moves (
+    move_id VARCHAR, moved_at TIMESTAMPTZ, state VARCHAR, kind VARCHAR, model_name VARCHAR, from_version VARCHAR,
+    to_version VARCHAR, clears_challenger BOOLEAN, who VARCHAR, reason VARCHAR, dagster_run_id VARCHAR,
+    by_process VARCHAR)"""
+# Each shadow judgement as the run that made it computed it: what ml/shadow_promotion re-reads.
+SHADOW_EVALUATIONS_DDL = """CREATE TABLE IF NOT EXISTS ml.shadow_evaluations (
+    evaluated_at TIMESTAMPTZ, dagster_run_id VARCHAR, champion_version VARCHAR, challenger_version VARCHAR,
+    shadowed_songs BIGINT, shadowed_answers BIGINT, shadowed_requests BIGINT, labelled_songs BIGINT,
+    max_mean_abs_diff DOUBLE, top5_overlap DOUBLE, max_prediction_psi DOUBLE, champion_mean_roc_auc DOUBLE,
+    challenger_mean_roc_auc DOUBLE, promote BOOLEAN, decision VARCHAR)"""
 
 # One row per (estimate, country, metric): the label-free estimate with its interval, the value the
 # model was promoted with on its test split (`reference`), and, once labels arrive, the realized value.
