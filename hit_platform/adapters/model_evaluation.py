@@ -13,9 +13,10 @@ from pathlib import Path
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.verdicts import refuse_unjudged
-from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
-from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, flat_metrics
+from hit_platform.adapters.lake.tables import Evaluation, append_evaluation, evaluations
+from hit_platform.adapters.tracking import ABANDONED, ModelVersionInfo, Tracker, flat_metrics
 from hit_platform.domain.promotion import Judgement, PromotionThresholds, judge
+from hit_platform.domain.recorded_decision import unpromotable, unrecorded
 from hit_platform.steps.datasets import load_split
 from hit_platform.steps.oracle import oracle_matrix
 
@@ -59,6 +60,43 @@ def evaluate_candidate(lake: Lake, tracker: Tracker, candidate: dict, thresholds
         written = lake.snapshot_id(con)
     tracker.set_version_tag(version, "evaluation", j.decision.summary[:500])
     return Evaluated(record, j, current, written)
+
+
+def decision_values(e: Evaluation) -> dict:
+    """An ml.evaluations row as ml/model_evaluation's metadata names it: what the gate and the champion read."""
+    values = {"candidate_version": e.candidate_version, "candidate_family": e.candidate_family,
+              "lake_snapshot_id": e.lake_snapshot_id, "test_songs": e.test_songs, "promote": bool(e.promote),
+              "decision": e.decision, "test_mean_roc_auc": e.candidate_mean_roc_auc,
+              "test_mean_log_loss": e.candidate_mean_log_loss, "test_mean_pr_auc": e.candidate_mean_pr_auc,
+              "baseline_mean_roc_auc": e.baseline_mean_roc_auc, "baseline_mean_log_loss": e.baseline_mean_log_loss,
+              "judged_against": e.champion_version}
+    if e.champion_version is not None:
+        values |= {"champion_mean_roc_auc": e.champion_mean_roc_auc, "champion_mean_log_loss": e.champion_mean_log_loss}
+    if e.oracle_mean_roc_auc is not None:
+        values |= {"oracle_mean_roc_auc": e.oracle_mean_roc_auc, "oracle_mean_log_loss": e.oracle_mean_log_loss,
+                   "auc_ratio_to_oracle": e.auc_ratio_to_oracle, "log_loss_ratio_to_oracle": e.log_loss_ratio_to_oracle}
+    return values
+
+
+DECIDED_BY = ("candidate_version", "promote", "decision")  # what a materialization's metadata must agree on
+
+
+def recorded_decision(lake: Lake, tracker: Tracker, run_id: str, run_known: bool,
+                      claimed: dict) -> tuple[dict | None, str | None]:
+    """(the decision, why it decides nothing) of the latest ml/model_evaluation, made by Dagster run `run_id`
+    ("" when reported by hand; `run_known`: the instance ran it) with metadata `claimed`: the values of the
+    ml.evaluations row that run wrote, never the metadata; refused unless the run exists, wrote the row,
+    the metadata agrees with it, and a candidate it promotes is registered and not abandoned."""
+    row = None
+    if run_id:
+        with lake.reading() as con:
+            mine = [e for e in evaluations(con) if e.dagster_run_id == run_id] if con else []
+        row = decision_values(mine[-1]) if mine else None
+    why = unrecorded("ml/model_evaluation", "ml.evaluations", run_id, run_known, row, claimed, DECIDED_BY)
+    if why is None and row["promote"]:
+        version = str(row["candidate_version"])
+        why = unpromotable(version, tracker.model_name, tracker.version_tags(version), ABANDONED)
+    return row, why
 
 
 def _log_test_calibration(tracker: Tracker, run_id: str, family: str, Y, P, metrics: dict) -> None:

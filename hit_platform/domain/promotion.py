@@ -248,6 +248,17 @@ def champion_move(candidate: str, champion: str | None, mode: str, rolled_back: 
     return ChampionMove("promote")
 
 
+def champion_moved_since(candidate: str, judged_against: str | None, champion: str | None) -> ChampionMove | None:
+    """"keep" when the champion is no longer the one the candidate was judged against (`judged_against`: None
+    when there was none, or it was the candidate itself): a rollback meanwhile is not overwritten by a
+    decision made before it."""
+    if champion is None or str(champion) == str(candidate) or str(champion) == str(judged_against):
+        return None
+    return ChampionMove("keep", f"version {candidate} was judged against champion {judged_against or 'none'}, but "
+                                f"the champion is now version {champion}: not promoted on that judgement; "
+                                f"materialize ml/model_evaluation to judge it against the champion of now")
+
+
 # -- shadow: a challenger judged on live traffic ----------------------------------------------------
 
 @dataclass(frozen=True)
@@ -274,7 +285,8 @@ class ShadowComparison:
 
     champion_version: str
     challenger_version: str
-    songs: int = 0
+    songs: int = 0  # distinct songs (by their features), each weighted once whatever a client repeated
+    answers: int = 0  # shadowed answers, repeats of one song included
     requests: int = 0
     first_at: datetime | None = None
     last_at: datetime | None = None
@@ -328,7 +340,7 @@ class ShadowComparison:
             return {c: round(v, 4) for c, v in sorted(d.items(), key=lambda kv: kv[1], reverse=reverse)[:n]}
 
         out = {"champion_version": self.champion_version, "challenger_version": self.challenger_version,
-               "shadowed_songs": self.songs, "shadowed_requests": self.requests,
+               "shadowed_songs": self.songs, "shadowed_answers": self.answers, "shadowed_requests": self.requests,
                "first_shadowed_at": str(self.first_at), "last_shadowed_at": str(self.last_at),
                "labelled_songs": self.labelled_songs}
         if self.songs:
@@ -356,3 +368,18 @@ def shadow_promotion_refusal(ev: dict, gate: str | None, now: tuple[str | None, 
         return (f"the aliases moved since ml/shadow_evaluation judged champion {judged[0]} and challenger "
                 f"{judged[1]} (now champion {now[0]}, challenger {now[1]}): evaluate again")
     return None
+
+
+# A failed judgement is judged again once the distinct shadowed songs grew by this factor: new songs can
+# change it, and a challenger that keeps failing is not judged (and alerted on) every sensor tick.
+SHADOW_RETRY_GROWTH = 1.25
+
+
+def shadow_run_key(champion: str, challenger: str, songs: int, min_requests: int) -> str:
+    """The shadow sensor's run key: one judgement per pair and per step of growth of the distinct shadowed
+    songs (HIT_SHADOW_MIN_REQUESTS, then each SHADOW_RETRY_GROWTH times more), so a judgement that failed is
+    retried when enough new songs arrive, and never twice on the same songs."""
+    step, need = 0, max(1, min_requests)
+    while need * SHADOW_RETRY_GROWTH ** (step + 1) <= songs:
+        step += 1
+    return f"shadow:{champion}:{challenger}:{step}"

@@ -129,26 +129,30 @@ def test_rollback_under_load_drops_no_request_and_answers_as_that_version_did(li
 def test_the_gates_do_not_promote_again_a_version_rolled_back_from(life):
     """After a rollback away from a version, ml/champion_model given that version's passing evaluation again
     keeps the current champion and says why; only `rollback --to` brings the version back."""
+    from datetime import datetime, timezone
+
+    from hit_platform.adapters.lake.tables import Evaluation, append_evaluation
+    from hit_platform.adapters.model_evaluation import decision_values
     from hit_platform.defs.ml import evaluation
     from hit_platform.defs.resources import LakeResource, PromotionResource, TrackingResource
 
     settings, config, endpoint, v1 = life
     [back] = [e for e in model_events.history(Lake(settings)) if e.kind == "rollback"]
-    instance = dg.DagsterInstance.ephemeral()
-    instance.report_runless_asset_event(dg.AssetMaterialization(evaluation.EVALUATION, metadata={
-        "candidate_version": back.from_version, "promote": True, "decision": "promote: passed every rule",
-        "candidate_family": "linear", "test_mean_roc_auc": 0.8, "test_mean_log_loss": 0.3, "lake_snapshot_id": 1}))
-    # its promotion gate passed on that very evaluation (as a real run records it)
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData as Target)
-    judged = instance.fetch_materializations(evaluation.EVALUATION, limit=1).records[0]
-    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
-        asset_key=evaluation.EVALUATION, check_name="promotion_gate", passed=True,
-        target_materialization_data=Target(storage_id=judged.storage_id, run_id=judged.run_id,
-                                           timestamp=judged.timestamp)))
+
+    @dg.asset(key=evaluation.EVALUATION)
+    def judged_again(context) -> dg.MaterializeResult:
+        """The rolled-back version's passing evaluation against champion v1, written to ml.evaluations by this
+        run as ml/model_evaluation writes it (the decision the gate and the champion re-read)."""
+        e = Evaluation(datetime.now(timezone.utc), context.run.run_id, 1, back.from_version, None, "linear", 100,
+                       0.8, 0.5, 0.3, 0.1, 0.6, 0.5, v1, 0.79, 0.31, None, None, None, None, True,
+                       "promote: passed every rule", None)
+        Lake(settings).write(lambda con: append_evaluation(con, e))
+        return dg.MaterializeResult(metadata={k: v for k, v in decision_values(e).items() if v is not None})
+
     resources = {"tracking": TrackingResource(warehouse=str(settings.warehouse)),
                  "lake": LakeResource(warehouse=str(settings.warehouse)), "promotion": PromotionResource()}
-    result = dg.materialize([evaluation.champion_model], instance=instance, resources=resources)
+    result = dg.materialize([judged_again, evaluation.promotion_gate, evaluation.champion_model],
+                            instance=dg.DagsterInstance.ephemeral(), resources=resources)
     meta = result.asset_materializations_for_node("ml__champion_model")[0].metadata
     assert meta["model_version"].value == v1 and "was rolled back from" in meta["not_promoted"].value
     assert Tracker(settings).champion_info().version == v1

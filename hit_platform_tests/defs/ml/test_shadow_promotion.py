@@ -131,7 +131,7 @@ def test_a_challenger_shadows_live_traffic_and_is_promoted_only_through_its_gate
         while not isinstance(request := tick(instance, resources), dg.RunRequest) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert isinstance(request, dg.RunRequest), request
-        assert request.run_key == f"shadow:{v1}:{v2}" and set(request.asset_selection) == {SHADOW_EVALUATION,
+        assert request.run_key == f"shadow:{v1}:{v2}:0" and set(request.asset_selection) == {SHADOW_EVALUATION,
                                                                                          SHADOW_PROMOTION}
 
         # thresholds no two models meet: the gate fails with the numbers, the promotion is held on every path
