@@ -49,7 +49,6 @@ def route_logs(folder: Path, command: str, verbose: bool = False) -> Path:
     terminal (stderr) keeps this package's warnings and anyone's errors, one line each (`verbose`: all
     INFO and above, as logged)."""
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # before MLflow is imported, here and in children
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = folder / f"{command}-{stamp}-{os.getpid()}.log"
     _delete_old(folder, command)
@@ -57,7 +56,7 @@ def route_logs(folder: Path, command: str, verbose: bool = False) -> Path:
     for handler in [h for h in root.handlers if getattr(h, "hit_platform_route", False)]:  # a second call's
         root.removeHandler(handler)
         handler.close()
-    to_file = logging.FileHandler(path, encoding="utf-8", delay=True)  # no file for a command that logs nothing
+    to_file = _FileMadeOnFirstRecord(path, encoding="utf-8", delay=True)  # a refused command leaves no folder
     to_file.setFormatter(logging.Formatter(_FORMAT))
     to_file.setLevel(logging.DEBUG if verbose else logging.INFO)
     to_terminal = logging.StreamHandler(sys.stderr)
@@ -79,6 +78,14 @@ def route_logs(folder: Path, command: str, verbose: bool = False) -> Path:
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     logging.captureWarnings(True)
     return path
+
+
+class _FileMadeOnFirstRecord(logging.FileHandler):
+    """A log file (and its folder) made when the first record comes, not before."""
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
 
 
 def _delete_old(folder: Path, command: str) -> None:

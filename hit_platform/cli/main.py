@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_refusing(args.command, lambda: args.func(args, settings))
     # --json: the command's own lines go to its log file; stdout carries the JSON events alone
     args.progress.event("started", command=args.command, log=str(log))
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as human, contextlib.redirect_stdout(human):
         code = run_refusing(args.command, lambda: args.func(args, settings))
     args.progress.event("result", command=args.command, exit_code=code, ok=code == 0, log=str(log))
