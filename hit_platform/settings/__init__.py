@@ -1,5 +1,5 @@
 """One Settings object, in sections: lake, ingest, duckdb, s3, mlflow, training, gates, monitors, serving,
-sensors, promotion, shadow, dashboard. It is the only place that reads the environment, once per
+sensors, promotion, shadow, dashboard, maintenance. It is the only place that reads the environment, once per
 process (`get_settings`); resources, sensors and the serving process are built from it.
 
 Every setting can be overridden by an environment variable: `HIT_WAREHOUSE`, then the section's
@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hit_platform.settings.dashboard import DashboardSettings
 from hit_platform.settings.gates import GateThresholds
 from hit_platform.settings.lake import DuckDBSettings, IngestSettings, LakeSettings, S3Options, S3Settings
+from hit_platform.settings.maintenance import MaintenanceSettings
 from hit_platform.settings.monitors import MonitorThresholds
 from hit_platform.settings.promotion import PromotionSettings, ShadowSettings
 from hit_platform.settings.sensors import SensorSettings
@@ -32,7 +33,7 @@ from hit_platform.settings.tracking import MlflowSettings
 from hit_platform.settings.training import TrainingSettings
 
 __all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "IngestSettings",
-           "LakeSettings",
+           "LakeSettings", "MaintenanceSettings",
            "MlflowSettings", "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings",
            "ServeConfig", "Settings", "ShadowSettings", "TrainingSettings", "get_settings"]
 
@@ -64,9 +65,10 @@ class Settings(BaseSettings):
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     @field_validator("lake", "ingest", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving",
-                     "sensors", "promotion", "shadow", "dashboard",
+                     "sensors", "promotion", "shadow", "dashboard", "maintenance",
                      mode="before")
     @classmethod
     def _section_over_env(cls, value, info):
