@@ -44,7 +44,7 @@ def _generator_config(args: argparse.Namespace, out: Path, truth: Path):
                            history_days=args.history_days, increments=args.increments, world_days=world_days,
                            start_date=args.start_date, fmt=args.fmt, csv_quoting=args.csv_quoting,
                            countries=args.countries, faults=_parse_faults(args.fault),
-                           taste_shift=getattr(args, "taste_shift", None))
+                           taste_shift=getattr(args, "taste_shift", None), world_name=args.world_name)
 
 
 def _print_files(manifest: dict) -> None:
@@ -86,7 +86,7 @@ def _land_feed(args: argparse.Namespace, settings: Settings, step: str = "") -> 
     from hit_platform.generator.feed import feed_day
 
     asked = {k: getattr(args, k) for k in ("seed", "songs", "history_days", "increments", "start_date",
-                                           "world_days", "fmt", "csv_quoting", "countries")}
+                                           "world_days", "fmt", "csv_quoting", "countries", "world_name")}
     try:
         day = feed_day(settings.landing_dir, settings.generator_dir, date.today(),
                        _parse_faults(args.fault) if args.fault is not None else None, **asked)

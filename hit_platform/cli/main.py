@@ -41,6 +41,7 @@ from hit_platform.settings import Settings, get_settings
 
 def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     from hit_platform.generator.feed import DAILY_FILES
+    from hit_platform.generator.worlds import WORLDS
 
     p.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default 42)")
     p.add_argument("--songs", type=int, default=20_000, help="song catalogue size (default 20000)")
@@ -59,6 +60,9 @@ def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="KIND[=COUNT]",
                    help="inject a fault (repeatable); KIND 'all' injects every kind. Row faults are spread "
                         "evenly over the world's files")
+    p.add_argument("--world", dest="world_name", choices=list(WORLDS), default="additive",
+                   help="the structure of the countries' hidden tastes (docs/generator.md); default additive, "
+                        "the demo's")
     p.add_argument("--taste-shift", metavar="REGION:DAY:STRENGTH[:TOWARD]", default=None,
                    help="a change of taste (a concept shift): from DAY (days after --start-date) the countries of "
                         "REGION judge the songs released from then on by their region's taste moved STRENGTH "
@@ -68,6 +72,7 @@ def _add_generator_args(p: argparse.ArgumentParser, settings: Settings) -> None:
 def _add_demo_args(p: argparse.ArgumentParser) -> None:
     """The demo's world: given on its first run only; later runs continue the world already there."""
     from hit_platform.generator.feed import DAILY_FILES, DEFAULT_FAULTS, DEFAULTS
+    from hit_platform.generator.worlds import WORLDS
 
     p.add_argument("--seed", type=int, help=f"random seed of the world (default {DEFAULTS['seed']})")
     p.add_argument("--songs", type=int, help=f"song catalogue size (default {DEFAULTS['songs']})")
@@ -86,6 +91,8 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv-quoting", choices=("minimal", "all"),
                    help="'all': the public Kaggle file's style (default minimal)")
     p.add_argument("--countries", type=int, help="only the first N of the 72 countries (default all)")
+    p.add_argument("--world", dest="world_name", choices=list(WORLDS),
+                   help="the structure of the countries' hidden tastes (docs/generator.md; default additive)")
     p.add_argument("--fault", action="append", metavar="KIND[=COUNT]",
                    help="faults of the world, spread over its files (default: "
                         + " ".join(f"{k}={v}" for k, v in DEFAULT_FAULTS.items()) + ")")

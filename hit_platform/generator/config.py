@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hit_platform.domain.countries import CHART_SIZE, COUNTRIES
 from hit_platform.generator.taste import TasteShift
+from hit_platform.generator.worlds import DEFAULT_WORLD, WORLDS
 
 FORMATS: dict[str, str] = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet"}
 # "minimal": fields quoted only when they must be; "all": the public Kaggle file's style (every field
@@ -51,6 +52,8 @@ class GeneratorConfig:
                  'REGION:DAY:STRENGTH[:TOWARD]' text) = one region's taste changes for the songs
                  released from its day on, a concept shift for drills (its day is kept as days
                  from start_date)
+    world_name   the structure of the countries' tastes, a world of the zoo (`generator.worlds.WORLDS`):
+                 "additive" (the demo's, default), "prototypes", "interactions", "idiosyncratic", "sparse"
     """
 
     out_dir: Path
@@ -67,6 +70,7 @@ class GeneratorConfig:
     faults: dict[str, int] = field(default_factory=dict)
     chunk_days: int = DEFAULT_CHUNK_DAYS
     taste_shift: TasteShift | None = None
+    world_name: str = DEFAULT_WORLD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
@@ -112,6 +116,8 @@ class GeneratorConfig:
     # -- checks ------------------------------------------------------------------
     def validate(self) -> None:
         """Refuse configurations that cannot produce a valid dump, saying which field."""
+        if self.world_name not in WORLDS:
+            raise ValueError(f"GeneratorConfig.world_name={self.world_name!r}: expected one of {list(WORLDS)}")
         if self.fmt not in FORMATS:
             raise ValueError(f"GeneratorConfig.fmt={self.fmt!r}: expected one of {sorted(FORMATS)}")
         if self.csv_quoting not in CSV_QUOTING:
@@ -159,6 +165,8 @@ class GeneratorConfig:
             # chunk_days is left out on purpose: it changes how, not what, is written.
             # A world without a taste shift reads as it did before shifts existed.
             **({"taste_shift": self.taste_shift.as_json()} if self.taste_shift is not None else {}),
+            # likewise a world of the default structure
+            **({"world_name": self.world_name} if self.world_name != DEFAULT_WORLD else {}),
         }
 
     def as_json(self) -> dict:

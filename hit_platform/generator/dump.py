@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from hit_platform.domain.countries import COUNTRIES
 from hit_platform.generator.charts import ChartSchedule
 from hit_platform.generator.config import GeneratorConfig
 from hit_platform.generator.csv_render import FastCsvRenderer
@@ -28,8 +27,9 @@ from hit_platform.generator.rows import RowBlock
 from hit_platform.generator.songs import (Catalogue, base_popularity, make_catalogue, release_offsets,
                                          release_precision)
 from hit_platform.generator.table import DumpColumns
-from hit_platform.generator.taste import (ALL_CHARTS, Taste, TasteShift, make_taste, probabilities, sample_labels,
-                                          shifted_taste, solve_base, target_positives)
+from hit_platform.generator.taste import ALL_CHARTS, TasteShift, sample_labels
+from hit_platform.generator.true_oracle import Oracle, build_oracle
+from hit_platform.generator.worlds import DEFAULT_WORLD
 from hit_platform.generator.writer import WrittenFile, open_writer, sha256_of
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class Truth:
     shifted: np.ndarray | None = None      # (songs,) bool: released on/after the shift's day, judged anew
     release_day: np.ndarray | None = None  # (songs,) a shifted song's release day (from start_date); -1 for
     #                                        the others: released before the shift's day, dated by `generate`
+    oracle: Oracle | None = None  # the truth as a function of a song's features (`true_oracle`)
 
     @property
     def in_dump(self) -> np.ndarray:
@@ -85,23 +86,23 @@ class Truth:
 
 
 def hidden_truth(cfg: GeneratorConfig) -> Truth:
-    """Catalogue, per-chart taste and sampled labels. The world does not depend on
+    """Catalogue, per-chart taste (cfg's world) and sampled labels. The world does not depend on
     which charts a dump shows; only the labels of the shown charts are drawn."""
-    chart_ids = [0] + [1 + COUNTRIES.index(c) for c in cfg.selected_countries]
     catalogue = make_catalogue(cfg.seed, cfg.songs)
-    taste = make_taste(cfg.seed)
-    shape = taste.shape(catalogue.features, catalogue.is_explicit, catalogue.duration_ms)
-    target = target_positives(taste.nominal_rate, cfg.songs, cfg.horizon)
-    world = probabilities(shape, solve_base(shape, target))
+    X = catalogue.matrix()
+    oracle = build_oracle(cfg, X)
+    chart_ids = list(oracle.chart_ids)
+    world = oracle.world_probabilities(X)
     prob = world[:, chart_ids]
     labels, redraws = sample_labels(cfg.seed, prob, chart_ids, cfg.horizon)
-    truth = Truth(catalogue, chart_ids, prob, labels, base_popularity(cfg.seed, world.mean(axis=1)), redraws)
+    truth = Truth(catalogue, chart_ids, prob, labels, base_popularity(cfg.seed, world.mean(axis=1)), redraws,
+                  oracle=oracle)
     if cfg.taste_shift is None:
         return truth
-    return shift_truth(cfg, truth, taste, world, target)
+    return shift_truth(cfg, truth, X, world)
 
 
-def shift_truth(cfg: GeneratorConfig, truth: Truth, taste: Taste, world: np.ndarray, target: np.ndarray) -> Truth:
+def shift_truth(cfg: GeneratorConfig, truth: Truth, X: np.ndarray, world: np.ndarray) -> Truth:
     """The truth under cfg.taste_shift.
 
     The songs released from its day on are a random share of the catalogue (NEW_RELEASE_SHARE of
@@ -109,9 +110,10 @@ def shift_truth(cfg: GeneratorConfig, truth: Truth, taste: Taste, world: np.ndar
     over the days left. Drawn before any label, they are like every other song but for their date
     (a world's own calendar releases few songs late in its window, and those few are the songs
     that chart in few places). In the region's countries they are judged by the shifted taste,
-    whose base is solved again so the chart keeps its share of hits. Labels come from the same
-    per-chart streams, so every other (song, chart) keeps its label; popularity stays the
-    unshifted world's. `generate` holds the new songs off every chart until their release day."""
+    whose base is solved again so the chart keeps its share of hits (`Oracle.shifted_probabilities`).
+    Labels come from the same per-chart streams, so every other (song, chart) keeps its label;
+    popularity stays the unshifted world's. `generate` holds the new songs off every chart until
+    their release day."""
     shift = cfg.taste_shift
     rng = stream(cfg.seed, "taste_shift_releases")
     days_left = cfg.horizon - shift.day
@@ -119,13 +121,11 @@ def shift_truth(cfg: GeneratorConfig, truth: Truth, taste: Taste, world: np.ndar
     release_day = np.where(shifted, rng.integers(shift.day, cfg.horizon, cfg.songs), -1)
     world = world.copy()
     if shift.strength > 0:
-        rows, cat = shift.chart_rows, truth.catalogue
-        moved = shifted_taste(taste, shift).shape(cat.features, cat.is_explicit, cat.duration_ms)[:, rows]
-        world[np.ix_(shifted, rows)] = probabilities(moved, solve_base(moved, target[rows]))[shifted]
+        world[np.ix_(shifted, shift.chart_rows)] = truth.oracle.shifted_probabilities(X)[shifted]
     prob = world[:, truth.chart_ids]
     labels, redraws = sample_labels(cfg.seed, prob, truth.chart_ids, cfg.horizon)
     return Truth(truth.catalogue, truth.chart_ids, prob, labels, truth.popularity, redraws, shift, shifted,
-                 release_day)
+                 release_day, truth.oracle)
 
 
 class OtherWorld(FileExistsError):
@@ -149,6 +149,8 @@ def manifest_world(manifest: dict) -> dict:
                  csv_quoting=manifest["config"].get("csv_quoting", "minimal"), faults=world["faults"] or {})
     if manifest["config"].get("taste_shift") is not None:
         world["taste_shift"] = manifest["config"]["taste_shift"]
+    if manifest["config"].get("world_name") is not None:
+        world["world_name"] = manifest["config"]["world_name"]
     return world
 
 
@@ -158,13 +160,14 @@ def check_same_world(cfg: GeneratorConfig) -> None:
     before = previous_manifest(cfg.truth_dir)
     if before is None or "config" not in before:
         return
-    old = manifest_world(before)
+    old, new = ({"world_name": DEFAULT_WORLD, **w} for w in (manifest_world(before), cfg.world()))
     present = [f["name"] for f in before.get("files", []) if (Path(cfg.out_dir) / f["name"]).exists()]
-    if present and old != cfg.world():
-        differ = ", ".join(f"{k} {old[k]!r} -> {v!r}" for k, v in cfg.world().items() if old[k] != v)
+    if present and old != new:
+        differ = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in [*new, *(k for k in old if k not in new)]
+                           if old.get(k) != new.get(k))
         raise OtherWorld(f"{cfg.out_dir} holds {len(present)} file(s) of another generated world ({differ}); "
                          "nothing was written. Use the same world (same seed, songs, start date, history and "
-                         "world days, format, countries and faults) to add its next daily files, or an empty folder")
+                         "world days, format, countries, faults and --world) to add its next daily files, or an empty folder")
 
 
 def generate(config: GeneratorConfig) -> dict:

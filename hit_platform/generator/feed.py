@@ -14,6 +14,7 @@ from pathlib import Path
 
 from hit_platform.generator.config import GeneratorConfig
 from hit_platform.generator.dump import OtherWorld, manifest_world, previous_manifest
+from hit_platform.generator.worlds import DEFAULT_WORLD
 
 # A world made here has this many days after its history: the daily files it can still land.
 DAILY_FILES = 30
@@ -63,6 +64,7 @@ def feed_day(out_dir: Path, truth_dir: Path, today: date, faults: dict[str, int]
     else:
         world = manifest_world(before)
         world["start_date"] = date.fromisoformat(world["start_date"])
+        world.setdefault("world_name", DEFAULT_WORLD)  # so that asking for another one is refused
         old_faults = world.pop("faults")
         differ = {k: (world[k], v) for k, v in given.items() if k in world and world[k] != v}
         if differ or (faults is not None and faults != old_faults):

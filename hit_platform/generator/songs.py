@@ -40,6 +40,12 @@ class Catalogue:
     def __len__(self) -> int:
         return len(self.spotify_id)
 
+    def matrix(self) -> np.ndarray:
+        """(n, 14) float64: the songs' features in `features.FEATURE_COLUMNS` order, as a taste reads them."""
+        from hit_platform.generator.worlds.common import feature_matrix
+
+        return feature_matrix(self.features, self.is_explicit, self.duration_ms)
+
 
 def spotify_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     """`n` distinct random 22-character base-62 ids."""
@@ -103,12 +109,18 @@ def _with_nulls(rng: np.random.Generator, values: list[str]) -> np.ndarray:
     return arr
 
 
-def make_catalogue(seed: int, n: int) -> Catalogue:
-    """The deterministic catalogue of `n` songs for `seed`."""
+def catalogue_features(seed: int, n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The catalogue's 12 audio features, `is_explicit` and `duration_ms` (what its taste reads)."""
     features, is_explicit, duration_ms = audio_features(stream(seed, "audio_features"), n)
     no_beat = stream(seed, "no_beat").random(n) < NO_BEAT_RATE
     features["tempo"] = np.where(no_beat, 0.0, features["tempo"])
     features["time_signature"] = np.where(no_beat, 0, features["time_signature"]).astype(np.int32)
+    return features, is_explicit, duration_ms
+
+
+def make_catalogue(seed: int, n: int) -> Catalogue:
+    """The deterministic catalogue of `n` songs for `seed`."""
+    features, is_explicit, duration_ms = catalogue_features(seed, n)
     rng = stream(seed, "names")
     titles = names.track_names(rng, n)
     pool = names.artist_pool(rng, max(40, n // 4))

@@ -29,10 +29,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields, replace
 from datetime import date
+from typing import ClassVar
 
 import numpy as np
 
 from hit_platform.domain.countries import CHART_SIZE, COUNTRIES, GLOBAL_CHART, REGION_OF, REGIONS
+from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.generator.randomness import stream
 
 # Every chart of the world, in a fixed order: index 0 is the global chart. The
@@ -75,14 +77,17 @@ class Taste:
     acoustic_u_amp: np.ndarray
     nominal_rate: np.ndarray    # (73,) target share of positives before capacity clipping
 
-    def shape(self, features: dict[str, np.ndarray], is_explicit: np.ndarray,
-              duration_ms: np.ndarray) -> np.ndarray:
-        """logit p - base for every (song, chart): float64 array (n_songs, 73)."""
-        f = features
+    # key and time_signature play no part in this world's taste
+    ignored_features: ClassVar[tuple[str, ...]] = ("key", "time_signature")
+
+    def shape(self, X: np.ndarray) -> np.ndarray:
+        """logit p - base for every (song, chart): float64 array (n_songs, 73); X is (n_songs, 14), the
+        features in `features.FEATURE_COLUMNS` order."""
+        f = {name: X[:, i] for i, name in enumerate(FEATURE_COLUMNS)}
         raw = np.column_stack([
             f["danceability"], f["energy"], f["loudness"], np.log(f["speechiness"]),
             f["acousticness"], f["instrumentalness"], f["liveness"], f["valence"], f["tempo"],
-            np.log(duration_ms), is_explicit.astype(float), f["mode"].astype(float),
+            np.log(f["duration_ms"]), f["is_explicit"], f["mode"],
         ])
         z = (raw - _CENTER) / _SCALE
         out = z @ self.linear.T
@@ -91,9 +96,12 @@ class Taste:
         dance_energy = ((f["danceability"] > DANCE_THRESHOLD) & (f["energy"] > ENERGY_THRESHOLD)).astype(float)
         out += self.dance_energy_amp * dance_energy[:, None]
         out += self.speech_amp * (f["speechiness"] > SPEECH_THRESHOLD).astype(float)[:, None]
-        out += self.explicit_valence_amp * (is_explicit * 2.0 * (f["valence"] - 0.5))[:, None]
+        out += self.explicit_valence_amp * (f["is_explicit"] * 2.0 * (f["valence"] - 0.5))[:, None]
         out += self.acoustic_u_amp * (4.0 * (f["acousticness"] - 0.5) ** 2)[:, None]
         return STRENGTH * out
+
+    def shifted(self, shift: TasteShift) -> Taste:
+        return shifted_taste(self, shift)
 
 
 @dataclass(frozen=True)
