@@ -35,14 +35,22 @@ _EPS = 1e-12
 
 def estimated_roc_auc(P: np.ndarray) -> np.ndarray:
     """(countries,) expected ROC AUC if the labels were drawn from P (n_songs, countries)."""
-    P = np.asarray(P, dtype=np.float64)
-    out = np.empty(P.shape[1])
-    for j in range(P.shape[1]):
-        p = np.sort(P[:, j])
+    return expected_roc_auc(P, P)
+
+
+def expected_roc_auc(scores: np.ndarray, Q: np.ndarray) -> np.ndarray:
+    """(countries,) expected ROC AUC of `scores` if the labels were drawn from Q (both n_songs x countries):
+    with Q a model's own probabilities, what it expects (`estimated_roc_auc`); with Q the truth, what it
+    will get on average."""
+    scores, Q = np.asarray(scores, dtype=np.float64), np.asarray(Q, dtype=np.float64)
+    out = np.empty(scores.shape[1])
+    for j in range(scores.shape[1]):
+        order = np.argsort(scores[:, j], kind="stable")
+        s, p = scores[order, j], Q[order, j]
         neg = 1.0 - p
         below = np.concatenate([[0.0], np.cumsum(neg)])  # below[i] = sum of (1 - p) over the first i songs
-        left = np.searchsorted(p, p, side="left")
-        right = np.searchsorted(p, p, side="right")
+        left = np.searchsorted(s, s, side="left")
+        right = np.searchsorted(s, s, side="right")
         tied = below[right] - below[left] - neg  # the other songs with the same score
         ordered = (p * (below[left] + 0.5 * tied)).sum()
         pairs = p.sum() * neg.sum() - (p * neg).sum()

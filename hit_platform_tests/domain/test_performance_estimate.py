@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hit_platform.domain.models.metrics import evaluate
-from hit_platform.domain.performance_estimate import estimate, estimated_log_loss, estimated_roc_auc
+from hit_platform.domain.performance_estimate import estimate, estimated_log_loss, estimated_roc_auc, expected_roc_auc
 
 
 def _calibrated(n: int, k: int = 72, seed: int = 0):
@@ -57,3 +57,12 @@ def test_the_calibration_error_widens_the_interval():
 def test_bad_input_is_refused(P, match):
     with pytest.raises(ValueError, match=match):
         estimate(P)
+
+
+def test_the_expected_auc_of_scores_under_other_probabilities_is_the_realized_auc_when_they_are_labels():
+    P, rng = _calibrated(400)
+    Y = rng.random(P.shape) < P
+    assert np.allclose(expected_roc_auc(P, Y.astype(float)), list(evaluate(Y, P)["roc_auc"].values()))
+    truth = np.clip(P + rng.normal(0, 0.05, P.shape), 0, 1)  # another truth: not what the scores expect
+    assert np.all(np.abs(expected_roc_auc(P, truth) - estimated_roc_auc(P)) > 1e-4)
+    assert np.array_equal(expected_roc_auc(P, P), estimated_roc_auc(P))
