@@ -6,6 +6,7 @@ Each one appends its figures to `ops.monitor_metrics` (the performance estimate:
 estimate, which make the drift sensor retrain; `monitor_breach` otherwise).
 """
 
+import json
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -47,10 +48,13 @@ def _record(context: dg.AssetExecutionContext, lake: LakeResource, result: monit
     the_lake = lake.lake()
     written = commit(the_lake, lambda con: monitor_steps.record(con, result, context.run.run_id), "ops.monitor_metrics")
     if result.breached:
+        regions = result.regions_breached
         raise_alert(the_lake, kind=ALERT_KIND.get(result.monitor, "monitor_breach"), severity="warning",
-                    what=result.summary, where=where or f"ops/{result.monitor}", run_id=context.run.run_id,
-                    alert_id=f"{result.monitor}:{context.run.run_id}",
-                    details={"model_version": result.model_version, **result.metrics, **(details or {})})
+                    what=result.summary,
+                    where=(where or f"ops/{result.monitor}") + (f" (region {', '.join(regions)})" if regions else ""),
+                    run_id=context.run.run_id, alert_id=f"{result.monitor}:{context.run.run_id}",
+                    details={"model_version": result.model_version, **result.metrics, **(details or {}),
+                             **({"regions": regions} if regions else {})})
         context.log.warning(f"{result.monitor}: {result.summary}")
     return written
 
@@ -93,11 +97,12 @@ def prediction_drift(context: dg.AssetExecutionContext, lake: LakeResource, trac
 
 
 @dg.asset(key=DELAYED_LABELS, deps=[BATCH_PREDICTIONS, SONG_LABELS, CHAMPION], group_name="ops",
-          code_version="1", kinds={"duckdb"})
+          code_version="2", kinds={"duckdb"})
 def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
                              monitors: MonitorsResource) -> dg.MaterializeResult:
     """The champion's earlier predictions (batch and served, songs outside its train split) scored
-    against the labels later charts revealed, next to the test ROC AUC it was promoted with."""
+    against the labels later charts revealed, next to the test ROC AUC it was promoted with: the
+    72-country mean, and each region's mean, so a region whose taste changed is named in its alert."""
     info, _ = _champion(tracking)
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
@@ -105,8 +110,11 @@ def delayed_label_evaluation(context: dg.AssetExecutionContext, lake: LakeResour
             result = monitor_steps.MonitorResult("delayed_label_evaluation", None, False, "no champion yet")
         else:
             judged = evaluations(con, candidate_version=info.version)
-            promoted = judged[-1].candidate_mean_roc_auc if judged else None
-            result = monitor_steps.delayed_label_evaluation(con, monitors.thresholds(), info.version, promoted)
+            last = judged[-1] if judged else None
+            result = monitor_steps.delayed_label_evaluation(
+                con, monitors.thresholds(), info.version, last.candidate_mean_roc_auc if last else None,
+                json.loads(last.per_country_roc_auc) if last and last.per_country_roc_auc else None,
+                last.test_songs if last else None)
     # the labels that arrived, beside the label-free estimates
     realized = the_lake.write(estimates.realize, what=f"{estimates.TABLE} realized")
     context.log.info(f"realized values written beside {realized} performance estimate rows")

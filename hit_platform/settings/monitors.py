@@ -18,6 +18,10 @@ class MonitorThresholds(BaseSettings):
                                                         "vs the model's validation predictions")
     max_auc_drop: float = Field(0.05, description="largest drop of mean ROC AUC on revealed labels below "
                                                   "the test AUC the model was promoted with")
+    max_region_auc_drop: float = Field(0.05, ge=0, description="largest drop of a region's mean ROC AUC on revealed "
+                                                               "labels below its test AUC, down to the bottom of "
+                                                               "the drop's 90% interval, before the delayed-label "
+                                                               "monitor names the region in an alert")
     max_estimated_auc_drop: float = Field(0.05, description="largest drop of a country's label-free estimated "
                                                             "ROC AUC (the top of its interval) below its test AUC "
                                                             "before the country counts as degraded")

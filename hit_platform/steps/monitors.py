@@ -32,8 +32,7 @@ from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.drift import psi
 from hit_platform.settings import MonitorThresholds
 from hit_platform.domain.models import evaluate
-
-
+from hit_platform.domain.region_drop import region_drops
 
 
 @dataclass
@@ -45,6 +44,7 @@ class MonitorResult:
     metrics: dict[str, float] = field(default_factory=dict)  # name -> value
     thresholds: dict[str, float] = field(default_factory=dict)  # name -> threshold (breach when above)
     detail: dict[str, float] = field(default_factory=dict)  # e.g. PSI per feature, stored too
+    regions_breached: list[str] = field(default_factory=list)  # the delayed-label monitor's regions, by name
 
     def metadata(self) -> dict:
         return {"breached": self.breached, "summary": self.summary, "model_version": self.model_version or "none",
@@ -122,10 +122,16 @@ def prediction_drift(con: duckdb.DuckDBPyConnection, t: MonitorThresholds, model
 
 
 def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThresholds,
-                             model_version: str, promoted_auc: float | None) -> MonitorResult:
+                             model_version: str, promoted_auc: float | None,
+                             promoted_by_country: dict[str, float] | None = None,
+                             test_songs: int | None = None) -> MonitorResult:
     """Songs this model version predicted (ml.batch_predictions, and served requests carrying a
     spotify_id) that are not in the train split, scored on the labels in the lake now. A batch
-    predicted at snapshot s also counts the positives revealed since s (negative then, positive now)."""
+    predicted at snapshot s also counts the positives revealed since s (negative then, positive now).
+
+    Judged on the 72-country mean (against `promoted_auc`) and, given the per-country test AUC it was
+    promoted with (`promoted_by_country`, on `test_songs` songs), on each region's mean as well
+    (`domain.region_drop`): a breached region is named in the summary and in `regions_breached`."""
     name = "delayed_label_evaluation"
     probs = ", ".join(f'p_{c}' for c in COUNTRIES)
     sources = []
@@ -164,15 +170,28 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
                                 {"ids": df.loc[df["snap"] == snap, "spotify_id"].tolist()}).fetchall()[0][0]
     m = evaluate(df[[f"y_{c}" for c in COUNTRIES]].to_numpy(bool), df[[f"p_{c}" for c in COUNTRIES]].to_numpy(float))
     drop = (promoted_auc - m["mean_roc_auc"]) if promoted_auc is not None else float("nan")
-    breached = bool(np.isfinite(drop) and drop > t.max_auc_drop)
+    regions = region_drops(promoted_by_country or {}, m["roc_auc"], m["positives"], n, test_songs,
+                           t.max_region_auc_drop)
+    worse = [r for r in regions if r.breached]
+    breached = bool(np.isfinite(drop) and drop > t.max_auc_drop) or bool(worse)
     summary = (f"mean ROC AUC on revealed labels {m['mean_roc_auc']:.4f}"
                + (f", {drop:+.4f} below the {promoted_auc:.4f} it was promoted with" if promoted_auc else "")
                + f" ({n} songs, {revealed} positives revealed since prediction)")
+    if worse:
+        summary = "; ".join(r.describe() for r in worse) + f", more than {t.max_region_auc_drop}; " + summary
+    elif regions:
+        top = max(regions, key=lambda r: r.drop)
+        summary += f"; largest region drop {top.region} {top.drop:+.4f} (at least {top.drop_lower:+.4f})"
     return MonitorResult(name, model_version, breached, summary,
                          {"songs": n, "revealed_positives": revealed, "mean_roc_auc": m["mean_roc_auc"],
                           "mean_log_loss": m["mean_log_loss"], "promoted_mean_roc_auc": promoted_auc or float("nan"),
-                          "auc_drop": drop}, {"auc_drop": t.max_auc_drop},
-                         {f"roc_auc_{c}": v for c, v in m["roc_auc"].items()})
+                          "auc_drop": drop,
+                          **{f"region_auc_drop_{r.region}": r.drop for r in regions},
+                          **{f"region_auc_drop_lower_{r.region}": r.drop_lower for r in regions}},
+                         {"auc_drop": t.max_auc_drop,
+                          **{f"region_auc_drop_lower_{r.region}": t.max_region_auc_drop for r in regions}},
+                         {f"roc_auc_{c}": v for c, v in m["roc_auc"].items()},
+                         regions_breached=[r.region for r in worse])
 
 
 def process_tree_usage(pid: int | None, sample_s: float = 0.5) -> tuple[float, float]:
