@@ -1,6 +1,6 @@
 """One Settings object, in sections: lake, ingest, duckdb, s3, mlflow, training, gates, monitors, serving,
-sensors, promotion, shadow, dashboard, maintenance. It is the only place that reads the environment, once per
-process (`get_settings`); resources, sensors and the serving process are built from it.
+sensors, promotion, shadow, dashboard, maintenance, backup. It is the only place that reads the environment,
+once per process (`get_settings`); resources, sensors and the serving process are built from it.
 
 Every setting can be overridden by an environment variable: `HIT_WAREHOUSE`, then the section's
 prefix and the field (`HIT_LAKE_CATALOG=postgres:dbname=lake host=...`, `HIT_GATE_MAX_PSI=0.3`,
@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hit_platform.settings.backup import BackupSettings
 from hit_platform.settings.dashboard import DashboardSettings
 from hit_platform.settings.gates import GateThresholds
 from hit_platform.settings.lake import DuckDBSettings, IngestSettings, LakeSettings, S3Options, S3Settings
@@ -32,7 +33,8 @@ from hit_platform.settings.serving import ServeConfig
 from hit_platform.settings.tracking import MlflowSettings
 from hit_platform.settings.training import TrainingSettings
 
-__all__ = ["PROFILES", "REPO_ROOT", "DashboardSettings", "DuckDBSettings", "GateThresholds", "IngestSettings",
+__all__ = ["PROFILES", "REPO_ROOT", "BackupSettings", "DashboardSettings", "DuckDBSettings", "GateThresholds",
+           "IngestSettings",
            "LakeSettings", "MaintenanceSettings",
            "MlflowSettings", "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings",
            "ServeConfig", "Settings", "ShadowSettings", "TrainingSettings", "get_settings"]
@@ -65,11 +67,12 @@ class Settings(BaseSettings):
     promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     shadow: ShadowSettings = Field(default_factory=ShadowSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
     @field_validator("lake", "ingest", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving",
                      "sensors", "promotion", "shadow", "dashboard", "maintenance",
-                     mode="before")
+                     "backup", mode="before")
     @classmethod
     def _section_over_env(cls, value, info):
         # A section given as a dict overrides those fields only; the rest still come from the environment.
@@ -112,6 +115,11 @@ class Settings(BaseSettings):
         env: dict[str, str] = {}
         _put_env(self, env)
         return env
+
+    @property
+    def backup_dir(self) -> Path:
+        """Where backups go: beside the warehouse by default, so that losing it does not lose them."""
+        return self.backup.dir or self.warehouse.parent / "backups"
 
     @property
     def landing_dir(self) -> Path:
