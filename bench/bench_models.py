@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/bench_models.py [--sizes 3000,7000,0] [--calls 2000] [--skip-sizes]
 
-Reads the demo lake (warehouse/, read-only) and the generator's oracle
-(warehouse/generator/oracle.parquet: the true per-country probability of each
-song, the best any model can do), then
-  1. trains every family with train_candidates (train split, tuned on validation)
+Reads the demo lake (warehouse/, read-only; another with HIT_WAREHOUSE, e.g. a zoo world's kept by
+`bench_zoo.py --keep DIR`) and the generator's oracle (<warehouse>/generator/oracle.parquet: the true
+per-country probability of each song, the best any model can do), then
+  1. trains every family as the platform does (model_quality.train_like_the_platform: train split,
+     tuned on validation)
      and prints fit seconds, validation and TEST mean ROC AUC and log loss;
   2. for the best (select_best): test mean AUC / oracle mean AUC and test log loss /
      oracle log loss on the same test songs and countries
@@ -33,27 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hit_platform.domain.countries import COUNTRIES
+from model_quality import load_splits, oracle_matrix, train_like_the_platform  # bench/ is the script's folder
 
-ROOT = Path(__file__).resolve().parents[1]
-ORACLE = ROOT / "warehouse" / "generator" / "oracle.parquet"
-
-
-def load_splits():
-    from hit_platform.steps.datasets import load_split
-    from hit_platform.adapters.lake.connection import Lake
-
-    with Lake().connection(read_only=True) as con:
-        return tuple(load_split(con, s) for s in ("train", "validation", "test"))
-
-
-def oracle_matrix(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of the oracle for these songs, (n, 72) in COUNTRIES order."""
-    o = pd.read_parquet(ORACLE, columns=["spotify_id", "country", "probability", "label"])
-    o = o[o["spotify_id"].isin(set(ids))]
-    P = o.pivot(index="spotify_id", columns="country", values="probability").loc[ids, list(COUNTRIES)]
-    L = o.pivot(index="spotify_id", columns="country", values="label").loc[ids, list(COUNTRIES)]
-    return P.to_numpy(dtype=np.float64), L.to_numpy(dtype=bool)
 
 
 def peak_rss_mb() -> float:
@@ -113,7 +95,8 @@ def main() -> None:
     if args.child:
         return child(args.child[0], int(args.child[1]))
 
-    from hit_platform.domain.models import evaluate, select_best, train_candidates
+    from hit_platform.domain.models import evaluate
+    from hit_platform.settings import get_settings
 
     print(f"machine: {os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f} "
           "(other processes share the cores: timings are wall clock)")
@@ -122,11 +105,9 @@ def main() -> None:
     print(f"data: train {len(train)}, validation {len(val)}, test {len(test)} songs "
           f"(loaded in {time.perf_counter() - t:.1f} s)")
 
-    # 1. every family
-    t = time.perf_counter()
-    results = train_candidates(train.X, train.Y, val.X, val.Y, seed=0)
-    total = time.perf_counter() - t
-    best = select_best(results)
+    # 1. every family, as ml/candidate_models trains them (HIT_TRAIN_* families, seed, workers)
+    search = train_like_the_platform(train, val)
+    results, best, total = search.results, search.best, search.seconds
     print(f"\n== candidates (train_candidates, all families: {total:.1f} s wall, "
           f"peak RSS {peak_rss_mb():.0f} MB) ==")
     print(f"{'family':8s} {'fit s':>7s} {'val AUC':>8s} {'val LL':>8s} {'test AUC':>9s} {'test LL':>8s}  params")
@@ -144,7 +125,7 @@ def main() -> None:
             print(f"  {r.family:8s} {json.dumps(s)}")
 
     # 2. the best against the oracle
-    P_oracle, oracle_labels = oracle_matrix(test.spotify_ids)
+    P_oracle, oracle_labels = oracle_matrix(get_settings().oracle, test.spotify_ids)
     differ = int((oracle_labels != test.Y).sum())
     o = evaluate(test.Y, P_oracle)
     b = test_m[best.family]

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -170,6 +174,21 @@ def test_an_unknown_world_is_refused_and_a_feed_keeps_its_world(tmp_path):
     assert feed_day(tmp_path / "landing", tmp_path / "generator", today, {}).config.world_name == "sparse"
     with pytest.raises(OtherWorld, match="world_name 'sparse' \\(asked 'prototypes'\\)"):
         feed_day(tmp_path / "landing", tmp_path / "generator", today, {}, world_name="prototypes")
+
+
+def test_the_command_line_writes_any_world_and_refuses_an_unknown_one(tmp_path):
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hit_platform.cli", "generate", "--out", str(tmp_path / "landing"),
+                               "--songs", "800", "--countries", "3", "--history-days", "6", "--increments", "0",
+                               *args], capture_output=True, text=True, env={**os.environ, "HIT_WAREHOUSE": str(tmp_path)})
+
+    done = run("--world", "idiosyncratic")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "generator" / "manifest.json").read_text())
+    assert manifest["config"]["world_name"] == "idiosyncratic"
+    assert oracle_from_manifest(manifest).countries == tuple(COUNTRIES[:3])
+    refused = run("--world", "jazz")
+    assert refused.returncode == 2 and "invalid choice: 'jazz'" in refused.stderr, refused.stderr
 
 
 def test_nothing_the_model_sees_imports_the_generator():
