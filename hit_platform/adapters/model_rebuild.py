@@ -14,9 +14,10 @@ from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.model_training import PROBE_ROWS, prediction_hash
-from hit_platform.adapters.tracking import UNKNOWN, Tracker
+from hit_platform.adapters.early_rebuild import EarlyRebuilds
+from hit_platform.adapters.tracking import UNKNOWN, Tracker, code_version
 from hit_platform.domain.models import refit
-from hit_platform.domain.models.candidates import fitted_params
+from hit_platform.domain.models.candidates import fitted_params, member_params
 from hit_platform.steps.datasets import at_version, load_split
 from hit_platform.steps.transforms import table_fingerprint
 
@@ -144,7 +145,8 @@ class ReproResult:
 
 
 def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
-              registration: Registration | None = None, workers: int = 1) -> ReproResult:
+              registration: Registration | None = None, workers: int = 1,
+              early: EarlyRebuilds | None = None) -> ReproResult:
     """Rebuild a model version as `recorded` says it was built and compare it with the registered model.
 
     `recorded` is a `Recipe`, or the plain values of an ml/candidate_models materialization's metadata
@@ -155,7 +157,8 @@ def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
     parameters fitted again (no search) with the recorded seed must choose what the fit chose then
     (e.g. boosting rounds) and give the same prediction bytes on a fixed probe set as the registered
     model (and as measured at training, when recorded). Every difference is named in the description.
-    `workers`: processes refitting a blend's members side by side."""
+    `workers`: processes refitting a blend's members side by side. `early`: the refits the training
+    started for this recipe (`adapters/early_rebuild.py`), taken where their key is exactly this one."""
     claimed = recorded if isinstance(recorded, Recipe) else Recipe.from_materialization(recorded)
     snapshot, family, version, params, seed = (claimed.lake_snapshot_id, claimed.family, claimed.version,
                                                claimed.params, claimed.seed)
@@ -171,7 +174,9 @@ def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
     differences += registration.disagreements() + registration.differences_from(claimed)
     # The chosen hyper-parameters fitted again (no search): the same data and code must give the
     # same model, byte for byte.
-    rebuilt = refit(family, params, train.X, train.Y, seed=seed, val_X=val.X, val_Y=val.Y, workers=workers)
+    ready = _taken_early(early, snapshot, splits_fp, family, params, seed) if early is not None else {}
+    rebuilt = refit(family, params, train.X, train.Y, seed=seed, val_X=val.X, val_Y=val.Y, workers=workers,
+                    ready=ready)
     chose = fitted_params(rebuilt)  # what the fit chose again (e.g. boosting rounds)
     chose_differently = {k: (v, params.get(k)) for k, v in chose.items() if params.get(k) != v}
     if chose_differently:
@@ -195,4 +200,14 @@ def reproduce(lake: Lake, tracker: Tracker, recorded: dict | Recipe,
         "prediction_sha256_at_training": h_training or "not recorded",
         "splits_fingerprint_rebuilt": splits_fp, "splits_fingerprint_at_training": claimed.splits_fingerprint,
         "params_fitted_again": chose,
+        "refitted_while_training": ", ".join(sorted(ready)) or "none",
         "seed_at_training": seed, "seed_registered": registration.tags.get("seed", "unknown")}, differences)
+
+
+def _taken_early(early: EarlyRebuilds, snapshot: int, splits_fingerprint: str, family: str, params: dict,
+                 seed: int) -> dict:
+    """The refits started while training of this family (or of its members) with exactly these inputs."""
+    code = code_version()
+    wanted = member_params(family, params) or {family: params}
+    taken = {name: early.take(snapshot, splits_fingerprint, name, p, seed, code) for name, p in wanted.items()}
+    return {name: fit for name, fit in taken.items() if fit is not None}

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.early_rebuild import EarlyRebuilds
 from hit_platform.adapters.lake.verdicts import refuse_unjudged
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, code_version
 from hit_platform.domain.models import CandidateResult, select_best, train_candidates
@@ -115,10 +116,12 @@ class Trained:
 
 def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, families: list[str] | None,
                        workers: int, splits_data_version: str, dagster_run_id: str,
-                       on_progress: Callable[[SearchProgress], None] | None = None) -> Trained:
+                       on_progress: Callable[[SearchProgress], None] | None = None,
+                       early: EarlyRebuilds | None = None) -> Trained:
     """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
     the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
-    lineage and its prediction hash on PROBE_ROWS validation rows."""
+    lineage and its prediction hash on PROBE_ROWS validation rows. `early`: where each heavy family's
+    chosen point starts being refitted for the reproducibility check the moment it is chosen."""
     code = code_version()
     lineage = {"lake_snapshot_id": str(data.snapshot), "splits_data_version": splits_data_version,
                "splits_fingerprint": data.splits_fingerprint, "dagster_run_id": dagster_run_id, **code,
@@ -126,7 +129,9 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
     if data.pinned:
         lineage["snapshot_pinned"] = "true"
     results = train_candidates(data.train.X, data.train.Y, data.validation.X, data.validation.Y, seed=seed,
-                               families=families, workers=workers, on_progress=on_progress)
+                               families=families, workers=workers, on_progress=on_progress,
+                               on_chosen=None if early is None else lambda c: early.start(
+                                   data.snapshot, data.splits_fingerprint, c.family, c.params, seed, code))
     best = select_best(results)
     runs = tracker.log_candidates(results, data.validation.X, data.validation.Y, lineage)
     run_id, uri = runs[best.family]

@@ -24,7 +24,12 @@ def start_id(pid: int) -> str:
 
 def this_process() -> str:
     """`host/pid/start_id` of the calling process: what `is_alive` recognises later."""
-    return f"{socket.gethostname()}/{os.getpid()}/{start_id(os.getpid())}"
+    return process_token(os.getpid())
+
+
+def process_token(pid: int) -> str:
+    """`host/pid/start_id` of a process of this machine (a child just started, say)."""
+    return f"{socket.gethostname()}/{pid}/{start_id(pid)}"
 
 
 def is_alive(token: str) -> bool | None:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from hit_platform.defs import gate_policy
 from hit_platform.defs.gate_policy import gated
+from hit_platform.adapters.early_rebuild import EarlyRebuilds
 from hit_platform.adapters.model_rebuild import reproduce
 from hit_platform.adapters.model_training import Trained, train_and_register, training_data
 from hit_platform.defs.automation import WITH_ITS_ASSET
@@ -59,7 +60,9 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
     trained = train_and_register(tracker, data, seed=training.seed, families=training.family_names(),
                                  workers=training.workers, dagster_run_id=context.run.run_id,
                                  splits_data_version=splits_data_version(context.instance, training.snapshot),
-                                 on_progress=lambda p: context.log.info(f"{TRAINING_LOG_PREFIX}{p}"))
+                                 on_progress=lambda p: context.log.info(f"{TRAINING_LOG_PREFIX}{p}"),
+                                 early=EarlyRebuilds(lake.settings(), context.run.run_id)
+                                 if training.workers > 1 else None)
     return dg.MaterializeResult(metadata={
         **_metadata(trained, data.snapshot, data.splits_fingerprint, training.seed, data.pinned),
         "mlflow_tracking_uri": tracker.uri, **trained.code,
@@ -105,7 +108,12 @@ def candidates_reproducible(context: dg.AssetCheckExecutionContext, lake: LakeRe
     the same rebuild for any version later, from the registry alone)."""
     event = context.instance.get_latest_materialization_event(CANDIDATES)
     recorded = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    r = reproduce(lake.lake(), tracking.tracker(), recorded, workers=training.workers)
+    # the refits ml/candidate_models started while it trained (its run's), taken where they match exactly
+    early = EarlyRebuilds(lake.settings(), event.run_id)
+    try:
+        r = reproduce(lake.lake(), tracking.tracker(), recorded, workers=training.workers, early=early)
+    finally:
+        early.discard()
     metadata = {**r.metadata, "params_fitted_again": dg.MetadataValue.json(r.metadata["params_fitted_again"])}
     return alert_on_failure(context, lake, dg.AssetCheckResult(passed=r.passed, description=r.description,
                                                                metadata=metadata))

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -157,14 +157,16 @@ class SearchProgress:
 
 def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y, seed: int = 0,
                      families: Sequence[str] | None = None, workers: int = 1,
-                     on_progress: Callable[[SearchProgress], None] | None = None) -> list[CandidateResult]:
+                     on_progress: Callable[[SearchProgress], None] | None = None,
+                     on_chosen: Callable[[CandidateResult], None] | None = None) -> list[CandidateResult]:
     """Fit every grid point of each family on train, choose on validation; one result per family.
 
     families: names from FAMILIES (None = all, in FAMILIES order).
     workers: processes fitting a family's grid points side by side (1 = in this process; light
     families are always fitted here). The models are the same either way: each point is fitted from
     its own seed.
-    on_progress: called after each grid point is fitted and scored."""
+    on_progress: called after each grid point is fitted and scored.
+    on_chosen: called with each family's candidate as soon as it is chosen, before the next family."""
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
@@ -180,6 +182,8 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     try:
         for name in order:
             done[name] = _search(FAMILIES[name], done, train_X, train_Y, val_X, val_Y, seed, helpers, tick)
+            if on_chosen is not None:
+                on_chosen(done[name])
     finally:
         helpers.shutdown()
     return [done[name] for name in names]
@@ -282,25 +286,38 @@ def with_calibration(pipeline: Pipeline, calibration: CountryCalibration) -> Pip
     return Pipeline([("model", Calibrated(pipeline, calibration))])
 
 
+def member_params(family: str, params: dict) -> dict[str, dict]:
+    """The parameters of each member a combining family's `params` hold (as `member.param`)."""
+    return {m: {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(m + ".")}
+            for m in FAMILIES[family].members}
+
+
 def refit(family: str, params: dict, train_X: pd.DataFrame, train_Y, seed: int = 0,
-          val_X: pd.DataFrame | None = None, val_Y=None, workers: int = 1) -> Pipeline:
+          val_X: pd.DataFrame | None = None, val_Y=None, workers: int = 1,
+          ready: Mapping[str, Pipeline] | None = None) -> Pipeline:
     """The chosen grid point of `family` fitted again, with no search: `params` as a CandidateResult
     holds them (what the fit chose itself, like n_iter, is chosen again; a blend's members come
     from their `member.param` entries; a calibration is fitted again on val_X, val_Y). The
     reproducibility check rebuilds the model this way. `workers` > 1: a blend's heavy members are
-    refitted side by side in processes (each from its own seed: the same bytes either way)."""
+    refitted side by side in processes (each from its own seed: the same bytes either way).
+    `ready`: this family's or its members' pipelines already refitted exactly so (this function, these
+    parameters and data, elsewhere), taken instead of fitting them again."""
+    ready = ready or {}
+    if family in ready:
+        return ready[family]
     fam = FAMILIES[family]
     own = {k: v for k, v in params.items() if "." not in k and k not in FITTED_PARAMS and k != "calibration"}
     if fam.members:
-        of = {m: {k.split(".", 1)[1]: v for k, v in params.items() if k.startswith(m + ".")} for m in fam.members}
-        heavy = [m for m in fam.members if not FAMILIES[m].light] if workers > 1 else []
+        of = member_params(family, params)
+        todo = [m for m in fam.members if m not in ready]
+        heavy = [m for m in todo if not FAMILIES[m].light] if workers > 1 else []
         spawn = multiprocessing.get_context("spawn")
         pool = ProcessPoolExecutor(max_workers=min(workers, len(heavy)), mp_context=spawn) if len(heavy) > 1 else None
         try:
             away = {m: pool.submit(refit, m, of[m], train_X, train_Y, seed, val_X, val_Y) for m in heavy} if pool \
                 else {}
-            here = {m: refit(m, of[m], train_X, train_Y, seed, val_X, val_Y) for m in fam.members if m not in away}
-            members = {m: away[m].result() if m in away else here[m] for m in fam.members}
+            here = {m: refit(m, of[m], train_X, train_Y, seed, val_X, val_Y) for m in todo if m not in away}
+            members = {m: ready[m] if m in ready else away[m].result() if m in away else here[m] for m in fam.members}
         finally:
             if pool is not None:
                 pool.shutdown()

@@ -101,3 +101,54 @@ def test_a_rebuild_from_the_same_snapshot_gives_the_same_model_and_moves_the_ali
     assert again["probe_prediction_sha256"] == first["probe_prediction_sha256"]
     assert again["best_model_version"] != first["best_model_version"]
     assert trained.tracker.champion_info().version == again["best_model_version"]  # as good: promoted
+
+
+# --- the reproducibility check's refits, started while the training went on (adapters/early_rebuild.py)
+
+def _check_metadata(instance) -> dict:
+    import dagster as dg
+    record = instance.get_latest_asset_check_evaluation_record(
+        dg.AssetCheckKey(CANDIDATES, "candidates_reproducible"))
+    return {k: v.value for k, v in record.event.asset_check_evaluation.metadata.items()}
+
+
+def test_the_check_took_the_trees_refit_started_while_training_and_cleared_it(trained):
+    assert _check_metadata(trained.instance)["refitted_while_training"] == "trees"
+    rebuilds = trained.settings.warehouse / "rebuilds"
+    assert not rebuilds.exists() or not any(rebuilds.iterdir()), list(rebuilds.iterdir())
+
+
+def test_an_early_refit_is_the_refit_byte_for_byte_and_only_for_its_exact_recipe(trained, tmp_path):
+    from hit_platform.adapters.early_rebuild import EarlyRebuilds
+    from hit_platform.adapters.model_training import prediction_hash
+    from hit_platform.adapters.tracking import code_version
+    from hit_platform.domain.models import refit
+    from hit_platform.steps.datasets import load_split
+
+    cand = meta(trained.instance, CANDIDATES)
+    snapshot, fp, seed = cand["lake_snapshot_id"], cand["splits_fingerprint"], cand["seed"]
+    trees = {k.split(".", 1)[1]: v for k, v in cand["best_params"].items() if k.startswith("trees.")} \
+        or cand["best_params"]
+    code = code_version()
+    early = EarlyRebuilds(trained.settings, "test-run")
+    try:
+        early.start(snapshot, fp, "trees", trees, seed, code)
+        # another seed, other parameters, another snapshot's splits: not the refit asked for
+        assert early.take(snapshot, fp, "trees", trees, seed + 1, code) is None
+        assert early.take(snapshot, fp, "trees", {**trees, "min_samples_leaf": 1}, seed, code) is None
+        assert early.take(snapshot, "another fingerprint", "trees", trees, seed, code) is None
+        taken = early.take(snapshot, fp, "trees", trees, seed, code)
+        assert taken is not None
+        with trained.lake.connection(read_only=True) as con:
+            train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
+        here = refit("trees", trees, train.X, train.Y, seed, val.X, val.Y)
+        assert prediction_hash(taken, val.X) == prediction_hash(here, val.X)
+        # asked for splits the lake does not hold at that snapshot: its process writes nothing, and the
+        # taker, seeing it gone, refits by itself
+        early.start(snapshot, "not the splits' fingerprint", "trees", trees, seed, code)
+        assert early.take(snapshot, "not the splits' fingerprint", "trees", trees, seed, code) is None
+        # a light family is not worth a process
+        assert early.start(snapshot, fp, "linear", {"C": 1.0}, seed, code) is None
+    finally:
+        early.discard()
+    assert not early.folder.exists()
