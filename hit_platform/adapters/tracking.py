@@ -7,6 +7,7 @@ configuration); artifacts of the default store stay under warehouse/ too.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import subprocess
@@ -106,12 +107,33 @@ def flat_metrics(prefix: str, m: dict) -> dict[str, float]:
     return out
 
 
+def _made_once(db: Path, uri: str) -> None:
+    """A SQLite store's tables, made once. MLflow makes them on a new store's first use (fifty-odd
+    migrations, ~5 s), and two processes doing it at once can fail: so the first does it under a file
+    lock, and leaves a mark that it is done."""
+    done = db.with_name(db.name + ".made")
+    if done.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+            done.touch()
+
+
+def prepare_store(settings: Settings) -> None:
+    """The tracking store made and the experiment created, ahead of the first training (the demo runs this
+    in a process of its own while it lands its files and ingests them)."""
+    Tracker(settings).experiment_id()
+
+
 class Tracker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.uri = settings.tracking_uri
         if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _made_once(Path(self.uri.removeprefix("sqlite:///")), self.uri)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         self.model_name = settings.mlflow.model_name
 

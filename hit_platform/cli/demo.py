@@ -5,6 +5,7 @@ shows the lake, the champion and one real prediction."""
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 from datetime import date
 from pathlib import Path
@@ -115,9 +116,13 @@ def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.adapters.tracking import prepare_store
     from hit_platform.defs.serving import DEPLOYMENT
 
     p = args.progress
+    # MLflow makes a new store's tables in ~5 s: here, beside the world's generation and the ingest, not
+    # at the start of the training (adapters.tracking makes them once, under a lock)
+    multiprocessing.get_context("spawn").Process(target=prepare_store, args=(settings,), daemon=True).start()
     if not _land_feed(args, settings, step="== 1/2 "):
         return 2
     p.say("== 2/2 building the asset graph through Dagster (what the daemon's rules ask for: new files, new data, "

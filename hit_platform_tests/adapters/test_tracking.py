@@ -222,3 +222,24 @@ def test_a_model_pickled_under_the_old_layout_still_loads():
             "print(type(pickle.loads(data)).__module__)\n")
     out = subprocess.run([sys.executable, "-c", code], input=old, capture_output=True, check=True).stdout.decode()
     assert out.split() == ["unaliased", "fails", "hit_platform.domain.models.estimators"]
+
+
+def test_a_new_store_is_made_once_while_other_processes_open_it(tmp_path):
+    """The demo makes the store in a process of its own while the build starts: processes that open a new
+    store at the same moment wait for its tables, then all of them use the one store."""
+    import multiprocessing
+
+    from hit_platform.adapters.tracking import prepare_store
+
+    settings = Settings(warehouse=tmp_path / "warehouse")
+    spawn = multiprocessing.get_context("spawn")
+    makers = [spawn.Process(target=prepare_store, args=(settings,)) for _ in range(3)]
+    for p in makers:
+        p.start()
+    for p in makers:
+        p.join(timeout=180)
+    assert [p.exitcode for p in makers] == [0, 0, 0]
+    db = Path(settings.tracking_uri.removeprefix("sqlite:///"))
+    assert db.with_name(db.name + ".made").exists()
+    tracker = Tracker(settings)
+    assert [e.name for e in tracker.client.search_experiments()].count(settings.mlflow.experiment) == 1
