@@ -72,7 +72,10 @@ def test_a_world_is_the_same_for_its_seed_and_another_for_another_seed(world):
     assert not np.allclose(a.prob, c.prob)
     demo = hidden_truth(_world(DEFAULT_WORLD, 3, songs=3000))
     assert np.array_equal(a.catalogue.matrix(), demo.catalogue.matrix())  # the same songs ...
-    assert np.corrcoef(a.prob[:, 1:].ravel(), demo.prob[:, 1:].ravel())[0, 1] < 0.5  # ... judged otherwise
+    if world == "rare":  # ... the demo's taste, hits rarer (a small catalogue keeps the 64 a chart needs)
+        assert a.labels[:, 1:].mean() < demo.labels[:, 1:].mean() / 2.5
+    else:  # ... judged otherwise
+        assert np.corrcoef(a.prob[:, 1:].ravel(), demo.prob[:, 1:].ravel())[0, 1] < 0.5
 
 
 def test_a_world_writes_the_same_bytes_twice_and_says_which_world_it_is(tmp_path):

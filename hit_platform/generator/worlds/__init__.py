@@ -10,6 +10,8 @@
 | `interactions`  | products of 2-4 features only (soft XORs): high-order interactions             |
 | `idiosyncratic` | each country its own linear taste, bump, step and pair; little regional sharing |
 | `sparse`        | 4 features decide everything, the other 10 are ignored                          |
+| `rare`          | the additive taste with hits rare: 0.4-2.5% of songs per country (imbalance)    |
+| `mixture`       | the sum of the prototypes, interactions, idiosyncratic and sparse tastes        |
 
 Each world draws its taste from its own random streams of the seed, so the catalogue, the charts'
 schedule and everything else of the world stay as they are; only which songs chart where changes.
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hit_platform.generator.taste import make_taste
-from hit_platform.generator.worlds import idiosyncratic, interactions, prototypes, sparse
+from hit_platform.generator.worlds import idiosyncratic, interactions, mixture, prototypes, rare, sparse
 
 DEFAULT_WORLD = "additive"
 WORLDS: dict[str, Callable] = {
@@ -29,6 +31,8 @@ WORLDS: dict[str, Callable] = {
     "interactions": interactions.make,
     "idiosyncratic": idiosyncratic.make,
     "sparse": sparse.make,
+    "rare": rare.make,
+    "mixture": mixture.make,
 }
 
 
