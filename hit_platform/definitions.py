@@ -4,6 +4,7 @@ import dagster as dg
 
 from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated
 from hit_platform.defs import asset_modules, sensors
+from hit_platform.defs.maintenance import maintenance_job, maintenance_schedule
 from hit_platform.defs.ml import evaluation, shadow
 from hit_platform.defs.ml import training as training_defs
 from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, PromotionResource,
@@ -43,7 +44,8 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,
-        jobs=[sensors.ingest_job],
+        jobs=[sensors.ingest_job, maintenance_job],
+        schedules=[maintenance_schedule(settings.maintenance)],
         # One process per run, steps in order: on two cores, a subprocess per step (the default)
         # spends more time importing than working.
         executor=dg.in_process_executor,

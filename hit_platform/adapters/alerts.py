@@ -14,7 +14,8 @@ import duckdb
 from hit_platform.adapters.lake.tables import ALERTS_DDL
 from hit_platform.adapters.lake.connection import Lake
 
-KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "performance_estimate", "ingest", "inference_log")
+KINDS = ("run_failure", "gate_failure", "monitor_breach", "drift", "performance_estimate", "ingest", "inference_log",
+         "maintenance")
 SEVERITIES = ("warning", "error")
 
 

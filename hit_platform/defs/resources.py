@@ -19,8 +19,8 @@ import dagster as dg
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.tracking import Tracker
 from hit_platform.domain.promotion import PromotionThresholds
-from hit_platform.settings import (GateThresholds, MonitorThresholds, PromotionSettings, ServeConfig, Settings,
-                                   ShadowSettings, get_settings)
+from hit_platform.settings import (GateThresholds, MaintenanceSettings, MonitorThresholds, PromotionSettings,
+                                   ServeConfig, Settings, ShadowSettings, get_settings)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -168,6 +168,16 @@ class ServingResource(dg.ConfigurableResource):
         return _section(ServeConfig, self.values_json, "serving")
 
 
+class MaintenanceResource(dg.ConfigurableResource):
+    """What the maintenance job keeps and for how long: the settings' `maintenance` section (env
+    `HIT_MAINTENANCE_*`, `HIT_LAKE_KEEP_SNAPSHOTS_DAYS`) as JSON (a value not given is the section's default)."""
+
+    values_json: str = "{}"
+
+    def policy(self) -> MaintenanceSettings:
+        return _section(MaintenanceSettings, self.values_json, "maintenance")
+
+
 def _section(section: type, values_json: str, resource: str):
     """The settings section `section` holding exactly the values given (validated as the environment's
     would be), the section's defaults for the rest: every value is passed in, so the environment is not
@@ -194,4 +204,5 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "monitors": MonitorsResource(values_json=settings.monitors.model_dump_json()),
         "serving": ServingResource(values_json=settings.serving.model_dump_json()),
         "promotion": PromotionResource(mode=settings.promotion.mode, shadow_json=settings.shadow.model_dump_json()),
+        "maintenance": MaintenanceResource(values_json=settings.maintenance.model_dump_json()),
     }

@@ -18,6 +18,7 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import SHADOW_LOG, inference_log_columns
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import UNKNOWN, Tracker
+from hit_platform.steps.log_retention import EXPIRED, expired_request
 
 INFERENCE_LOG = "ops.inference_log"
 BATCH_PREDICTIONS = "ml.batch_predictions"
@@ -68,6 +69,17 @@ def _served(identifier: str, rows: list[tuple]) -> dict:
             "model_version": None}
 
 
+def _expired(identifier: str, e: dict) -> dict:
+    """A request whose log rows expired (docs/maintenance.md): what the log kept of it, and when it went."""
+    answered = e["status"] == 200
+    return {"kind": "served request (expired)" if answered else f"refused request (HTTP {e['status']}, expired)",
+            "id": identifier, "status": e["status"], "endpoint": e["endpoint"], "at": str(e["at"]),
+            "songs": e["songs"], "model_version": str(e["model_version"]) if answered and e["model_version"] else None,
+            "expired": f"its rows left {INFERENCE_LOG} at {e['expired_at']} (raw rows are kept {e['kept_days']:g} "
+                       f"days, HIT_MAINTENANCE_LOG_KEEP_DAYS); {EXPIRED} keeps its id, ops.inference_log_daily "
+                       "counts it"}
+
+
 def _find_prediction(lake: Lake, identifier: str) -> dict:
     try:
         con = lake.connect(read_only=True)
@@ -84,6 +96,9 @@ def _find_prediction(lake: Lake, identifier: str) -> dict:
                        {recovered}
                 FROM {INFERENCE_LOG} WHERE request_id = ? GROUP BY status, model_version, endpoint
                 ORDER BY status, model_version""", [identifier]).fetchall()
+            expired = None if rows else expired_request(con, identifier)
+            if expired is not None:  # the maintenance job folded its rows into the daily aggregates
+                found.append(_expired(identifier, expired))
             if rows:
                 found.append(_served(identifier, rows))
                 if lake.table_exists(con, "ops", "shadow_log"):
