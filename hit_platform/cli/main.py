@@ -24,6 +24,7 @@ import sys
 from datetime import date
 
 from hit_platform.adapters.alerts import KINDS as ALERT_KINDS
+from hit_platform.cli.cluster import add_cluster_command
 from hit_platform.cli.dashboard import add_dashboard_command
 from hit_platform.cli.demo import cmd_demo, cmd_feed, cmd_generate
 from hit_platform.cli.errors import OneLineParser, bad_settings, run_refusing, say_refused
@@ -203,6 +204,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=40)
     p.set_defaults(func=cmd_sql)
     add_dashboard_command(sub)
+    add_cluster_command(sub)
     for name, p in sub.choices.items():
         _add_output_flags(p, name in LONG_COMMANDS)
     return parser

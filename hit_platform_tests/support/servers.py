@@ -145,10 +145,11 @@ def _pg_root(tmp_dir: Path) -> Path:
 
 
 @contextmanager
-def postgres_server(tmp_dir: Path, *, fast: bool = True) -> Iterator[str]:
-    """A fresh PostgreSQL cluster on 127.0.0.1:<free port>; yields the DSN of its `postgres` database.
+def postgres_server(tmp_dir: Path, *, fast: bool = True, host: str = "127.0.0.1") -> Iterator[str]:
+    """A fresh PostgreSQL cluster on <host>:<free port>; yields the DSN of its `postgres` database.
 
-    `fast` turns off fsync/synchronous_commit (a throw-away test cluster).
+    `fast` turns off fsync/synchronous_commit (a throw-away test cluster). `host`: 127.0.0.1, or the
+    bridge address of a test's network namespaces (only that /24 may connect).
     Use `create_database(dsn, name)` for more databases.
     """
     reason = postgres_missing_reason()
@@ -163,7 +164,7 @@ def postgres_server(tmp_dir: Path, *, fast: bool = True) -> Iterator[str]:
         _run(_as_user(["mkdir", "-p", str(sock)]), "mkdir socket dir")
         _run(_as_user([str(bin_dir / "initdb"), "-D", str(data), "-U", PG_SUPERUSER, "--auth=trust",
                        "--encoding=UTF8", "--locale=C", "--no-sync"]), "initdb")
-        settings = ["listen_addresses = '127.0.0.1'", f"unix_socket_directories = '{sock}'",
+        settings = [f"listen_addresses = '{host}'", f"unix_socket_directories = '{sock}'",
                     "max_connections = 200"]
         if fast:
             settings += ["fsync = off", "synchronous_commit = off", "full_page_writes = off"]
@@ -172,7 +173,8 @@ def postgres_server(tmp_dir: Path, *, fast: bool = True) -> Iterator[str]:
         with conf.open("a") as f:
             f.write("\n# hit_platform_tests.support.servers\n" + "\n".join(settings) + "\n")
         # only loopback, trust: nothing but this machine can reach the throw-away cluster
-        (data / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        clients = "127.0.0.1/32" if host == "127.0.0.1" else host.rsplit(".", 1)[0] + ".0/24"
+        (data / "pg_hba.conf").write_text(f"local all all trust\nhost all all {clients} trust\n")
         if os.geteuid() == 0:
             shutil.chown(data / "pg_hba.conf", PG_SUPERUSER)
         for attempt in range(5):
@@ -187,7 +189,7 @@ def postgres_server(tmp_dir: Path, *, fast: bool = True) -> Iterator[str]:
             if attempt == 4 or "could not bind" not in (log.read_text() if log.exists() else ""):
                 raise RuntimeError(f"pg_ctl start failed: {proc.stdout}\n"
                                    f"{log.read_text()[-3000:] if log.exists() else ''}")
-        yield f"host=127.0.0.1 port={port} user={PG_SUPERUSER} dbname=postgres"
+        yield f"host={host} port={port} user={PG_SUPERUSER} dbname=postgres"
     finally:
         if started:
             subprocess.run(_as_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w",
@@ -232,9 +234,9 @@ def list_objects(endpoint_url: str, credentials: S3Credentials, bucket: str, pre
 
 
 @contextmanager
-def s3_server(tmp_dir: Path, *, bucket: str = "hit-lake",
-              credentials: S3Credentials | None = None) -> Iterator[tuple[str, str, S3Credentials]]:
-    """moto's S3 server on 127.0.0.1:<free port> with `bucket` created.
+def s3_server(tmp_dir: Path, *, bucket: str = "hit-lake", credentials: S3Credentials | None = None,
+              host: str = "127.0.0.1") -> Iterator[tuple[str, str, S3Credentials]]:
+    """moto's S3 server on <host>:<free port> with `bucket` created.
 
     Yields (endpoint_url, bucket, credentials). Objects live in the server's memory.
     """
@@ -249,9 +251,9 @@ def s3_server(tmp_dir: Path, *, bucket: str = "hit-lake",
     try:
         for attempt in range(5):
             port = free_port()
-            endpoint = f"http://127.0.0.1:{port}"
+            endpoint = f"http://{host}:{port}"
             with log_path.open("wb") as log:
-                proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                                         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and proc.poll() is None:
