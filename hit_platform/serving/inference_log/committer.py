@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from hit_platform.adapters.alerts import insert_alert
 from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.maintenance import inline_small_commits
 from hit_platform.adapters.lake.tables import INFERENCE_LOG, SHADOW_LOG, ensure_inference_log, ensure_shadow_log
 from hit_platform.serving.background import lower_this_threads_priority
 from hit_platform.serving.inference_log.journal import NEW, OPEN, SEALED, Segment, journal_files, read_segment
@@ -144,6 +145,9 @@ class JournalCommitter:
                 try:  # a cold connection (extensions, catalog) costs more than a commit: open it now,
                     # and create the table, so that the log is there to query before its first rows
                     self.lake.write(ensure_inference_log, con=self._connection(), what="inference log table")
+                    # a round of a few requests is inlined in the catalog, not a Parquet file of its own
+                    # (the maintenance job flushes them): a day of rounds is not thousands of small files
+                    inline_small_commits(self.lake, self._connection(), self.lake.settings.maintenance.log_inline_rows)
                 except Exception as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"  # the rounds below retry
                 while True:
