@@ -29,7 +29,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -158,7 +158,8 @@ class SearchProgress:
 def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y, seed: int = 0,
                      families: Sequence[str] | None = None, workers: int = 1,
                      on_progress: Callable[[SearchProgress], None] | None = None,
-                     on_chosen: Callable[[CandidateResult], None] | None = None) -> list[CandidateResult]:
+                     on_chosen: Callable[[CandidateResult], None] | None = None,
+                     pool: Callable[[int], Executor] | None = None) -> list[CandidateResult]:
     """Fit every grid point of each family on train, choose on validation; one result per family.
 
     families: names from FAMILIES (None = all, in FAMILIES order).
@@ -166,7 +167,9 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     families are always fitted here). The models are the same either way: each point is fitted from
     its own seed.
     on_progress: called after each grid point is fitted and scored.
-    on_chosen: called with each family's candidate as soon as it is chosen, before the next family."""
+    on_chosen: called with each family's candidate as soon as it is chosen, before the next family.
+    pool: makes the executor for the helpers from `workers` (default: local spawned processes; a Ray
+    cluster's tasks: `adapters.ray_cluster.training.RayTaskPool`)."""
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
@@ -176,7 +179,7 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     val_Y = label_matrix(val_Y, n_val, where="val_Y")
 
     done: dict[str, CandidateResult] = {}
-    helpers = _Helpers(workers)
+    helpers = _Helpers(workers, pool)
     order = _with_members(names)
     tick = _Ticker(sum(len(FAMILIES[n].grid) for n in order), on_progress)
     try:
@@ -207,13 +210,15 @@ class _Helpers:
     """Processes that fit a family's grid points side by side, started at the first family whose
     points are worth it (not `light`): a training of light families alone never starts them."""
 
-    def __init__(self, count: int):
-        self.count, self.pool = count, None
+    def __init__(self, count: int, make: Callable[[int], Executor] | None = None):
+        self.count, self.make, self.pool = count, make, None
 
     def take(self, family: Family) -> bool:
         return self.count > 1 and not family.light and len(family.grid) > 1
 
-    def executor(self) -> ProcessPoolExecutor:
+    def executor(self) -> Executor:
+        if self.pool is None and self.make is not None:  # the caller's: a Ray cluster's tasks, say
+            self.pool = self.make(self.count)
         if self.pool is None:  # spawn: the caller may hold threads (Dagster, DuckDB) that fork would copy mid-state
             self.pool = ProcessPoolExecutor(max_workers=self.count, mp_context=multiprocessing.get_context("spawn"))
         return self.pool
