@@ -138,10 +138,13 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
     if table_exists(con, "ml", "batch_predictions"):
         sources.append(f"""SELECT spotify_id, predicted_at, lake_snapshot_id, {probs}
                            FROM ml.batch_predictions WHERE model_version = $v""")
+    served = ", ".join(f'probabilities."{c}"' for c in COUNTRIES)
     if _log_exists(con):
-        served = ", ".join(f'probabilities."{c}"' for c in COUNTRIES)
         sources.append(f"""SELECT spotify_id, received_at, NULL::BIGINT, {served} FROM ops.inference_log
                            WHERE model_version = $v AND status = 200 AND spotify_id IS NOT NULL""")
+    if table_exists(con, "ops", "inference_log_first_served"):  # served songs whose raw log rows expired
+        sources.append(f"""SELECT spotify_id, received_at, NULL::BIGINT, {served} FROM ops.inference_log_first_served
+                           WHERE model_version = $v""")
     if not sources or not table_exists(con, "core", "song_labels"):
         return MonitorResult(name, model_version, False, "no predictions or labels yet", {"songs": 0})
     pivot = ", ".join(f"bool_or(l.label) FILTER (WHERE l.country = '{c}') AS \"y_{c}\"" for c in COUNTRIES)
