@@ -14,6 +14,7 @@ from hit_platform.adapters.lake.tables import requests_in_log
 from hit_platform.serving.inference_log import JournalCommitter
 from hit_platform.settings import Settings
 from hit_platform_tests.serving.test_inference_log import sealed, served, wait_for
+from hit_platform_tests.support.servers import postgres_missing_reason, postgres_server
 
 ROUNDS = 30
 pytestmark = pytest.mark.slow  # ~30 s: thirty committer rounds
@@ -63,3 +64,29 @@ def test_rounds_of_a_few_requests_leave_no_file_until_maintenance_flushes_them_i
     finally:
         committer.close()
     assert _parquet(off) == 3
+
+
+def test_with_a_postgresql_catalog_small_commits_are_inlined_flushed_and_old_snapshots_expired(tmp_path: Path):
+    """The same upkeep with the catalog in PostgreSQL (docs/scale.md): inlined, flushed into one file, the
+    snapshots past the retention expired except a protected one, which still reads what it read."""
+    if postgres_missing_reason():
+        pytest.skip(postgres_missing_reason())
+    with postgres_server(tmp_path / "pg") as dsn:
+        settings = Settings(warehouse=tmp_path / "warehouse", lake={"catalog": "postgres:" + dsn})
+        lake = Lake(settings)
+        with lake.connection() as con:
+            upkeep.inline_small_commits(lake, con, 100)
+            lake.write(lambda c: c.execute("CREATE TABLE ops.rounds (n INTEGER)"), con=con)
+            for i in range(10):
+                lake.write(lambda c, i=i: c.execute("INSERT INTO ops.rounds SELECT range FROM range(?)", [i + 1]),
+                           con=con)
+                if i == 4:
+                    protected = lake.snapshot_id(con)
+            grown = upkeep.footprint(lake, con)
+            assert _parquet(settings) == 0 and grown.inlined_rows == 55 and grown.catalog_bytes is None
+            assert upkeep.compact(lake, con)["inlined_rows_flushed"] == 55 and _parquet(settings) == 1
+            expired = upkeep.expire(lake, con, upkeep.expirable(lake, con, 1e-9, {protected}))
+            upkeep.delete_unreferenced(lake, con, 0)
+            at_protected = con.execute(f"SELECT count(*) FROM ops.rounds AT (VERSION => {protected})").fetchall()
+            assert expired == grown.snapshots + 1 - 2 and at_protected == [(15,)]
+            assert upkeep.footprint(lake, con).snapshots == 2
