@@ -169,7 +169,7 @@ def train_candidates(train_X: pd.DataFrame, train_Y, val_X: pd.DataFrame, val_Y,
     on_progress: called after each grid point is fitted and scored.
     on_chosen: called with each family's candidate as soon as it is chosen, before the next family.
     pool: makes the executor for the helpers from `workers` (default: local spawned processes; a Ray
-    cluster's tasks: `adapters.ray_cluster.training.RayTaskPool`)."""
+    cluster's tasks: `cluster.training.RayTaskPool`)."""
     names = list(FAMILIES) if families is None else list(families)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown or not names:
