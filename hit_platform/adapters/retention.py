@@ -91,7 +91,8 @@ def sweep_mlflow(tracker: Tracker, run_ids: list[str], timeout_s: float = 600.0)
         tracker.client.delete_logged_model(model_id)
     purge = deleted_runs(tracker)
     if purge or models:
-        store = ["--tracking-uri" if tracker.uri.startswith(("http:", "https:")) else "--backend-store-uri", tracker.uri]
+        server = tracker.uri.startswith(("http:", "https:"))
+        store = ["--tracking-uri" if server else "--backend-store-uri", tracker.uri]
         cmd = [sys.executable, "-m", "mlflow", "gc", *store]
         if purge:
             cmd += ["--run-ids", ",".join(purge)]

@@ -92,7 +92,8 @@ def expire_logs(con: duckdb.DuckDBPyConnection, before: datetime, keep_days: flo
         WHERE received_at < $before AND status = 200 AND spotify_id IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM {FIRST_SERVED} f
                           WHERE f.model_version = l.model_version AND f.spotify_id = l.spotify_id)
-        QUALIFY row_number() OVER (PARTITION BY model_version, spotify_id ORDER BY received_at) = 1""", {"before": before})
+        QUALIFY row_number() OVER (PARTITION BY model_version, spotify_id ORDER BY received_at) = 1""",
+                {"before": before})
     out["requests_expired"] = _deleted(con, f"""INSERT INTO {EXPIRED}
         SELECT request_id, min(received_at), any_value(endpoint), any_value(status), any_value(model_version),
                count(item), $now, {float(keep_days)} FROM ops.inference_log
@@ -132,3 +133,20 @@ def expired_request(con: duckdb.DuckDBPyConnection, request_id: str) -> dict | N
     at, endpoint, status, version, songs, expired_at, kept = rows[0]
     return {"at": at, "endpoint": endpoint, "status": status, "model_version": version, "songs": songs,
             "expired_at": expired_at, "kept_days": kept}
+
+
+def traffic_by_day(con: duckdb.DuckDBPyConnection, days: int = 30) -> list[tuple]:
+    """(day, requests, songs, answered 5xx, p99 ms, from): the newest `days` days of traffic, from the raw
+    log while it holds a day and from the daily aggregates once it was folded (the dashboard's table)."""
+    parts = []
+    if table_exists(con, "ops", "inference_log"):
+        parts.append("""SELECT received_at::DATE AS day, count(DISTINCT request_id) AS requests, count(item) AS songs,
+                               count(DISTINCT request_id) FILTER (WHERE status >= 500) AS errors,
+                               quantile_cont(latency_ms, 0.99) AS p99, 'raw log' AS source
+                        FROM ops.inference_log GROUP BY 1""")
+    if table_exists(con, "ops", "inference_log_daily"):
+        parts.append(f"""SELECT day, sum(requests), sum(songs), coalesce(sum(requests) FILTER (WHERE status >= 500), 0),
+                                max(latency_p99_ms), 'daily aggregate' FROM {DAILY} GROUP BY 1""")
+    if not parts:
+        return []
+    return con.execute(f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY day DESC LIMIT ?", [days]).fetchall()

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from hit_platform.adapters.reports import dashboard
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.steps import log_retention, monitors
@@ -45,6 +46,10 @@ def test_the_delayed_label_monitor_scores_the_same_songs_after_their_raw_rows_ex
     assert daily[:2] == (250, 250) and daily[2] == datetime.now(timezone.utc).date()
     assert after.metrics["songs"] == before.metrics["songs"] == 200
     assert after.metrics["mean_roc_auc"] == before.metrics["mean_roc_auc"]
+    with lake.connection(read_only=True) as con:
+        assert log_retention.traffic_by_day(con) == [(datetime.now(timezone.utc).date(), 250, 250, 0, 5.0,
+                                                      "daily aggregate")]
+    assert "Traffic per day (1 newest days)" in dashboard.render(lake).html  # the dashboard still shows it
     # a second run finds nothing more to fold: each day once
     again = lake.write(lambda con: log_retention.expire_logs(con, log_retention.cutoff(now, 30), 30, now, 365))
     assert again["inference_rows_expired"] == 0

@@ -120,8 +120,9 @@ def expirable(lake: Lake, con: duckdb.DuckDBPyConnection, keep_days: float, prot
               now: datetime | None = None) -> list[int]:
     """The snapshots older than `keep_days` that nothing protects, oldest first; never the newest."""
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(days=keep_days)
-    rows = _rows(con, f"""SELECT snapshot_id FROM {lake.alias}.snapshots()
-                          WHERE snapshot_time < ? AND snapshot_id < (SELECT max(snapshot_id) FROM {lake.alias}.snapshots())
+    a = lake.alias
+    rows = _rows(con, f"""SELECT snapshot_id FROM {a}.snapshots()
+                          WHERE snapshot_time < ? AND snapshot_id < (SELECT max(snapshot_id) FROM {a}.snapshots())
                           ORDER BY snapshot_id""", [cutoff])
     return [int(r[0]) for r in rows if int(r[0]) not in protected]
 
@@ -155,8 +156,10 @@ def delete_unreferenced(lake: Lake, con: duckdb.DuckDBPyConnection, grace_s: flo
 
 def waiting_past(lake: Lake, con: duckdb.DuckDBPyConnection, grace_s: float) -> int:
     """Files scheduled for deletion longer than `grace_s` ago and still there: 0 once the cleanup ran."""
-    return int(_rows(con, f"""SELECT count(*) FROM __ducklake_metadata_{lake.alias}.ducklake_files_scheduled_for_deletion
-                              WHERE schedule_start::TIMESTAMPTZ < now() - to_microseconds(?::BIGINT)""", [int(grace_s * 1e6)])[0][0])
+    waiting = f"__ducklake_metadata_{lake.alias}.ducklake_files_scheduled_for_deletion"
+    return int(_rows(con, f"""SELECT count(*) FROM {waiting}
+                              WHERE schedule_start::TIMESTAMPTZ < now() - to_microseconds(?::BIGINT)""",
+                     [int(grace_s * 1e6)])[0][0])
 
 
 def _str(s: str) -> str:

@@ -25,6 +25,7 @@ from hit_platform.adapters import model_events
 from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.reports import dashboard_sections as sec
+from hit_platform.steps import log_retention
 from hit_platform.domain.promotion import ShadowComparison
 from hit_platform.steps import shadow_comparison
 
@@ -125,6 +126,7 @@ def render(lake: Lake, shadow: ShadowComparison | None = None, served: ServedNow
         quality, q = sec.quality(con, lake, champion)
         drift, drift_at = sec.drift(con, lake)
         latency, lat = sec.latency(con, lake)
+        days = log_retention.traffic_by_day(con)  # raw days and, past the log's retention, their aggregates
         estimated, estimated_at = sec.estimates(con, lake)
         monitors, mon = sec.monitors(con, lake)
         snapshot = lake.snapshot_id(con)
@@ -140,7 +142,8 @@ def render(lake: Lake, shadow: ShadowComparison | None = None, served: ServedNow
         "Shadow": (sec.shadow(shadow), shadow.last_at if shadow is not None else None),
         "Performance estimate": (estimated, estimated_at),
         "Drift": (drift, drift_at),
-        "Serving": (latency, lat.get("newest")),
+        "Serving": (latency + (f"<p>Traffic per day ({len(days)} newest days):</p>" + sec.table(
+            days, ("day", "requests", "songs", "answered 5xx", "p99 ms", "from")) if days else ""), lat.get("newest")),
         "Monitors": (monitors, max((r[1] for r in mon), default=None)),
         "Alerts": (sec.table([(a["raised_at"], a["kind"], a["severity"], a["where"], a["what"][:200]) for a in alerts],
                              ("raised", "kind", "severity", "where", "what"))
