@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import pickle
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,20 +33,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from model_quality import load_splits, oracle_matrix, train_like_the_platform  # bench/ is the script's folder
+from model_quality import load_splits, oracle_matrix, peak_rss_mb, train_like_the_platform  # bench/ is the script's folder
 
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss, which Linux carries over
-    from the parent across fork+exec (every child would report at least the parent's peak)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
 def child(data_path: str, n_songs: int) -> None:

@@ -15,7 +15,8 @@ workers). Printed per world, on the lake's test songs:
     countries), and its bias (mean predicted - true);
   - per family, the AUC it expects from its own probabilities minus the AUC its scores get on average
     under the truth (negative: underconfident, it sells itself short);
-  - the search's seconds (wall clock; other processes share the cores).
+  - the search's seconds (wall clock; other processes share the cores) and the process's peak RSS (the
+    data half's build included; grid points fitted in helper processes are not counted).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def one_world(world: str, songs: int, seed: int, history_days: int, keep: str | 
     from hit_platform.defs.resources import LakeResource
     from hit_platform.generator import GeneratorConfig, generate
     from hit_platform.settings import Settings
-    from model_quality import against_oracle, load_splits, oracle_matrix, train_like_the_platform
+    from model_quality import against_oracle, load_splits, oracle_matrix, peak_rss_mb, train_like_the_platform
 
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
         settings = Settings(warehouse=Path(keep or tmp) / f"{world}-{songs}" / "warehouse")
@@ -64,7 +65,7 @@ def one_world(world: str, songs: int, seed: int, history_days: int, keep: str | 
         P_oracle, _ = oracle_matrix(settings.oracle, test.spotify_ids)
         out = against_oracle(test, search, P_oracle)
     return {"world": world, "songs": songs, "train": len(train), "test": len(test), "generate_s": generate_s,
-            "build_s": build_s, "search_s": search.seconds, **out}
+            "build_s": build_s, "search_s": search.seconds, "peak_rss_mb": peak_rss_mb(), **out}
 
 
 def row(r: dict) -> str:
@@ -72,7 +73,7 @@ def row(r: dict) -> str:
                      for f in FAMILY_ORDER if f in r["families"])
     return (f"{r['world']:14s} {r['songs']:>6,} {r['family']:>8s} {r['auc_ratio']:>9.4f} {r['log_loss_ratio']:>8.4f} "
             f"{r['worst_auc_ratio']:>8.4f} {r['worst_country']:>3s} {r['spread']:>7.4f} {r['true_spread']:>7.4f} "
-            f"{r['bias']:>+8.4f} {r['search_s']:>7.0f}   {fams}")
+            f"{r['bias']:>+8.4f} {r['search_s']:>7.0f} {r.get('peak_rss_mb', float('nan')):>7.0f}   {fams}")
 
 
 def main() -> None:
@@ -96,7 +97,7 @@ def main() -> None:
           f"{args.history_days} days; expected - true AUC per family: what its own probabilities promise minus "
           "what its scores get under the truth")
     print(f"{'world':14s} {'songs':>6s} {'champion':>8s} {'AUC/orc':>9s} {'LL/orc':>8s} {'worst':>8s} {'':>3s} "
-          f"{'spread':>7s} {'truth':>7s} {'bias':>8s} {'search':>7s}   expected - true AUC")
+          f"{'spread':>7s} {'truth':>7s} {'bias':>8s} {'search':>7s} {'peak MB':>7s}   expected - true AUC")
     for songs in args.songs:
         for world in args.worlds:
             cmd = [sys.executable, __file__, "--child", world, str(songs), "--seed", str(args.seed),

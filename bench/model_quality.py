@@ -9,6 +9,7 @@ the test songs' figures against the generator's oracle.
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,18 @@ import numpy as np
 import pandas as pd
 
 from hit_platform.domain.countries import COUNTRIES
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not getrusage's ru_maxrss, which Linux carries over
+    from the parent across fork+exec (every child would report at least the parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
 
 
 def load_splits(settings=None):
