@@ -17,12 +17,13 @@ class Refused(Exception):
 
 def _refusals() -> tuple[type[BaseException], ...]:
     """The exceptions that are a person's mistake, not a bug (imported here: each is light)."""
+    from hit_platform.adapters.backup import BackupRefused
     from hit_platform.adapters.lake.connection import NoLake
     from hit_platform.adapters.reports.audit import AuditError
     from hit_platform.cli.rebuild import RebuildRefused
     from hit_platform.cli.rollback import RollbackRefused
 
-    return Refused, NoLake, AuditError, RebuildRefused, RollbackRefused
+    return Refused, NoLake, AuditError, RebuildRefused, RollbackRefused, BackupRefused
 
 
 def bad_settings(exc) -> str:

@@ -14,6 +14,7 @@
     hit-platform dashboard            the dashboard on 127.0.0.1:8050, live from the lake (Ctrl-C stops it)
     hit-platform rollback --reason    the champion back to the previous one, served in place
     hit-platform rebuild              refit a version from its lake snapshot, or train from a past one
+    hit-platform backup | restore     a consistent backup of the warehouse / put one back into an empty one
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from datetime import date
 
 from hit_platform.adapters.alerts import KINDS as ALERT_KINDS
 from hit_platform.cli.cluster import add_cluster_command
+from hit_platform.cli.backup import add_backup_commands
 from hit_platform.cli.dashboard import add_dashboard_command
 from hit_platform.cli.demo import cmd_demo, cmd_feed, cmd_generate
 from hit_platform.cli.errors import OneLineParser, bad_settings, run_refusing, say_refused
@@ -100,7 +102,7 @@ def _add_demo_args(p: argparse.ArgumentParser) -> None:
 
 
 # Every command logs what the libraries say to a file under warehouse/logs/; the long ones tell their progress.
-LONG_COMMANDS = ("demo", "feed", "ingest", "build", "rebuild")
+LONG_COMMANDS = ("demo", "feed", "ingest", "build", "rebuild", "backup", "restore")
 
 
 def _add_output_flags(p: argparse.ArgumentParser, long: bool) -> None:
@@ -205,6 +207,7 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sql)
     add_dashboard_command(sub)
     add_cluster_command(sub)
+    add_backup_commands(sub)
     for name, p in sub.choices.items():
         _add_output_flags(p, name in LONG_COMMANDS)
     return parser
