@@ -101,12 +101,13 @@ def recorded_decision(lake: Lake, tracker: Tracker, run_id: str, run_known: bool
 
 def _log_test_calibration(tracker: Tracker, run_id: str, family: str, Y, P, metrics: dict) -> None:
     """The candidate's calibration on the test split, into its own MLflow run: ECE per country and its
-    means (test_ece_US, test_mean_ece, test_mean_ece_excess) and the per-country reliability curves."""
+    means (test_ece_US, test_mean_ece, test_mean_ece_excess), the pooled ECE of all countries together
+    (test_pooled_ece, test_pooled_ece_excess) and the per-country reliability curves."""
     from hit_platform.adapters.reports import plots  # matplotlib: only when an evaluation runs
 
     fig = plots.reliability_by_country(Y, P, f"{family}: reliability by country (test)")
     try:
-        ece = {k: metrics[k] for k in ("ece", "mean_ece", "mean_ece_excess")}
+        ece = {k: metrics[k] for k in ("ece", "mean_ece", "mean_ece_excess", "pooled_ece", "pooled_ece_excess")}
         tracker.log_to_run(run_id, flat_metrics("test", ece), {"reliability_by_country_test": fig})
     finally:
         plots.close(fig)

@@ -101,7 +101,7 @@ def model_requirements() -> list[str]:
 
 def flat_metrics(prefix: str, m: dict) -> dict[str, float]:
     """MLflow metrics: the means, and every per-country value (e.g. val_roc_auc_US)."""
-    out = {f"{prefix}_{k}": float(v) for k, v in m.items() if k.startswith("mean_")}
+    out = {f"{prefix}_{k}": float(v) for k, v in m.items() if k.startswith(("mean_", "pooled_"))}
     for name in ("roc_auc", "pr_auc", "log_loss", "brier", "ece"):
         out.update({f"{prefix}_{name}_{c}": float(v) for c, v in m.get(name, {}).items()})
     return out

@@ -28,6 +28,7 @@ class PromotionThresholds:
     max_country_auc_drop_vs_champion: float
     max_log_loss_increase_vs_champion: float
     max_calibration_error: float
+    max_pooled_calibration_error: float
 
 
 @dataclass
@@ -71,7 +72,9 @@ def decide(candidate: dict, baseline: dict, champion: dict | None, t: PromotionT
       - max_country_auc_drop_vs_champion: in every country where both AUCs are finite,
         champion AUC - candidate AUC <= the tolerance;
       - max_calibration_error: the candidate's mean excess calibration error (ECE minus the
-        noise floor of a calibrated model on these songs) <= the threshold, champion or not.
+        noise floor of a calibrated model on these songs) <= the threshold, champion or not;
+      - max_pooled_calibration_error: the same of all its (song, country) predictions taken together,
+        which sees a bias every country shares (too timid everywhere) that no country's few hits show.
     Without a champion only the baseline margin applies (the reason says "no champion yet").
 
     Edges: a value exactly at its threshold passes (a gain equal to the margin, a drop or an
@@ -101,6 +104,17 @@ def decide(candidate: dict, baseline: dict, champion: dict | None, t: PromotionT
         else:
             d.reasons.append(f"calibrated: mean ECE {candidate.get('mean_ece', NAN):.4f}, {excess:+.4f} over "
                              "sampling noise")
+
+    rule, tol = "max_pooled_calibration_error", t.max_pooled_calibration_error
+    excess = candidate.get("pooled_ece_excess")
+    if excess is not None:  # metric dicts made before the pooled error was measured have none
+        if not _finite(excess) or excess > tol + SLACK:
+            d.refuse(rule, f"pooled excess calibration error {excess:.4f} (ECE of all countries' predictions "
+                           f"together {candidate.get('pooled_ece', NAN):.4f}) is above {rule} {tol}: "
+                           "its probabilities are off in every country alike")
+        else:
+            d.reasons.append(f"calibrated across countries: pooled ECE {candidate.get('pooled_ece', NAN):.4f}, "
+                             f"{excess:+.4f} over sampling noise")
 
     rule, need = "min_auc_gain_over_baseline", t.min_auc_gain_over_baseline
     if not _finite(baseline.get("mean_roc_auc")):

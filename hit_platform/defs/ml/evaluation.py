@@ -37,15 +37,17 @@ def model_evaluation(context: dg.AssetExecutionContext, lake: LakeResource, trac
     (a) the per-country prior baseline, (b) the current champion on the same test rows and (c) the
     generator's oracle probabilities when present (the best any model can do), with the promotion
     decision. Appended to `ml.evaluations`, so the history can be queried. The candidate's calibration
-    on the test split goes into its MLflow run: test_ece_<country>, test_mean_ece, test_mean_ece_excess
-    and plots/reliability_by_country_test.png."""
+    on the test split goes into its MLflow run: test_ece_<country>, test_mean_ece, test_mean_ece_excess,
+    test_pooled_ece, test_pooled_ece_excess and plots/reliability_by_country_test.png."""
     cand = upstream_metadata(context, CANDIDATES)
     with gate_policy.unjudged_refused():  # the test split only as the blocking gates passed it at that snapshot
         e = evaluate_candidate(lake.lake(), tracking.tracker(), cand, gates_config.thresholds().promotion(),
                                lake.settings().oracle, context.run.run_id, gates=gate_policy.split_gates())
     return dg.MaterializeResult(metadata=_metadata(e.record, e.written, e.champion) | {
         "test_mean_ece": e.judgement.candidate["mean_ece"],
-        "test_mean_ece_excess": e.judgement.candidate["mean_ece_excess"]})
+        "test_mean_ece_excess": e.judgement.candidate["mean_ece_excess"],
+        "test_pooled_ece": e.judgement.candidate["pooled_ece"],
+        "test_pooled_ece_excess": e.judgement.candidate["pooled_ece_excess"]})
 
 
 def _metadata(e: Evaluation, written: int, champion) -> dict:

@@ -23,10 +23,16 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 
+from hit_platform.domain.countries import COUNTRIES, REGION_OF
+
 # "per_country": each country its own of the three, by its two-fold cross-fitted log loss on the data
 # the map is fitted to (so a refit on the same data chooses the same)
 SINGLE: tuple[str, ...] = ("none", "platt", "isotonic")
-METHODS: tuple[str, ...] = (*SINGLE, "per_country")
+# Pooled: one Platt map for every country ("temperature": a slope and a shift of the logits), or one per
+# region. A country's validation songs hold 20-100 hits, too few to see a bias every country shares
+# (a model too timid everywhere); 72 countries together see it.
+POOLED: tuple[str, ...] = ("temperature", "region")
+METHODS: tuple[str, ...] = (*SINGLE, *POOLED, "per_country")
 DEFAULT_BINS = 10
 _EPS = 1e-6  # probabilities are kept this far from 0 and 1 (the logit and the log stay finite)
 
@@ -81,6 +87,14 @@ def excess_calibration_error(Y, P, bins: int = DEFAULT_BINS) -> np.ndarray:
     return expected_calibration_error(Y, P, bins) - calibration_noise_floor(P, bins)
 
 
+def pooled_calibration_error(Y, P, bins: int = DEFAULT_BINS) -> tuple[float, float]:
+    """(ECE, its excess over the noise floor) of every (song, country) prediction taken together, in
+    equal-mass bins of all of them: what no single country's few hits can show, a bias they all share."""
+    Y, P = np.asarray(Y, dtype=np.float64).reshape(-1, 1), np.asarray(P, dtype=np.float64).reshape(-1, 1)
+    ece = float(expected_calibration_error(Y, P, bins)[0])
+    return ece, ece - float(calibration_noise_floor(P, bins)[0])
+
+
 @dataclass(frozen=True)
 class Reliability:
     """A reliability curve per country: (bins, countries) arrays."""
@@ -131,6 +145,11 @@ class CountryCalibration(BaseEstimator):
             self.parts_ = {m: CountryCalibration(m).fit(P, Y) for m in set(self.country_methods_) - {"none"}}
         if self.method == "platt":
             self.a_, self.b_ = _fit_platt(_logit(P), Y)
+        elif self.method in POOLED:
+            self.a_, self.b_ = np.ones(P.shape[1]), np.zeros(P.shape[1])
+            for cols in _pools(self.method, P.shape[1]):  # one (a, b) for all the columns of a pool
+                (a,), (b,) = _fit_platt(_logit(P[:, cols]).reshape(-1, 1), Y[:, cols].reshape(-1, 1))
+                self.a_[cols], self.b_[cols] = a, b
         elif self.method == "isotonic":
             self.x_, self.y_ = [], []
             for j in range(P.shape[1]):
@@ -150,9 +169,19 @@ class CountryCalibration(BaseEstimator):
                 cols = [j for j, c in enumerate(self.country_methods_) if c == m]
                 out[:, cols] = part.transform(P)[:, cols]
             return out
-        if self.method == "platt":
+        if self.method == "platt" or self.method in POOLED:
             return _sigmoid(self.a_ * _logit(P) + self.b_)
         return np.column_stack([np.interp(P[:, j], self.x_[j], self.y_[j]) for j in range(P.shape[1])])
+
+
+def _pools(method: str, k: int) -> list[np.ndarray]:
+    """The column groups a pooled method fits one map to: all of them, or each region's countries."""
+    if method == "temperature":
+        return [np.arange(k)]
+    if k != len(COUNTRIES):
+        raise ValueError(f"calibration 'region' needs the {len(COUNTRIES)} countries' columns, got {k}")
+    regions = np.array([REGION_OF[c] for c in COUNTRIES])
+    return [np.flatnonzero(regions == r) for r in dict.fromkeys(regions)]
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -223,9 +252,10 @@ def choose_calibration(P_val, Y_val, seed: int = 0, min_gain: float = _MIN_GAIN)
     """The method with the lowest two-fold cross-fitted validation mean log loss (over the countries);
     "none" unless another beats it by `min_gain` (a calibration must pay for itself)."""
     P, Y = np.asarray(P_val, dtype=np.float64), np.asarray(Y_val, dtype=np.float64)
-    losses = cross_fitted_log_loss(P, Y, METHODS, seed)
-    scores = {m: float(losses[i].mean()) for i, m in enumerate(METHODS)}
-    best = min(METHODS, key=lambda m: scores[m])
+    methods = METHODS if P.shape[1] == len(COUNTRIES) else tuple(m for m in METHODS if m != "region")
+    losses = cross_fitted_log_loss(P, Y, methods, seed)
+    scores = {m: float(losses[i].mean()) for i, m in enumerate(methods)}
+    best = min(methods, key=lambda m: scores[m])
     method = best if scores[best] < scores["none"] - min_gain else "none"
     return CalibrationChoice(method, CountryCalibration(method).fit(P, Y), scores)
 
@@ -242,6 +272,11 @@ class Calibrated(BaseEstimator):
 
     def __sklearn_is_fitted__(self) -> bool:  # what sklearn's Pipeline asks before predicting
         return self.model is not None
+
+    @property
+    def countries_(self) -> tuple[str, ...]:
+        """The output order: the model's (a map per column keeps it)."""
+        return (self.model[-1] if hasattr(self.model, "steps") else self.model).countries_
 
     def predict_proba(self, X) -> np.ndarray:
         P = self.model.predict_proba(X)

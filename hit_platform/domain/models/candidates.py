@@ -84,8 +84,10 @@ def _mlp(params: dict, seed: int) -> Pipeline:
 
 
 def _blend(params: dict, seed: int, members: dict[str, Pipeline]) -> Pipeline:
+    # the members' own logits, before any calibration they chose: the blend chooses its own on top
     w = params["trees_weight"]
-    return Pipeline([("model", LogitBlend.of_fitted([("trees", members["trees"]), ("mlp", members["mlp"])],
+    return Pipeline([("model", LogitBlend.of_fitted([("trees", uncalibrated(members["trees"])),
+                                                     ("mlp", uncalibrated(members["mlp"]))],
                                                     [w, round(1.0 - w, 10)]))])
 
 
@@ -284,6 +286,12 @@ def _search(family: Family, done: dict[str, CandidateResult], train_X, train_Y, 
     return CandidateResult(family=family.name, params=params, pipeline=pipeline, val_metrics=val_metrics,
                            train_metrics=train_metrics, search=search, fit_seconds=seconds,
                            calibration_log_loss=choice.val_log_loss)
+
+
+def uncalibrated(pipeline: Pipeline) -> Pipeline:
+    """A fitted pipeline without the calibration `with_calibration` put after it (itself when it has none)."""
+    last = pipeline[-1]
+    return last.model if isinstance(last, Calibrated) else pipeline
 
 
 def with_calibration(pipeline: Pipeline, calibration: CountryCalibration) -> Pipeline:

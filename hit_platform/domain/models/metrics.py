@@ -18,7 +18,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from hit_platform.domain.countries import COUNTRIES
-from hit_platform.domain.models.calibration import calibration_noise_floor, expected_calibration_error
+from hit_platform.domain.models.calibration import (calibration_noise_floor, expected_calibration_error,
+                                                    pooled_calibration_error)
 
 METRICS: tuple[str, ...] = ("roc_auc", "pr_auc", "log_loss", "brier")
 # Probabilities are clipped this far from 0 and 1 before the log (sklearn's log_loss does the same).
@@ -69,6 +70,7 @@ def evaluate(Y_true, P, countries: Sequence[str] = COUNTRIES) -> dict:
     for name, values in (("ece", ece), ("ece_excess", excess)):
         out[name] = dict(zip(countries, map(float, values)))
         out[f"mean_{name}"] = float(values[both].mean()) if both.any() else float("nan")
+    out["pooled_ece"], out["pooled_ece_excess"] = pooled_calibration_error(Y, P)
     out["countries_skipped"] = [c for c, ok in zip(countries, both) if not ok]
     out["n_songs"] = int(n)
     out["positives"] = dict(zip(countries, map(int, n_pos)))

@@ -42,7 +42,8 @@ def test_a_calibration_is_chosen_only_when_it_lowers_the_cross_fitted_validation
     kept = choose_calibration(true, Y)
     assert kept.method == "none" and set(kept.val_log_loss) == set(METHODS)
     fixed = choose_calibration(distorted, Y)
-    assert fixed.method in ("platt", "isotonic", "per_country")
+    # every country distorted alike (logits doubled, shifted): one pooled map is the best fix
+    assert fixed.method == "temperature", fixed.val_log_loss
     assert fixed.val_log_loss[fixed.method] < fixed.val_log_loss["none"]
 
 
@@ -72,9 +73,12 @@ def test_a_country_of_one_class_and_bad_input():
     P = rng.random((200, 3))
     Y = np.zeros((200, 3), dtype=bool)
     Y[:40, 1] = True
-    for method in METHODS:
+    for method in ("platt", "isotonic", "per_country"):  # a map per country: a country of one class alone
         out = CountryCalibration(method).fit(P, Y).transform(P)
-        assert np.isfinite(out).all() and out[:, 0].max() < 0.05 if method != "none" else True
+        assert np.isfinite(out).all() and out[:, 0].max() < 0.05, method
+    assert np.isfinite(CountryCalibration("temperature").fit(P, Y).transform(P)).all()
+    with pytest.raises(ValueError, match="calibration 'region' needs the 72 countries' columns, got 3"):
+        CountryCalibration("region").fit(P, Y)
     with pytest.raises(ValueError, match="expected one of"):
         CountryCalibration("beta").fit(P, Y)
     with pytest.raises(ValueError, match="must be the same"):
@@ -103,3 +107,29 @@ def test_the_excess_over_the_noise_floor_is_about_zero_for_a_calibrated_model_wh
     assert expected_calibration_error(Y, true).mean() > 0.5 * calibration_noise_floor(true).mean()  # noise, not 0
     assert abs(excess_calibration_error(Y, true).mean()) < 0.002
     assert excess_calibration_error(Y, distorted).mean() > 0.015
+
+
+def test_a_bias_every_country_shares_is_seen_pooled_and_fixed_by_one_map():
+    """Each country's model too timid alike (logits shrunk by a third), with ~40 hits per country: the
+    pooled error sees it where each country's excess is within its noise; temperature then fixes it,
+    with one slope near the inverse 1.5, and is chosen over a map per country."""
+    from hit_platform.domain.models.calibration import pooled_calibration_error
+
+    rng = np.random.default_rng(3)
+    logits = rng.normal(-3.2, 1.2, (600, 72))
+    true = 1 / (1 + np.exp(-logits))
+    Y = rng.random(true.shape) < true
+    from scipy.optimize import brentq
+
+    def shrunk(c):
+        return 1 / (1 + np.exp(-(logits / 1.5 + c)))
+    timid = shrunk(brentq(lambda c: shrunk(c).mean() - true.mean(), -5, 5))  # the same mean, a narrower spread
+    _, excess_true = pooled_calibration_error(Y, true)
+    _, excess_timid = pooled_calibration_error(Y, timid)
+    assert excess_true < 0.003 < 0.01 < excess_timid, (excess_true, excess_timid)
+    choice = choose_calibration(timid, Y)
+    assert choice.method in ("temperature", "region"), choice.val_log_loss
+    assert choice.val_log_loss[choice.method] < choice.val_log_loss["platt"]
+    assert 1.35 < np.median(choice.calibration.a_) < 1.65
+    _, excess_fixed = pooled_calibration_error(Y, choice.calibration.transform(timid))
+    assert excess_fixed < 0.003

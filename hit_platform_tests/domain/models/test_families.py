@@ -10,6 +10,7 @@ from sklearn.pipeline import Pipeline
 
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.models import FAMILIES, PROBA_MIN, CandidateResult, evaluate, select_best, train_candidates
+from hit_platform.domain.models.candidates import uncalibrated
 from hit_platform_tests.support.models import data, trained_candidates
 
 ALL = ["prior", "linear", "trees", "mlp", "blend"]
@@ -65,10 +66,10 @@ def test_prior_is_the_train_base_rate():
 
 def test_linear_compiled_equals_sklearn_logistic_regression():
     r = trained_candidates()["linear"]
-    pipeline = r.pipeline
+    pipeline = uncalibrated(r.pipeline)  # the logistic model itself, under any calibration it chose
     X, Y, _ = data()["train"]
     Xv, _, _ = data()["validation"]
-    model = pipeline[-1]
+    model = uncalibrated(pipeline)[-1]
     assert model.weights_.shape == (14, 72) and model.intercepts_.shape == (72,)
     # Nothing but arrays in the prediction path: no fitted sklearn estimator inside the model.
     assert not any(hasattr(v, "predict_proba") for v in vars(model).values())
