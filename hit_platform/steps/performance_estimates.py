@@ -28,7 +28,7 @@ from hit_platform.adapters.lake.tables import PERFORMANCE_ESTIMATES_DDL, PROB_CO
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.models import evaluate
 from hit_platform.domain.models.calibration import expected_calibration_error
-from hit_platform.domain.performance_estimate import estimate
+from hit_platform.domain.performance_estimate import estimate, model_error
 from hit_platform.settings import MonitorThresholds
 from hit_platform.steps.monitors import MonitorResult
 
@@ -45,12 +45,13 @@ class Reference:
     roc_auc: np.ndarray
     log_loss: np.ndarray
     calibration_error: np.ndarray
+    auc_model_error: float | None = None  # `performance_estimate.model_error` on the test split
 
     @classmethod
     def from_test(cls, Y: np.ndarray, P: np.ndarray) -> Reference:
         m = evaluate(Y, P)
         return cls(np.array([m["roc_auc"][c] for c in COUNTRIES]), np.array([m["log_loss"][c] for c in COUNTRIES]),
-                   expected_calibration_error(Y, P))
+                   expected_calibration_error(Y, P), model_error(Y, P))
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def estimate_population(pop: Population, model_version: str, ref: Reference, t: 
     if n < t.min_rows:
         return EstimateResult(model_version, pop.source, False,
                               f"{n} {where}: fewer than {t.min_rows}, not estimated")
-    e = estimate(pop.P, calibration_error=ref.calibration_error)
+    e = estimate(pop.P, calibration_error=ref.calibration_error, auc_model_error=ref.auc_model_error)
     now = now or datetime.now(timezone.utc)
     frames = []
     for metric, (est, lo, hi), reference in (
