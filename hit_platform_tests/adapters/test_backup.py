@@ -7,8 +7,6 @@ Walked in process through `main`, as the `hit-platform` script calls it."""
 from __future__ import annotations
 
 import json
-import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -19,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pytest
 
 from hit_platform.adapters.backup import MANIFEST, BackupRefused, file_digest, places, take
@@ -30,6 +27,7 @@ from hit_platform.cli.dagster_instance import persistent_instance
 from hit_platform.serving.inference_log import JournalCommitter, SegmentWriter, Served, encode
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings, get_settings
+from hit_platform_tests.cli.test_refusals import warehouse  # noqa: F401 (a fixture)
 from hit_platform_tests.support.monitored_world import truth
 from hit_platform_tests.support.serving import promote_champion
 
@@ -40,23 +38,11 @@ def nightly() -> int:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """HIT_WAREHOUSE and HIT_BACKUP_DIR under tmp_path; the root logger as it was."""
-    warehouse = tmp_path / "warehouse"
-    monkeypatch.setenv("HIT_WAREHOUSE", str(warehouse))
+def env(warehouse, tmp_path, monkeypatch):
+    """test_refusals' empty warehouse as HIT_WAREHOUSE (the root logger kept as it was), backups beside it."""
     monkeypatch.setenv("HIT_BACKUP_DIR", str(tmp_path / "backups"))
-    monkeypatch.setenv("MLFLOW_CONFIGURE_LOGGING", os.environ.get("MLFLOW_CONFIGURE_LOGGING", "true"))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    get_settings.cache_clear()
-    yield Settings(warehouse=warehouse, backup={"dir": tmp_path / "backups"})
-    get_settings.cache_clear()
-    for h in [h for h in root.handlers if h not in handlers]:
-        root.removeHandler(h)
-        h.close()
-    root.setLevel(level)
-    logging.captureWarnings(False)
+    return Settings(warehouse=warehouse, backup={"dir": tmp_path / "backups"})
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
