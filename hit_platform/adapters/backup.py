@@ -231,6 +231,8 @@ def take(settings: Settings, to: Path | None = None, say: Callable[[str], None] 
     if root == settings.warehouse.resolve() or settings.warehouse.resolve() in root.parents:
         raise BackupRefused(f"backup folder {root} is inside the warehouse {settings.warehouse}: a backup must "
                             "outlive the warehouse (HIT_BACKUP_DIR or --to elsewhere)")
+    say(f"backing up {settings.warehouse} into {root} (the alias lock is held while the lake and the registry "
+        "are copied)")
     started = datetime.now(timezone.utc)
     name = "hit-backup-" + started.strftime("%Y%m%dT%H%M%S%fZ")
     out = root / (f".{name}{PARTIAL}")

@@ -18,7 +18,6 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.adapters.backup import take
 
     say = args.progress.line
-    say(f"backing up {settings.warehouse} (the alias lock is held while the lake and the registry are copied)")
     result = take(settings, Path(args.to) if args.to else None, say=say)
     m, files = result.manifest, result.manifest["files"]
     sizes = {rel: sum(s for r, (s, _) in files.items() if r.startswith(rel)) for rel in
