@@ -59,6 +59,24 @@ def with_pinned_code_version(deployment, code_version: str, **options):
     return deployment.options(version=code_version, _internal=True, **options)
 
 
+def serve_replicas(app_name: str, deployment: str) -> list[dict]:
+    """Each replica of `deployment` in `app_name` as the Serve controller knows it: replica id, state,
+    node id, node address and pid (running ones and those starting or stopping alike).
+
+    Why private: Serve's public `serve.status()` counts replicas per state but does not say where they run;
+    the controller's instance details do (the dashboard's REST API shows the same, and needs the
+    dashboard, which the platform's nodes do not run). Called from the serving process and from a replica
+    (its /healthz), in a process connected to the cluster.
+    """
+    from ray.serve.context import _get_global_client
+
+    details = _get_global_client().get_serve_details()
+    replicas = details.get("applications", {}).get(app_name, {}).get("deployments", {}).get(deployment, {})
+    return [{"replica_id": r.get("replica_id"), "state": getattr(r.get("state"), "value", str(r.get("state"))),
+             "node_id": r.get("node_id"),
+             "node_ip": r.get("node_ip"), "pid": r.get("pid")} for r in replicas.get("replicas", [])]
+
+
 def bind_replica_grpc_to_loopback() -> bool:
     """Make this process's Serve replicas open their inter-deployment gRPC server on 127.0.0.1, not `[::]`.
 

@@ -134,7 +134,7 @@ ENV_WRITERS = {
     "cli/dagster_instance.py": "DAGSTER_HOME is Dagster's own convention",
     "adapters/lake/connection.py": "XDG_CACHE_HOME: where the per-user extension links go",
     "cli/logs.py": "MLFLOW_CONFIGURE_LOGGING, MLflow's own switch: its terminal handler stays off (quiet by default)",
-    "adapters/ray_cluster/nodes.py": "passes its environment on to `ray start` on each node; Ray's own RAY_AUTH_MODE",
+    "cluster/nodes.py": "passes its environment on to `ray start` on each node; Ray's own RAY_AUTH_MODE",
 }
 
 

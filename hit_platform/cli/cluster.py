@@ -1,6 +1,6 @@
 """`hit-platform cluster up|down|status|run`: a real Ray cluster on this one machine, for trying the
 platform past one node (and for its tests): a head and worker nodes, each in its own network namespace
-(`adapters/ray_cluster`). Needs root and iproute2. On real machines, see the README's "Running at scale".
+(`cluster`). Needs root and iproute2. On real machines, see the README's "Running at scale".
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def add_cluster_command(subparsers) -> None:
 
 
 def cmd_cluster(args: argparse.Namespace, settings) -> int:
-    from hit_platform.adapters.ray_cluster.netns import netns_missing_reason
-    from hit_platform.adapters.ray_cluster.nodes import STATE_FILE, LocalCluster
+    from hit_platform.cluster.netns import netns_missing_reason
+    from hit_platform.cluster.nodes import STATE_FILE, LocalCluster
 
     if args.action != "status" and (why := netns_missing_reason()):
         raise Refused(f"cannot make network namespaces here: {why}")

@@ -15,6 +15,7 @@
     hit-platform rollback --reason    the champion back to the previous one, served in place
     hit-platform rebuild              refit a version from its lake snapshot, or train from a past one
     hit-platform backup | restore     a consistent backup of the warehouse / put one back into an empty one
+    hit-platform cluster up | down    a Ray cluster on this machine, each node in a network namespace (root)
 """
 
 from __future__ import annotations
@@ -197,7 +198,8 @@ def build_parser(settings: Settings) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per country")
     p.set_defaults(func=cmd_monitor)
 
-    p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id")
+    p = sub.add_parser("status", help="rows per table, quarantine by reason, snapshot id; the serving process "
+                                      "and, on a Ray cluster, its replicas per node")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("sql", help="run SQL on the lake read-only (no query: open the duckdb CLI)")

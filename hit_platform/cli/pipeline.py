@@ -103,7 +103,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from hit_platform.cli.serving import print_serving_status
+
     print_lake_summary(settings)
+    print_serving_status(settings)
     return 0
 
 

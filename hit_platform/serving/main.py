@@ -40,8 +40,10 @@ log = logging.getLogger("hit_platform.serving")
 
 
 class ServingProcess:
-    def __init__(self, settings: Settings, config: ServeConfig, ingress_secret: str | None = None):
+    def __init__(self, settings: Settings, config: ServeConfig, ingress_secret: str | None = None,
+                 cluster_env: dict[str, str] | None = None):
         self.settings, self.config = settings, config
+        self.cluster_env = cluster_env or {}  # on a cluster: what Serve's actors on every node need (ray_env)
         self.ingress_secret = ingress_secret  # the replicas take a request id only with it (serving.ingress)
         self.pid_path = pid_file(settings, config)
         self.tracker = Tracker(settings)
@@ -63,12 +65,27 @@ class ServingProcess:
         from ray import serve
 
         address = self.config.ray_address
+        runtime_env = {"env_vars": self.cluster_env} if self.cluster_env else None
         if address:
-            ray.init(address=address, namespace="hit_platform", logging_level=logging.WARNING)
+            # The nodes' processes inherit their raylet's environment, not this one: Serve's controller, its
+            # proxies (our HAProxy and its secret) and the replicas get ours through the job's runtime env.
+            ray.init(address=address, namespace="hit_platform", logging_level=logging.WARNING,
+                     runtime_env=runtime_env)
         else:
             ray.init(num_cpus=self.config.ray_cpus, include_dashboard=False, namespace="hit_platform",
                      logging_level=logging.WARNING)
-        serve.start(http_options={"host": self.config.host, "port": self.config.port})
+        deadline = time.monotonic() + self.config.start_timeout_s
+        while True:
+            try:
+                serve.start(http_options={"host": self.config.host, "port": self.config.port},
+                            controller_options={"runtime_env": runtime_env} if runtime_env else None)
+                return
+            except TimeoutError as exc:
+                # Serve waits 60 s for a proxy on every node; on a busy cluster a node's first worker starts
+                # cold. Its controller goes on starting them: asked again, serve.start finds it running.
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("Serve's proxies are not all up yet (%s); waiting for them", exc)
 
     def deploy(self, version: str, challenger: str | None = None) -> None:
         """Deploy (or re-deploy with a new user_config) and wait until it answers with `version`
@@ -150,6 +167,17 @@ class ServingProcess:
         update_pid_file(self.pid_path, model_version=target, challenger_version=challenger, update_error=None,
                         update_error_version=None, update_error_challenger=None, updated_at=time.time())
 
+    def record_placement(self) -> None:
+        """The replicas' nodes, in the pid file for `hit-platform status` (a cluster only)."""
+        from hit_platform.serving.placement import replica_nodes, running_per_node
+
+        try:
+            replicas = replica_nodes()
+        except Exception as exc:  # the controller busy: the next round asks again
+            log.warning("could not read where the replicas run: %s", exc)
+            return
+        update_pid_file(self.pid_path, replicas=replicas, running_per_node=running_per_node(replicas))
+
     def shutdown(self) -> None:
         import ray
         from ray import serve
@@ -206,10 +234,14 @@ class ServingProcess:
                             endpoint=self.config.endpoint, ready_at=time.time(),
                             ray_address=self.config.ray_address)
             log.warning("serving %s version %s at %s", self.settings.mlflow.model_name, self.version, self.config.endpoint)
+            placed = 0.0
             while not self.stop_requested.is_set():
                 if self.update_requested.wait(0.5):
                     self.update_requested.clear()
                     self.update()
+                if self.config.ray_address and time.monotonic() - placed > 5:  # where the replicas run now
+                    placed = time.monotonic()
+                    self.record_placement()
         finally:
             self.shutdown()
         return 0
@@ -224,14 +256,15 @@ def main() -> int:
     config = config.model_copy(update={"log_committer": "replica" if config.replicas_commit() else "process"})
     state = config.state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
-    # Our HAProxy stamps each request id with this secret; on a cluster (no ingress of ours) it is None and
-    # the replicas name every request themselves.
+    # Our HAProxy stamps each request id with this secret, on this machine or on every node of a cluster
+    # (None with Serve's Python proxy: the replicas name every request themselves).
     joining = bool(config.ray_address)
-    secret = ingress_secret(fast_proxy=config.fast_proxy, joining_cluster=joining)
+    secret = ingress_secret(fast_proxy=config.fast_proxy)
     # Ray reads these at import time: set them before anything imports it.
-    os.environ.update(ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state, joining_cluster=joining,
-                              ingress_secret=secret))
-    return ServingProcess(settings, config, secret).run()
+    env = ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state, joining_cluster=joining,
+                  ingress_secret=secret)
+    os.environ.update(env)
+    return ServingProcess(settings, config, secret, cluster_env=env if joining else None).run()
 
 
 if __name__ == "__main__":

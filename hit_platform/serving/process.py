@@ -56,6 +56,8 @@ class ServingStatus:
     log_file: str
     detail: str | None = None
     challenger_version: str | None = None  # the version shadowing the champion, if any
+    ray_address: str | None = None  # the Ray cluster it serves on (None: an embedded Ray on this machine)
+    replicas: list | None = None  # on a cluster: each replica's id, state, node and pid (at most ~5 s old)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -152,7 +154,8 @@ def status(settings: Settings, config: ServeConfig | None = None) -> ServingStat
                              state if state in ("starting", "stopping") else "unreachable", str(path), log,
                              f"{endpoint}/healthz does not answer 200 yet")
     return ServingStatus(True, endpoint, str(health.get("model_version")), info["pid"], "running", str(path), log,
-                         info.get("update_error"), health.get("challenger_version"))
+                         info.get("update_error"), health.get("challenger_version"), info.get("ray_address"),
+                         info.get("replicas"))
 
 
 # -- starting -------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from hit_platform.serving.fast_path import PredictFastPath
 from hit_platform.serving.http import build_app, check_content_type, error_body, json_bytes, parse_body
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.serving.loopback import in_loopback_mode
+from hit_platform.serving.placement import CachedPlacement, this_node
 from hit_platform.serving.predictor import Predictor, features_of, lineage_of, load_predictor, top_k, version_info
 from hit_platform.serving.schemas import SONG_ADAPTER, SONG_EXTRAS, ApiError, batch_model
 from hit_platform.serving.shadow import SCORE_EVERY_COMMITS, ShadowScorer
@@ -72,6 +73,12 @@ class ModelReplica:
         self.fast_path_requests = 0  # /predict requests answered by PredictFastPath (the rest went through FastAPI)
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
         journal = self.config.journal(self.settings)
+        self.node, self.placement = this_node(), None  # where this replica runs (Ray's node), in /healthz
+        if self.config.replicas_commit():
+            # On a cluster the journal is on this node's own disk: HIT_SERVE_JOURNAL_DIR as the node was started
+            # with it (`ray start`'s environment), else the serving process's path, on this node.
+            journal = ServeConfig().journal_dir or journal
+            self.placement = CachedPlacement()
         # On a cluster there is no serving process on this machine: the replica commits its own journal, and
         # scores what it committed with the challenger. It never looks back for answers left unscored
         # (`ShadowScorer.catch_up`): every replica would score the same ones.
@@ -158,6 +165,10 @@ class ModelReplica:
                 "batching": self.batcher.stats(self.model), "fast_path_requests": self.fast_path_requests}
         if (challenger := self.challenger) is not None:
             body["challenger_version"], body["shadow"] = challenger["version"], self._shadow_stats()
+        if self.node is not None:
+            body["node"] = self.node
+        if self.placement is not None:  # a cluster: every replica's node, from Serve's controller
+            body["placement"] = self.placement.get()
         if stats["state"] != "ok":
             body["reason"] = (f"inference log {stats['state']}: {stats['last_error']}; "
                               f"{stats['pending_rows']} of {stats['buffer_rows']} rows held in memory")
@@ -312,6 +323,7 @@ def bind_application(settings: Settings, config: ServeConfig, model_version: str
         num_replicas=config.replicas,
         max_ongoing_requests=config.max_ongoing_requests,
         ray_actor_options={"num_cpus": config.replica_cpus},
+        **({"max_replicas_per_node": config.max_replicas_per_node} if config.max_replicas_per_node else {}),
         user_config={"model_version": str(model_version), "challenger_version": str(challenger_version or ""),
                      "requested_at": requested_at or ""},
         max_surge_percent=100,  # should replicas ever be replaced: start the new one before stopping the old

@@ -126,6 +126,9 @@ class Health(BaseModel):
     shadow: dict | None = Field(None, description="who scores for the challenger (the serving process as it "
                                                   "commits the journal, or this replica on a cluster), and "
                                                   "then its rows scored and last error")
+    node: dict | None = Field(None, description="the Ray node this replica runs on: node_id, node_ip")
+    placement: dict | None = Field(None, description="on a Ray cluster: every replica of the deployment with its "
+                                                     "node and state, and the running replicas per node")
 
 
 class ModelCard(BaseModel):

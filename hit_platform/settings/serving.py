@@ -26,6 +26,10 @@ class ServeConfig(BaseSettings):
                                                "uvicorn)")
     replica_cpus: float = Field(0.5, gt=0, description="Ray CPUs reserved per replica (leave room for a surge "
                                                        "replica during a code change)")
+    max_replicas_per_node: int | None = Field(
+        None, ge=1, description="on a Ray cluster: at most this many replicas on one node (1 with as many replicas as "
+                                "nodes: one per node, and a node that rejoins gets its replica back, which commits "
+                                "the journal the node's dead replicas left); unset: Serve spreads them as it likes")
     ray_cpus: int = Field(2, ge=1, description="CPUs of the embedded Ray instance (ignored with RAY_ADDRESS)")
     max_ongoing_requests: int = Field(64, ge=1, description="concurrent requests per replica before queueing")
     batch_max_size: int = Field(64, ge=1, description="/predict: most concurrent songs a replica scores in one model "
@@ -48,7 +52,9 @@ class ServeConfig(BaseSettings):
                             "replicas on this machine), each replica (Ray cluster), or auto: the serving process "
                             "unless RAY_ADDRESS is set")
     journal_dir: Path | None = Field(None, description="inference log journal: rows served and not yet in the lake "
-                                                       "(default <warehouse>/serving/journal)")
+                                                       "(default <warehouse>/serving/journal); on a Ray cluster a "
+                                                       "replica takes it from its node's environment (`ray start`'s) "
+                                                       "first")
     ray_address: str | None = Field(
         None, validation_alias=AliasChoices("RAY_ADDRESS", "ray_address"),
         description="a Ray cluster to join (Ray's own RAY_ADDRESS); unset = an embedded Ray on this machine")

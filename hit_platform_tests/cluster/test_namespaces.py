@@ -1,4 +1,4 @@
-"""The cluster's network (`adapters/ray_cluster/netns.py`): what the test fixture and `hit-platform cluster`
+"""The cluster's network (`cluster/netns.py`): what the test fixture and `hit-platform cluster`
 build on. Each node sees only the bridge's /24 and its loopback, and `destroy` leaves nothing behind: no
 process in a namespace, no namespace, no bridge, also when a node's processes ignore SIGTERM."""
 
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from hit_platform.adapters.ray_cluster.netns import NetnsNetwork, netns_missing_reason
+from hit_platform.cluster.netns import NetnsNetwork, netns_missing_reason
 
 
 @pytest.fixture

@@ -99,6 +99,8 @@ LAYERS = {
                  "hit_platform.private_apis"},
                 {"dagster"}),
     "generator": ({"hit_platform.domain", "hit_platform.generator"}, {"dagster", "mlflow", "ray", "duckdb"}),
+    # a Ray cluster on this machine (network namespaces, `ray start`) and the training's tasks on one
+    "cluster": ({"hit_platform.cluster"}, {"dagster", "mlflow", "duckdb"}),
 }
 
 

@@ -66,10 +66,10 @@ def test_ray_env_keeps_everything_on_loopback_unless_joining_a_cluster(tmp_path,
     assert env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and os.access(env["RAY_SERVE_HAPROXY_BINARY_PATH"], os.X_OK)
     assert env["RAY_worker_niceness"] == "0"  # replicas at normal priority, not Ray's default 15
     joined = ray_env(host="127.0.0.1", fast_proxy=False, state_dir=tmp_path, joining_cluster=True)
-    assert joined == {}
+    assert joined == {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30"}  # a cold proxy on a busy node
     monkeypatch.setenv("RAY_SERVE_ENABLE_HA_PROXY", "0")  # an operator's choice wins
-    assert "RAY_SERVE_ENABLE_HA_PROXY" not in ray_env(host="127.0.0.1", fast_proxy=True, state_dir=tmp_path,
-                                                      joining_cluster=False)
+    assert ray_env(host="127.0.0.1", fast_proxy=True, state_dir=tmp_path,
+                   joining_cluster=False)["RAY_SERVE_ENABLE_HA_PROXY"] == "0"
 
 
 def test_haproxy_wrapper_moves_only_the_given_ports_to_loopback(tmp_path):
@@ -80,10 +80,10 @@ def test_haproxy_wrapper_moves_only_the_given_ports_to_loopback(tmp_path):
                    "frontend prometheus\n    bind :9101\nfrontend http\n    bind 127.0.0.1:8000\n    log global\n"
                    "listen stats\n  bind *:8404\n  bind *:84040\n")
     text = wrapper.read_text()
-    real = text.split("exec ", 1)[1].split(" ", 1)[0]
+    real = text.split("HIT_HAPROXY_REAL=", 1)[1].split("\n", 1)[0]
     fake.write_text("#!/bin/sh\necho ran \"$@\"\n")
     fake.chmod(0o755)
-    wrapper.write_text(text.replace(f"exec {real}", f"exec {fake}"))
+    wrapper.write_text(text.replace(f"HIT_HAPROXY_REAL={real}", f"HIT_HAPROXY_REAL={fake}"))
     out = subprocess.run([str(wrapper), "-db", "-f", str(cfg)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == f"ran -db -f {cfg}"
     # the syslog target nobody listens on is gone ("log global" then logs nowhere)

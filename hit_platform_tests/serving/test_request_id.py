@@ -38,12 +38,13 @@ def post_all(app, requests: list[tuple[str, dict, dict]]) -> list[str]:
 
 @pytest.mark.slow
 def test_on_a_ray_cluster_a_client_chosen_request_id_is_never_taken(tmp_path: Path):
-    """With RAY_ADDRESS set our HAProxy wrapper is not installed: the replica names every request itself.
-    Before: the replica took the client's id, and its second answer under that id never reached the log."""
+    """With RAY_ADDRESS set our HAProxy runs on every node with the serving process's secret: a request
+    without it gets the replica's own id. Before: the replica took the client's id, and its second answer
+    under that id never reached the log."""
     settings, config = serving_env(tmp_path, ray_address="10.0.0.1:6379", log_flush_seconds=60)
     assert config.replicas_commit()  # the cluster's replica commits its own journal
-    secret = ingress_secret(fast_proxy=config.fast_proxy, joining_cluster=bool(config.ray_address))
-    assert secret is None  # what the serving process hands its replicas when it joins a cluster
+    secret = ingress_secret(fast_proxy=config.fast_proxy)
+    assert secret  # what the serving process hands its replicas and its HAProxy on every node
     promote_champion(settings, seed=5)
     replica = ModelReplica(settings.dump_for_child(), config.model_dump(mode="json"), secret)
     reused = {REQUEST_ID_HEADER: CHOSEN}
@@ -64,9 +65,9 @@ def test_a_request_id_is_taken_only_with_the_secret_our_ingress_stamps(tmp_path:
     """On one machine our HAProxy stamps the id and a per-process secret beside it: a request that reaches
     the replica without that secret (a guess, none, or the replica's port called directly) gets its own id."""
     settings, config = serving_env(tmp_path, log_flush_seconds=60, log_committer="process")
-    secret = ingress_secret(fast_proxy=config.fast_proxy, joining_cluster=False)
-    assert secret and len(secret) >= 32 and secret != ingress_secret(fast_proxy=True, joining_cluster=False)
-    assert ingress_secret(fast_proxy=False, joining_cluster=False) is None  # Serve's Python proxy stamps nothing
+    secret = ingress_secret(fast_proxy=config.fast_proxy)
+    assert secret and len(secret) >= 32 and secret != ingress_secret(fast_proxy=True)
+    assert ingress_secret(fast_proxy=False) is None  # Serve's Python proxy stamps nothing
     promote_champion(settings, seed=6)
     replica = ModelReplica(settings.dump_for_child(), config.model_dump(mode="json"), secret)
     app = replica.__serve_build_asgi_app__()
@@ -82,7 +83,7 @@ def test_a_request_id_is_taken_only_with_the_secret_our_ingress_stamps(tmp_path:
 
 def test_our_haproxy_stamps_the_secret_from_its_environment_and_no_file_holds_it(tmp_path: Path):
     """The wrapper (this user's only) hands HAProxy the secret in its environment; the config names it."""
-    secret = ingress_secret(fast_proxy=True, joining_cluster=False)
+    secret = ingress_secret(fast_proxy=True)
     wrapper = haproxy_wrapper(tmp_path, [], secret)
     assert stat.S_IMODE(os.stat(wrapper).st_mode) == 0o700
     cfg = tmp_path / "haproxy.cfg"
@@ -91,7 +92,7 @@ def test_our_haproxy_stamps_the_secret_from_its_environment_and_no_file_holds_it
     fake.write_text('#!/bin/sh\necho "$HIT_INGRESS_SECRET"\n')
     fake.chmod(0o755)
     text = wrapper.read_text()
-    wrapper.write_text(text.replace(text.split("exec ", 1)[1].split(" ", 1)[0], str(fake)))
+    wrapper.write_text(text.replace(text.split("HIT_HAPROXY_REAL=", 1)[1].split("\n", 1)[0], str(fake)))
     out = subprocess.run([str(wrapper), "-f", str(cfg)], capture_output=True, text=True, check=True).stdout
     assert out.strip() == secret
     edited = cfg.read_text()

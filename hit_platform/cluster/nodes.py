@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hit_platform.adapters.ray_cluster.netns import NetnsNetwork
+from hit_platform.cluster.netns import NetnsNetwork
 
 RAY_PORT = 6379
 STATE_FILE = "cluster.json"
@@ -37,6 +37,12 @@ def ray_auth_env() -> dict[str, str]:
         return {"RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"]}
     has_token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").exists()
     return {"RAY_AUTH_MODE": "token"} if has_token else {}
+
+
+def use_ray_auth() -> None:
+    """This process, a driver about to join a cluster, takes `ray_auth_env` (unless already set)."""
+    for k, v in ray_auth_env().items():
+        os.environ.setdefault(k, v)
 
 
 @dataclass
@@ -78,6 +84,8 @@ class LocalCluster:
         return {**os.environ, **ray_auth_env(),
                 "RAY_ADDRESS": self.address,  # a driver started on the node finds the cluster
                 "HIT_SERVE_JOURNAL_DIR": str(self.journal_dir(node)),
+                # workers (the replicas) at the node's own priority, as on one machine (ray_env), not 15 below it
+                "RAY_worker_niceness": "0",
                 # Serve writes HAProxy's config, socket and state at fixed /tmp paths: one per machine, so on
                 # this one machine each node needs its own
                 "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(haproxy / "haproxy.cfg"),
@@ -104,10 +112,19 @@ class LocalCluster:
                                f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
         return done
 
-    def start_node(self, node: str) -> None:
+    def start_node(self, node: str, attempts: int = 3) -> None:
+        """`ray start` on `node`. On a busy machine a raylet may not register with the head within Ray's
+        deadline ("Failed to get node info"): what it started is killed and it starts again."""
         (self.node_dir(node) / "h").mkdir(parents=True, exist_ok=True)
         self.journal_dir(node).mkdir(parents=True, exist_ok=True)
-        self.run(node, self.ray_start(node), timeout=180)
+        for attempt in range(1, attempts + 1):
+            try:
+                self.run(node, self.ray_start(node), timeout=180)
+                return
+            except (RuntimeError, subprocess.TimeoutExpired):
+                self.net.kill(node)
+                if attempt == attempts:
+                    raise
 
     def kill_node(self, node: str) -> int:
         """kill -9 of every process of `node` (raylet, its workers and replicas, HAProxy); returns how many."""

@@ -1,0 +1,101 @@
+"""The platform on a real three-node Ray cluster (network namespaces on this machine), the lake on PostgreSQL
++ S3, one cluster for the module:
+
+- `hit-platform serve`: a replica per node, the node of each in /healthz and `hit-platform status`, our
+  ingress's request id on every node, and every Ray process of one worker node killed under wrk load: the
+  requests go on being answered by the other nodes, and once the node is restarted and rejoins, the journal
+  its dead replica left is committed. Every answered request is in the lake once, before, through and after.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import pytest
+
+from hit_platform.adapters.lake.connection import Lake
+from hit_platform.adapters.lake.tables import requests_in_log
+from hit_platform.settings import Settings
+from hit_platform_tests.cluster.conftest import journal_files
+from hit_platform_tests.support.cluster import HIT, running_per_node, served_on
+from hit_platform_tests.support.load import Wrk, WrkResult
+from hit_platform_tests.support.serving import song
+
+pytestmark = pytest.mark.slow
+
+
+def wait_for(what: str, check, timeout: float, poll: float = 1.0):
+    """check() until it returns something true; on timeout, fail with what it last returned."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(poll)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last seen: {last!r})")
+
+
+def logged(settings: Settings, result: WrkResult) -> tuple[int, int]:
+    """(answered but not in the log, in the log more than once) of the requests wrk saw answered."""
+    counts = requests_in_log(Lake(settings), list(result.answered))
+    return sum(1 for n in counts.values() if n == 0), sum(1 for n in counts.values() if n > 1)
+
+
+def figures(phase: str, settings: Settings, result: WrkResult) -> str:
+    unlogged, doubled = logged(settings, result)
+    return (f"{phase}: nodes {running_per_node(settings)}, answered {len(result.answered)}, non-2xx {result.non2xx}, "
+            f"socket errors {result.socket_error_total}, answered but not logged {unlogged}, logged twice {doubled}")
+
+
+@pytest.fixture(scope="module")
+def served(ray_cluster, lake_settings):
+    """The champion served on the cluster by `hit-platform serve` run on the head node, one replica a node."""
+    with served_on(ray_cluster, lake_settings) as (settings, env):
+        yield settings, env
+
+
+def test_replicas_on_every_node_answer_log_once_and_survive_a_worker_node_killed(ray_cluster, served):
+    settings, env = served
+    nodes = [ray_cluster.ip(n) for n in ray_cluster.names]
+    per_node = wait_for("a running replica on each node", lambda: running_per_node(settings) == dict.fromkeys(
+        nodes, 1) and running_per_node(settings), 120)
+    # /healthz on any node's address: the answering replica's node, and every replica's
+    health = httpx.get(f"http://{nodes[1]}:8000/healthz", timeout=10).json()
+    assert health["node"]["node_ip"] in nodes and health["placement"]["running_per_node"] == per_node
+    # our HAProxy stamps the id on every node: a client's own id is never taken
+    for ip in nodes:
+        r = httpx.post(f"http://{ip}:8000/predict", json=song(), headers={"x-hit-request-id": "mine"}, timeout=10)
+        assert r.status_code == 200 and r.json()["request_id"] != "mine", r.text
+    url = f"http://{nodes[0]}:8000/predict"
+    before = Wrk(url, song(), 6, connections=8, record=True).result()
+    wait_for("the answers committed", lambda: logged(settings, before) == (0, 0), 60, poll=2)
+    status = ray_cluster.run("head", [*HIT, "status"], env=env).stdout  # the lake, then serving: a line per node
+    for ip in nodes:
+        assert f"node {ip}: 1 replica" in status, status
+
+    # every Ray process of worker node w1 killed (raylet, its workers, the replica, HAProxy) under load
+    during_load = Wrk(url, song(), 18, connections=8, record=True)
+    time.sleep(6)
+    killed = ray_cluster.kill_node("w1")
+    during = during_load.result()
+    wait_for("w1's replica gone from the placement", lambda: nodes[1] not in running_per_node(settings), 60)
+    left = journal_files(ray_cluster, "w1")  # what its dead replica journaled and never committed
+
+    ray_cluster.start_node("w1")  # restarted: it rejoins, Serve places its replica there again
+    wait_for("a replica on w1 again", lambda: running_per_node(settings).get(nodes[1]) == 1, 300, poll=2)
+    wait_for("w1's journal committed", lambda: not journal_files(ray_cluster, "w1") or None, 60)
+    after = Wrk(url, song(), 6, connections=8, record=True).result()
+    # the committers run every HIT_SERVE_LOG_COMMIT_SECONDS (5 s) on each node
+    wait_for("every answer committed", lambda: all(logged(settings, r) == (0, 0) for r in (before, during, after)),
+             60, poll=2)
+    report = [figures("before", settings, before), f"killed {killed} processes of w1, left {len(left)} journal files",
+              figures("through the kill", settings, during), figures("after the rejoin", settings, after)]
+    print("\n" + "\n".join(report))
+    (ray_cluster.root / "figures.json").write_text(json.dumps(report))
+    for result in (before, during, after):
+        assert (result.non2xx, result.socket_error_total) == (0, 0), report
+        assert len(result.answered) == result.requests > 0, report
+    assert left, "the killed node's replica left nothing in its journal: the drill proved nothing"
+
