@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_monitoring.py [--songs 30000] [--served 3000] [--family mlp]
                                                [--taste-shift latam:120:1:anglo] [--drill-days 30]
+                                               [--coverage-seeds 42,7,123] [--windows 10]
 
 One generated world (all 72 countries); its songs split into train / validation / a pool of
 songs that will be "served". A model is trained (train_candidates), calibrated per country on
@@ -25,7 +26,12 @@ validation (choose_calibration), then:
      as before), the realized mean ROC AUC on the labels known, its drop below the test AUC, the
      shifted region's own drop, and the same drop in a control world (same calendar, strength 0).
      The delayed-label monitor's rule (drop > 0.05 over at least 200 labelled songs) fires on the
-     first day printed with "<- fires".
+     first day printed with "<- fires"; its per-region rule (a region's drop, down to the bottom of
+     its 90% interval, > 0.05) is printed after the table, with the alert the platform raises.
+  5. interval coverage (--coverage-seeds, '' skips it): per world, a model, its reference (ECE and
+     model error) on a test split, and --windows windows of 200, 1,000 and 3,000 served songs: the
+     share of countries whose 90% ROC AUC interval covers the realized AUC, before (sampling and
+     ECE) and after (the model's own error added). Target: >= 88% in every size.
 """
 
 from __future__ import annotations
@@ -44,7 +50,8 @@ from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.models import select_best, train_candidates
 from hit_platform.domain.models.calibration import choose_calibration, expected_calibration_error, mean_log_loss
 from hit_platform.domain.models.metrics import evaluate
-from hit_platform.domain.performance_estimate import estimate, estimated_roc_auc
+from hit_platform.domain.performance_estimate import estimate, estimated_roc_auc, model_error
+from hit_platform.domain.region_drop import region_drops
 from hit_platform.generator.config import GeneratorConfig
 from hit_platform.generator.dump import hidden_truth
 from hit_platform.generator.oracle import conditional_probability
@@ -52,6 +59,8 @@ from hit_platform.generator.taste import TasteShift
 
 MAX_AUC_DROP = 0.05   # HIT_MONITOR_MAX_AUC_DROP
 MIN_ROWS = 200        # HIT_MONITOR_MIN_ROWS
+MAX_REGION_DROP = 0.05  # HIT_MONITOR_MAX_REGION_AUC_DROP
+MIN_EXPECTED = 10     # HIT_MONITOR_MIN_EXPECTED_POSITIVES
 START = date(2026, 1, 1)
 
 
@@ -105,6 +114,9 @@ def main() -> None:
                     help="section 4's shift, REGION:DAY:STRENGTH[:TOWARD] (DAY from %s)" % START)
     ap.add_argument("--drill-days", type=int, default=30, help="days served after the shift")
     ap.add_argument("--label-delay", type=int, default=0, help="days until a served song's labels are known")
+    ap.add_argument("--coverage-seeds", default="42,7,123",
+                    help="section 5: worlds whose interval coverage is measured ('' skips it)")
+    ap.add_argument("--windows", type=int, default=10, help="section 5: windows of served songs per size and world")
     args = ap.parse_args()
     t = time.perf_counter()
     X, Y, Q = world(args.songs, args.seed)
@@ -147,10 +159,52 @@ def main() -> None:
           f"(alerts expected: 0)")
 
     concept_shift(args)
+    if args.coverage_seeds:
+        interval_coverage(args)
+
+
+def interval_coverage(args) -> None:
+    """Section 5: the 90% ROC AUC intervals' coverage over worlds (seeds) and windows of served songs, before
+    (sampling and ECE shifts) and after (plus the model's own error measured on its test split)."""
+    print(f"\n5. interval coverage: worlds of seeds {args.coverage_seeds}, {args.windows} windows per size, "
+          f"countries with >= {MIN_EXPECTED} expected hits; reference (ECE, model error) on a test split")
+    sizes = (200, 1000, 3000)
+    pooled = {size: {"before": [], "after": []} for size in sizes}
+    for seed in map(int, args.coverage_seeds.split(",")):
+        X, Y, _ = world(args.songs, seed)
+        rng = np.random.default_rng(seed)
+        part, n = rng.permutation(len(X)), len(X)
+        train, val, test, pool = (part[: int(0.45 * n)], part[int(0.45 * n): int(0.6 * n)],
+                                  part[int(0.6 * n): int(0.75 * n)], part[int(0.75 * n):])
+        best = select_best(train_candidates(X.iloc[train], Y[train], X.iloc[val], Y[val], seed=0,
+                                            families=[args.family]))
+        calibration = choose_calibration(best.pipeline.predict_proba(X.iloc[val]), Y[val]).calibration
+        P_test = calibration.transform(best.pipeline.predict_proba(X.iloc[test]))
+        ece, tau = expected_calibration_error(Y[test], P_test), model_error(Y[test], P_test)
+        P_pool = calibration.transform(best.pipeline.predict_proba(X.iloc[pool]))
+        line = []
+        for size in sizes:
+            for _ in range(args.windows):
+                idx = rng.choice(len(pool), size=min(size, len(pool)), replace=False)
+                P, Yw = P_pool[idx], Y[pool][idx]
+                real = np.array(list(evaluate(Yw, P)["roc_auc"].values()))
+                judged = (P.sum(axis=0) >= MIN_EXPECTED) & np.isfinite(real)
+                for name, t in (("before", None), ("after", tau)):
+                    e = estimate(P, calibration_error=ece, auc_model_error=t)
+                    pooled[size][name].append(((real >= e.roc_auc_lower) & (real <= e.roc_auc_upper))[judged])
+            b, a = (np.concatenate(pooled[size][k][-args.windows:]).mean() for k in ("before", "after"))
+            line.append(f"{size}: {b:.0%} -> {a:.0%}")
+        print(f"  seed {seed}: model error {tau:.4f}, mean ECE {ece.mean():.4f}; coverage before -> after by "
+              f"window size: " + ", ".join(line))
+    for size in sizes:
+        b, a = (np.concatenate(pooled[size][k]) for k in ("before", "after"))
+        print(f"  all seeds, {size:5d} songs: before {b.mean():.1%}, after {a.mean():.1%} ({len(a)} country-windows)")
+    every = [np.concatenate([c for size in sizes for c in pooled[size][k]]).mean() for k in ("before", "after")]
+    print(f"  overall: before {every[0]:.1%}, after {every[1]:.1%} (target >= 88%)")
 
 
 def served_days(truth, P: np.ndarray, promoted: float, test_auc: np.ndarray, region: np.ndarray,
-                days: range, label_delay: int) -> list[dict]:
+                days: range, label_delay: int, test_songs: int | None = None) -> list[dict]:
     """Day by day, the songs released since the shift are served; over those whose labels are
     known (label_delay days after release): the realized mean ROC AUC, its drop below the promoted
     test AUC, the region's own drop, and whether the delayed-label rule fires."""
@@ -164,18 +218,23 @@ def served_days(truth, P: np.ndarray, promoted: float, test_auc: np.ndarray, reg
             m = evaluate(truth.labels[known][:, 1:], P[known])
             auc = np.array(list(m["roc_auc"].values()))
             drop = promoted - m["mean_roc_auc"]
+            regions = region_drops(dict(zip(COUNTRIES, test_auc)), m["roc_auc"], m["positives"], len(known),
+                                   test_songs, MAX_REGION_DROP)
             row.update(real=m["mean_roc_auc"], drop=drop, region_drop=float(np.nanmean(test_auc[region] - auc[region])),
-                       fires=len(known) >= MIN_ROWS and drop > MAX_AUC_DROP)
+                       fires=len(known) >= MIN_ROWS and drop > MAX_AUC_DROP,
+                       region_fires=[r.region for r in regions if r.breached] if len(known) >= MIN_ROWS else [])
         out.append(row)
     return out
 
 
-def first_fire(rows: list[dict]) -> int | None:
-    """The first day of serving (1 = the shift's day) on which the delayed-label rule fires."""
-    return next((i + 1 for i, r in enumerate(rows) if r.get("fires")), None)
+def first_fire(rows: list[dict], rule: str = "fires") -> int | None:
+    """The first day of serving (1 = the shift's day) on which the delayed-label rule fires (`rule`
+    "region_fires": the per-region rule, any region)."""
+    return next((i + 1 for i, r in enumerate(rows) if r.get(rule)), None)
 
 
-def monitor_in_a_lake(truth, P: np.ndarray, row: dict, promoted: float, label_delay: int) -> list[dict]:
+def monitor_in_a_lake(truth, P: np.ndarray, row: dict, promoted: float, label_delay: int,
+                      test_auc: np.ndarray, test_songs: int) -> list[dict]:
     """The platform's own delayed-label monitor on that day's lake: the served songs' predictions as a
     batch of model version "bench" and the labels known, in a real DuckLake; a breach raises its
     ops.alerts row as ops/delayed_label_evaluation does. Returns the alerts."""
@@ -203,7 +262,8 @@ def monitor_in_a_lake(truth, P: np.ndarray, row: dict, promoted: float, label_de
 
     lake.write(write)
     with lake.connection(read_only=True) as con:
-        result = monitors.delayed_label_evaluation(con, MonitorThresholds(), "bench", promoted)
+        result = monitors.delayed_label_evaluation(con, MonitorThresholds(), "bench", promoted,
+                                                   dict(zip(COUNTRIES, test_auc)), test_songs)
     lake.write(lambda con: monitors.record(con, result, None), what="ops.monitor_metrics")
     if result.breached:
         raise_alert(lake, kind="monitor_breach", severity="warning", what=result.summary,
@@ -253,8 +313,8 @@ def concept_shift(args) -> None:
     P = np.zeros((len(X), len(COUNTRIES)))
     P[shifted.shifted] = predict(np.flatnonzero(shifted.shifted))  # the new songs: the same in every world
     days = range(shift.day, horizon)
-    rows = served_days(shifted, P, promoted, test_auc, region, days, args.label_delay)
-    controls = served_days(control, P, promoted, test_auc, region, days, args.label_delay)
+    rows = served_days(shifted, P, promoted, test_auc, region, days, args.label_delay, len(test))
+    controls = served_days(control, P, promoted, test_auc, region, days, args.label_delay, len(test))
     print(f"  each day the songs released that day are served; their labels are known {args.label_delay} day(s) "
           f"later. Over all songs served so far: the estimate (no labels) and, on the labels known, the realized "
           f"AUC and its drop below {promoted:.4f}; the rule fires on a drop > {MAX_AUC_DROP} over >= {MIN_ROWS} songs")
@@ -277,9 +337,16 @@ def concept_shift(args) -> None:
           f"by {share:.0%} of its countries' drop: the rule needs that drop above {MAX_AUC_DROP / share:.2f} "
           f"(here {rows[-1].get('region_drop', np.nan):+.2f}), and {MIN_ROWS} labelled songs "
           f"({per_day:.0f} new songs a day here: {int(np.ceil(MIN_ROWS / per_day)) + args.label_delay} days)")
+    by_region = first_fire(rows, "region_fires")
+    print(f"  the per-region rule (a region's drop, down to its 90% interval's bottom, > {MAX_REGION_DROP}) fires after "
+          + (f"{by_region} day(s) of serving, naming {', '.join(rows[by_region - 1]['region_fires'])}" if by_region
+             else f"no day within {args.drill_days}") + "; in the control world "
+          + (f"after {first_fire(controls, 'region_fires')} day(s) (it should not)"
+             if first_fire(controls, "region_fires") else "never"))
+    fired = min(d for d in (fired, by_region) if d) if (fired or by_region) else None
     if fired:  # the platform's own monitor, on the lake of the day before and of the day it fires
         for r in (rows[fired - 2], rows[fired - 1]) if fired > 1 else (rows[fired - 1],):
-            alerts = monitor_in_a_lake(shifted, P, r, promoted, args.label_delay)
+            alerts = monitor_in_a_lake(shifted, P, r, promoted, args.label_delay, test_auc, len(test))
             print(f"  ops/delayed_label_evaluation on day {r['day'] - shift.day + 1}'s lake: "
                   + ("; ".join(f"ops.alerts row: kind={a['kind']} where={a['where']} what={a['what']!r}"
                                for a in alerts) or "no alert"))
@@ -287,13 +354,14 @@ def concept_shift(args) -> None:
           + (f"fires after {first_fire(controls)} day(s) (it should not)" if first_fire(controls)
              else f"never fires (drop after {args.drill_days} days {controls[-1].get('drop', np.nan):+.4f})"))
     print(f"  by strength ({shift.region}, {toward.replace('to its ', '')}): after {args.drill_days} days  "
-          f"{shift.region} drop / mean drop / fires after")
+          f"{shift.region} drop / mean drop / fires after / the per-region rule fires after")
     for strength in (0.25, 0.5, 0.75, 1.0):
         r = rows if strength == shift.strength else served_days(shifted_world(strength), P, promoted, test_auc,
-                                                                   region, days, args.label_delay)
-        fired = first_fire(r)
+                                                                   region, days, args.label_delay, len(test))
+        fired, by_region = first_fire(r), first_fire(r, "region_fires")
         print(f"    {strength:4.2f}   {r[-1]['region_drop']:+.3f} / {r[-1]['drop']:+.4f} / "
-              + (f"{fired} day(s)" if fired else "never"))
+              + (f"{fired} day(s)" if fired else "never") + " / region rule: "
+              + (f"{by_region} day(s) ({', '.join(r[by_region - 1]['region_fires'])})" if by_region else "never"))
 
 
 if __name__ == "__main__":
