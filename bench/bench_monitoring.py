@@ -338,9 +338,10 @@ def concept_shift(args) -> None:
           f"(here {rows[-1].get('region_drop', np.nan):+.2f}), and {MIN_ROWS} labelled songs "
           f"({per_day:.0f} new songs a day here: {int(np.ceil(MIN_ROWS / per_day)) + args.label_delay} days)")
     by_region = first_fire(rows, "region_fires")
+    named = ", ".join(rows[by_region - 1]["region_fires"]) if by_region else ""
     print(f"  the per-region rule (a region's drop, down to its 90% interval's bottom, > {MAX_REGION_DROP}) "
-          "fires after " + (f"{by_region} day(s) of serving, naming {', '.join(rows[by_region - 1]['region_fires'])}" if by_region
-             else f"no day within {args.drill_days}") + "; in the control world "
+          "fires after " + (f"{by_region} day(s) of serving, naming {named}" if by_region
+                            else f"no day within {args.drill_days}") + "; in the control world "
           + (f"after {first_fire(controls, 'region_fires')} day(s) (it should not)"
              if first_fire(controls, "region_fires") else "never"))
     fired = min(d for d in (fired, by_region) if d) if (fired or by_region) else None
