@@ -14,7 +14,8 @@ class MaintenanceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HIT_MAINTENANCE_", extra="ignore", populate_by_name=True)
 
-    cron: str = Field("17 3 * * *", description="when the maintenance job runs (cron, UTC); the job is "
+    cron: str = Field("17 * * * *", description="when the maintenance job runs (cron, UTC; hourly: the rows "
+                                                "small commits inline wait at most an hour to be flushed); the job is "
                                                 "`maintenance_job` in the Dagster UI")
     keep_snapshots_days: float = Field(
         7.0, gt=0, validation_alias=AliasChoices("HIT_LAKE_KEEP_SNAPSHOTS_DAYS", "keep_snapshots_days"),
@@ -31,7 +32,7 @@ class MaintenanceSettings(BaseSettings):
         200_000, ge=0, description="bound on the rows a table keeps inlined in the catalog after the job has "
                                    "flushed them (check `lake_files_bounded`)")
     log_inline_rows: int = Field(
-        2_000, ge=0, description="a commit of at most this many rows to ops.inference_log or ops.shadow_log is "
+        500, ge=0, description="a commit of at most this many rows to ops.inference_log or ops.shadow_log is "
                                  "inlined in the lake's catalog (DuckLake data inlining) instead of making a "
                                  "Parquet file; the maintenance job flushes them into one file (0: never inline)")
     log_keep_days: float = Field(
