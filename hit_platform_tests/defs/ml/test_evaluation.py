@@ -33,7 +33,7 @@ MARGIN, AUC_DROP, LOSS_UP, COUNTRY_DROP = RULES = (
     "max_country_auc_drop_vs_champion")
 # the shipped defaults, given explicitly so that HIT_GATE_* in the environment cannot move the cases
 DEFAULTS = {MARGIN: 0.05, AUC_DROP: 0.005, LOSS_UP: 0.01, COUNTRY_DROP: 0.05, "max_calibration_error": 0.01,
-            "max_pooled_calibration_error": 0.005}
+            "max_pooled_calibration_error": 0.01}
 
 
 Trained = TrainedLinear

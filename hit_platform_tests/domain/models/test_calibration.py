@@ -133,3 +133,22 @@ def test_a_bias_every_country_shares_is_seen_pooled_and_fixed_by_one_map():
     assert 1.35 < np.median(choice.calibration.a_) < 1.65
     _, excess_fixed = pooled_calibration_error(Y, choice.calibration.transform(timid))
     assert excess_fixed < 0.003
+
+
+def test_the_pooled_floor_counts_each_song_once():
+    """A model that knows each country's rate but not which songs are hits is calibrated, and its residuals
+    move together across a song's countries (a hit charts in many). Its floor counted by song is above
+    the one of 72 x 300 independent draws, every time, and its excess (over twice the floor) stays
+    within the shipped 0.01 on 300 songs."""
+    from hit_platform.domain.models.calibration import calibration_noise_floor, pooled_calibration_error
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        country = rng.normal(-2.6, 0.5, (1, 72))
+        true = 1 / (1 + np.exp(-(rng.normal(0.0, 1.5, (300, 1)) + country)))  # the song's hitness: unseen
+        Y = rng.random(true.shape) < true
+        population = 1 / (1 + np.exp(-(rng.normal(0.0, 1.5, (100_000, 1)) + country)))
+        rate = np.repeat(population.mean(axis=0, keepdims=True), 300, axis=0)  # each country's true rate
+        ece, excess = pooled_calibration_error(Y, rate)
+        by_song, as_independent = (ece - excess) / 2, calibration_noise_floor(rate.reshape(-1, 1))[0]
+        assert by_song > as_independent and excess < 0.01, (seed, ece, by_song, as_independent)
