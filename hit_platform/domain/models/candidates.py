@@ -59,8 +59,8 @@ class Family:
     grid: tuple[dict, ...]
     build: Callable[..., Pipeline] = field(repr=False)
     members: tuple[str, ...] = ()
-    # a combining family's grid fitted on validation from its fitted members (the blend's weights), instead
-    # of `grid`'s fixed points: fit_grid(members, val_X, val_Y) -> its points
+    # a combining family's grid fitted on validation from its fitted members (the blend's weights): the
+    # search takes fit_grid(members, val_X, val_Y)'s points instead of `grid`'s (the blend's: equal weights)
     fit_grid: Callable[..., tuple[dict, ...]] | None = field(default=None, repr=False)
     # its grid points fit in well under the ~2 s a helper process takes to start (spawn, import pandas
     # and sklearn), on the demo's 14k songs too: fitted in the calling process, never in helpers
@@ -129,7 +129,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            TREES_GRID, _trees),
     Family("mlp", "one tanh hidden layer shared by 72 logistic outputs, full-batch L-BFGS", MLP_GRID, _mlp),
     Family("blend", "weighted mean of the logits of the chosen trees and mlp candidates, the weight fitted on "
-                    "validation", ({"trees_weight": "fitted on validation"},), _blend, members=("trees", "mlp"),
+                    "validation", ({"trees_weight": 0.5},), _blend, members=("trees", "mlp"),
            fit_grid=_blend_weights),
 )}
 
