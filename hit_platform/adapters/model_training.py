@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import duckdb
@@ -117,11 +118,12 @@ class Trained:
 def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, families: list[str] | None,
                        workers: int, splits_data_version: str, dagster_run_id: str,
                        on_progress: Callable[[SearchProgress], None] | None = None,
-                       early: EarlyRebuilds | None = None) -> Trained:
+                       early: EarlyRebuilds | None = None, pool: Callable[[int], Executor] | None = None) -> Trained:
     """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
     the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
     lineage and its prediction hash on PROBE_ROWS validation rows. `early`: where each heavy family's
-    chosen point starts being refitted for the reproducibility check the moment it is chosen."""
+    chosen point starts being refitted for the reproducibility check the moment it is chosen. `pool`: what fits
+    the grid points instead of local processes (a Ray cluster's tasks: `hit_platform.cluster.training`)."""
     code = code_version()
     lineage = {"lake_snapshot_id": str(data.snapshot), "splits_data_version": splits_data_version,
                "splits_fingerprint": data.splits_fingerprint, "dagster_run_id": dagster_run_id, **code,
@@ -130,6 +132,7 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
         lineage["snapshot_pinned"] = "true"
     results = train_candidates(data.train.X, data.train.Y, data.validation.X, data.validation.Y, seed=seed,
                                families=families, workers=workers, on_progress=on_progress,
+                               pool=pool,
                                on_chosen=None if early is None else lambda c: early.start(
                                    data.snapshot, data.splits_fingerprint, c.family, c.params, seed, code))
     best = select_best(results)

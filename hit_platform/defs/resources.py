@@ -111,6 +111,7 @@ class TrainingResource(dg.ConfigurableResource):
     seed: int = 0
     workers: int = 2  # grid points fitted side by side; not part of the code version (same models)
     snapshot: int | None = None
+    ray_address: str | None = None  # a Ray cluster's tasks fit the grid points; not part of the code version either
 
     def code_version(self, base: str | None) -> str:
         """`base` plus a hash of the model code (families, grids, search) and this config: a change of
@@ -199,7 +200,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
                              lake_data_path=settings.lake.data_path),
         "tracking": TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri),
         "training": TrainingResource(families=settings.training.families, seed=settings.training.seed,
-                                     workers=settings.training.workers, snapshot=settings.training.snapshot),
+                                     workers=settings.training.workers, snapshot=settings.training.snapshot,
+                                     ray_address=settings.training.ray_address),
         "gates_config": GatesResource(values_json=settings.gates.model_dump_json()),
         "monitors": MonitorsResource(values_json=settings.monitors.model_dump_json()),
         "serving": ServingResource(values_json=settings.serving.model_dump_json()),

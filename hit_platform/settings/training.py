@@ -17,6 +17,10 @@ class TrainingSettings(BaseSettings):
     seed: int = Field(0, description="seed of candidate training (a change retrains, like a code change)")
     workers: int = Field(2, ge=1, description="processes fitting a family's grid points side by side "
                                               "(the models are the same for any value)")
+    ray_address: str | None = Field(
+        None, validation_alias=AliasChoices("HIT_TRAIN_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
+        description="a Ray cluster whose tasks fit the grid points (HIT_TRAIN_RAY_ADDRESS, else Ray's own "
+                    "RAY_ADDRESS; the training runs on one of its nodes); unset = `workers` local processes")
     snapshot: int | None = Field(
         None, ge=0, description="train the candidates from this past lake snapshot (DuckLake time travel) instead "
                                 "of the newest; unset = the newest. Part of the candidates' code version, like the "

@@ -1,15 +1,18 @@
 """The platform on a real three-node Ray cluster (network namespaces on this machine), the lake on PostgreSQL
-+ S3, one cluster for the module:
++ S3, one cluster for the module (a few minutes on two cores):
 
 - `hit-platform serve`: a replica per node, the node of each in /healthz and `hit-platform status`, our
   ingress's request id on every node, and every Ray process of one worker node killed under wrk load: the
   requests go on being answered by the other nodes, and once the node is restarted and rejoins, the journal
   its dead replica left is committed. Every answered request is in the lake once, before, through and after.
-"""
+- the candidates' grid as Ray tasks with a node killed midway: the same model bytes as fitted in process,
+  in the local pool and by a refit; a grid point that fails for good fails the training saying which."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -23,7 +26,7 @@ from hit_platform_tests.support.cluster import HIT, running_per_node, served_on
 from hit_platform_tests.support.load import Wrk, WrkResult
 from hit_platform_tests.support.serving import song
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # a busy 2-core machine: minutes per cluster step
 
 
 def wait_for(what: str, check, timeout: float, poll: float = 1.0):
@@ -99,3 +102,62 @@ def test_replicas_on_every_node_answer_log_once_and_survive_a_worker_node_killed
         assert len(result.answered) == result.requests > 0, report
     assert left, "the killed node's replica left nothing in its journal: the drill proved nothing"
 
+
+def task_running_on(cluster, node: str) -> bool:
+    """A grid point's Ray task runs on `node` now (its worker process is named after the function)."""
+    for pid in cluster.net.pids(node):
+        try:
+            if "_fit_point" in open(f"/proc/{pid}/cmdline").read():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_the_grid_runs_as_tasks_on_the_cluster_and_a_node_killed_midway_changes_no_byte(ray_cluster):
+    """The candidates' grid points as Ray tasks on the cluster, a worker node killed (kill -9 of every
+    process) while one of them runs there: the training finishes on the other nodes, and each family's model
+    is the same bytes as fitted in this process, in the local pool, and refitted as `rebuild` refits."""
+    from hit_platform.adapters.model_training import PROBE_ROWS, prediction_hash
+    from hit_platform.domain.models import refit, train_candidates
+    from hit_platform_tests.cluster import train_on_cluster
+
+    driver = subprocess.Popen(ray_cluster.net.command("head", [sys.executable, "-m",
+                                                               "hit_platform_tests.cluster.train_on_cluster",
+                                                               ray_cluster.address]),
+                              env=ray_cluster.node_env("head"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    try:
+        victim = wait_for("a grid point's task running on a worker node", lambda: next(
+            (n for n in ("w1", "w2") if task_running_on(ray_cluster, n)), None), 600, poll=0.2)
+        killed = ray_cluster.kill_node(victim)
+        out, _ = driver.communicate(timeout=600)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert driver.returncode == 0, out[-3000:]
+    on_cluster = json.loads(out.split("result ", 1)[1].splitlines()[0])
+    Xt, Yt, Xv, Yv = train_on_cluster.data()
+    here = {r.family: r for r in train_candidates(Xt, Yt, Xv, Yv, seed=0, families=train_on_cluster.FAMILIES)}
+    in_process = {f: prediction_hash(r.pipeline, Xv.head(PROBE_ROWS)) for f, r in here.items()}
+    refitted = {f: prediction_hash(refit(f, r.params, Xt, Yt, seed=0, val_X=Xv, val_Y=Yv), Xv.head(PROBE_ROWS))
+                for f, r in here.items()}
+    pooled = train_on_cluster.hashes(None, workers=2)
+    print(f"\nkilled {killed} processes of {victim} while a grid point ran there; sha256 of the prediction bytes:")
+    for family in train_on_cluster.FAMILIES:
+        print(f"  {family}: cluster {on_cluster[family]}, in process {in_process[family]}, "
+              f"local pool {pooled[family]}, refit {refitted[family]}")
+    assert on_cluster == in_process == pooled == refitted
+
+
+def test_a_grid_point_that_fails_on_the_cluster_fails_the_training_saying_which_and_where(ray_cluster):
+    script = ("from hit_platform.cluster.training import RayTaskPool\n"
+              "from hit_platform.domain.models.candidates import _fit_point\n"
+              f"pool = RayTaskPool({ray_cluster.address!r})\n"
+              "try:\n    pool.submit(_fit_point, 'nonesuch', {'depth': 3}, 0, None, None).result()\n"
+              "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
+    out = ray_cluster.run("head", [sys.executable, "-c", script], timeout=300).stdout.strip().splitlines()[-1]
+    assert out.startswith("ClusterTrainingError candidate training on the Ray cluster at "
+                          f"{ray_cluster.address}: family 'nonesuch', grid point {{'depth': 3}} failed"), out
+    assert "KeyError" in out, out

@@ -11,6 +11,7 @@ from hit_platform.defs.automation import WITH_ITS_ASSET
 from hit_platform.defs.ml.features import FEATURES, SPLITS_KEY
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.resources import LakeResource, TrackingResource, TrainingResource
+from hit_platform.cluster.training import cluster_pool
 from hit_platform.domain.models.candidates import TRAINING_LOG_PREFIX
 from hit_platform.defs.core import SONG_LABELS
 
@@ -62,7 +63,7 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
                                  splits_data_version=splits_data_version(context.instance, training.snapshot),
                                  on_progress=lambda p: context.log.info(f"{TRAINING_LOG_PREFIX}{p}"),
                                  early=EarlyRebuilds(lake.settings(), context.run.run_id)
-                                 if training.workers > 1 else None)
+                                 if training.workers > 1 else None, pool=cluster_pool(training.ray_address))
     return dg.MaterializeResult(metadata={
         **_metadata(trained, data.snapshot, data.splits_fingerprint, training.seed, data.pinned),
         "mlflow_tracking_uri": tracker.uri, **trained.code,
