@@ -217,11 +217,12 @@ class BackupResult:
     seconds: float
 
 
-def take(settings: Settings, to: Path | None = None, say: Callable[[str], None] = print) -> BackupResult:
-    """Back up this warehouse into a new folder under `to` (default HIT_BACKUP_DIR): see the module."""
+def take(settings: Settings, to: Path | None = None, say: Callable[[str], None] = print,
+         serving=None) -> BackupResult:
+    """Back up this warehouse into a new folder under `to` (default HIT_BACKUP_DIR): see the module.
+    `serving`: the serving process's status (`serving.process.status`), what the manifest says was served."""
     from hit_platform.adapters import model_events
     from hit_platform.adapters.tracking import Tracker
-    from hit_platform.serving import process
 
     where = places(settings)
     catalog = where["lake/catalog.sqlite"]
@@ -240,7 +241,6 @@ def take(settings: Settings, to: Path | None = None, say: Callable[[str], None] 
     t0 = time.monotonic()
     try:
         copied = Copied()
-        serving = process.status(settings)
         tracker = Tracker(settings)
         for attempt in range(settings.backup.attempts):
             t = time.monotonic()
@@ -281,7 +281,8 @@ def take(settings: Settings, to: Path | None = None, say: Callable[[str], None] 
             "lake": {**lake, "rows": rows},
             "registry": {"model": tracker.model_name, "champion": champion.version if champion else None,
                          "challenger": challenger.version if challenger else None},
-            "serving": {"running": serving.running, "model_version": serving.model_version},
+            "serving": {"running": bool(serving and serving.running),
+                        "model_version": serving.model_version if serving and serving.running else None},
             "seconds": {k: round(v, 3) for k, v in copied.seconds.items()},
             "files": copied.files,
         }

@@ -100,10 +100,9 @@ class RestoreResult:
     resumed: bool
 
 
-def restore(settings: Settings, backup: Path, say: Callable[[str], None] = print) -> RestoreResult:
-    """Check `backup`, then put it back into this warehouse (see the module)."""
-    from hit_platform.serving import process
-
+def restore(settings: Settings, backup: Path, say: Callable[[str], None] = print, serving=None) -> RestoreResult:
+    """Check `backup`, then put it back into this warehouse (see the module). `serving`: the serving
+    process's status (`serving.process.status`); a running one is refused."""
     t0 = time.monotonic()
     manifest = check(backup)
     checked = time.monotonic() - t0
@@ -117,9 +116,9 @@ def restore(settings: Settings, backup: Path, say: Callable[[str], None] = print
         raise BackupRefused(f"the backup's {rel} was at {manifest['places'][rel]}, here it is {moved[rel]}: the "
                             f"lake catalog and the MLflow store name it by path, so restore into the same place "
                             f"(HIT_WAREHOUSE={manifest['warehouse']})")
-    st = process.status(settings)
-    if st.running:
-        raise BackupRefused(f"serving runs (pid {st.pid}, {st.endpoint}): `hit-platform stop` before a restore")
+    if serving is not None and serving.running:
+        raise BackupRefused(f"serving runs (pid {serving.pid}, {serving.endpoint}): `hit-platform stop` before a "
+                            "restore")
     stage = settings.warehouse / STAGE
     resumed = (stage / STAGED).is_file() and (stage / STAGED).read_text().strip() == manifest["name"]
     parts = sorted({_part(rel, where) for rel in manifest["files"]})

@@ -16,9 +16,10 @@ def _mb(n: int) -> str:
 
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.adapters.backup import take
+    from hit_platform.serving import process
 
     say = args.progress.line
-    result = take(settings, Path(args.to) if args.to else None, say=say)
+    result = take(settings, Path(args.to) if args.to else None, say=say, serving=process.status(settings))
     m, files = result.manifest, result.manifest["files"]
     sizes = {rel: sum(s for r, (s, _) in files.items() if r.startswith(rel)) for rel in
              ("lake", "mlflow", "dagster", "journal", "landing", "generator")}
@@ -44,8 +45,9 @@ def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_restore(args: argparse.Namespace, settings: Settings) -> int:
     from hit_platform.adapters.restore import restore
+    from hit_platform.serving import process
 
-    result = restore(settings, Path(args.backup), say=args.progress.line)
+    result = restore(settings, Path(args.backup), say=args.progress.line, serving=process.status(settings))
     m = result.manifest
     journal = sum(1 for r in m["files"] if r.startswith("journal/"))
     args.progress.say(
