@@ -11,7 +11,9 @@ report) is a version no gate judged, and a verdict reported to Dagster by hand i
 A version of a table is named by the lake snapshot that wrote it: its creation (a `CREATE OR REPLACE`
 makes a new table), or the newest snapshot at or before the one read that inserted into it, deleted from
 it or altered it (DuckLake's `snapshots()` lists each snapshot's changes by table id; the table's id at a
-snapshot is in DuckLake's catalog, `ducklake_table`).
+snapshot is in DuckLake's catalog, `ducklake_table`). DuckLake's own upkeep (the maintenance job's merge of
+small files, rewrite of deleted rows, flush of inlined rows) writes the same rows again and is no new
+version: judged rows stay judged, and compacting raw never looks like rows no ingest recorded.
 """
 
 from __future__ import annotations
@@ -78,6 +80,11 @@ def _catalog(con: duckdb.DuckDBPyConnection) -> str:
     return con.execute("SELECT current_database()").fetchall()[0][0]
 
 
+# the changes DuckLake's upkeep writes (ducklake_merge_adjacent_files, _rewrite_data_files, _flush_inlined_data):
+# the same rows, rewritten. Any other change (a kind a later DuckLake adds included) makes a new version.
+UPKEEP_CHANGES = ("merge_adjacent", "rewrite_delete", "flushed_inlined")
+
+
 def table_version(con: duckdb.DuckDBPyConnection, table: str, snapshot: int) -> int | None:
     """The lake snapshot that wrote `table` as it is at `snapshot` (see the module docstring); None when the
     table does not exist at `snapshot`."""
@@ -95,8 +102,12 @@ def table_version(con: duckdb.DuckDBPyConnection, table: str, snapshot: int) -> 
     table_id, created = found[0]
     changed = con.execute(f"""
         SELECT max(snapshot_id) FROM "{catalog}".snapshots()
-        WHERE snapshot_id BETWEEN $created AND $n AND list_contains(flatten(map_values(changes)), $id)""",
-                          {"created": created, "n": snapshot, "id": str(table_id)}).fetchall()[0][0]
+        WHERE snapshot_id BETWEEN $created AND $n
+          AND list_contains(flatten(map_values(map_from_entries(list_filter(map_entries(changes),
+                                                                            e -> NOT list_contains($upkeep, e.key))))),
+                            $id)""",
+                          {"created": created, "n": snapshot, "id": str(table_id),
+                           "upkeep": list(UPKEEP_CHANGES)}).fetchall()[0][0]
     return max(int(created), int(changed)) if changed is not None else int(created)
 
 

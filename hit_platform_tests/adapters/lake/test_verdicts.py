@@ -37,6 +37,29 @@ def test_a_tables_version_is_the_snapshot_that_last_wrote_it(lake: Lake):
                     appended + 1: appended, altered: altered, deleted: deleted, replaced: replaced}
 
 
+def test_duckLakes_upkeep_makes_no_new_version(lake: Lake):
+    """The maintenance job's merge of small files, rewrite of deleted rows and flush of inlined rows write the
+    same rows again: no new version, so what the gates judged stays judged, and a compacted raw table is not
+    taken for rows no ingest recorded (before: it was, and the landing sensor re-ingested, retrained and
+    promoted again: test_automation_e2e counted 3 champions for 2)."""
+    alias = lake.alias
+    first = commit(lake, "CREATE TABLE raw.t AS SELECT range AS a FROM range(100000)")
+    for i in range(3):
+        commit(lake, f"INSERT INTO raw.t SELECT range FROM range({i * 10}, {i * 10 + 10})")
+    deleted = commit(lake, "DELETE FROM raw.t WHERE a < 90000")
+    with lake.connection() as con:
+        con.execute(f"CALL ducklake_set_option('{alias}', 'data_inlining_row_limit', 100)")
+    inlined = commit(lake, "INSERT INTO raw.t VALUES (7)")
+    upkeep = [commit(lake, f"CALL ducklake_{call}('{alias}')")
+              for call in ("merge_adjacent_files", "rewrite_data_files", "flush_inlined_data")]
+    with lake.connection(read_only=True) as con:
+        kinds = {k for (changes,) in con.execute(f'SELECT changes FROM "{alias}".snapshots() WHERE snapshot_id > $n',
+                                                  {"n": inlined}).fetchall() for k in changes}
+        assert kinds and kinds <= set(verdicts.UPKEEP_CHANGES), kinds  # each call wrote its own kind of snapshot
+        assert verdicts.table_version(con, "raw.t", upkeep[-1]) == inlined > deleted > first
+        assert con.execute("SELECT count(*) FROM raw.t").fetchall() == [(10001,)]
+
+
 def test_a_read_is_refused_until_every_blocking_check_passed_that_version(lake: Lake):
     first = commit(lake, "CREATE TABLE core.t AS SELECT range AS a FROM range(100)")
     judge(lake, "balance", first, True)
