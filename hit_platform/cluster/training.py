@@ -64,8 +64,9 @@ class RayTaskPool(Executor):
 
         if fn not in self._remote:
             # retry_exceptions=False: a fit that raises would raise again; only a lost worker or node is retried
-            self._remote[fn] = ray.remote(num_cpus=self.cpus, max_retries=self.retries,
-                                          retry_exceptions=False)(fn)
+            # SPREAD: a family's grid points go to different nodes (Ray's default packs them onto this one first)
+            self._remote[fn] = ray.remote(num_cpus=self.cpus, max_retries=self.retries, retry_exceptions=False,
+                                          scheduling_strategy="SPREAD")(fn)
         ref = self._remote[fn].remote(*[self._share(a) for a in args], **kwargs)
         out: Future = Future()
 

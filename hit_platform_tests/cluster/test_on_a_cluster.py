@@ -128,8 +128,13 @@ def test_the_grid_runs_as_tasks_on_the_cluster_and_a_node_killed_midway_changes_
                               env=ray_cluster.node_env("head"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True)
     try:
-        victim = wait_for("a grid point's task running on a worker node", lambda: next(
-            (n for n in ("w1", "w2") if task_running_on(ray_cluster, n)), None), 600, poll=0.2)
+        def on_a_worker() -> str | None:
+            if driver.poll() is not None:
+                raise AssertionError(f"the training ended (exit {driver.returncode}) before a grid point ran on a "
+                                     f"worker node: {driver.stdout.read()[-2000:]}")
+            return next((n for n in ("w1", "w2") if task_running_on(ray_cluster, n)), None)
+
+        victim = wait_for("a grid point's task running on a worker node", on_a_worker, 600, poll=0.2)
         killed = ray_cluster.kill_node(victim)
         out, _ = driver.communicate(timeout=600)
     finally:
