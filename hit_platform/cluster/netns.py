@@ -87,6 +87,8 @@ class NetnsNetwork:
             ns, host_end, node_end = self.namespace(name), f"{self.prefix}{i}h", f"{self.prefix}{i}n"
             address = f"{self.subnet}.{10 + i}"
             _ip("netns", "add", ns)
+            # a pair whose namespace was just deleted may outlive it a moment (the kernel frees it later)
+            subprocess.run(["ip", "link", "del", host_end], capture_output=True)
             _ip("link", "add", host_end, "type", "veth", "peer", "name", node_end)
             _ip("link", "set", node_end, "netns", ns)
             _ip("link", "set", host_end, "master", self.bridge)
