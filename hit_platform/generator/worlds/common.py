@@ -8,6 +8,8 @@ additive world (`taste.Taste`) is the demo's; the others subclass `CountryTaste`
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
 
@@ -79,7 +81,7 @@ def country_rates(rng: np.random.Generator, sharing: float = 1.0) -> np.ndarray:
 
 
 @dataclass
-class CountryTaste:
+class CountryTaste(ABC):
     """A taste given by per-country parameters: every field but the class's FIXED ones has one row per
     country (72, COUNTRIES order). `raw(Z)` is each country's taste of standardized songs, `scale` sets
     its strength; the global chart listens like the average country.
@@ -94,9 +96,9 @@ class CountryTaste:
     FIXED: ClassVar[tuple[str, ...]] = ()
     LOCATIONS: ClassVar[tuple[str, ...]] = ()
 
+    @abstractmethod
     def raw(self, Z: np.ndarray) -> np.ndarray:
-        """(n, 72) each country's taste of standardized songs, before `scale`."""
-        raise NotImplementedError
+        """(n, 72) each country's taste of standardized songs, before `scale` (each world its own)."""
 
     def used_features(self) -> set[str]:
         """The features some country's taste reads."""
