@@ -373,10 +373,7 @@ FITTED_PARAMS = ("n_iter",)
 
 def fitted_params(pipeline: Pipeline) -> dict:
     """What the fit chose by itself (boosting rounds kept by early stopping, optimiser iterations)."""
-    last = pipeline[-1]
-    if isinstance(last, Calibrated):  # what the model under the calibration chose
-        last = last.model[-1]
-    n_iter = getattr(last, "n_iter_", None)
+    n_iter = getattr(uncalibrated(pipeline)[-1], "n_iter_", None)  # the model's, under any calibration
     return {} if n_iter is None else {"n_iter": int(n_iter)}
 
 
