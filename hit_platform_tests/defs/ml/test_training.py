@@ -147,6 +147,13 @@ def test_an_early_refit_is_the_refit_byte_for_byte_and_only_for_its_exact_recipe
         # taker, seeing it gone, refits by itself
         early.start(snapshot, "not the splits' fingerprint", "trees", trees, seed, code)
         assert early.take(snapshot, "not the splits' fingerprint", "trees", trees, seed, code) is None
+        # its process killed (kill -9) mid-fit: the taker sees it gone and refits by itself, never waits forever
+        import os
+        import signal
+
+        key = early.start(snapshot, fp, "trees", {**trees, "min_samples_leaf": 2}, seed, code)
+        os.kill(int((early.folder / f"{key}.pending").read_text().split("/")[1]), signal.SIGKILL)
+        assert early.take(snapshot, fp, "trees", {**trees, "min_samples_leaf": 2}, seed, code) is None
         # a light family is not worth a process
         assert early.start(snapshot, fp, "linear", {"C": 1.0}, seed, code) is None
     finally:
