@@ -34,9 +34,10 @@ from hit_platform.adapters.lake.verdicts import UnjudgedData, unjudged
 from hit_platform.private_apis import latest_check_verdict
 from hit_platform.steps.datasets import SPLIT_TABLES
 
-# Monitors and the dashboard report on what the gates judged (a refused candidate, failing labels) and
-# build nothing that trains or serves on it: the policy does not hold them.
-OBSERVER_GROUPS = frozenset({"ops"})
+# Monitors and the dashboard report on what the gates judged (a refused candidate, failing labels), and
+# maintenance folds, compacts and expires what is stored (never a row's content): neither builds anything
+# that trains or serves on judged data, so the policy does not hold them.
+OBSERVER_GROUPS = frozenset({"ops", "maintenance"})
 
 # The metadata of a check that judges its asset's own lake table (key prefix = schema, name = table) and
 # records each verdict there (`gate_checks.run_gate`).

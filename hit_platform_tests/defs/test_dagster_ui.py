@@ -85,7 +85,7 @@ def test_the_asset_graph_shows_every_asset(webserver):
     groups: dict[str, list[str]] = {}
     for key, spec in ((s.key, s) for s in defs.resolve_all_asset_specs()):
         groups.setdefault(spec.group_name, []).append(key.path[-1])
-    assert set(groups) == {"landing", "raw", "quarantine", "core", "ml", "serving", "ops"}
+    assert set(groups) == {"landing", "raw", "quarantine", "core", "ml", "serving", "ops", "maintenance"}
     missing = {}
     for group, names in sorted(groups.items()):
         page = f"{url}/locations/{LOCATION}/asset-groups/{group}"
