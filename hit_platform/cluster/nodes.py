@@ -10,7 +10,10 @@
 
 Each node: its own `--node-ip-address`, `--temp-dir` (`<root>/<node>/ray`), `--object-store-memory`
 and CPUs, its own HAProxy files (Serve's defaults are one /tmp path per machine) and its own inference-log
-journal (`<root>/<node>/journal`, the disk that node would have). `hit-platform cluster up/down` runs it
+journal (`<root>/<node>/journal`, the disk that node would have). Every node's environment holds the
+cluster's ingress secret (HIT_INGRESS_SECRET, drawn at `up` into `<root>/ingress_secret`, readable by this
+user only): secrets reach the nodes' processes through the environment `ray start` got, never through a Ray
+runtime env, which Ray's runtime-env agent logs whole on every node. `hit-platform cluster up/down` runs it
 for an operator; `hit_platform_tests/cluster/` for the tests.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -28,6 +32,9 @@ from hit_platform.cluster.netns import NetnsNetwork
 
 RAY_PORT = 6379
 STATE_FILE = "cluster.json"
+SECRET_FILE = "ingress_secret"
+# serving.ingress.SECRET_VAR (cluster imports nothing of serving): `hit-platform serve` refuses a cluster without it
+SECRET_VAR = "HIT_INGRESS_SECRET"
 
 
 def ray_auth_env() -> dict[str, str]:
@@ -77,11 +84,28 @@ class LocalCluster:
         """The inference-log journal of `node`'s replicas (HIT_SERVE_JOURNAL_DIR in its environment)."""
         return self.node_dir(node) / "journal"
 
+    @property
+    def secret_file(self) -> Path:
+        """The ingress secret every node's environment holds (this user only; on real machines, a copy on each)."""
+        return self.root / SECRET_FILE
+
+    def ingress_secret(self) -> str:
+        """The cluster's ingress secret, drawn once (by `up`) into `secret_file`."""
+        if not self.secret_file.exists():
+            made = self.secret_file.with_suffix(".new")
+            made.unlink(missing_ok=True)
+            fd = os.open(made, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(24))
+            os.replace(made, self.secret_file)
+        return self.secret_file.read_text().strip()
+
     def node_env(self, node: str) -> dict[str, str]:
-        """The environment `ray start` gets on `node`: its workers (the replicas) inherit it."""
+        """The environment `ray start` gets on `node`: its workers (the replicas, Serve's proxies) inherit it."""
         d = self.node_dir(node)
         haproxy = d / "h"  # Serve adds the node id (57 characters): HAProxy's socket path must stay under 97
-        return {**os.environ, **ray_auth_env(),
+        secret = {SECRET_VAR: self.secret_file.read_text().strip()} if self.secret_file.exists() else {}
+        return {**os.environ, **ray_auth_env(), **secret,
                 "RAY_ADDRESS": self.address,  # a driver started on the node finds the cluster
                 "HIT_SERVE_JOURNAL_DIR": str(self.journal_dir(node)),
                 # workers (the replicas) at the node's own priority, as on one machine (ray_env), not 15 below it
@@ -133,6 +157,7 @@ class LocalCluster:
     def up(self, timeout: float = 180) -> None:
         """Namespaces, then the head, then the workers; returns once Ray counts every node alive."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.ingress_secret()
         self.net.create(self.names)
         (self.root / STATE_FILE).write_text(json.dumps(self.describe(), indent=2))
         for node in self.names:

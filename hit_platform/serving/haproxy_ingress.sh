@@ -2,7 +2,9 @@
 # The HAProxy binary Ray Serve runs, as hit_platform.serving.ingress sets it: edits the config Serve wrote
 # (see ingress.haproxy_wrapper), then runs the real HAProxy with the same arguments. On one machine a
 # user-only wrapper sets the environment and runs this; on a Ray cluster Serve's proxies on every node
-# get it from the serving process (ingress.cluster_ingress_env), so nothing is written on the nodes.
+# get the variables from the serving process's runtime env (ingress.ingress_env), nothing written on the
+# nodes, and HIT_INGRESS_SECRET from their node's own environment (as `ray start` got it): never the runtime
+# env, which Ray logs on every node (ingress.cluster_ingress_secret).
 #   HIT_HAPROXY_REAL            the real HAProxy binary
 #   HIT_INGRESS_SECRET          stamped beside each request id (x-hit-ingress), so a replica knows it is ours
 #   HIT_HAPROXY_LOOPBACK_PORTS  "8404|9101": these ports' binds move onto 127.0.0.1, the unused syslog goes

@@ -15,13 +15,14 @@ from __future__ import annotations
 import os
 import secrets
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 from hit_platform.serving.loopback import free_port
 
 REQUEST_ID_HEADER = "x-hit-request-id"  # set by our HAProxy ingress; the same on a retried request
 INGRESS_HEADER = "x-hit-ingress"  # beside it, the serving process's secret: the id is ours, not a client's
-_SECRET_VAR = "HIT_INGRESS_SECRET"  # in HAProxy's environment only (see haproxy_wrapper)
+SECRET_VAR = "HIT_INGRESS_SECRET"  # in HAProxy's environment only (see haproxy_wrapper, cluster_ingress_secret)
 DISCONNECT_HEADER = "x-request-disconnect-disabled"  # Serve's: no disconnect watcher per request (see haproxy_wrapper)
 
 
@@ -32,6 +33,37 @@ def ingress_secret(*, fast_proxy: bool) -> str | None:
     itself, so a client's own id (a reused one would be taken for a retry and its answers dropped from
     the log) is never taken, and nor is one sent straight to a replica's port."""
     return secrets.token_hex(24) if fast_proxy else None
+
+
+class IngressSecretMissing(RuntimeError):
+    """Serving on a Ray cluster without the ingress secret in the node's environment (the message says what to do)."""
+
+
+def cluster_ingress_secret(environ: Mapping[str, str]) -> str:
+    """On a Ray cluster, the secret our HAProxy stamps: HIT_INGRESS_SECRET in the node's environment, as
+    `ray start` got it on every node (and the serving process on the head). It never travels in the
+    serving process's Ray runtime env: Ray's runtime-env agent logs every runtime env it creates, whole,
+    in each node's session logs (`runtime_env_agent.log`), and keeps it in the job table."""
+    secret = environ.get(SECRET_VAR, "")
+    if len(secret) < 32:
+        raise IngressSecretMissing(
+            f"serving on a Ray cluster needs {SECRET_VAR} (32+ characters, the same on every node) in the "
+            f"environment of `ray start` on each node and of the serving process; it is "
+            f"{'too short' if secret else 'not set'}. Make one with `openssl rand -hex 24`, keep it in a file "
+            "only you can read, and see README 'Running at scale'")
+    return secret
+
+
+def node_secret_problem(secret: str | None, environ: Mapping[str, str], node: str) -> str | None:
+    """Why a replica on a cluster node must not start: its node's HAProxy would stamp a secret other than the
+    serving process's (so every request id our ingress set there would be refused as a client's), or None."""
+    if not secret:
+        return None
+    here = environ.get(SECRET_VAR)
+    if here is not None and secrets.compare_digest(here, secret):
+        return None
+    return (f"node {node}: {SECRET_VAR} in this node's environment (as `ray start` got it) "
+            f"{'differs from' if here else 'is missing, unlike'} the serving process's: give every node the same")
 
 
 def trusted_request_id(request_id: str | None, stamp: str | None, secret: str | None) -> str | None:
@@ -50,7 +82,7 @@ def haproxy_env(loopback_ports: list[int], secret: str | None = None) -> dict[st
 
     env = {"HIT_HAPROXY_REAL": get_haproxy_binary()}
     if secret:
-        env[_SECRET_VAR] = secret
+        env[SECRET_VAR] = secret
     if loopback_ports:
         env["HIT_HAPROXY_LOOPBACK_PORTS"] = "|".join(str(p) for p in loopback_ports)
     return env
@@ -117,9 +149,11 @@ def ingress_env(*, state_dir: Path, loopback: bool, joining_cluster: bool,
         # Serve's proxies on every node run the script straight from the installed package (the same path on
         # every node, as Ray wants the same environment on each) with this environment, which the serving
         # process hands them (main.ServingProcess.start_ray): nothing is written on the nodes. Stats and
-        # metrics are read by the HAProxyManager beside each HAProxy: loopback.
+        # metrics are read by the HAProxyManager beside each HAProxy: loopback. The secret is not in it: the
+        # runtime env is logged on every node; HAProxy takes the secret from its node's own environment
+        # (`cluster_ingress_secret`).
         env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(INGRESS_SCRIPT)
-        env.update(haproxy_env([stats, metrics], secret))
+        env.update(haproxy_env([stats, metrics]))
     else:
         env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(haproxy_wrapper(state_dir, [stats, metrics] if loopback else [],
                                                                    secret))

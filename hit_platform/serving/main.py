@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.serving.inference_log import JournalCommitter
-from hit_platform.serving.ingress import ingress_secret
+from hit_platform.serving.ingress import IngressSecretMissing, cluster_ingress_secret, ingress_secret
 from hit_platform.serving.predictor import load_predictor
 from hit_platform.serving.ray_env import ray_env
 from hit_platform.serving.shadow import SCORE_EVERY_COMMITS, ShadowScorer
@@ -68,7 +68,8 @@ class ServingProcess:
         runtime_env = {"env_vars": self.cluster_env} if self.cluster_env else None
         if address:
             # The nodes' processes inherit their raylet's environment, not this one: Serve's controller, its
-            # proxies (our HAProxy and its secret) and the replicas get ours through the job's runtime env.
+            # proxies (our HAProxy) and the replicas get ours through the job's runtime env. No secret in it:
+            # each node's runtime-env agent logs it whole (the ingress secret is in every node's environment).
             ray.init(address=address, namespace="hit_platform", logging_level=logging.WARNING,
                      runtime_env=runtime_env)
         else:
@@ -257,9 +258,15 @@ def main() -> int:
     state = config.state_dir(settings)
     state.mkdir(parents=True, exist_ok=True)
     # Our HAProxy stamps each request id with this secret, on this machine or on every node of a cluster
-    # (None with Serve's Python proxy: the replicas name every request themselves).
+    # (None with Serve's Python proxy: the replicas name every request themselves). On a cluster it is the
+    # nodes' own (in every node's environment), never handed to Ray: Ray logs the runtime envs it creates.
     joining = bool(config.ray_address)
-    secret = ingress_secret(fast_proxy=config.fast_proxy)
+    try:
+        secret = cluster_ingress_secret(os.environ) if joining and config.fast_proxy else \
+            ingress_secret(fast_proxy=config.fast_proxy)
+    except IngressSecretMissing as exc:
+        print(f"hit_platform serving: {exc}", file=sys.stderr)
+        return 2
     # Ray reads these at import time: set them before anything imports it.
     env = ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state, joining_cluster=joining,
                   ingress_secret=secret)

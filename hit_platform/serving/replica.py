@@ -33,6 +33,7 @@ from hit_platform.serving.batching import MicroBatcher
 from hit_platform.serving.encoding import batch_bytes, prediction_head, song_answers
 from hit_platform.serving.fast_path import PredictFastPath
 from hit_platform.serving.http import build_app, check_content_type, error_body, json_bytes, parse_body
+from hit_platform.serving.ingress import node_secret_problem
 from hit_platform.serving.inference_log import InferenceLogger, JournalCommitter, Served, truncate_body
 from hit_platform.serving.loopback import in_loopback_mode
 from hit_platform.serving.placement import CachedPlacement, this_node
@@ -61,6 +62,10 @@ class ModelReplica:
         self.settings = Settings(**settings)
         self.config = ServeConfig(**config)
         self.ingress_secret = ingress_secret  # x-hit-request-id is taken only with it (serving.ingress)
+        self.node, self.placement = this_node(), None  # where this replica runs (Ray's node), in /healthz
+        if self.config.ray_address and (problem := node_secret_problem(ingress_secret, os.environ,
+                                                                       (self.node or {}).get("node_ip", "?"))):
+            raise RuntimeError(problem)  # this node's HAProxy stamps another secret: every id it set refused
         self.tracker = Tracker(self.settings)
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
         # concurrent /predict calls share one model call (when the version's batches answer the same bits)
@@ -73,7 +78,6 @@ class ModelReplica:
         self.fast_path_requests = 0  # /predict requests answered by PredictFastPath (the rest went through FastAPI)
         self.batch_adapter = TypeAdapter(batch_model(self.config.max_batch))
         journal = self.config.journal(self.settings)
-        self.node, self.placement = this_node(), None  # where this replica runs (Ray's node), in /healthz
         if self.config.replicas_commit():
             # On a cluster the journal is on this node's own disk: HIT_SERVE_JOURNAL_DIR as the node was started
             # with it (`ray start`'s environment), else the serving process's path, on this node.

@@ -8,6 +8,7 @@ import asyncio
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -98,3 +99,34 @@ def test_our_haproxy_stamps_the_secret_from_its_environment_and_no_file_holds_it
     edited = cfg.read_text()
     assert f'http-request set-header {INGRESS_HEADER} "${{HIT_INGRESS_SECRET}}"' in edited and secret not in edited
     assert f"http-request set-header {REQUEST_ID_HEADER} %[uuid]" in edited
+
+
+def test_on_a_ray_cluster_the_secret_comes_from_the_nodes_environment_never_the_runtime_env(tmp_path: Path):
+    """On a cluster the serving process hands Serve's proxies its ingress environment in a Ray runtime env,
+    which Ray's runtime-env agent logs whole on every node: the secret is not in it. The secret is the
+    nodes' own HIT_INGRESS_SECRET; without it `serve` refuses, and a replica whose node holds another one
+    refuses to start (that node's HAProxy would stamp ids every replica refuses)."""
+    from hit_platform.serving.ingress import IngressSecretMissing, cluster_ingress_secret, node_secret_problem
+    from hit_platform.serving.ray_env import ray_env
+
+    secret = ingress_secret(fast_proxy=True)
+    joined = ray_env(host="0.0.0.0", fast_proxy=True, state_dir=tmp_path, joining_cluster=True, ingress_secret=secret)
+    assert joined["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and "HIT_INGRESS_SECRET" not in joined
+    assert secret not in " ".join(joined.values())
+    alone = ray_env(host="127.0.0.1", fast_proxy=True, state_dir=tmp_path, joining_cluster=False, ingress_secret=secret)
+    assert secret in Path(alone["RAY_SERVE_HAPROXY_BINARY_PATH"]).read_text()  # one machine: the 0700 wrapper
+    assert cluster_ingress_secret({"HIT_INGRESS_SECRET": secret}) == secret
+    for environ in ({}, {"HIT_INGRESS_SECRET": "short"}):
+        with pytest.raises(IngressSecretMissing, match="HIT_INGRESS_SECRET .* in the environment of `ray start`"):
+            cluster_ingress_secret(environ)
+    assert node_secret_problem(secret, {"HIT_INGRESS_SECRET": secret}, "10.0.0.2") is None
+    assert node_secret_problem(None, {}, "10.0.0.2") is None  # Serve's Python proxy: no secret anywhere
+    assert "node 10.0.0.2: HIT_INGRESS_SECRET in this node's environment (as `ray start` got it) differs" in \
+        node_secret_problem(secret, {"HIT_INGRESS_SECRET": "x" * 48}, "10.0.0.2")
+    assert "is missing" in node_secret_problem(secret, {}, "10.0.0.2")
+    # the serving process itself, joining a cluster without the secret: one line, exit 2, before any Ray
+    env = {k: v for k, v in os.environ.items() if k != "HIT_INGRESS_SECRET"}
+    done = subprocess.run([sys.executable, "-m", "hit_platform.serving.main"], capture_output=True, text=True,
+                          env={**env, "HIT_WAREHOUSE": str(tmp_path / "warehouse"), "RAY_ADDRESS": "10.0.0.1:6379"},
+                          timeout=120)
+    assert done.returncode == 2 and "serving on a Ray cluster needs HIT_INGRESS_SECRET" in done.stderr, done.stderr
