@@ -6,11 +6,13 @@
   requests go on being answered by the other nodes, and once the node is restarted and rejoins, the journal
   its dead replica left is committed. Every answered request is in the lake once, before, through and after.
 - the candidates' grid as Ray tasks with a node killed midway: the same model bytes as fitted in process,
-  in the local pool and by a refit; a grid point that fails for good fails the training saying which."""
+  in the local pool and by a refit; a grid point that fails for good fails the training saying which; a
+  version trained on the cluster and registered rebuilds `identical` on one machine (`hit-platform rebuild`)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,9 +22,11 @@ import pytest
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import requests_in_log
-from hit_platform.settings import Settings
+from hit_platform.settings import REPO_ROOT, Settings
 from hit_platform_tests.cluster.conftest import journal_files
+from hit_platform_tests.support.built import Built, build
 from hit_platform_tests.support.cluster import HIT, running_per_node, served_on
+from hit_platform_tests.support.dumps import generate_full
 from hit_platform_tests.support.load import Wrk, WrkResult
 from hit_platform_tests.support.serving import song
 
@@ -112,6 +116,43 @@ def task_running_on(cluster, node: str) -> bool:
         except OSError:
             continue
     return False
+
+
+def test_a_version_trained_on_the_cluster_rebuilds_identical_on_one_machine(ray_cluster):
+    """A small world's candidates trained with their grid points as the cluster's tasks (some on a worker node)
+    and the best registered, as ml/candidate_models does with HIT_TRAIN_RAY_ADDRESS; then the real
+    `hit-platform rebuild --model-version V` on this machine, with no cluster (no RAY_ADDRESS): identical."""
+    world = Built(ray_cluster.root / "rebuild")
+    generate_full(world.settings, songs=1000, increments=0)
+    half = build(world.defs, world.instance)
+    assert half.success, [c.description for c in half.checks if not c.passed]
+    env = world.settings.to_env()
+    log = ray_cluster.root / "rebuild" / "driver.log"
+    with log.open("w") as out:
+        driver = subprocess.Popen(ray_cluster.net.command("head", [
+            sys.executable, "-m", "hit_platform_tests.cluster.train_on_cluster", "register", ray_cluster.address]),
+            env={**ray_cluster.node_env("head"), **env}, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    workers_seen: set[str] = set()
+    try:
+        deadline = time.monotonic() + 900
+        while driver.poll() is None and time.monotonic() < deadline:  # where its grid points run
+            workers_seen |= {n for n in ("w1", "w2") if task_running_on(ray_cluster, n)}
+            time.sleep(0.2)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    said = log.read_text()
+    assert driver.returncode == 0, said[-3000:]
+    assert workers_seen, f"no grid point ran on a worker node: {said[-2000:]}"
+    version = said.split("registered ", 1)[1].split()[0]
+    here = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "HIT_TRAIN_RAY_ADDRESS")}
+    done = subprocess.run([sys.executable, "-m", "hit_platform.cli", "rebuild", "--model-version", version],
+                          env={**here, **env}, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    print(f"\nversion {version} trained on the cluster (grid points on {sorted(workers_seen)} among others); "
+          f"`hit-platform rebuild --model-version {version}` here, without the cluster (exit {done.returncode}):\n"
+          + done.stdout)
+    assert done.returncode == 0 and "identical" in done.stdout.splitlines(), done.stdout + done.stderr[-2000:]
 
 
 def test_the_grid_runs_as_tasks_on_the_cluster_and_a_node_killed_midway_changes_no_byte(ray_cluster):
