@@ -31,6 +31,7 @@ import httpx
 import psutil
 
 from hit_platform.adapters.processes import start_id
+from hit_platform.serving.ingress import SECRET_VAR
 from hit_platform.settings import ServeConfig
 from hit_platform.settings import REPO_ROOT, Settings
 
@@ -193,8 +194,9 @@ def stop_leftovers(info: dict, *, grace: float = 0.0, timeout: float = 15.0) -> 
 
 
 def child_env(settings: Settings, config: ServeConfig) -> dict[str, str]:
-    """The environment that rebuilds exactly these Settings and ServeConfig in the serving process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIT_")}
+    """The environment that rebuilds exactly these Settings and ServeConfig in the serving process (and hands
+    it the node's ingress secret, on a Ray cluster: `ingress.cluster_ingress_secret`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIT_") or k == SECRET_VAR}
     env.update(settings.model_copy(update={"serving": config}).to_env())
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

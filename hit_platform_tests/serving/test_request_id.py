@@ -124,6 +124,14 @@ def test_on_a_ray_cluster_the_secret_comes_from_the_nodes_environment_never_the_
     assert "node 10.0.0.2: HIT_INGRESS_SECRET in this node's environment (as `ray start` got it) differs" in \
         node_secret_problem(secret, {"HIT_INGRESS_SECRET": "x" * 48}, "10.0.0.2")
     assert "is missing" in node_secret_problem(secret, {}, "10.0.0.2")
+    # `hit-platform serve` hands the node's secret on to the serving process (other HIT_* come from Settings)
+    from hit_platform.serving.process import child_env
+    from hit_platform.settings import Settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HIT_INGRESS_SECRET", secret)
+        settings = Settings(warehouse=tmp_path)
+        assert child_env(settings, settings.serving)["HIT_INGRESS_SECRET"] == secret
     # the serving process itself, joining a cluster without the secret: one line, exit 2, before any Ray
     env = {k: v for k, v in os.environ.items() if k != "HIT_INGRESS_SECRET"}
     done = subprocess.run([sys.executable, "-m", "hit_platform.serving.main"], capture_output=True, text=True,
