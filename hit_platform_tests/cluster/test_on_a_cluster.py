@@ -50,10 +50,20 @@ def logged(settings: Settings, result: WrkResult) -> tuple[int, int]:
     return sum(1 for n in counts.values() if n == 0), sum(1 for n in counts.values() if n > 1)
 
 
-def figures(phase: str, settings: Settings, result: WrkResult) -> str:
+def placement(cluster, settings: Settings) -> str:
+    """The nodes Ray counts alive and the running replicas per node, now (as the serving process last recorded
+    them, every ~5 s): taken when a phase starts and ends, not when its figures are printed."""
+    name = {cluster.ip(n): n for n in cluster.names}
+    alive = ",".join(name.get(ip, ip) for ip in cluster.alive_nodes())
+    replicas = " ".join(f"{name.get(ip, ip)}={n}" for ip, n in sorted(running_per_node(settings).items()))
+    return f"nodes alive {alive or 'none'}, replicas {replicas or 'none'}"
+
+
+def figures(phase: str, settings: Settings, result: WrkResult, at: tuple[str, str]) -> str:
     unlogged, doubled = logged(settings, result)
-    return (f"{phase}: nodes {running_per_node(settings)}, answered {len(result.answered)}, non-2xx {result.non2xx}, "
-            f"socket errors {result.socket_error_total}, answered but not logged {unlogged}, logged twice {doubled}")
+    return (f"{phase}: at its start {at[0]}; at its end {at[1]}; answered {len(result.answered)}, "
+            f"non-2xx {result.non2xx}, socket errors {result.socket_error_total}, answered but not logged {unlogged}, "
+            f"logged twice {doubled}")
 
 
 @pytest.fixture(scope="module")
@@ -76,29 +86,37 @@ def test_replicas_on_every_node_answer_log_once_and_survive_a_worker_node_killed
         r = httpx.post(f"http://{ip}:8000/predict", json=song(), headers={"x-hit-request-id": "mine"}, timeout=10)
         assert r.status_code == 200 and r.json()["request_id"] != "mine", r.text
     url = f"http://{nodes[0]}:8000/predict"
+    at_before = placement(ray_cluster, settings)
     before = Wrk(url, song(), 6, connections=8, record=True).result()
+    at_before = (at_before, placement(ray_cluster, settings))
     wait_for("the answers committed", lambda: logged(settings, before) == (0, 0), 60, poll=2)
     status = ray_cluster.run("head", [*HIT, "status"], env=env).stdout  # the lake, then serving: a line per node
     for ip in nodes:
         assert f"node {ip}: 1 replica" in status, status
 
     # every Ray process of worker node w1 killed (raylet, its workers, the replica, HAProxy) under load
+    at_during = placement(ray_cluster, settings)
     during_load = Wrk(url, song(), 18, connections=8, record=True)
     time.sleep(6)
     killed = ray_cluster.kill_node("w1")
     during = during_load.result()
+    at_during = (at_during, placement(ray_cluster, settings))
     wait_for("w1's replica gone from the placement", lambda: nodes[1] not in running_per_node(settings), 60)
     left = journal_files(ray_cluster, "w1")  # what its dead replica journaled and never committed
 
     ray_cluster.start_node("w1")  # restarted: it rejoins, Serve places its replica there again
     wait_for("a replica on w1 again", lambda: running_per_node(settings).get(nodes[1]) == 1, 300, poll=2)
     wait_for("w1's journal committed", lambda: not journal_files(ray_cluster, "w1") or None, 60)
+    at_after = placement(ray_cluster, settings)
     after = Wrk(url, song(), 6, connections=8, record=True).result()
+    at_after = (at_after, placement(ray_cluster, settings))
     # the committers run every HIT_SERVE_LOG_COMMIT_SECONDS (5 s) on each node
     wait_for("every answer committed", lambda: all(logged(settings, r) == (0, 0) for r in (before, during, after)),
              60, poll=2)
-    report = [figures("before", settings, before), f"killed {killed} processes of w1, left {len(left)} journal files",
-              figures("through the kill", settings, during), figures("after the rejoin", settings, after)]
+    report = [figures("before", settings, before, at_before),
+              f"killed {killed} processes of w1, left {len(left)} journal files",
+              figures("through the kill", settings, during, at_during),
+              figures("after the rejoin", settings, after, at_after)]
     print("\n" + "\n".join(report))
     (ray_cluster.root / "figures.json").write_text(json.dumps(report))
     for result in (before, during, after):
