@@ -1,7 +1,7 @@
 """Why this song, in this country: exact per-country attributions of a fitted model.
 
     background = background_sample(train_X, size=64, seed=0)
-    a = explain(champion_pipeline, songs_X, background)
+    a = explain(champion_pipeline, songs_X, background)   # or Explainer(pipeline, background).explain(X)
     a.base[i, c] + a.phi[i, c].sum() == a.value[i, c]     # within 1e-9, on a.scales[c]
 
 Value function (interventional, country held fixed): v_c(S) = mean_b f_c(x on S, z_b elsewhere)
@@ -30,8 +30,10 @@ Paths and their cost (one song x 72 countries; bench/bench_explain.py measures t
 """
 
 from hit_platform.domain.explain.attributions import (ADDITIVITY_TOLERANCE, BACKGROUND_SIZE, FAMILY_BACKGROUND,
-                                                      Attributions, Background, background_sample, explain)
+                                                      Attributions, Background, Explainer, background_sample,
+                                                      explain)
 from hit_platform.domain.explain.model_parts import LOG_ODDS, PROBABILITY
 
 __all__ = ["ADDITIVITY_TOLERANCE", "BACKGROUND_SIZE", "FAMILY_BACKGROUND", "LOG_ODDS", "PROBABILITY",
-           "Attributions", "Background", "background_sample", "explain"]
+           "Attributions", "Background", "Explainer",
+           "background_sample", "explain"]

@@ -77,38 +77,58 @@ def background_sample(X_train, size: int = BACKGROUND_SIZE, seed: int = 0) -> Ba
     return Background(songs=np.ascontiguousarray(values[chosen]), seed=int(seed), drawn_from=len(complete))
 
 
-def explain(model, X, background: Background) -> Attributions:
-    """Exact interventional Shapley values of a fitted model pipeline (any family, blend and calibration
-    included) for songs X (DataFrame with the feature columns, or (n, 14) array in FEATURE_COLUMNS
-    order), against the first FAMILY_BACKGROUND[family] songs of `background`.
+class Explainer:
+    """A fitted model and a background, prepared once (the trees' leaves and the background's side of
+    every table): `explain(X)` then costs only the songs' part. Serving holds one per model version.
 
-    ValueError for a malformed X (shape, NaN, infinite); TypeError for a model part with no exact path;
-    ArithmeticError if base + sum misses the served value by more than ADDITIVITY_TOLERANCE."""
-    X = _features(X, "songs")
-    log_odds, maps = take_apart(model)
-    family = log_odds.family
-    size = min(FAMILY_BACKGROUND[family], background.size)
-    Z = background.songs[:size]
-    if Z.shape[1] != N_FEATURES or not np.isfinite(Z).all():
-        raise ValueError(f"background: expected finite ({background.size}, {N_FEATURES}) songs, got {Z.shape}")
-    n, k = len(X), len(COUNTRIES)
-    base, phi = _log_odds_attributions(log_odds, X, Z)        # (n, 72), (n, 72, 14)
-    value = maps.value(log_odds(X))
-    base = maps.slope * base + maps.intercept
-    phi *= maps.slope[None, :, None]
-    sizes = np.full(k, size)
-    if not maps.affine.all():
-        enumerated = min(ENUMERATED_BACKGROUND, background.size)
-        sizes[~maps.affine] = enumerated
-        for i in range(n):
-            base[i, ~maps.affine], phi[i, ~maps.affine] = _enumerated(log_odds, maps, X[i], background.songs[:enumerated])
-    gap = float(np.abs(base + phi.sum(axis=2) - value).max()) if n else 0.0
-    if not gap <= ADDITIVITY_TOLERANCE:
-        raise ArithmeticError(f"attributions of the {family} model: base + sum misses the served value by {gap:.3g} "
-                              f"(tolerance {ADDITIVITY_TOLERANCE})")
-    return Attributions(base=base, phi=phi, value=value, scales=maps.scales, countries=COUNTRIES,
-                        features=FEATURE_COLUMNS, background_size=sizes, background_seed=background.seed,
-                        family=family, max_gap=gap)
+    Exact interventional Shapley values of a fitted model pipeline (any family, blend and calibration
+    included) against the first FAMILY_BACKGROUND[family] songs of `background` (`size` of them if
+    given; the countries whose value is enumerated take at most ENUMERATED_BACKGROUND).
+    TypeError for a model part with no exact path; ValueError for a malformed background."""
+
+    def __init__(self, model, background: Background, size: int | None = None):
+        self.log_odds, self.maps = take_apart(model)
+        self.family = self.log_odds.family
+        self.background = background
+        self.size = min(FAMILY_BACKGROUND[self.family] if size is None else int(size), background.size)
+        Z = np.asarray(background.songs, dtype=np.float64)
+        if Z.ndim != 2 or Z.shape[1] != N_FEATURES or not np.isfinite(Z).all() or self.size < 1:
+            raise ValueError(f"background: expected finite (B, {N_FEATURES}) songs, got shape {Z.shape}")
+        self.enumerated_size = min(ENUMERATED_BACKGROUND, self.size)
+        self.parts = [_Prepared(m, w, Z[:self.size]) for m, w in _members(self.log_odds)]
+        self.enumerated_parts = [] if self.maps.affine.all() else \
+            [_Prepared(m, w, Z[:self.enumerated_size]) for m, w in _members(self.log_odds)]
+
+    def explain(self, X) -> Attributions:
+        """Attributions of songs X (a DataFrame with the feature columns, or an (n, 14) array in
+        FEATURE_COLUMNS order). ValueError for a malformed X (shape, NaN, infinite); ArithmeticError if
+        base + sum misses the served value by more than ADDITIVITY_TOLERANCE anywhere."""
+        X = _features(X, "songs")
+        maps, k = self.maps, len(COUNTRIES)
+        base, phi = 0.0, 0.0
+        for part in self.parts:  # a blend is linear in its members' log-odds
+            b, p = part.attributions(X)
+            base, phi = base + part.weight * b, phi + part.weight * p
+        base = maps.slope * base + maps.intercept
+        phi = phi * maps.slope[None, :, None]
+        value = maps.value(self.log_odds(X))
+        sizes = np.full(k, self.size)
+        if not maps.affine.all():
+            sizes[~maps.affine] = self.enumerated_size
+            for i in range(len(X)):
+                base[i, ~maps.affine], phi[i, ~maps.affine] = _enumerated(self.enumerated_parts, maps, X[i])
+        gap = float(np.abs(base + phi.sum(axis=2) - value).max()) if len(X) else 0.0
+        if not gap <= ADDITIVITY_TOLERANCE:
+            raise ArithmeticError(f"attributions of the {self.family} model: base + sum misses the served value by "
+                                  f"{gap:.3g} (tolerance {ADDITIVITY_TOLERANCE})")
+        return Attributions(base=base, phi=phi, value=value, scales=maps.scales, countries=COUNTRIES,
+                            features=FEATURE_COLUMNS, background_size=sizes, background_seed=self.background.seed,
+                            family=self.family, max_gap=gap)
+
+
+def explain(model, X, background: Background, size: int | None = None) -> Attributions:
+    """`Explainer(model, background, size).explain(X)`: for one call; keep an Explainer for many."""
+    return Explainer(model, background, size).explain(X)
 
 
 def _features(X, what: str, allow_missing: bool = False) -> np.ndarray:
@@ -129,48 +149,66 @@ def _features(X, what: str, allow_missing: bool = False) -> np.ndarray:
     return values
 
 
-def _log_odds_attributions(z: LogOdds | Blend, X: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(base (n, 72), phi (n, 72, 14)) of the uncalibrated log-odds."""
-    if isinstance(z, Blend):
-        base, phi = None, None
-        for member, w in zip(z.members, z.weights):
-            b, p = _log_odds_attributions(member, X, Z)
-            base, phi = (w * b, w * p) if base is None else (base + w * b, phi + w * p)
-        return base, phi
-    n, k = len(X), len(COUNTRIES)
-    base, phi = np.empty((n, k)), np.empty((n, k, N_FEATURES))
-    if z.family == "prior":
-        base[:] = z.of_prepared(X[:1])[0]
-        phi[:] = 0.0
-        return base, phi
-    Xp, Zp = z.prepare(X), z.prepare(Z)
-    est = z.estimator
-    if z.family == "linear":
-        mean_z = Zp.mean(axis=0)
-        base[:] = mean_z @ est.weights_ + est.intercepts_
-        phi[:] = np.einsum("nd,dk->nkd", Xp - mean_z, est.weights_)
-    elif z.family == "mlp":
-        used = used_features(z)  # a feature the model ignores is a null player: left out of the 2^d
-        W1u = est.W1_[used]
-        hidden_base = np.tanh(Zp @ est.W1_ + est.b1_).mean(axis=0)
-        phi[:] = 0.0
-        for i in range(n):
-            base[i] = hidden_base @ est.W2_ + est.b2_
-            if len(used):
-                # the pre-activations' constant part (unused features) stays in the background's own
-                bh, ph = exact.mlp_hidden(Xp[i, used], Zp[:, used], W1u, est.b1_ + _unused_part(Zp, est.W1_, used))
-                phi[i][:, used] = (ph @ est.W2_).T
-    elif z.family == "trees":
-        explainer = TreeExplainer(est, Zp)
-        for i in range(n):
-            b, p = explainer.explain_one(Xp[i])
-            base[i], phi[i] = b, p.T
-    else:  # take_apart admits only the families above
-        raise TypeError(f"attributions: no exact path for family {z.family!r}")
-    return base, phi
+def _members(z: LogOdds | Blend) -> list[tuple[LogOdds, float]]:
+    return list(zip(z.members, z.weights)) if isinstance(z, Blend) else [(z, 1.0)]
 
 
-def used_features(z: LogOdds, trees: TreeExplainer | None = None) -> np.ndarray:
+class _Prepared:
+    """One family's log-odds with its background prepared: its exact path for songs."""
+
+    def __init__(self, part: LogOdds, weight: float, Z: np.ndarray):
+        self.part, self.weight, self.family = part, weight, part.family
+        self.Zp = part.prepare(Z)
+        est = part.estimator
+        self.trees = TreeExplainer(est, self.Zp) if self.family == "trees" else None
+        self.used = _used_features(part, self.trees)
+        if self.family == "prior":
+            self.base = part.of_prepared(self.Zp[:1])[0]
+        elif self.family == "linear":
+            self.base = self.Zp.mean(axis=0) @ est.weights_ + est.intercepts_
+        elif self.family == "mlp":
+            self.base = np.tanh(self.Zp @ est.W1_ + est.b1_).mean(axis=0) @ est.W2_ + est.b2_
+            # the pre-activations' part from features the MLP ignores (zero rows of W1: exactly 0)
+            ignored = np.setdiff1d(np.arange(N_FEATURES), self.used)
+            self.b1 = est.b1_ + self.Zp[:, ignored] @ est.W1_[ignored]
+        else:
+            self.base = self.trees.base
+
+    def attributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(base (n, 72), phi (n, 72, 14)) of this part's uncalibrated log-odds."""
+        n, k = len(X), len(COUNTRIES)
+        base = np.tile(self.base, (n, 1))
+        phi = np.zeros((n, k, N_FEATURES))
+        if self.family == "prior" or not len(self.used):
+            return base, phi
+        Xp, est, used = self.part.prepare(X), self.part.estimator, self.used
+        if self.family == "linear":
+            phi[:] = np.einsum("nd,dk->nkd", Xp - self.Zp.mean(axis=0), est.weights_)
+        elif self.family == "mlp":
+            W1u = est.W1_[used]
+            for i in range(n):  # a feature the model ignores is a null player: left out of the 2^d
+                _, hidden_phi = exact.mlp_hidden(Xp[i, used], self.Zp[:, used], W1u, self.b1)
+                phi[i][:, used] = (hidden_phi @ est.W2_).T
+        else:
+            for i in range(n):
+                _, p = self.trees.explain_one(Xp[i])
+                phi[i] = p.T
+        return base, phi
+
+    def hybrid_log_odds(self, x: np.ndarray, b: int, players: np.ndarray) -> np.ndarray:
+        """(2^p, 72): this part's log-odds of every coalition (of the `players`) hybrid of the prepared
+        song x and background song b."""
+        est, z = self.part.estimator, self.Zp[b]
+        if self.family == "prior":
+            return np.tile(self.base, (1 << len(players), 1))
+        if self.family == "linear":
+            return exact.linear_hybrids(x, z, est.weights_, est.intercepts_, players)
+        if self.family == "mlp":
+            return exact.mlp_hybrids(x, z, est.W1_, est.b1_, est.W2_, est.b2_, players)
+        return self.trees.hybrid_values(x, b, players)
+
+
+def _used_features(z: LogOdds, trees: TreeExplainer | None) -> np.ndarray:
     """The features the family's log-odds can depend on (the others are null players: phi exactly 0)."""
     est = z.estimator
     if z.family == "prior":
@@ -182,43 +220,19 @@ def used_features(z: LogOdds, trees: TreeExplainer | None = None) -> np.ndarray:
     return trees.used
 
 
-def _unused_part(Zp: np.ndarray, W1: np.ndarray, used: np.ndarray) -> np.ndarray:
-    """(B, H): what the features outside `used` add to each background song's pre-activations (0 when
-    they are truly unused: their W1 rows are zero)."""
-    unused = np.setdiff1d(np.arange(W1.shape[0]), used)
-    return Zp[:, unused] @ W1[unused]
-
-
-def _enumerated(z: LogOdds | Blend, maps: CountryMaps, x: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _enumerated(parts: list[_Prepared], maps: CountryMaps, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(base, phi (k, 14)) of the served probability of the non-affine countries: the model's log-odds of
     every coalition's hybrid with each background song, through the calibration, v(S) their mean."""
-    parts = [(m, w) for m, w in zip(z.members, z.weights)] if isinstance(z, Blend) else [(z, 1.0)]
-    prepared = [(m, w, m.prepare(x[None])[0], m.prepare(Z)) for m, w in parts]
-    trees = {id(m): TreeExplainer(m.estimator, Zp) for m, _, _, Zp in prepared if m.family == "trees"}
-    used = np.unique(np.concatenate([used_features(m, trees.get(id(m))) for m, _, _, _ in prepared]))
+    players = np.unique(np.concatenate([p.used for p in parts]))
+    prepared = [p.part.prepare(x[None])[0] for p in parts]
+    B = len(parts[0].Zp)
     values = 0.0
-    for b in range(len(Z)):
-        logits = None
-        for m, w, xp, Zp in prepared:
-            table = w * _hybrid_log_odds(m, xp, Zp[b], trees.get(id(m)), b, used)
-            logits = table if logits is None else logits + table
+    for b in range(B):
+        logits = sum(p.weight * p.hybrid_log_odds(xp, b, players) for p, xp in zip(parts, prepared))
         values = values + maps.probability(logits)[:, ~maps.affine]
-    values = values / len(Z)
+    values = values / B
     phi = np.zeros((int((~maps.affine).sum()), N_FEATURES))
-    if len(used):
-        _, phi_used = exact.enumerate_values(values)
-        phi[:, used] = phi_used.T
+    if len(players):
+        _, phi_players = exact.enumerate_values(values)
+        phi[:, players] = phi_players.T
     return values[0].copy(), phi
-
-
-def _hybrid_log_odds(m: LogOdds, x: np.ndarray, z: np.ndarray, trees: TreeExplainer | None, b: int,
-                     used: np.ndarray) -> np.ndarray:
-    """(2^u, 72) log-odds of one family for every coalition (of the `used` features) hybrid of x and z."""
-    est = m.estimator
-    if m.family == "prior":
-        return np.tile(m.of_prepared(x[None]), (1 << len(used), 1))
-    if m.family == "linear":
-        return exact.linear_hybrids(x, z, est.weights_, est.intercepts_, used)
-    if m.family == "mlp":
-        return exact.mlp_hybrids(x, z, est.W1_, est.b1_, est.W2_, est.b2_, used)
-    return trees.hybrid_values(x, b, used)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from math import factorial
 
 import numpy as np
+from scipy import sparse
 
 from hit_platform.domain.models.quickscorer import _categorical_goes_left, _node_layout
 from hit_platform.domain.models.trees import OUTPUT_CATEGORIES, CountryTrees
@@ -107,24 +108,37 @@ class TreeExplainer:
         Zu = Z[:, self.used]
         self.z_in = (Zu[:, None, :] > self.lo) & (Zu[:, None, :] <= self.hi)   # (B, L, u)
         self.B = len(Z)
+        # the (leaf, feature) pairs a path bounds, leaf by leaf
+        self.pair_leaf, self.pair_feature = np.nonzero(np.isfinite(self.leaves.lo) | np.isfinite(self.leaves.hi))
+        self.pair_lo = self.leaves.lo[self.pair_leaf, self.pair_feature]
+        self.pair_hi = self.leaves.hi[self.pair_leaf, self.pair_feature]
+        self.pair_z_in = (Z[:, self.pair_feature] > self.pair_lo) & (Z[:, self.pair_feature] <= self.pair_hi)
+        n_pairs, n_leaves = len(self.pair_leaf), len(self.leaves.lo)
+        self.pair_leaf_matrix = sparse.csr_matrix((np.ones(n_pairs), (np.arange(n_pairs), self.pair_leaf)),
+                                                  shape=(n_pairs, n_leaves))
         # v(empty) per country: the mean over the background of the leaves each song reaches
         reached = self.z_in.all(axis=2).mean(axis=0)                          # (L,)
         self.base = self.leaves.baseline + self.leaves.country_value @ reached
 
     def explain_one(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(base (72,), phi (d, 72)) for one song x (d,)."""
-        xu = x[self.used]
-        x_in = (xu > self.lo) & (xu <= self.hi)                               # (L, u)
-        only_x = x_in & ~self.z_in                                            # (B, L, u)
-        only_z = self.z_in & ~x_in
-        alive = (x_in | self.z_in).all(axis=2)                                # (B, L)
-        a, b = only_x.sum(axis=2), only_z.sum(axis=2)
-        ca = np.where(alive, self.WA[a, b], 0.0)
-        cb = np.where(alive, self.WB[a, b], 0.0)
-        per_leaf = np.einsum("bl,blu->lu", ca, only_x) - np.einsum("bl,blu->lu", cb, only_z)  # (L, u)
-        phi = np.zeros((self.d, self.leaves.country_value.shape[0]))
-        phi[self.used] = (self.leaves.country_value @ per_leaf).T / self.B
-        return self.base.copy(), phi
+        """(base (72,), phi (d, 72)) for one song x (d,).
+
+        Works on the (leaf, feature) pairs a path bounds (a leaf bounds a few features; the others are
+        inside for every song and never enter A or Bz): (B, pairs) tables, summed per leaf by a
+        sparse (pairs, leaves) product."""
+        x_in = (x[self.pair_feature] > self.pair_lo) & (x[self.pair_feature] <= self.pair_hi)   # (P,)
+        only_x = (x_in & ~self.pair_z_in).astype(np.float64)                                   # (B, P)
+        only_z = (self.pair_z_in & ~x_in).astype(np.float64)
+        neither = (~x_in & ~self.pair_z_in).astype(np.float64)
+        a = np.rint(self.pair_leaf_matrix.T @ only_x.T).astype(np.intp).T                      # (B, L)
+        bz = np.rint(self.pair_leaf_matrix.T @ only_z.T).astype(np.intp).T
+        dead = (self.pair_leaf_matrix.T @ neither.T).T > 0
+        ca = np.where(dead, 0.0, self.WA[a, bz])[:, self.pair_leaf]                            # (B, P)
+        cb = np.where(dead, 0.0, self.WB[a, bz])[:, self.pair_leaf]
+        contribution = np.einsum("bp,bp->p", ca, only_x) - np.einsum("bp,bp->p", cb, only_z)
+        per_leaf = np.zeros((len(self.leaves.lo), self.d))
+        per_leaf[self.pair_leaf, self.pair_feature] = contribution
+        return self.base.copy(), (self.leaves.country_value @ per_leaf).T / self.B
 
     def hybrid_values(self, x: np.ndarray, b: int, players: np.ndarray) -> np.ndarray:
         """(2^p, 72): the model's score of every coalition's hybrid of x and background song b, coalitions

@@ -1,0 +1,126 @@
+"""Exact attributions, the library alone: cost per family for one song x 72 countries, and a batch.
+
+    .venv/bin/python bench/bench_explain.py [--songs 6000] [--calls 50] [--batch 10000] [--mlp-sizes 8,16,32,64]
+
+Trains each family the way the platform does (its grid's first point; the MLP at both grid widths)
+on songs of the generator's demo world, labels drawn from the world's true probabilities, then:
+  1. one song x 72 countries: p50 / p99 ms of `Explainer.explain` over --calls songs (the explainer
+     prepared once, as serving will hold it), per family, blend under platt and under isotonic
+     (target: well under 50 ms, isotonic aside);
+  2. the MLP's enumeration at several background sizes (what FAMILY_BACKGROUND["mlp"] was chosen from);
+  3. songs/s of `explain` on a batch of --batch songs per family (isotonic: a few songs, extrapolated);
+  4. additivity: the largest |base + sum - served value| seen in 3.
+Run it under `nice` on a shared machine; it prints one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.explain import Explainer, background_sample
+from hit_platform.domain.features import FEATURE_COLUMNS
+from hit_platform.domain.models.calibration import CountryCalibration
+from hit_platform.domain.models.candidates import FAMILIES, LINEAR_GRID, MLP_GRID, TREES_GRID, with_calibration
+from hit_platform.generator.config import GeneratorConfig
+from hit_platform.generator.songs import make_catalogue
+from hit_platform.generator.taste import ALL_CHARTS
+from hit_platform.generator.true_oracle import build_oracle
+
+
+def demo_songs(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    with tempfile.TemporaryDirectory() as tmp:  # the generator's config wants a folder; nothing is written
+        cfg = GeneratorConfig(seed=seed, songs=n, out_dir=Path(tmp))
+    X = make_catalogue(cfg.seed, cfg.songs).matrix()
+    world = build_oracle(cfg, X).world_probabilities(X)[:, [ALL_CHARTS.index(c) for c in COUNTRIES]]
+    Y = np.random.default_rng(seed + 1).random(world.shape) < world
+    return pd.DataFrame(X, columns=list(FEATURE_COLUMNS)), Y
+
+
+def percentiles(seconds: list[float]) -> str:
+    ms = np.array(seconds) * 1000
+    return f"p50 {np.percentile(ms, 50):7.2f} ms  p99 {np.percentile(ms, 99):7.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--songs", type=int, default=6000)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--mlp-sizes", default="8,16,32,64")
+    args = parser.parse_args()
+
+    X, Y = demo_songs(args.songs)
+    n_train = int(0.7 * len(X))
+    train_X, train_Y, val_X, val_Y = X.iloc[:n_train], Y[:n_train], X.iloc[n_train:], Y[n_train:]
+    t = time.perf_counter()
+    models = {
+        "prior": FAMILIES["prior"].build({}, 0).fit(train_X, train_Y),
+        "linear": FAMILIES["linear"].build(dict(LINEAR_GRID[1]), 0).fit(train_X, train_Y),
+        "trees": FAMILIES["trees"].build(dict(TREES_GRID[0]), 0).fit(train_X, train_Y),
+    }
+    for point in MLP_GRID:
+        models[f"mlp{point['hidden']}"] = FAMILIES["mlp"].build(dict(point), 0).fit(train_X, train_Y)
+    blend = FAMILIES["blend"].build({"trees_weight": 0.5}, 0, {"trees": models["trees"], "mlp": models["mlp32"]})
+    P_val = blend.predict_proba(val_X)
+    models["blend"] = blend
+    models["blend+platt"] = with_calibration(blend, CountryCalibration("platt").fit(P_val, val_Y))
+    models["blend+isotonic"] = with_calibration(blend, CountryCalibration("isotonic").fit(P_val, val_Y))
+    trees = models["trees"][-1]
+    print(f"trained on {n_train} demo-world songs in {time.perf_counter() - t:.0f} s: trees {trees.n_iter_} rounds, "
+          f"{sum(len(p[0].nodes) for p in trees.hgb_._predictors)} nodes")
+
+    background = background_sample(train_X, 64, seed=0)
+    rng = np.random.default_rng(1)
+    songs = X.iloc[rng.permutation(len(X))[:args.calls]].to_numpy()
+
+    print(f"\n1. one song x 72 countries, {args.calls} songs: wall (and CPU) time of Explainer.explain, after "
+          f"its one-off setup")
+    explainers = {}
+    for name, model in models.items():
+        calls = args.calls if "isotonic" not in name else min(args.calls, 5)
+        t = time.perf_counter()
+        explainers[name] = explainer = Explainer(model, background)
+        setup = time.perf_counter() - t
+        explainer.explain(songs[:1])  # warm
+        wall, cpu = [], []
+        for i in range(calls):
+            t, c = time.perf_counter(), time.process_time()
+            explainer.explain(songs[i:i + 1])
+            wall.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+        print(f"  {name:15s} {percentiles(wall)}  (CPU p50 {np.median(cpu) * 1000:7.2f} ms)  setup {setup * 1000:6.0f} ms  "
+              f"background {explainer.size}{'' if explainer.maps.affine.all() else f'/{explainer.enumerated_size}'}"
+              f"  ({calls} songs)")
+
+    print("\n2. the MLP's enumeration by background size (one song x 72 countries)")
+    for name in [m for m in models if m.startswith("mlp")]:
+        for size in [int(s) for s in args.mlp_sizes.split(",")]:
+            explainer = Explainer(models[name], background, size=size)
+            wall, cpu = [], []
+            for i in range(min(args.calls, 20)):
+                t, c = time.perf_counter(), time.process_time()
+                explainer.explain(songs[i:i + 1])
+                wall.append(time.perf_counter() - t)
+                cpu.append(time.process_time() - c)
+            print(f"  {name:6s} B={size:3d}  {percentiles(wall)}  (CPU p50 {np.median(cpu) * 1000:7.2f} ms)")
+
+    print(f"\n3./4. batch of {args.batch} songs")
+    batch = X.iloc[np.random.default_rng(2).integers(0, len(X), args.batch)].reset_index(drop=True)
+    for name, model in models.items():
+        n = args.batch if "isotonic" not in name else 10
+        t = time.perf_counter()
+        a = explainers[name].explain(batch.iloc[:n])
+        seconds = time.perf_counter() - t
+        print(f"  {name:15s} {n / seconds:9.1f} songs/s  ({n} songs, {seconds:.1f} s)  max |base + sum - value| "
+              f"{a.max_gap:.2e}")
+
+
+if __name__ == "__main__":
+    main()
