@@ -19,11 +19,13 @@ for an operator; `hit_platform_tests/cluster/` for the tests.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,7 @@ class LocalCluster:
     cpus: int = 2  # logical CPUs each node offers Ray (they share the machine's cores)
     object_store_bytes: int = 80 * 1024 * 1024
     net: NetnsNetwork = field(init=False)
+    _lock: int | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self):
         self.root = Path(self.root).resolve()
@@ -154,8 +157,31 @@ class LocalCluster:
         """kill -9 of every process of `node` (raylet, its workers and replicas, HAProxy); returns how many."""
         return self.net.kill(node)
 
+    def hold(self, timeout: float = 1800) -> None:
+        """This machine's lock on the prefix, held until `down` (or this process's end): a second run of the
+        same prefix (two test runs side by side) waits for it instead of deleting its namespaces (`create`
+        first removes what an earlier run of the prefix left) and killing its nodes mid-drill."""
+        path = Path(tempfile.gettempdir()) / f"hit-cluster-{self.prefix}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise TimeoutError(f"the {self.prefix} cluster on this machine is held by process {holder} "
+                                       f"({path}) for {timeout:.0f} s; wait for it or `down` it") from None
+                time.sleep(2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock = fd
+
     def up(self, timeout: float = 180) -> None:
         """Namespaces, then the head, then the workers; returns once Ray counts every node alive."""
+        self.hold()
         self.root.mkdir(parents=True, exist_ok=True)
         self.ingress_secret()
         self.net.create(self.names)
@@ -187,6 +213,9 @@ class LocalCluster:
         """Every process of every node killed, the namespaces and the bridge deleted. Safe to repeat."""
         self.net.destroy()
         (self.root / STATE_FILE).unlink(missing_ok=True)
+        if self._lock is not None:
+            os.close(self._lock)  # the flock goes with it
+            self._lock = None
 
     def describe(self) -> dict:
         return {"address": self.address, "prefix": self.prefix, "subnet": self.subnet, "bridge": self.net.bridge, "host_address": self.net.host_address,

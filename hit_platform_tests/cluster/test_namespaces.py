@@ -4,6 +4,7 @@ process in a namespace, no namespace, no bridge, also when a node's processes ig
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -54,3 +55,20 @@ def test_nodes_reach_each_other_and_nothing_else_and_destroy_leaves_nothing(netw
     for pid in pids:
         state = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout.strip()
         assert state == "" or state.startswith("Z"), (pid, state)  # gone (or a zombie its parent has not reaped yet)
+
+
+def test_a_second_cluster_of_the_same_prefix_waits_for_the_first_instead_of_deleting_its_namespaces(tmp_path):
+    """Two runs of the cluster tests side by side (a CI clone and a checkout): the second's `up` would delete
+    the first's namespaces and kill its nodes mid-drill. It waits for the machine's lock on the prefix, and
+    says who holds it when it gives up; `down` lets it go."""
+    from hit_platform.cluster.nodes import LocalCluster
+
+    first = LocalCluster(tmp_path / "a", prefix="hitq")
+    first.hold()
+    second = ("from pathlib import Path\nfrom hit_platform.cluster.nodes import LocalCluster\n"
+              f"c = LocalCluster(Path({str(tmp_path / 'b')!r}), prefix='hitq')\n"
+              "try:\n    c.hold(timeout=2)\n    print('held')\nexcept TimeoutError as exc:\n    print(exc)\n")
+    run = lambda: subprocess.run([sys.executable, "-c", second], capture_output=True, text=True, timeout=60).stdout
+    assert run().startswith(f"the hitq cluster on this machine is held by process {os.getpid()} ")
+    first.down()
+    assert run().strip() == "held"
