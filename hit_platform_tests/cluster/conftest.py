@@ -16,7 +16,7 @@ import pytest
 from hit_platform.cluster.netns import netns_missing_reason
 from hit_platform.cluster.nodes import LocalCluster
 from hit_platform.settings import Settings
-from hit_platform_tests.support.cluster import cluster_lake, lake_missing_reason
+from hit_platform_tests.support.cluster import LakeSecrets, cluster_lake, lake_missing_reason
 
 # Not the default of `hit-platform cluster up` (hitc, 10.77.0): a cluster an operator left up is not touched.
 PREFIX, SUBNET = "hitt", "10.79.0"
@@ -39,11 +39,17 @@ def ray_cluster() -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="module")
-def lake_settings(ray_cluster: LocalCluster) -> Iterator[Settings]:
+def lake_secrets() -> LakeSecrets:
+    """The lake's S3 secret key and PostgreSQL password, drawn for this module (to look for in the nodes' files)."""
+    return LakeSecrets()
+
+
+@pytest.fixture(scope="module")
+def lake_settings(ray_cluster: LocalCluster, lake_secrets: LakeSecrets) -> Iterator[Settings]:
     """Settings of a lake every node reaches: catalog in PostgreSQL, data in S3, both on the bridge."""
     if reason := lake_missing_reason():
         pytest.skip(reason)
-    with cluster_lake(ray_cluster, ray_cluster.root / "lake") as settings:
+    with cluster_lake(ray_cluster, ray_cluster.root / "lake", lake_secrets) as settings:
         yield settings
 
 

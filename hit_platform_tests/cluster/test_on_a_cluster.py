@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import requests_in_log
+from hit_platform.serving.inference_log.journal import read_segment
 from hit_platform.settings import REPO_ROOT, Settings
 from hit_platform_tests.cluster.conftest import journal_files
 from hit_platform_tests.support.built import Built, build
@@ -50,6 +53,12 @@ def logged(settings: Settings, result: WrkResult) -> tuple[int, int]:
     return sum(1 for n in counts.values() if n == 0), sum(1 for n in counts.values() if n > 1)
 
 
+def unlogged_ids(settings: Settings, result: WrkResult) -> tuple[set[str], int]:
+    """(the ids answered but not in the log, how many are in it more than once) of what wrk saw answered."""
+    counts = requests_in_log(Lake(settings), list(result.answered))
+    return {rid for rid, n in counts.items() if n == 0}, sum(1 for n in counts.values() if n > 1)
+
+
 def placement(cluster, settings: Settings) -> str:
     """The nodes Ray counts alive and the running replicas per node, now (as the serving process last recorded
     them, every ~5 s): taken when a phase starts and ends, not when its figures are printed."""
@@ -64,6 +73,12 @@ def figures(phase: str, settings: Settings, result: WrkResult, at: tuple[str, st
     return (f"{phase}: at its start {at[0]}; at its end {at[1]}; answered {len(result.answered)}, "
             f"non-2xx {result.non2xx}, socket errors {result.socket_error_total}, answered but not logged {unlogged}, "
             f"logged twice {doubled}")
+
+
+def on_every_node(cluster, settings: Settings) -> dict[str, int]:
+    nodes = [cluster.ip(n) for n in cluster.names]
+    return wait_for("a running replica on each node", lambda: running_per_node(settings) == dict.fromkeys(
+        nodes, 1) and running_per_node(settings), 300, poll=2)
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +138,63 @@ def test_replicas_on_every_node_answer_log_once_and_survive_a_worker_node_killed
         assert (result.non2xx, result.socket_error_total) == (0, 0), report
         assert len(result.answered) == result.requests > 0, report
     assert left, "the killed node's replica left nothing in its journal: the drill proved nothing"
+
+
+def journal_ids(cluster, node: str) -> set[str]:
+    """The request ids in `node`'s journal files: what its disk holds that the lake may not yet."""
+    ids: set[str] = set()
+    for path in journal_files(cluster, node):
+        try:
+            ids |= {e.request_id for e in read_segment(path).entries}
+        except FileNotFoundError:  # committed meanwhile (its replica is dead: not after the kill)
+            continue
+    return ids
+
+
+def test_a_worker_node_whose_disk_is_lost_loses_only_what_its_journal_held(ray_cluster, served):
+    """Every Ray process of worker node w2 killed under load, then its disk lost (its journal, Ray's temp dir,
+    HAProxy's files deleted) and the node started again, empty: the requests go on being answered; what its
+    replica had journaled and not committed is lost, and nothing else: every other answered request is in the
+    log once. The node rejoins and its new replica's answers are logged."""
+    settings, _ = served
+    on_every_node(ray_cluster, settings)
+    url = f"http://{ray_cluster.ip('head')}:8000/predict"
+    at_during = placement(ray_cluster, settings)
+    load = Wrk(url, song(), 16, connections=8, record=True)
+    time.sleep(6)
+    killed = ray_cluster.kill_node("w2")
+    lost = journal_ids(ray_cluster, "w2")  # on the disk about to be lost, not committed: its replica is dead
+    shutil.rmtree(ray_cluster.node_dir("w2"))
+    during = load.result()
+    at_during = (at_during, placement(ray_cluster, settings))
+    ray_cluster.start_node("w2")  # a new disk: no journal, no Ray session, no HAProxy files
+    wait_for("a replica on w2 again", lambda: running_per_node(settings).get(ray_cluster.ip("w2")) == 1, 300, poll=2)
+    at_after = placement(ray_cluster, settings)
+    after = Wrk(url, song(), 6, connections=8, record=True).result()
+    at_after = (at_after, placement(ray_cluster, settings))
+
+    seen = {}
+
+    def only_the_lost_missing() -> bool:
+        missing, doubled = unlogged_ids(settings, during)
+        seen.update({"not logged, not on the lost disk": len(missing - lost), "logged twice": doubled,
+                     "after the restart (not logged, logged twice)": logged(settings, after)})
+        return missing <= lost and not doubled and logged(settings, after) == (0, 0)
+
+    try:
+        wait_for("every answer but those on the lost disk committed", only_the_lost_missing, 60, poll=2)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {seen}") from None
+    missing, _ = unlogged_ids(settings, during)
+    report = [f"killed {killed} processes of w2; its disk held {len(lost)} journaled requests not yet committed: "
+              "deleted with it", figures("through the kill and the disk loss", settings, during, at_during)
+              + f" (all {len(missing)} among the {len(lost)} on the lost disk)",
+              figures("after w2 restarted empty", settings, after, at_after)]
+    print("\n" + "\n".join(report))
+    for result in (during, after):
+        assert (result.non2xx, result.socket_error_total) == (0, 0), report
+        assert len(result.answered) == result.requests > 0, report
+    assert lost, "w2's replica had committed everything when it was killed: the drill proved nothing"
 
 
 def task_running_on(cluster, node: str) -> bool:
@@ -225,3 +297,30 @@ def test_a_grid_point_that_fails_on_the_cluster_fails_the_training_saying_which_
     assert out.startswith("ClusterTrainingError candidate training on the Ray cluster at "
                           f"{ray_cluster.address}: family 'nonesuch', grid point {{'depth': 3}} failed"), out
     assert "KeyError" in out, out
+
+
+def test_no_secret_is_in_any_file_of_the_nodes(ray_cluster, served, lake_secrets):
+    """After the drills: no file under any node's folder (Ray's temp dir and session logs, HAProxy's files,
+    the journal) holds a secret: the ingress secret, Ray's auth token, the lake's S3 secret key or its
+    PostgreSQL password. They reach the nodes through the environment `ray start` got (the ingress secret,
+    Ray's token) or a replica's constructor arguments (the settings), never a Ray runtime env, which each
+    node's runtime-env agent logs whole (checked here: it does, so a secret there would be found)."""
+    secrets = {"the ingress secret": ray_cluster.ingress_secret(), **dict(zip(
+        ("the S3 secret key", "the PostgreSQL password"), lake_secrets.values()))}
+    token_file = Path.home() / ".ray" / "auth_token"
+    if token := os.environ.get("RAY_AUTH_TOKEN") or (token_file.read_text().strip() if token_file.exists() else ""):
+        secrets["Ray's auth token"] = token
+    assert ray_cluster.secret_file.stat().st_mode & 0o077 == 0, "the ingress secret's file is readable by others"
+    files: dict[Path, bytes] = {}
+    for path in (p for n in ray_cluster.names for p in ray_cluster.node_dir(n).rglob("*") if p.is_file()):
+        try:
+            files[path] = path.read_bytes()
+        except FileNotFoundError:  # a log rotated away meanwhile
+            continue
+    agent_logs = [p for p, text in files.items() if p.name.startswith("runtime_env_agent")
+                  and b"Creating runtime env" in text and b"RAY_SERVE_ENABLE_HA_PROXY" in text]
+    assert agent_logs, "no node's runtime-env agent logged the serving process's runtime env: nothing shows it is read"
+    found = [f"{what} in {p}" for p, text in files.items() for what, value in secrets.items() if value.encode() in text]
+    print(f"\n{len(files)} files under the nodes' folders ({len(agent_logs)} runtime-env agent logs with the "
+          f"serving process's runtime env) searched for {', '.join(secrets)}: {len(found)} found")
+    assert not found, "\n".join(found)

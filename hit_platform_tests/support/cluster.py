@@ -4,17 +4,19 @@
 
 from __future__ import annotations
 
+import secrets
 import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hit_platform.cluster.nodes import LocalCluster
 from hit_platform.serving import process
 from hit_platform.settings import Settings
-from hit_platform_tests.support.servers import (create_database, postgres_missing_reason, postgres_server,
-                                                s3_missing_reason, s3_server)
+from hit_platform_tests.support.servers import (S3Credentials, create_database, dsn_with, postgres_missing_reason,
+                                                postgres_server, s3_missing_reason, s3_server)
 from hit_platform_tests.support.serving import promote_champion
 
 HIT = [sys.executable, "-m", "hit_platform.cli"]
@@ -24,15 +26,31 @@ def lake_missing_reason() -> str | None:
     return postgres_missing_reason() or s3_missing_reason()
 
 
+@dataclass(frozen=True)
+class LakeSecrets:
+    """The credentials of a cluster's lake, drawn fresh, so a test can look for them where they must not be."""
+
+    s3_secret_access_key: str = field(default_factory=lambda: "s3-" + secrets.token_hex(16))
+    postgres_password: str = field(default_factory=lambda: "pg-" + secrets.token_hex(16))
+
+    def values(self) -> list[str]:
+        return [self.s3_secret_access_key, self.postgres_password]
+
+
 @contextmanager
-def cluster_lake(cluster: LocalCluster, tmp: Path) -> Iterator[Settings]:
-    """Settings whose lake has its catalog in PostgreSQL and its data in S3, both on the bridge."""
-    host = cluster.net.host_address
-    with postgres_server(tmp / "pg", host=host) as dsn, s3_server(tmp / "s3", host=host) as (endpoint, bucket, creds):
+def cluster_lake(cluster: LocalCluster, tmp: Path, creds: LakeSecrets | None = None) -> Iterator[Settings]:
+    """Settings whose lake has its catalog in PostgreSQL and its data in S3, both on the bridge. Its S3 secret
+    key and PostgreSQL password are `creds` (the test server trusts the bridge, so the password is not
+    checked, but it travels wherever the catalog's DSN does)."""
+    host, creds = cluster.net.host_address, creds or LakeSecrets()
+    with postgres_server(tmp / "pg", host=host) as dsn, s3_server(
+            tmp / "s3", host=host, credentials=S3Credentials(secret_access_key=creds.s3_secret_access_key)) as (
+            endpoint, bucket, s3_creds):
         name = "lake_" + uuid.uuid4().hex[:8]
-        yield Settings(warehouse=tmp / "warehouse", lake={"catalog": f"postgres:{create_database(dsn, name)}",
+        catalog = dsn_with(create_database(dsn, name), password=creds.postgres_password)
+        yield Settings(warehouse=tmp / "warehouse", lake={"catalog": f"postgres:{catalog}",
                                                           "data_path": f"s3://{bucket}/{name}"},
-                       s3=creds.settings_section(endpoint))
+                       s3=s3_creds.settings_section(endpoint))
 
 
 @contextmanager
