@@ -27,8 +27,6 @@ from scipy import sparse
 from hit_platform.domain.models.quickscorer import _categorical_goes_left, _node_layout
 from hit_platform.domain.models.trees import OUTPUT_CATEGORIES, CountryTrees
 
-_MAX_PLAYERS = 64
-
 
 def _weights(n: int) -> tuple[np.ndarray, np.ndarray]:
     """(WA, WB) indexed [|A|, |Bz|]: the Shapley weight of a player in A, and of one in Bz."""
@@ -50,11 +48,6 @@ class Leaves:
     hi: np.ndarray          # (L, d) inclusive upper bound
     country_value: np.ndarray  # (72, L): the leaf's value where the country reaches it, else 0
     baseline: float
-
-    def inside(self, X: np.ndarray) -> np.ndarray:
-        """(n, L, d) bool: each song's value of each feature inside each leaf's interval."""
-        Xb = X[:, None, :]
-        return (Xb > self.lo) & (Xb <= self.hi)
 
 
 def leaves_of(model: CountryTrees) -> Leaves:
