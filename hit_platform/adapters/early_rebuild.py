@@ -2,13 +2,15 @@
 
 `candidates_reproducible` refits the best candidate from its recipe and compares the bytes. Its heavy
 part is refitting the chosen grid point of each heavy family (the trees, the MLP), and those points are
-known long before the training ends: the trees' the moment their grid is scored, while the MLP and the
-blend are still to come. So `ml/candidate_models` starts each such refit right then, in a process of its
-own, which reads the splits from the lake at the training snapshot itself (time travel, as the check
-does), checks their fingerprint and runs the same `refit`. The result waits in
-`<warehouse>/rebuilds/<dagster run>/<key>.joblib`.
+known long before the training ends: a one-point grid's before its search starts (its refit then runs
+beside its own fit, on the other core), a larger grid's the moment it is scored, while the other families
+and the blend are still to come. So `ml/candidate_models` starts each such refit right then, in a process
+of its own, which reads the splits from the lake at the training snapshot itself (time travel, as the
+check does), checks their fingerprint and fits the grid point (`grid_point`: what the fit and the
+calibration chose after it are chosen again by the check's `refit`, which takes this fit as `ready`). The
+result waits in `<warehouse>/rebuilds/<dagster run>/<key>.joblib`.
 
-The check takes one only when its key, (snapshot, splits fingerprint, family, parameters, seed, code
+The check takes one only when its key, (snapshot, splits fingerprint, family, grid point, seed, code
 version), is the one its own recipe gives; it waits while that process lives, and refits by itself when
 there is none, when the process died, or when anything in the key differs. It then removes the run's
 folder. `hit-platform rebuild` never takes one: a later rebuild stands alone.
@@ -29,7 +31,7 @@ import joblib
 from hit_platform.adapters import processes
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.domain.models import refit
-from hit_platform.domain.models.candidates import FAMILIES
+from hit_platform.domain.models.candidates import FAMILIES, grid_point
 from hit_platform.settings import Settings
 from hit_platform.steps.datasets import at_version, load_split
 from hit_platform.steps.transforms import table_fingerprint
@@ -41,7 +43,7 @@ def rebuild_key(snapshot: int, splits_fingerprint: str, family: str, params: dic
                 code: dict[str, str]) -> str:
     """Everything a refit depends on, hashed: a refit is taken only for exactly the refit asked for."""
     recipe = {"snapshot": int(snapshot), "splits_fingerprint": splits_fingerprint, "family": family,
-              "params": params, "seed": int(seed), "code": code}
+              "params": grid_point(params), "seed": int(seed), "code": code}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -61,16 +63,20 @@ class EarlyRebuilds:
 
     def start(self, snapshot: int, splits_fingerprint: str, family: str, params: dict, seed: int,
               code: dict[str, str]) -> str | None:
-        """Refit `family` at `params` in a new process; returns its key (None: not worth a process)."""
+        """Fit `family`'s grid point of `params` in a new process; returns its key (None: not worth a
+        process, or started already by this run)."""
         if not worth_starting(family):
             return None
         self._sweep()
         self.folder.mkdir(parents=True, exist_ok=True)
         key = rebuild_key(snapshot, splits_fingerprint, family, params, seed, code)
+        if (self.folder / f"{key}.pending").exists():
+            return None  # started before its search (a one-point grid); chosen now, nothing more to start
         # spawn, not fork: the caller holds threads (Dagster, DuckDB) that a fork would copy mid-state
         p = multiprocessing.get_context("spawn").Process(
             target=_refit_to_file, name=f"hit-platform early rebuild {family}",
-            args=(self.settings, str(self.folder), key, snapshot, splits_fingerprint, family, dict(params), seed))
+            args=(self.settings, str(self.folder), key, snapshot, splits_fingerprint, family, grid_point(params),
+                  seed))
         p.start()
         pending = self.folder / f"{key}.pending"
         pending.write_text(processes.process_token(p.pid))
@@ -78,8 +84,9 @@ class EarlyRebuilds:
 
     def take(self, snapshot: int, splits_fingerprint: str, family: str, params: dict, seed: int,
              code: dict[str, str], poll_s: float = 0.2):
-        """The refitted pipeline for exactly this recipe, once its process is done; None when there is
-        none, or its process ended without one (the caller then refits by itself)."""
+        """The grid point fitted for exactly this recipe (uncalibrated: `refit(..., ready=)` calibrates),
+        once its process is done; None when there is none, or its process ended without one (the caller
+        then refits by itself)."""
         key = rebuild_key(snapshot, splits_fingerprint, family, params, seed, code)
         done, pending = self.folder / f"{key}.joblib", self.folder / f"{key}.pending"
         while not done.exists():
@@ -114,7 +121,7 @@ def _refit_to_file(settings: Settings, folder: str, key: str, snapshot: int, spl
         fingerprint = table_fingerprint(con, at_version("ml.splits", snapshot))
     if fingerprint != splits_fingerprint:
         return  # not the data it was asked for: nothing to take, the check refits by itself
-    pipeline = refit(family, params, train.X, train.Y, seed, val.X, val.Y)
+    pipeline = refit(family, params, train.X, train.Y, seed)  # a grid point: nothing calibrated
     tmp = Path(folder) / f".{key}.{os.getpid()}.tmp"
     joblib.dump(pipeline, tmp)
     os.replace(tmp, Path(folder) / f"{key}.joblib")  # whole or absent: the check never reads half a file

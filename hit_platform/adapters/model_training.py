@@ -133,8 +133,8 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
     results = train_candidates(data.train.X, data.train.Y, data.validation.X, data.validation.Y, seed=seed,
                                families=families, workers=workers, on_progress=on_progress,
                                pool=pool,
-                               on_chosen=None if early is None else lambda c: early.start(
-                                   data.snapshot, data.splits_fingerprint, c.family, c.params, seed, code))
+                               on_point_known=None if early is None else lambda family, point: early.start(
+                                   data.snapshot, data.splits_fingerprint, family, point, seed, code))
     best = select_best(results)
     runs = tracker.log_candidates(results, data.validation.X, data.validation.Y, lineage)
     run_id, uri = runs[best.family]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hit_platform.adapters.tracking import ModelVersionInfo
-from hit_platform.domain.models.candidates import FAMILIES, LINEAR_GRID, TREES_GRID
+from hit_platform.domain.models.candidates import FAMILIES, LINEAR_GRID
 from hit_platform.domain.probabilities import answered
 from hit_platform.serving.batching import MicroBatcher, answers_batch_invariant
 from hit_platform.serving.encoding import prediction_bytes, prediction_head, song_answers
@@ -44,7 +44,8 @@ def predictor(pipeline, version: str) -> Predictor:
 def trees() -> list[Predictor]:
     """Two versions of the trees family (a row's answer does not depend on the rows beside it)."""
     X, Y, _ = synthetic_split(600, 1)
-    return [predictor(FAMILIES["trees"].build(dict(point), 0).fit(X, Y), str(v)) for v, point in enumerate(TREES_GRID, 1)]
+    points = ({**FAMILIES["trees"].grid[0], "min_samples_leaf": msl} for msl in (40, 200))
+    return [predictor(FAMILIES["trees"].build(point, 0).fit(X, Y), str(v)) for v, point in enumerate(points, 1)]
 
 
 def admitted(batcher: MicroBatcher, model: Predictor) -> Counting:

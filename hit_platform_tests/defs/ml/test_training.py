@@ -142,7 +142,12 @@ def test_an_early_refit_is_the_refit_byte_for_byte_and_only_for_its_exact_recipe
         with trained.lake.connection(read_only=True) as con:
             train, val = (load_split(con, s, snapshot) for s in ("train", "validation"))
         here = refit("trees", trees, train.X, train.Y, seed, val.X, val.Y)
-        assert prediction_hash(taken, val.X) == prediction_hash(here, val.X)
+        # the grid point fitted, calibrated by the check's refit as its own fit would be
+        assert prediction_hash(refit("trees", trees, train.X, train.Y, seed, val.X, val.Y, ready={"trees": taken}),
+                               val.X) == prediction_hash(here, val.X)
+        # what the fit and the calibration chose after it are no part of what the early refit fits
+        again = early.take(snapshot, fp, "trees", {**trees, "n_iter": 1, "calibration": "isotonic"}, seed, code)
+        assert again is not None and prediction_hash(again, val.X) == prediction_hash(taken, val.X)
         # asked for splits the lake does not hold at that snapshot: its process writes nothing, and the
         # taker, seeing it gone, refits by itself
         early.start(snapshot, "not the splits' fingerprint", "trees", trees, seed, code)
