@@ -16,7 +16,7 @@ import pytest
 
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import requests_in_log
-from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER, haproxy_wrapper, ingress_secret
+from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER, SECRET_VAR, haproxy_wrapper, ingress_secret
 from hit_platform.serving.replica import ModelReplica
 from hit_platform_tests.support.serving import promote_champion, serving_env, song
 
@@ -38,7 +38,7 @@ def post_all(app, requests: list[tuple[str, dict, dict]]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_on_a_ray_cluster_a_client_chosen_request_id_is_never_taken(tmp_path: Path):
+def test_on_a_ray_cluster_a_client_chosen_request_id_is_never_taken(tmp_path: Path, monkeypatch):
     """With RAY_ADDRESS set our HAProxy runs on every node with the serving process's secret: a request
     without it gets the replica's own id. Before: the replica took the client's id, and its second answer
     under that id never reached the log."""
@@ -47,6 +47,7 @@ def test_on_a_ray_cluster_a_client_chosen_request_id_is_never_taken(tmp_path: Pa
     secret = ingress_secret(fast_proxy=config.fast_proxy)
     assert secret  # what the serving process hands its replicas and its HAProxy on every node
     promote_champion(settings, seed=5)
+    monkeypatch.setenv(SECRET_VAR, secret)  # this node's, as `ray start` got it (never Ray's runtime env)
     replica = ModelReplica(settings.dump_for_child(), config.model_dump(mode="json"), secret)
     reused = {REQUEST_ID_HEADER: CHOSEN}
     ids = post_all(replica.__serve_build_asgi_app__(), [

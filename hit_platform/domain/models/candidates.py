@@ -95,16 +95,12 @@ def _blend(params: dict, seed: int, members: dict[str, Pipeline]) -> Pipeline:
                                                     [w, round(1.0 - w, 10)]))])
 
 
-# Grids are small on purpose: all families together train in about two
-# minutes on 14k songs and 2 cores. Values are plain JSON scalars so that
-# params survive MLflow and Dagster metadata unchanged.
+# Grids are small on purpose: all families together train in about 1.5 minutes on the demo and 2 cores.
+# Values are plain JSON scalars so that params survive MLflow and Dagster metadata unchanged.
 LINEAR_GRID = tuple({"C": c} for c in (0.01, 0.1, 1.0))
-# Small trees and a high learning rate: the taste is mostly additive with
-# low-order interactions, and on the demo lake 7-leaf trees at rate 0.3 matched
-# 15/31-leaf trees at 0.1 in validation AUC at a third of the cost.
-# One point: min_samples_leaf 200 won over 40 on the demo world (validation AUC 0.8110 vs 0.8099) and on
-# the zoo's worlds, and a one-point grid lets the reproducibility check's refit run beside the fit itself
-# (`adapters.early_rebuild`) instead of after it: about 30 s off the demo's way to its first prediction.
+# Small trees, a high rate: on the demo lake 7-leaf trees at 0.3 matched 15/31-leaf trees at 0.1 in validation
+# AUC at a third of the cost. One point: min_samples_leaf 200 beat 40 on the demo world (AUC 0.8110 vs 0.8099)
+# and the zoo's, and a one-point grid's reproducibility refit runs beside its fit (`adapters.early_rebuild`).
 TREES_GRID = ({"learning_rate": 0.3, "max_leaf_nodes": 7, "min_samples_leaf": 200},)
 MLP_GRID = tuple({"hidden": h, "alpha": 30.0, "max_iter": 300} for h in (32, 64))
 
@@ -341,8 +337,7 @@ def refit(family: str, params: dict, train_X: pd.DataFrame, train_Y, seed: int =
     from their `member.param` entries; a calibration is fitted again on val_X, val_Y). The
     reproducibility check rebuilds the model this way. `workers` > 1: a blend's heavy members are
     refitted side by side in processes (each from its own seed: the same bytes either way).
-    `ready`: this family's or its members' grid points already fitted exactly so (`grid_point(params)`,
-    these data and seed, elsewhere, uncalibrated), taken instead of fitting them again."""
+    `ready`: grid points (`grid_point`) of it or its members fitted so elsewhere, uncalibrated: taken as fitted."""
     ready = ready or {}
     fam = FAMILIES[family]
     own = grid_point(params)
@@ -381,8 +376,7 @@ FITTED_PARAMS = ("n_iter",)
 
 
 def grid_point(params: dict) -> dict:
-    """The grid point a family's chosen `params` came from: without what the fit chose itself (n_iter),
-    the calibration chosen after it, and a blend's member entries. A refit fits exactly this."""
+    """The grid point of a family's chosen `params`: without n_iter, calibration and member entries."""
     return {k: v for k, v in params.items() if "." not in k and k not in FITTED_PARAMS and k != "calibration"}
 
 
