@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.settings import Settings, get_settings
 from hit_platform_tests.support.built import Built, build
 from hit_platform_tests.support.dumps import generate_full
+
+# The drills send Ctrl-C (SIGINT) and hang-ups (SIGHUP) to the commands they start. A pytest started in the
+# background (`nohup ... &`) runs with both ignored, and its children would inherit that and never stop.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture(autouse=True)
