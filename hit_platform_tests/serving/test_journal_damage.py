@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from pathlib import Path
 
 from hit_platform.adapters.alerts import list_alerts
@@ -128,3 +129,42 @@ def test_damage_in_the_header_of_the_first_record_still_commits_the_rest(lake: L
     assert logged(lake) == {e.request_id: 1 for e in entries[1:]}
     assert (journal / UNREADABLE / path.name).exists() and len(errors(lake)) == 1
     committer.close()
+
+
+def test_a_dead_writers_unnamed_file_is_swept_and_a_live_writers_never_is(lake: Lake, tmp_path: Path, monkeypatch):
+    """A writer killed between creating its segment and naming it leaves an empty hidden `.new` file: the
+    committer removes it once it is old. A live writer racing a sweep (the sweep takes its file between its
+    creation and its lock) takes a new file and loses nothing: the race CI met once, forced here."""
+    from hit_platform.serving.inference_log import committer as committer_module
+    from hit_platform.serving.inference_log.journal import NEW
+    journal = tmp_path / "journal"
+    journal.mkdir()
+    fresh, stale = journal / f".1-1-fresh{NEW}", journal / f".0-1-stale{NEW}"
+    fresh.touch()
+    stale.touch()
+    os.utime(stale, (0, 0))
+    committer = JournalCommitter(lake, journal)
+    committer.commit()
+    assert fresh.exists() and not stale.exists()
+    fresh.unlink()
+    # every `.new` file is fair game to the sweep now, and it sweeps without pause while writers open segments
+    monkeypatch.setattr(committer_module, "UNBORN_AFTER_S", -1.0)
+    stop, swept = threading.Event(), []
+    def sweep():
+        while not stop.is_set():
+            committer._sweep_unborn()
+            swept.append(1)
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    try:
+        entries = [served() for _ in range(3000)]
+        for e in entries:  # each one its own segment: thousands of creations raced by the sweep
+            writer = SegmentWriter(journal, fsync=False)
+            writer.append(encode(e))
+            assert writer.seal() is not None
+    finally:
+        stop.set()
+        sweeper.join(timeout=30)
+    assert len(swept) > 0 and not list(journal.glob(".*" + NEW))
+    committer.commit()
+    assert logged(lake) == {e.request_id: 1 for e in entries}

@@ -29,6 +29,7 @@ from hit_platform.serving.inference_log.schema import Served, to_arrow, to_shado
 log = logging.getLogger(__name__)
 
 UNREADABLE = "unreadable"  # where a damaged journal file is kept, with an alert, for someone to look at
+UNBORN_AFTER_S = 60.0  # a writer names its segment within microseconds; one older than this was left by a dead writer
 _PID = re.compile(r"^\d+-(\d+)-")
 # A request retried on a second replica after the first died carries the same request id; the two
 # attempts are seconds apart. The anti-join looks this far back from the oldest row committed.
@@ -267,8 +268,11 @@ class JournalCommitter:
             unborn = list(self.journal_dir.glob(".*" + NEW))
         except OSError:
             return
+        now = time.time()
         for path in unborn:
             try:
+                if now - path.stat().st_mtime < UNBORN_AFTER_S:
+                    continue  # likely a live writer between creating and locking it
                 with open(path, "rb") as f:
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # its creator is gone
                     path.unlink(missing_ok=True)

@@ -47,6 +47,7 @@ MAGIC = b"HITJ"
 _HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
 _META_LEN = struct.Struct("<I")
 NEW, OPEN, SEALED = ".new", ".open", ".seg"  # being created (a hidden name), written to, sealed
+_OPEN_ATTEMPTS = 5
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MICRO = timedelta(microseconds=1)
 _NX, _NP = len(FEATURE_COLUMNS), len(COUNTRIES)
@@ -194,20 +195,29 @@ class SegmentWriter:
 
     def _open(self) -> None:
         self.journal_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        # Locked under a name no committer looks at, then renamed: a committer never sees an
-        # unlocked `.open` segment whose writer is alive.
-        tmp = self.journal_dir / f".{name}{NEW}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            path = self.journal_dir / (name + OPEN)
-            os.rename(tmp, path)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        self.fd, self.path, self.offset = fd, path, 0
+        for attempt in range(_OPEN_ATTEMPTS):
+            name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            # Locked under a name no committer looks at, then renamed: a committer never sees an
+            # unlocked `.open` segment whose writer is alive.
+            tmp = self.journal_dir / f".{name}{NEW}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                path = self.journal_dir / (name + OPEN)
+                os.rename(tmp, path)
+            except (BlockingIOError, FileNotFoundError):
+                # A committer's sweep of dead writers' leftovers took the file between its creation and
+                # its lock (it holds it, or has removed it): nothing was written to it, so take a new one.
+                os.close(fd)
+                if attempt == _OPEN_ATTEMPTS - 1:
+                    raise
+                continue
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
+            self.fd, self.path, self.offset = fd, path, 0
+            return
 
     def append(self, record: bytes) -> None:
         """Write one record; on return it survives this process. OSError if the disk refuses (nothing half-kept)."""
