@@ -9,8 +9,10 @@ run through the platform's own entry points, with the figures that tell whether 
 The clock. The platform reads the time in Python (`datetime.now`: retention cutoffs, Dagster's run times,
 MLflow's) and in DuckDB (`now()`: the monitors' window, DuckLake's snapshot times, cleanup's grace); it takes no
 injected clock. So the bench runs itself under libfaketime (the Debian `faketime` package), which moves both:
-`FAKETIME` is an offset re-read on every clock call (`FAKETIME_NO_CACHE=1`), so setting it jumps the process to
-any simulated instant, and the clock runs on in real time from there. The monotonic clock is left real
+the offset is a file (`FAKETIME_TIMESTAMP_FILE`) re-read on every clock call (`FAKETIME_NO_CACHE=1`), so
+replacing it jumps the process to any simulated instant, and the clock runs on in real time from there. Not the
+`FAKETIME` variable: rewriting the environment while other threads read it through libfaketime's `getenv` is
+a use-after-free (CI met it: "free(): invalid pointer", the bench killed by SIGABRT). The monotonic clock is left real
 (`FAKETIME_DONT_FAKE_MONOTONIC=1`: timeouts and the measured seconds are real ones); libfaketime 0.9.10 then
 fails Python's `time.sleep` with EINVAL (its `clock_nanosleep` with an absolute monotonic deadline), so this
 process sleeps on an `Event` instead, and its children run on the real clock (LD_PRELOAD is not passed on).
@@ -70,6 +72,7 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -79,6 +82,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MARK = "HIT_BENCH_YEAR_FAKETIME"
+_OFFSET_FILE: Path | None = None  # under libfaketime: the file holding the clock's offset
 SHOWN_DAYS = (1, 30, 90, 180, 365)
 COLUMNS = ("day", "date", "retrained", "champion", "ingest_s", "ingest_cpu_s", "retrain_s", "monitors_s",
            "monitors_cpu_s", "log_query_s", "log_query_cpu_s", "commit_mean_s", "commit_max_s", "commit_cpu_s", "commits", "log_rows", "snapshots_before", "data_files_before",
@@ -103,10 +107,17 @@ def under_faketime() -> None:
     """Run this script again under libfaketime (once); in the faked process, sleep without clock_nanosleep and
     keep LD_PRELOAD from the children."""
     if os.environ.get(MARK) != "1":
-        env = {**os.environ, MARK: "1", "LD_PRELOAD": _libfaketime(), "FAKETIME": "+0",
-               "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        offset_file = Path(tempfile.mkdtemp(prefix="bench_year_clock_")) / "faketime.rc"
+        offset_file.write_text("+0\n")
+        env = {k: v for k, v in os.environ.items() if k != "FAKETIME"}  # the variable would win over the file
+        env.update({MARK: "1", "LD_PRELOAD": _libfaketime(), "FAKETIME_TIMESTAMP_FILE": str(offset_file),
+                    "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
         os.execve(sys.executable, [sys.executable, *sys.argv], env)
-    os.environ.pop("LD_PRELOAD", None)  # children (mlflow gc) on the real clock: libfaketime is loaded here already
+    global _OFFSET_FILE
+    _OFFSET_FILE = Path(os.environ["FAKETIME_TIMESTAMP_FILE"])
+    # children (mlflow gc) on the real clock: libfaketime is loaded here already. The file's name stays in the
+    # environment: libfaketime looks it up on every clock call, and without LD_PRELOAD a child ignores it.
+    os.environ.pop("LD_PRELOAD", None)
 
     def sleep(seconds: float) -> None:
         if seconds > 0:
@@ -120,11 +131,18 @@ class SimClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.file = _OFFSET_FILE
 
     def set(self, when: datetime) -> None:
         real = time.time() - self.offset
         self.offset = round(when.timestamp() - real)
-        os.environ["FAKETIME"] = f"{self.offset:+d}"
+        if self.file is None:
+            raise RuntimeError("bench_year: the clock moves only under libfaketime (run through under_faketime)")
+        fresh = self.file.with_suffix(".new")
+        fresh.write_text(f"{self.offset:+d}\n")
+        os.replace(fresh, self.file)  # a reader sees the old offset or the new one, never half a line
+        if abs(time.time() - when.timestamp()) > 60:
+            raise RuntimeError(f"bench_year: libfaketime did not move the clock to {when} (it reads {self.file})")
 
     @staticmethod
     def now() -> datetime:

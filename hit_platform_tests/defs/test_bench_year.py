@@ -1,6 +1,6 @@
-"""bench/bench_year.py's day loop on a tiny world for six simulated days (issue 28, part 3), so the soak drill
+"""bench/bench_year.py's day loop on a tiny world for four simulated days (issue 28, part 3), so the soak drill
 cannot rot unseen: one row per day, the log and the lake grow, and the maintenance job bounds them. The
-retentions are shortened (raw log rows and snapshots 2 days) so six days reach the steady state."""
+retentions are shortened (raw log rows and snapshots 1 day) so four days reach the steady state."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DAYS, REQUESTS, COMMITS, KEEP_DAYS = 6, 40, 8, 2
+DAYS, REQUESTS, COMMITS, KEEP_DAYS = 4, 20, 4, 1
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("faketime") is None, reason="needs faketime (Debian package)")]
@@ -28,7 +28,7 @@ def soak(tmp_path_factory):
            "HIT_TRAIN_FAMILIES": '["linear"]'}
     env.pop("DAGSTER_HOME", None)
     done = subprocess.run([sys.executable, str(REPO / "bench" / "bench_year.py"), "--days", str(DAYS), "--out", str(out),
-                           "--songs", "1500", "--history-days", "14", "--taste-shift", "latam:3:0.5:anglo",
+                           "--songs", "1500", "--history-days", "14", "--taste-shift", "latam:2:0.5:anglo",
                            "--requests-per-day", str(REQUESTS), "--commits-per-day", str(COMMITS),
                            "--retrain-every", "7"],
                           capture_output=True, text=True, timeout=1500, env=env, cwd=REPO)
