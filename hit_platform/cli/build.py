@@ -58,11 +58,15 @@ class BuildResult:
 
 @dataclass
 class Cursors:
-    """Where the last build left the landing sensor and the automation conditions."""
+    """Where the last build left the landing sensor and the automation conditions.
+
+    The conditions' cursor is kept per scope (`upto`): an evaluation of some assets moves the cursor's
+    clock for all of them, so a build of the ingest alone would leave the next build of everything blind to
+    the raw version it ingested (the retrain it asks for lost). Each scope remembers its own evaluations."""
 
     path: Path | None
     landing: str | None = None
-    automation: str | None = None
+    automation: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, instance: dg.DagsterInstance) -> "Cursors":
@@ -71,13 +75,24 @@ class Cursors:
         if path is None or not path.exists():
             return cls(path)
         saved = json.loads(path.read_text())
-        return cls(path, saved.get("landing"), saved.get("automation"))
+        automation = saved.get("automation") or {}
+        if isinstance(automation, str):  # written before cursors were kept per scope: the whole graph's
+            automation = {EVERYTHING: automation}
+        return cls(path, saved.get("landing"), automation)
 
     def save(self) -> None:
         if self.path is not None:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"landing": self.landing, "automation": self.automation}))
             tmp.replace(self.path)  # a build killed while saving keeps the previous cursors whole
+
+
+EVERYTHING = "*"
+
+
+def scope_name(upto: list[dg.AssetKey] | None) -> str:
+    """The key a scope's automation cursor is kept under."""
+    return EVERYTHING if upto is None else ",".join(sorted(k.to_user_string() for k in upto))
 
 
 @dataclass
@@ -131,7 +146,7 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, upto: list[dg.Asset
     """What a build would run first, without running it (nor moving its cursors)."""
     cursors = Cursors.of(instance)
     files, landing, reconcile = new_landing_files(defs, instance, cursors.landing)
-    assets, automation = evaluate(defs, instance, _scope(defs, upto), cursors.automation)
+    assets, automation = evaluate(defs, instance, _scope(defs, upto), cursors.automation.get(scope_name(upto)))
     return Plan(files, _sorted((INGEST if files or reconcile else []) + assets), landing, automation)
 
 
@@ -254,6 +269,7 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     fail_runs_of_dead_builds(instance)
     progress = progress or Progress("quiet")
     cursors, scope, out = Cursors.of(instance), _scope(defs, upto), BuildResult()
+    named = scope_name(upto)
     files, landing, reconcile = new_landing_files(defs, instance, cursors.landing)
     if everything:
         ok = _run(defs, instance, out, _sorted(scope), _run_config(log_level, {"materialize_unchanged": True}),
@@ -269,14 +285,14 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     rechecked = False
     while ok:
         for _ in range(max_rounds):
-            requested, automation = evaluate(defs, instance, scope, cursors.automation)
+            requested, automation = evaluate(defs, instance, scope, cursors.automation.get(named))
             if not requested:
-                cursors.automation = automation
+                cursors.automation[named] = automation
                 break
             # A failed run leaves the cursor as it was: the next build asks for what this one could not build.
             if not _run(defs, instance, out, requested, _run_config(log_level), {"trigger": "build"}, progress):
                 break
-            cursors.automation = automation
+            cursors.automation[named] = automation
             cursors.save()  # a build killed later starts the next one from here
         out.held, out.held_below = held_now(defs, instance, scope)
         stuck = {h.check for h in out.held}

@@ -118,3 +118,22 @@ def test_bad_gate_config_is_a_clear_error():
 
     with pytest.raises(ValueError, match="not valid JSON"):
         GatesResource(values_json="{max_psi: 0.3").thresholds()
+
+
+def test_an_ingest_only_build_leaves_the_retrain_ask_to_the_next_wider_build(tmp_path):
+    """`build(upto=INGEST)` evaluates only the ingest assets' conditions. The next build of more must still
+    see the new raw version as new: its cursor is one shared file, on an instance that keeps it."""
+    from hit_platform.cli.build import INGEST
+    from hit_platform.cli import build as builder
+    b = Built(tmp_path)
+    (tmp_path / "dagster_home").mkdir()
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
+        generate_full(b.settings, songs=1500, increments=1)
+        assert build(b.defs, instance).success and pending(b.defs, instance) == []
+        generate_full(b.settings, songs=1500, increments=2)  # one more daily file lands
+        ingested = builder.build(b.defs, instance, upto=INGEST)
+        assert ingested.success and "raw/chart_rows" in keys(ingested.materialized)
+        asked = keys(pending(b.defs, instance))
+        assert asked == {"core/chart_entries", "core/songs", "core/song_labels", "ml/features", "ml/splits"}, asked
+        result = build(b.defs, instance)
+        assert result.success and keys(result.materialized) == asked
