@@ -20,6 +20,7 @@ import pandas as pd
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.early_rebuild import EarlyRebuilds
 from hit_platform.adapters.lake.verdicts import refuse_unjudged
+from hit_platform.adapters.model_explanations import background_tags, log_backgrounds
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, code_version
 from hit_platform.domain.models import CandidateResult, select_best, train_candidates
 from hit_platform.domain.models.candidates import SearchProgress
@@ -121,7 +122,8 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
                        early: EarlyRebuilds | None = None, pool: Callable[[int], Executor] | None = None) -> Trained:
     """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
     the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
-    lineage and its prediction hash on PROBE_ROWS validation rows. `early`: where each heavy family's
+    lineage and its prediction hash on PROBE_ROWS validation rows, and the background its attributions are
+    taken against (`model_explanations`: a seeded sample of the training songs). `early`: where each heavy family's
     chosen point starts being refitted for the reproducibility check the moment it is chosen. `pool`: what fits
     the grid points instead of local processes (a Ray cluster's tasks: `hit_platform.cluster.training`)."""
     code = code_version()
@@ -137,8 +139,10 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
                                    data.snapshot, data.splits_fingerprint, family, point, seed, code))
     best = select_best(results)
     runs = tracker.log_candidates(results, data.validation.X, data.validation.Y, lineage)
+    backgrounds = log_backgrounds(tracker, runs, data.train.X, seed)  # what each one's attributions are against
     run_id, uri = runs[best.family]
     probe_sha = prediction_hash(best.pipeline, data.validation.X.head(PROBE_ROWS))
     version = tracker.register(uri, run_id, tags={**lineage, "family": best.family, "mlflow_run_id": run_id,
-                                                  "probe_prediction_sha256": probe_sha})
+                                                  "probe_prediction_sha256": probe_sha,
+                                                  **background_tags(backgrounds[best.family])})
     return Trained(results, best, runs, version, probe_sha, code)

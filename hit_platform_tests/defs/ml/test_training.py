@@ -64,6 +64,26 @@ def test_runs_and_registry_versions_carry_their_lineage(trained):
     assert info is not None and info.version == cand["best_model_version"]
 
 
+def test_every_candidate_run_declares_its_background_and_the_version_loads_it(trained):
+    """The background attributions are taken against (issue 31): an artifact of each candidate's run, its
+    seed and size in the run's and the registered version's tags, read back by load_background."""
+    from hit_platform.adapters.model_explanations import BACKGROUND_ARTIFACT, load_background
+    from hit_platform.domain.explain import FAMILY_BACKGROUND, explain
+
+    for r in trained.tracker.client.search_runs([trained.tracker.experiment_id()]):
+        assert BACKGROUND_ARTIFACT in {a.path for a in trained.tracker.client.list_artifacts(r.info.run_id, "explain")}
+        family = r.data.tags["family"]
+        assert r.data.tags["explain_background_size"] == str(FAMILY_BACKGROUND[family])
+        assert r.data.tags["explain_background_seed"] == r.data.tags["seed"]
+    version = meta(trained.instance, CANDIDATES)["best_model_version"]
+    background = load_background(trained.tracker, version)
+    tags = trained.tracker.version_tags(version)
+    assert (tags["explain_background_size"], tags["explain_background_seed"]) == (str(background.size), tags["seed"])
+    assert background.size <= background.drawn_from <= int(tags["train_rows"])  # songs with every feature
+    a = explain(trained.tracker.load_version(version), background.songs[:2], background)
+    assert a.max_gap <= 1e-9
+
+
 def test_trees_beat_linear_and_the_first_champion_is_promoted(trained):
     checks = {c.check_name: c for c in trained.first.checks}
     assert checks["promotion_gate"].passed and checks["candidates_reproducible"].passed
