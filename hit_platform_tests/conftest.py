@@ -49,9 +49,12 @@ def built(tmp_path_factory) -> Built:
 
 # The longest modules first: `--dist loadfile` hands out whole files in collection order, so a long
 # file collected late would run alone at the end while the other worker idles.
-LONGEST_FIRST = ("defs/test_automation_e2e.py", "defs/test_gate_policy.py", "scale/test_end_to_end_backends.py",
-                 "serving/test_lifecycle.py", "cli/test_rebuild.py", "defs/ml/test_training.py",
-                 "defs/ml/test_evaluation.py", "defs/ml/test_training_killed.py")
+LONGEST_FIRST = ("defs/test_automation_e2e.py", "cluster/test_on_a_cluster.py", "defs/test_bench_year.py",
+                 "serving/test_batching.py", "defs/test_gate_policy.py", "serving/test_lifecycle.py",
+                 "scale/test_end_to_end_backends.py", "defs/ml/test_shadow_promotion.py", "defs/ml/test_training.py",
+                 "cli/test_maintenance_rebuild.py", "cli/test_rebuild.py", "cli/test_dashboard_browser.py",
+                 "defs/ml/test_training_killed.py", "defs/test_dagster_ui.py", "cli/test_one_scheduler.py",
+                 "defs/ml/test_evaluation.py", "defs/ml/test_judged_snapshots.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
