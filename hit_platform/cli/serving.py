@@ -75,5 +75,7 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     else:
         width = max(len(k) for k in report)
         for k, v in report.items():
-            print(f"{k:<{width}}  {v}")
+            lines = v if isinstance(v, list) else [v]  # a list: one line each (the explanation)
+            for i, line in enumerate(lines or [""]):
+                print(f"{k if i == 0 else '':<{width}}  {line}")
     return 0

@@ -19,6 +19,7 @@ One idea a module:
     replica.py        the deployment: load, swap, answer, journal, alert
     http.py           what a client sees: routes, error shapes, OpenAPI
     fast_path.py      the lean ASGI /predict, the same contract as the route
+    explaining.py     /explain: each loaded version's Explainer and declared background, prepared once
     batching.py, encoding.py, arrow_batch.py, schemas.py, predictor.py   what answering is made of
     inference_log/    schema, journal (written before the answer), logger, committer
     shadow.py         scores committed rows with the challenger

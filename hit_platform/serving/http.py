@@ -3,6 +3,8 @@
     POST /predict          one song -> 72 probabilities and the top_k countries
     POST /predict/batch    {"songs": [...]} -> one prediction per song, one model call
                            (or Arrow stream in / out, see arrow_batch.py)
+    POST /explain          one song -> exact per-country attributions (?country=BR&country=CZ; all by
+                           default), see explaining.py
     GET  /healthz          200 with the model version once a model is loaded
     GET  /model            what is served and where it came from (MLflow, lake snapshot, code, Dagster run)
     GET  /openapi.json, /docs
@@ -10,7 +12,8 @@
 Request bodies are read raw and validated by pydantic-core in one pass
 (JSON parsing included), so every refusal is a 4xx whose `detail` names the
 field: `{"detail": [{"loc": [...], "msg": ..., "type": ...}], "request_id": ...}`
-(FastAPI's shape). Every answer to /predict* goes to the inference log.
+(FastAPI's shape). Every answer to /predict* and /explain goes to the inference log (its `endpoint`
+column says which route answered).
 
 `build_app(replica)` makes one FastAPI app per replica: each route and error
 handler holds the replica that answers (`replica.ModelReplica`), so nothing
@@ -37,8 +40,8 @@ from pydantic import TypeAdapter, ValidationError
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.serving import arrow_batch
 from hit_platform.serving.ingress import INGRESS_HEADER, REQUEST_ID_HEADER, trusted_request_id
-from hit_platform.serving.schemas import (SONG_ADAPTER, ApiError, BatchPrediction, ErrorBody, Health, ModelCard,
-                                          Prediction, batch_model)
+from hit_platform.serving.schemas import (SONG_ADAPTER, ApiError, BatchPrediction, ErrorBody, Explanation, Health,
+                                          ModelCard, Prediction, batch_model)
 from hit_platform.settings import ServeConfig
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,13 @@ ERRORS = {
 }
 TOP_K = Query(5, ge=1, le=len(COUNTRIES), description="how many of the most likely countries to list")
 PREDICT_PATHS = ("/predict", "/predict/batch")
+LOGGED_PATHS = (*PREDICT_PATHS, "/explain")
+COUNTRY = Query([], description=f"a country to explain, repeated for several (?country=BR&country=CZ); all "
+                                  f"{len(COUNTRIES)} when none is given",
+                json_schema_extra={"items": {"type": "string", "enum": list(COUNTRIES)}})
+EXPLAIN_ERRORS = {**ERRORS, 409: {"model": ErrorBody, "description": "the served model version cannot be explained: "
+                                  "it has no declared background (registered before backgrounds were declared; "
+                                  "train a new version) or a model part with no exact attributions"}}
 
 
 class Answerer(Protocol):
@@ -69,6 +79,9 @@ class Answerer(Protocol):
 
     async def answer_batch(self, ctype: str, length: str | None, accept: str, body, k: int, request_id: str,
                            received_at: datetime, t0: float) -> Response: ...
+
+    async def answer_explain(self, ctype: str, length: str | None, body, countries: list[str] | None,
+                             request_id: str, received_at: datetime, t0: float) -> Response: ...
 
     def refuse(self, exc: ApiError, *, request_id: str, received_at: datetime, t0: float, endpoint: str,
                body: bytes | None, top_k: int | None) -> Response: ...
@@ -173,7 +186,7 @@ def build_app(replica: Answerer) -> FastAPI:
     def refuse_outside_route(request: Request, status: int, detail: list[dict]) -> Response:
         """Errors FastAPI raises before our handlers run (bad top_k) or unexpected failures."""
         request_id = request_id_of(request, replica)
-        if request.url.path in PREDICT_PATHS:  # logged like every other answer to /predict*
+        if request.url.path in LOGGED_PATHS:  # logged like every other answer to /predict* and /explain
             return replica.refuse(ApiError(status, detail), request_id=request_id, received_at=datetime.now(
                 timezone.utc), t0=time.perf_counter(), endpoint=request.url.path, body=None, top_k=None)
         return Response(error_body(detail, request_id), status_code=status, media_type="application/json")
@@ -230,6 +243,19 @@ def build_app(replica: Answerer) -> FastAPI:
                                           request.headers.get("content-length"), request.headers.get("accept", ""),
                                           lambda: read_limited(request.stream(), replica.config), top_k,
                                           request_id_of(request, replica), received_at, t0)
+
+    @app.post("/explain", response_model=Explanation, responses=EXPLAIN_ERRORS, openapi_extra={"requestBody": {
+        "required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Song"}}}}})
+    async def explain(request: Request, country: list[str] = COUNTRY) -> Response:
+        """Why this song, in each country: for one song (the body /predict takes), per country the base value
+        and one exact attribution per audio feature, which add up to the served answer on the declared scale
+        ("log-odds", or "probability, exact enumeration" for an isotonic calibration) within 1e-9: interventional
+        Shapley values against the served version's declared background of training songs."""
+        t0, received_at = time.perf_counter(), datetime.now(timezone.utc)
+        return await replica.answer_explain(request.headers.get("content-type", ""),
+                                            request.headers.get("content-length"),
+                                            lambda: read_limited(request.stream(), replica.config), country,
+                                            request_id_of(request, replica), received_at, t0)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health, "description":
                                                                  "the inference log can take nothing more"}})

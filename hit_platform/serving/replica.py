@@ -31,6 +31,8 @@ from hit_platform.private_apis import (bind_replica_grpc_to_loopback, send_each_
 from hit_platform.serving import arrow_batch
 from hit_platform.serving.batching import MicroBatcher
 from hit_platform.serving.encoding import batch_bytes, prediction_head, song_answers
+from hit_platform.serving.explaining import ServedExplainer, chosen_countries
+from hit_platform.serving.explaining import prepare as prepare_explainer
 from hit_platform.serving.fast_path import PredictFastPath
 from hit_platform.serving.http import build_app, check_content_type, error_body, json_bytes, parse_body
 from hit_platform.serving.ingress import node_secret_problem
@@ -68,6 +70,7 @@ class ModelReplica:
             raise RuntimeError(problem)  # this node's HAProxy stamps another secret: every id it set refused
         self.tracker = Tracker(self.settings)
         self.model: Predictor = load_predictor(self.tracker)  # models:/hit_model@champion
+        self.explained: ServedExplainer = prepare_explainer(self.tracker, self.model)  # /explain's, once per version
         # concurrent /predict calls share one model call (when the version's batches answer the same bits)
         self.batcher = MicroBatcher(self.config.batch_max_size, self.config.batch_wait_ms, finish=song_answers)
         self.batcher.admit(self.model)
@@ -118,11 +121,13 @@ class ModelReplica:
             try:
                 new = await asyncio.to_thread(load_predictor, self.tracker, version)
                 await asyncio.to_thread(self.batcher.admit, new)  # decided before it answers
+                explained = await asyncio.to_thread(prepare_explainer, self.tracker, new)
             except Exception as exc:
                 self.update_error = f"version {version}: {type(exc).__name__}: {exc}"
                 log.error("model swap to version %s failed; still serving %s: %s", version, self.model.version, exc)
                 return
             old, self.model, self.update_error = self.model, new, None
+            self.explained = explained  # /explain reads it alone: its version and its answers come together
             log.info("model swapped: version %s -> %s", old.version, new.version)
         shadow = str(config.get("challenger_version") or "")
         current = self.challenger["version"] if self.challenger is not None else ""
@@ -184,7 +189,7 @@ class ModelReplica:
         challenger = None if c is None else {**c, "shadow": self._shadow_stats()}
         return {**m.lineage, "loaded_at": m.loaded_at, "input_features": list(FEATURE_COLUMNS),
                 "countries": list(COUNTRIES), "array_input": m.array_input,
-                "last_update_error": self.update_error, "challenger": challenger}
+                "last_update_error": self.update_error, "challenger": challenger, "explain": self.explained.card()}
 
     def _shadow_stats(self) -> dict:
         """Who scores for the challenger; this replica's own figures when it commits its journal itself."""
@@ -265,6 +270,30 @@ class ModelReplica:
         extras = [tuple(song.get(c) for c in SONG_EXTRAS)]
         self.logger.log(Served(request_id, received_at, "/predict", 200, (time.perf_counter() - t0) * 1e3,
                                model.version, k, X, P, extras))
+        return Response(content, media_type="application/json")
+
+    async def answer_explain(self, ctype: str, length: str | None, body, countries: list[str] | None,
+                             request_id: str, received_at: datetime, t0: float) -> Response:
+        """/explain's answer (`explaining`): /predict's checks and refusals, then the served version's
+        attributions; journaled as /predict's are, before the answer leaves (endpoint "/explain")."""
+        if (full := self._log_full(request_id)) is not None:
+            return full
+        explained, raw = self.explained, None  # one version for the whole request, even during a swap
+        try:
+            check_content_type(ctype)
+            raw = await self._read(length, body)
+            song = parse_body(raw, SONG_ADAPTER)
+            columns = chosen_countries(countries)
+            if (refused := explained.refusal()) is not None:
+                raise refused
+        except ApiError as exc:
+            return self.refuse(exc, request_id=request_id, received_at=received_at, t0=t0, endpoint="/explain",
+                               body=raw, top_k=None)
+        X = features_of([song])
+        answer, P = await run_in_threadpool(explained.answer, X, columns, request_id)  # CPU: off the event loop
+        content = json_bytes(answer)
+        self.logger.log(Served(request_id, received_at, "/explain", 200, (time.perf_counter() - t0) * 1e3,
+                               explained.version, None, X, P, [tuple(song.get(c) for c in SONG_EXTRAS)]))
         return Response(content, media_type="application/json")
 
     async def answer_batch(self, ctype: str, length: str | None, accept: str, body, k: int, request_id: str,

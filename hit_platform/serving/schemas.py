@@ -10,7 +10,7 @@ falls back to a default. Songs validate to plain dicts (see `Song`).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic_core import core_schema
@@ -108,6 +108,30 @@ class BatchPrediction(BaseModel):
     predictions: list[Prediction] = Field(description="one per song, in the order sent")
 
 
+class CountryExplanation(BaseModel):
+    """One country's exact attributions: base + sum(attributions) == value (within 1e-9) on `scale`."""
+    scale: Literal["log-odds", "probability, exact enumeration"] = Field(
+        description="log-odds: value is the log-odds of `probability` (calibrations affine in log-odds); "
+                    "probability, exact enumeration: value is `probability` itself (isotonic calibration)")
+    base: float = Field(description="the value function of no feature: the mean over the background songs")
+    attributions: dict[str, float] = Field(description="one per audio feature (exact Shapley values)")
+    value: float = Field(description="the answer on `scale`: base + the sum of the attributions")
+    probability: float = Field(ge=0, le=1, description="the probability /predict answers for this song and country")
+    background_size: int = Field(description="background songs this country's value function averages over")
+
+
+class Explanation(BaseModel):
+    """Why this song, in each country: exact per-country attributions of the served model version."""
+    request_id: str
+    model_version: str = Field(description="registered version of `hit_model` that made and explained the answer")
+    family: str
+    value_function: str
+    background: dict = Field(description="the version's declared background: seed, size, drawn_from (complete "
+                                         "training songs it was drawn from), artifact (where MLflow keeps it)")
+    countries: dict[str, CountryExplanation] = Field(description="the requested countries (all 72 by default), "
+                                                                 "in COUNTRIES order")
+
+
 class Health(BaseModel):
     status: str
     model_version: str
@@ -149,6 +173,8 @@ class ModelCard(BaseModel):
     countries: list[str]
     array_input: bool = Field(description="whether the model is fed float arrays (same answers, less overhead)")
     last_update_error: str | None = Field(None, description="why the last requested model swap failed, if it did")
+    explain: dict | None = Field(None, description="/explain for this version: its declared background, or why "
+                                                   "it cannot be explained")
     challenger: dict | None = Field(None, description="the registry's `challenger` version this replica scores "
                                                       "every request with off the response path (HIT_PROMOTION_MODE"
                                                       "=shadow): its name, version, lineage and loaded_at; null "

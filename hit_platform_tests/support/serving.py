@@ -66,9 +66,34 @@ def register_version(settings: Settings, seed: int, nudge: float = 0.0) -> str:
     return str(tracker.register(uri, run_id, tags={**LINEAGE, "mlflow_run_id": run_id}).version)
 
 
-def promote_champion(settings: Settings, seed: int) -> str:
-    """Log, register and promote a LinearHits pipeline; returns the new champion's version."""
-    version = register_version(settings, seed)
+EXPLAINED_TREES = {"learning_rate": 0.3, "max_leaf_nodes": 7, "min_samples_leaf": 20, "max_iter": 25, "holdout": 0.0}
+
+
+def register_explained_version(settings: Settings, seed: int) -> str:
+    """Log and register a small real trees pipeline (one the exact attributions know, ~2 s to fit) with its
+    declared background, as `train_and_register` logs them; returns its version."""
+    from hit_platform.adapters.model_explanations import background_tags, declare_background, log_background
+    from hit_platform.domain.models.candidates import FAMILIES
+    from hit_platform_tests.support.models import synthetic_features, synthetic_truth
+
+    X = synthetic_features(800, seed)
+    Y = np.random.default_rng(seed + 1).random((len(X), len(COUNTRIES))) < synthetic_truth(X)
+    pipeline = FAMILIES["trees"].build(dict(EXPLAINED_TREES), seed).fit(X, Y)
+    tracker = Tracker(settings)
+    lineage = {**LINEAGE, "family": "trees"}
+    run_id, uri = tracker.log_candidate(run_name=f"trees-{seed}", params={"family": "trees", **EXPLAINED_TREES},
+                                        metrics={"auc": 0.5}, pipeline=pipeline, input_example=X.head(3),
+                                        tags=lineage, figures={}, tables={})
+    background = declare_background(X, "trees", seed)
+    log_background(tracker, run_id, background)
+    return str(tracker.register(uri, run_id, tags={**lineage, "mlflow_run_id": run_id,
+                                                   **background_tags(background)}).version)
+
+
+def promote_champion(settings: Settings, seed: int, explained: bool = False) -> str:
+    """Log, register and promote a LinearHits pipeline (`explained`: a trees pipeline with its declared
+    background, which /explain can explain); returns the new champion's version."""
+    version = register_explained_version(settings, seed) if explained else register_version(settings, seed)
     Tracker(settings).promote(version)
     return version
 

@@ -5,6 +5,8 @@ An id is looked up in the inference log (`ops.inference_log.request_id`: request
 answered or refused) and in the batch predictions (`ml.batch_predictions.prediction_id`). What the
 log shows is reported as it is: a refused request made no prediction, so it names no model that
 made one; an id found nowhere, or lineage the registry no longer holds, is an error, never a blank.
+An answered request also gets the top attributions of its top countries, recomputed from the logged
+song and model version (`explained.py`), marked as recomputed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from mlflow.exceptions import MlflowException
 from hit_platform.adapters import model_events
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import SHADOW_LOG, inference_log_columns
+from hit_platform.adapters.reports.explained import explanation
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import UNKNOWN, Tracker
 from hit_platform.steps.log_retention import EXPIRED, expired_request
@@ -158,6 +161,8 @@ def audit(settings: Settings, identifier: str) -> dict:
     else:
         trained_at = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).isoformat()
     t = mv.tags
+    if found["kind"] == "served request":  # its song and answer are in the log: recompute why
+        found = {**found, "explanation": explanation(settings, identifier, found["model_version"])}
     return {**found,
             "registered_model": f"{tracker.model_name} version {mv.version}",
             "mlflow_run_id": mv.run_id, "mlflow_tracking_uri": tracker.uri,

@@ -172,6 +172,9 @@ def test_a_served_request_traces_to_its_model_run_and_lineage(traced: Traced):
     assert report["endpoint"] == "/predict" and report["songs"] == 1
     assert_traces_to(report, traced, 1)
     assert report["code_version"] == "1" * 40  # clean tree: no suffix
+    # registered as versions were before backgrounds were declared: no attributions invented (issue 31)
+    [line] = report["explanation"]
+    assert line.startswith(f"none: version {traced.versions[1]} of 'hit_model'") and "has no declared background" in line
 
 
 def test_a_request_recovered_from_a_dead_replicas_journal_says_so(traced: Traced, tmp_path: Path):
