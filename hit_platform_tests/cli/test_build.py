@@ -6,6 +6,7 @@ import io
 import re
 
 import dagster as dg
+import pytest
 
 from hit_platform.cli.build import report
 from hit_platform.cli.progress import Progress
@@ -114,12 +115,12 @@ def test_a_failing_blocking_gate_stops_downstream_in_the_same_run(tmp_path):
 
 
 def test_bad_gate_config_is_a_clear_error():
-    import pytest
 
     with pytest.raises(ValueError, match="not valid JSON"):
         GatesResource(values_json="{max_psi: 0.3").thresholds()
 
 
+@pytest.mark.slow  # ~40 s: three builds of the data half
 def test_an_ingest_only_build_leaves_the_retrain_ask_to_the_next_wider_build(tmp_path):
     """`build(upto=INGEST)` evaluates only the ingest assets' conditions. The next build of more must still
     see the new raw version as new: its cursor is one shared file, on an instance that keeps it."""
