@@ -115,7 +115,6 @@ def test_a_failing_blocking_gate_stops_downstream_in_the_same_run(tmp_path):
 
 
 def test_bad_gate_config_is_a_clear_error():
-
     with pytest.raises(ValueError, match="not valid JSON"):
         GatesResource(values_json="{max_psi: 0.3").thresholds()
 
