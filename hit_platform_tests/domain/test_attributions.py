@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from hit_platform.domain.countries import COUNTRIES
-from hit_platform.domain.explain import LOG_ODDS, PROBABILITY, Background, background_sample, explain
+from hit_platform.domain.explain import LOG_ODDS, PROBABILITY, Background, background_sample, exact, explain
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.models.calibration import METHODS, CountryCalibration
 from hit_platform.domain.models.candidates import FAMILIES, with_calibration
@@ -116,6 +116,43 @@ def test_attributions_equal_brute_force_over_every_coalition(name):
         base, phi = brute_force(model, X.to_numpy()[i], background.songs, a.scales)
         assert np.abs(a.base[i] - base).max() <= 1e-9
         assert np.abs(a.phi[i] - phi).max() <= 1e-9
+
+
+@pytest.mark.parametrize("name", ["mlp", "blend+platt", "blend+isotonic"])
+def test_songs_sharing_features_with_background_songs_equal_brute_force(name):
+    """A feature where the song equals a background song is a null player of that song's game: the
+    enumeration leaves it out for that background song only. Songs sharing some, all but one, and all
+    features with one background song and others with another: still the brute force's values."""
+    model = models()[name]
+    full = models()["background"]
+    Z = full.songs[:3]
+    background = Background(songs=Z, seed=full.seed, drawn_from=full.drawn_from)
+    X = songs(3, 11)[0].to_numpy()
+    X[0, :6], X[0, 9:12] = Z[0, :6], Z[1, 9:12]   # some features of row 0, others of row 1
+    X[1] = Z[2]                                    # every feature of row 2
+    X[2], X[2, 3] = Z[1], X[2, 3] + 0.25           # row 1 but for one feature
+    shared = (X[:, None, :] == Z[None]).sum(axis=2)
+    assert shared[0, 0] >= 6 and shared[0, 1] >= 3 and shared[1, 2] == 14 and shared[2, 1] == 13
+    a = explain(model, X, background)
+    assert np.abs(a.base + a.phi.sum(axis=2) - a.value).max() <= 1e-9
+    for i in range(len(X)):
+        base, phi = brute_force(model, X[i], Z, a.scales)
+        assert np.abs(a.base[i] - base).max() <= 1e-9
+        assert np.abs(a.phi[i] - phi).max() <= 1e-9
+
+
+@pytest.mark.parametrize("scale", [0.3, 200.0])  # 200: pre-activations beyond the exponentials' range
+def test_the_hidden_layers_enumeration_equals_plain_tanh_of_every_hybrid(scale):
+    rng = np.random.default_rng(12)
+    d, H, B = 14, 6, 5
+    W1, b1 = rng.normal(size=(d, H)) * scale, rng.normal(size=H)
+    Z = rng.normal(size=(B, d))
+    x = rng.normal(size=d)
+    x[:4], x[7], Z[1] = Z[0, :4], Z[2, 7], x   # shared with row 0 and row 2, and a row equal to x
+    base, phi = exact.mlp_hidden(x, Z, W1, b1)
+    values = np.tanh(exact.hybrids(x, Z) @ W1 + b1).mean(axis=1)   # (2^d, H), every hybrid
+    plain_base, plain_phi = exact.enumerate_values(values)
+    assert np.abs(base - plain_base).max() <= 1e-12 and np.abs(phi - plain_phi).max() <= 1e-12
 
 
 @pytest.mark.parametrize("name", ["linear", "trees", "mlp", "blend+platt", "blend+isotonic"])

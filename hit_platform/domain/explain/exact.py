@@ -20,17 +20,17 @@ import numpy as np
 _HALF = 7
 # exp(2p) of a pre-activation part stays finite and non-zero for |2p| below this; beyond it, plain tanh.
 _EXP_LIMIT = 700.0
-_BLOCK_ELEMENTS = 1 << 15
+_BLOCK_ELEMENTS = 4096   # per block of a table and its scratch: 32 kB each, in a core's cache
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def masks(d: int) -> np.ndarray:
     """(2^d, d) bool: row S holds the bits of S (feature j from x when bit j is set)."""
     S = np.arange(1 << d)
     return ((S[:, None] >> np.arange(d)) & 1).astype(bool)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def shapley_matrix(d: int) -> np.ndarray:
     """(2^d, d): phi = shapley_matrix(d).T @ v for the 2^d values v of a game on d players."""
     M = masks(d)
@@ -64,40 +64,69 @@ def enumerate_values(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def mlp_hidden(x: np.ndarray, Z: np.ndarray, W1: np.ndarray, b1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(base (H,), phi (d, H)) of the hidden layer's mean activations v_h(S) = mean_b tanh(pre_bh(S)),
-    every one of the 2^d coalitions enumerated (outputs are linear in the hidden layer, so the
-    outputs' values are these times W2).
+    every coalition enumerated (outputs are linear in the hidden layer, so the outputs' values are
+    these times W2).
 
-    pre_b(S) = z_b W1 + b1 + sum_{j in S} W1_j (x_j - z_bj) splits into a low-bits part p and a
-    high-bits part q over 2^7 coalitions each, and tanh(p + q) = 1 - 2 F / (F + E) with F = exp(-2p),
-    E = exp(2q): two exponentials per 2^7 rows instead of a tanh per 2^14, and the 2^14 x H values
-    per background song cost an add and a divide. Absolute error a few 1e-16 per value; where a part
-    would overflow the exponential, the song's values are plain tanh."""
+    v is the mean of the games v_b of each background song, and phi is linear in the game: phi =
+    mean_b phi(v_b). A feature j where x_j == z_bj is a null player of v_b (the hybrid does not
+    depend on it), and the Shapley values of the other players of a game equal those of the game
+    reduced to them: so v_b is enumerated over its 2^d_b coalitions of the features where x and z_b
+    differ only (the demo world's songs share mode, time signature, explicitness ... with about two
+    of a background song's 14 features: a quarter of the 2^14), and background songs that differ
+    from x in the same features share one table and one Shapley product."""
+    d, H = W1.shape
+    pre0 = Z @ W1 + b1                                     # (B, H)
+    differs = x[None, :] != Z                              # (B, d)
+    phi = np.zeros((d, H))
+    patterns, group = np.unique(differs, axis=0, return_inverse=True)
+    group = group.ravel()
+    for g, players in enumerate(patterns):
+        n = int(players.sum())
+        if n:   # a background song equal to x adds nothing to any phi
+            rows = group == g
+            total = _tanh_tables(x[players], Z[rows][:, players], W1[players], pre0[rows])
+            phi[players] += shapley_matrix(n).T @ total
+    # v_b(S) = 1 - 2 total_b(S); the constant 1 adds nothing to any phi
+    phi *= -2.0 / len(Z)
+    return np.tanh(pre0).mean(axis=0), phi
+
+
+def _tanh_tables(x: np.ndarray, Z: np.ndarray, W1: np.ndarray, pre0: np.ndarray) -> np.ndarray:
+    """(2^d, H): sum over the background songs of (1 - tanh(pre_b(S))) / 2 for every coalition S of
+    the d features given, pre_b(S) = pre0_b + sum_{j in S} W1_j (x_j - z_bj).
+
+    pre_b(S) splits into a low-bits part p and a high-bits part q over 2^7 coalitions each, and
+    tanh(p + q) = 1 - 2 F / (F + E) with F = exp(-2p), E = exp(2q): two exponentials per 2^7 rows
+    instead of a tanh per 2^14, and the 2^14 x H values per background song cost an add and a
+    divide. Absolute error a few 1e-16 per value; where a part would overflow the exponential, the
+    table is plain tanh."""
     d, H = W1.shape
     lo, hi = min(_HALF, d), d - min(_HALF, d)
     Mlo, Mhi = masks(lo).astype(np.float64), masks(hi).astype(np.float64)
-    pre0 = Z @ W1 + b1                                     # (B, H)
-    total = np.zeros((1 << hi, 1 << lo, H))
-    # blocks of high-bit rows small enough to stay in a core's cache (4x faster than whole tables)
+    delta = (x[None, :] - Z)[:, :, None] * W1[None]      # (B, d, H)
+    p = pre0[:, None, :] + Mlo @ delta[:, :lo]             # (B, 2^lo, H)
+    q = Mhi @ delta[:, lo:]                                # (B, 2^hi, H)
+    if np.abs(p).max() * 2 >= _EXP_LIMIT or np.abs(q).max() * 2 >= _EXP_LIMIT:
+        total = np.zeros((1 << hi, 1 << lo, H))
+        for b in range(len(Z)):
+            total += (1.0 - np.tanh(p[b][None, :, :] + q[b][:, None, :])) / 2.0
+        return total.reshape(1 << d, H)
+    F, E = np.exp(-2.0 * p), np.exp(2.0 * q)
+    total = np.empty((1 << hi, 1 << lo, H))
+    # blocks of high-bit rows small enough to stay in a core's cache, every background song's values
+    # added into one block before the next (the table itself is 0.5-4 MB)
     rows = max(1, min(1 << hi, _BLOCK_ELEMENTS // ((1 << lo) * H)))
     tmp = np.empty((rows, 1 << lo, H))
-    for b in range(len(Z)):
-        delta = (x - Z[b])[:, None] * W1                   # (d, H)
-        p = pre0[b] + Mlo @ delta[:lo]                     # (2^lo, H)
-        q = Mhi @ delta[lo:]                               # (2^hi, H)
-        if np.abs(p).max() * 2 < _EXP_LIMIT and np.abs(q).max() * 2 < _EXP_LIMIT:
-            F, E = np.exp(-2.0 * p), np.exp(2.0 * q)
-            for r in range(0, 1 << hi, rows):
-                t = tmp[:min(rows, (1 << hi) - r)]
-                np.add(F[None, :, :], E[r:r + rows, None, :], out=t)
-                np.divide(F[None, :, :], t, out=t)        # (1 - tanh) / 2
-                total[r:r + rows] += t
-        else:
-            total += (1.0 - np.tanh(p[None, :, :] + q[:, None, :])) / 2.0
-    # v(S) = 1 - 2 total(S) / B; the constant 1 adds nothing to any phi
-    values = total.reshape(1 << d, H)
-    phi = shapley_matrix(d).T @ values * (-2.0 / len(Z))
-    base = np.tanh(pre0).mean(axis=0)
-    return base, phi
+    for r in range(0, 1 << hi, rows):
+        out = total[r:r + rows]
+        t = tmp[:len(out)]
+        for b in range(len(Z)):
+            acc = out if b == 0 else t
+            np.add(F[b][None, :, :], E[b, r:r + rows, None, :], out=acc)
+            np.divide(F[b][None, :, :], acc, out=acc)      # (1 - tanh) / 2
+            if b:
+                out += t
+    return total.reshape(1 << d, H)
 
 
 def linear_hybrids(x: np.ndarray, z: np.ndarray, weights: np.ndarray, intercepts: np.ndarray,
