@@ -226,14 +226,21 @@ def _enumerated(parts: list[_Prepared], maps: CountryMaps, x: np.ndarray) -> tup
     every coalition's hybrid with each background song, through the calibration, v(S) their mean."""
     players = np.unique(np.concatenate([p.used for p in parts]))
     prepared = [p.part.prepare(x[None])[0] for p in parts]
-    B = len(parts[0].Zp)
-    values = 0.0
-    for b in range(B):
-        logits = sum(p.weight * p.hybrid_log_odds(xp, b, players) for p, xp in zip(parts, prepared))
-        values = values + maps.probability(logits)[:, ~maps.affine]
-    values = values / B
-    phi = np.zeros((int((~maps.affine).sum()), N_FEATURES))
-    if len(players):
-        _, phi_players = exact.enumerate_values(values)
-        phi[:, players] = phi_players.T
-    return values[0].copy(), phi
+    B, k = len(parts[0].Zp), int((~maps.affine).sum())
+    # a player where x equals background song b (in every part's features) is a null player of b's game:
+    # b's hybrids are enumerated over the others only, songs differing in the same players together
+    differs = np.zeros((B, len(players)), dtype=bool)
+    for p, xp in zip(parts, prepared):
+        differs |= p.Zp[:, players] != xp[players]
+    patterns, group = np.unique(differs, axis=0, return_inverse=True) if len(players) else (differs[:1], np.zeros(B))
+    base, phi = np.zeros(k), np.zeros((k, N_FEATURES))
+    for g, keep in enumerate(patterns):
+        own, values = players[keep], 0.0
+        for b in np.flatnonzero(np.ravel(group) == g):
+            logits = sum(p.weight * p.hybrid_log_odds(xp, b, own) for p, xp in zip(parts, prepared))
+            values = values + maps.probability(logits)[:, ~maps.affine]
+        base += values[0]
+        if len(own):
+            _, phi_own = exact.enumerate_values(values)
+            phi[:, own] += phi_own.T
+    return base / B, phi / B

@@ -135,7 +135,8 @@ class TreeExplainer:
 
     def hybrid_values(self, x: np.ndarray, b: int, players: np.ndarray) -> np.ndarray:
         """(2^p, 72): the model's score of every coalition's hybrid of x and background song b, coalitions
-        of the `players` (which must hold every feature the trees split on; bit i is players[i]).
+        of the `players` (which must hold every feature the trees split on where x and z_b differ; bit i
+        is players[i]).
 
         A leaf holds for the hybrid of S exactly when A is in S and Bz is not: [A <= S] prod_{j in Bz}
         (1 - [j in S]) = sum over T <= Bz of (-1)^|T| [A + T <= S]. So each leaf puts +-value on the
@@ -144,8 +145,9 @@ class TreeExplainer:
         x_in = (xu > self.lo) & (xu <= self.hi)
         z_in = self.z_in[b]
         alive = (x_in | z_in).all(axis=1)
+        # a feature left out of the players must be one where x equals z_b: in neither A nor Bz, bit 0
         position = {int(f): i for i, f in enumerate(players)}
-        bit = np.left_shift(1, np.array([position[int(f)] for f in self.used], dtype=np.int64))
+        bit = np.array([1 << position[int(f)] if int(f) in position else 0 for f in self.used], dtype=np.int64)
         a_bits = ((x_in & ~z_in)[alive] * bit).sum(axis=1)
         z_bits = ((z_in & ~x_in)[alive] * bit).sum(axis=1)
         vals = self.leaves.country_value[:, alive].T                       # (m, 72)
