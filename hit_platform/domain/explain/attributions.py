@@ -19,9 +19,10 @@ from hit_platform.domain.models.frame import N_FEATURES, feature_matrix
 
 # Background songs each path uses (the first rows of the declared background, itself a seeded random
 # sample, so they are a seeded random sample too). The MLP and the isotonic countries enumerate all
-# 2^14 coalitions per background song, a cost linear in B: the MLP's enumeration alone measured 7, 14,
-# 28, 56 ms CPU at B = 8, 16, 32, 64 (H = 32; 12, 21, 49 at H = 64), so B = 16 keeps one song x 72
-# countries well under 50 ms on one core (bench/bench_explain.py, section 2, has the whole model).
+# coalitions of the features where the song and each background song differ, a cost linear in B: the
+# MLP's enumeration alone measured 15, 23, 41, 69 ms CPU at B = 8, 16, 32, 64 (H = 32, 2 BLAS threads,
+# about twice the wall time; 23, 31, 51, 79 at H = 64), so B = 16 keeps one song x 72 countries well
+# under 50 ms (bench/bench_explain.py, section 2, has the whole model).
 BACKGROUND_SIZE = 64
 FAMILY_BACKGROUND = {"prior": 64, "linear": 64, "trees": 64, "mlp": 16, "blend": 16}
 ENUMERATED_BACKGROUND = 8   # countries whose calibration is not affine in log-odds (isotonic)
