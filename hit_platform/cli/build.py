@@ -62,11 +62,20 @@ class Cursors:
 
     The conditions' cursor is kept per scope (`upto`): an evaluation of some assets moves the cursor's
     clock for all of them, so a build of the ingest alone would leave the next build of everything blind to
-    the raw version it ingested (the retrain it asks for lost). Each scope remembers its own evaluations."""
+    the raw version it ingested (the retrain it asks for lost). Each scope remembers its own evaluations;
+    a scope evaluated for the first time starts from the last cursor any scope saved (without one, an
+    evaluation sees no change since: not a new raw version, nor a changed code version)."""
 
     path: Path | None
     landing: str | None = None
     automation: dict[str, str] = field(default_factory=dict)
+    last: str | None = None  # the cursor saved last, by whichever scope
+
+    def automation_of(self, scope: str) -> str | None:
+        return self.automation.get(scope, self.last)
+
+    def evaluated(self, scope: str, cursor: str) -> None:
+        self.automation[scope] = self.last = cursor
 
     @classmethod
     def of(cls, instance: dg.DagsterInstance) -> "Cursors":
@@ -75,15 +84,16 @@ class Cursors:
         if path is None or not path.exists():
             return cls(path)
         saved = json.loads(path.read_text())
-        automation = saved.get("automation") or {}
-        if isinstance(automation, str):  # written before cursors were kept per scope: the whole graph's
-            automation = {EVERYTHING: automation}
-        return cls(path, saved.get("landing"), automation)
+        automation, last = saved.get("automation") or {}, saved.get("last_automation")
+        if isinstance(automation, str):  # written before cursors were kept per scope: every scope's
+            automation, last = {}, automation
+        return cls(path, saved.get("landing"), automation, last)
 
     def save(self) -> None:
         if self.path is not None:
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"landing": self.landing, "automation": self.automation}))
+            tmp.write_text(json.dumps({"landing": self.landing, "automation": self.automation,
+                                       "last_automation": self.last}))
             tmp.replace(self.path)  # a build killed while saving keeps the previous cursors whole
 
 
@@ -146,7 +156,7 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, upto: list[dg.Asset
     """What a build would run first, without running it (nor moving its cursors)."""
     cursors = Cursors.of(instance)
     files, landing, reconcile = new_landing_files(defs, instance, cursors.landing)
-    assets, automation = evaluate(defs, instance, _scope(defs, upto), cursors.automation.get(scope_name(upto)))
+    assets, automation = evaluate(defs, instance, _scope(defs, upto), cursors.automation_of(scope_name(upto)))
     return Plan(files, _sorted((INGEST if files or reconcile else []) + assets), landing, automation)
 
 
@@ -285,14 +295,14 @@ def build(defs: dg.Definitions, instance: dg.DagsterInstance, *, everything: boo
     rechecked = False
     while ok:
         for _ in range(max_rounds):
-            requested, automation = evaluate(defs, instance, scope, cursors.automation.get(named))
+            requested, automation = evaluate(defs, instance, scope, cursors.automation_of(named))
             if not requested:
-                cursors.automation[named] = automation
+                cursors.evaluated(named, automation)
                 break
             # A failed run leaves the cursor as it was: the next build asks for what this one could not build.
             if not _run(defs, instance, out, requested, _run_config(log_level), {"trigger": "build"}, progress):
                 break
-            cursors.automation[named] = automation
+            cursors.evaluated(named, automation)
             cursors.save()  # a build killed later starts the next one from here
         out.held, out.held_below = held_now(defs, instance, scope)
         stuck = {h.check for h in out.held}
