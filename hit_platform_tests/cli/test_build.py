@@ -55,6 +55,7 @@ def test_splits_are_identical_when_rebuilt_from_the_same_snapshot(built):
     assert at_snapshot[0] == at_snapshot[1]  # no song in two splits
 
 
+@pytest.mark.slow  # ~30 s: two builds of the data half
 def test_code_version_bump_rebuilds_exactly_that_asset_and_what_is_downstream(tmp_path):
     b = Built(tmp_path)
     generate_full(b.settings, songs=3000)
@@ -71,6 +72,7 @@ def test_code_version_bump_rebuilds_exactly_that_asset_and_what_is_downstream(tm
     assert pending(defs, b.instance) == []
 
 
+@pytest.mark.slow  # ~40 s: two builds of the data half
 def test_new_landed_data_makes_ingest_and_everything_downstream_stale(tmp_path):
     b = Built(tmp_path)
     generate_full(b.settings, songs=3000, increments=1)
@@ -85,6 +87,7 @@ def test_new_landed_data_makes_ingest_and_everything_downstream_stale(tmp_path):
     assert drift.metadata["previous_snapshot_id"].value > 0  # compared against the previous data version
 
 
+@pytest.mark.slow  # ~25 s: two builds of the data half
 def test_a_failing_blocking_gate_stops_downstream_in_the_same_run(tmp_path):
     b = Built(tmp_path)
     generate_full(b.settings, songs=3000)

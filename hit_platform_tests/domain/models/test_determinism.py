@@ -48,6 +48,7 @@ def test_mlp_identical_across_fits_and_blas_threads():
     assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.slow  # ~30 s: a search and its refit
 def test_refit_of_the_chosen_parameters_rebuilds_the_same_model():
     """What the pipeline's reproducibility check does: fit the chosen grid point again, no search.
     The blend refits its members (trees, mlp) from their `member.param` entries and must still give
