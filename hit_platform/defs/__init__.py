@@ -6,6 +6,7 @@ def asset_modules() -> list:
     (A function: the modules import `defs.gate_policy`, which reads this list only when an asset runs.)"""
     from hit_platform.defs import core, landing, ops, raw, serving
     from hit_platform.defs.maintenance import history, lake
-    from hit_platform.defs.ml import evaluation, features, predictions, shadow, training
+    from hit_platform.defs.ml import evaluation, explanations, features, predictions, shadow, training
 
-    return [landing, raw, core, features, training, evaluation, shadow, predictions, serving, ops, lake, history]
+    return [landing, raw, core, features, training, evaluation, shadow, predictions, explanations, serving, ops, lake,
+            history]

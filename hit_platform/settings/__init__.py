@@ -1,5 +1,5 @@
 """One Settings object, in sections: lake, ingest, duckdb, s3, mlflow, training, gates, monitors, serving,
-sensors, promotion, shadow, dashboard, maintenance, backup. It is the only place that reads the environment,
+sensors, promotion, shadow, dashboard, maintenance, backup, batch. It is the only place that reads the environment,
 once per process (`get_settings`); resources, sensors and the serving process are built from it.
 
 Every setting can be overridden by an environment variable: `HIT_WAREHOUSE`, then the section's
@@ -22,6 +22,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hit_platform.settings.backup import BackupSettings
+from hit_platform.settings.batch import BatchSettings
 from hit_platform.settings.dashboard import DashboardSettings
 from hit_platform.settings.gates import GateThresholds
 from hit_platform.settings.lake import DuckDBSettings, IngestSettings, LakeSettings, S3Options, S3Settings
@@ -33,7 +34,8 @@ from hit_platform.settings.serving import ServeConfig
 from hit_platform.settings.tracking import MlflowSettings
 from hit_platform.settings.training import TrainingSettings
 
-__all__ = ["PROFILES", "REPO_ROOT", "BackupSettings", "DashboardSettings", "DuckDBSettings", "GateThresholds",
+__all__ = ["PROFILES", "REPO_ROOT", "BackupSettings", "BatchSettings", "DashboardSettings", "DuckDBSettings",
+           "GateThresholds",
            "IngestSettings",
            "LakeSettings", "MaintenanceSettings",
            "MlflowSettings", "MonitorThresholds", "PromotionSettings", "S3Options", "S3Settings", "SensorSettings",
@@ -69,10 +71,11 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     @field_validator("lake", "ingest", "duckdb", "s3", "mlflow", "training", "gates", "monitors", "serving",
                      "sensors", "promotion", "shadow", "dashboard", "maintenance",
-                     "backup", mode="before")
+                     "backup", "batch", mode="before")
     @classmethod
     def _section_over_env(cls, value, info):
         # A section given as a dict overrides those fields only; the rest still come from the environment.

@@ -115,6 +115,12 @@ BATCH_DDL = ("CREATE TABLE IF NOT EXISTS ml.batch_predictions (prediction_id VAR
              "model_version VARCHAR, dagster_run_id VARCHAR, lake_snapshot_id BIGINT, predicted_at TIMESTAMPTZ, "
              "top_country VARCHAR, top_probability DOUBLE, "
              + ", ".join(f"{p} DOUBLE" for p in PROB_COLUMNS) + ")")
+# The champion's exact attributions of its batch, long: one row per (song, country, feature), so that
+# base + sum(attribution) over a (model_version, spotify_id, country) = value, on `scale`.
+BATCH_EXPLANATIONS_DDL = """CREATE TABLE IF NOT EXISTS ml.batch_explanations (
+    prediction_id VARCHAR, spotify_id VARCHAR, model_version VARCHAR, country VARCHAR, feature VARCHAR,
+    feature_value DOUBLE, attribution DOUBLE, base DOUBLE, value DOUBLE, scale VARCHAR, probability DOUBLE,
+    background_size INTEGER, dagster_run_id VARCHAR, explained_at TIMESTAMPTZ, lake_snapshot_read BIGINT)"""
 
 
 # -- ops: monitors and alerts ----------------------------------------------------------------------------

@@ -1,2 +1,2 @@
 """The `ml` assets: features and splits, candidate models, evaluation and the champion, batch
-predictions (key prefix `ml`, group `ml`)."""
+predictions and their explanations (key prefix `ml`, group `ml`)."""
