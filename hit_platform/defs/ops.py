@@ -12,13 +12,17 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from hit_platform.adapters.lake.tables import evaluations
+from hit_platform.steps import attribution_drift as attribution_steps
 from hit_platform.steps import monitors as monitor_steps
 from hit_platform.steps import performance_estimates as estimates
 from hit_platform.adapters.alerts import raise_alert
+from hit_platform.adapters.model_explanations import NoDeclaredBackground, load_background
+from hit_platform.domain.explain import Explainer
 from hit_platform.adapters.model_monitoring import estimate_performance
 from hit_platform.steps.datasets import load_split
 from hit_platform.adapters.reports.dashboard import publish, render_current
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.ml.explanations import BATCH_EXPLANATIONS
 from hit_platform.defs.ml.predictions import BATCH_PREDICTIONS
 from hit_platform.defs.lake_asset import commit
 from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource, serving_settings
@@ -31,7 +35,9 @@ PREDICTION_DRIFT = dg.AssetKey(["ops", "prediction_drift"])
 DELAYED_LABELS = dg.AssetKey(["ops", "delayed_label_evaluation"])
 SERVING_HEALTH = dg.AssetKey(["ops", "serving_health"])
 PERFORMANCE_ESTIMATE = dg.AssetKey(["ops", "performance_estimate"])
-MONITORS = [SERVED_FEATURE_DRIFT, PREDICTION_DRIFT, DELAYED_LABELS, SERVING_HEALTH, PERFORMANCE_ESTIMATE]
+ATTRIBUTION_DRIFT = dg.AssetKey(["ops", "attribution_drift"])
+MONITORS = [SERVED_FEATURE_DRIFT, PREDICTION_DRIFT, DELAYED_LABELS, SERVING_HEALTH, PERFORMANCE_ESTIMATE,
+            ATTRIBUTION_DRIFT]
 ALERT_KIND = {"served_feature_drift": "drift", "prediction_drift": "drift",
               **{f"performance_estimate_{s}": "performance_estimate" for s in estimates.SOURCES}}
 
@@ -158,6 +164,45 @@ def serving_health(context: dg.AssetExecutionContext, lake: LakeResource, tracki
     with the_lake.connection(read_only=True) as con:
         result = monitor_steps.serving_health(con, monitors.thresholds(), st.model_version, st.running, st.pid)
     return _report(context, lake, result)
+
+
+@dg.asset(key=ATTRIBUTION_DRIFT, deps=[DEPLOYMENT, BATCH_EXPLANATIONS], group_name="ops", code_version="1",
+          kinds={"duckdb", "sklearn"})
+def attribution_drift(context: dg.AssetExecutionContext, lake: LakeResource, tracking: TrackingResource,
+                      monitors: MonitorsResource) -> dg.MaterializeResult:
+    """Whether the serving model still relies on the features it relied on for its batch: each country's
+    shares of mean |attribution| per feature on the newest served songs (exact attributions recomputed
+    from the logged features, at most HIT_MONITOR_ATTRIBUTION_SAMPLE of them) against ml.batch_explanations
+    of the same version. Breached when the median over countries of the share moved (total variation)
+    passes HIT_MONITOR_MAX_ATTRIBUTION_SHIFT: a feature's pipeline broke upstream even if the
+    probabilities look normal. Its alert (kind `monitor_breach`) asks for a person, not a retrain:
+    retraining on a broken feature would learn the break."""
+    info, _ = _champion(tracking)
+    t = monitors.thresholds()
+    with lake.lake().connection(read_only=True) as con:
+        served = attribution_steps.served_sample(con, t, info.version) if info else None
+        batch, batch_songs = attribution_steps.batch_importance(con, info.version) if info else (None, 0)
+    result = _attribution_drift(tracking, info, t, served, batch, batch_songs)
+    return _report(context, lake, result)
+
+
+def _attribution_drift(tracking, info, t, served, batch, batch_songs) -> monitor_steps.MonitorResult:
+    if info is None:
+        return attribution_steps.not_judged(None, "no champion yet")
+    n = len(served)
+    if n < t.min_rows:
+        return attribution_steps.not_judged(info.version, f"{n} served songs with every feature in the last "
+                                            f"{t.window_hours:g} h, fewer than {t.min_rows}", served_songs=n)
+    if batch is None or batch_songs < t.min_rows:
+        return attribution_steps.not_judged(info.version, f"{batch_songs} songs of version {info.version}'s batch "
+                                            f"explained (ml/batch_explanations), fewer than {t.min_rows}",
+                                            served_songs=n, batch_songs=batch_songs)
+    tracker = tracking.tracker()
+    try:
+        explainer = Explainer(tracker.load_version(info.version), load_background(tracker, info.version))
+    except NoDeclaredBackground as exc:
+        return attribution_steps.not_judged(info.version, str(exc), served_songs=n)
+    return attribution_steps.attribution_drift(t, info.version, served, explainer, batch, batch_songs)
 
 
 DASHBOARD = dg.AssetKey(["ops", "dashboard"])

@@ -30,6 +30,13 @@ class MonitorThresholds(BaseSettings):
     min_expected_positives: float = Field(10.0, ge=0, description="a country is judged by the performance "
                                                                   "estimate only when the songs' probabilities "
                                                                   "add up to at least this many hits")
+    attribution_sample: int = Field(300, ge=1, description="newest served songs the attribution drift monitor "
+                                                           "explains per run (blend+platt ~100 songs/s, "
+                                                           "isotonic ~11)")
+    max_attribution_shift: float = Field(0.06, ge=0, le=1, description="largest median over the 72 countries of "
+                                                                      "the total variation distance between the "
+                                                                      "served and the batch's feature importance "
+                                                                      "shares (mean |attribution|)")
     max_error_rate: float = Field(0.01, description="largest share of requests answered 5xx")
     max_p99_ms: float = Field(250.0, description="largest p99 latency inside the replica, ms")
     max_memory_mb: float = Field(6_000.0, description="largest resident memory of the serving process tree")

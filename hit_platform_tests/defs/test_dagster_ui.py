@@ -28,7 +28,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # closed network refuses it, many times over.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1600,1000", "--virtual-time-budget=30000"]
+                  "--window-size=2400,1400", "--virtual-time-budget=30000"]
 
 
 @pytest.fixture(scope="module")
