@@ -236,10 +236,12 @@ def test_batched_and_unbatched_serving_answer_the_same_bytes_with_one_log_row_pe
         async with httpx.AsyncClient(base_url=endpoint, timeout=60) as client:
             return await asyncio.gather(*(client.post("/predict", json=s) for s in songs))
 
-    batched_endpoint = process.start(settings, config)
+    # both processes start side by side (each start is mostly Ray's, waiting on its own processes)
+    batched_endpoint = process.start(settings, config, wait=False)
     try:
         alone_endpoint = process.start(alone_settings, alone_config)
         try:
+            process.start(settings, config)  # the batched one is up too (returns once /healthz answers)
             with httpx.Client(base_url=alone_endpoint, timeout=60) as client:
                 one_by_one = [client.post("/predict", json=s) for s in songs]
                 assert client.get("/healthz").json()["batching"]["batched"] is False
