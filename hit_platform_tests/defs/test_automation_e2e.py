@@ -190,7 +190,7 @@ def test_6_monitors_dashboard_and_alerts_are_there_to_read(drill):
                                 [champion(drill)]).fetchall()[0]
     always = {"served_feature_drift", "prediction_drift", "delayed_label_evaluation", "serving_health",
               "performance_estimate_batch"}
-    assert always <= set(monitors) <= always | {"performance_estimate_served"}, monitors
+    assert always <= set(monitors) <= always | {"performance_estimate_served", "attribution_drift"}, monitors
     assert judged and judged[0][0] > 0.6  # earlier predictions scored on the labels the increments revealed
     assert estimated == (72, True)  # the champion's latest batch, estimated without labels
     out = subprocess.run([sys.executable, "-m", "hit_platform.cli.main", "monitor", "--source", "batch", "--limit",
