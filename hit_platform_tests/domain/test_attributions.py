@@ -1,15 +1,14 @@
 """Exact per-country attributions: additivity, equality with brute force, null features, bad input.
 
-Small real models fitted on generated songs (support.models); the brute force below is written
-apart from the library: every one of the 2^14 coalitions' hybrid rows scored by the pipeline's own
-served predict_proba, then the textbook Shapley formula.
+Small real models fitted on generated songs (support.models); the brute force (support.brute_force)
+is written apart from the library: every one of the 2^14 coalitions' hybrid rows scored by the
+pipeline's own served predict_proba, then the textbook Shapley formula.
 """
 
 from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from math import factorial
 
 import numpy as np
 import pandas as pd
@@ -20,6 +19,8 @@ from hit_platform.domain.explain import LOG_ODDS, PROBABILITY, Background, backg
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.domain.models.calibration import METHODS, CountryCalibration
 from hit_platform.domain.models.candidates import FAMILIES, with_calibration
+from hit_platform_tests.support.brute_force import brute_force as support_brute_force
+from hit_platform_tests.support.brute_force import served_on_scale as support_served_on_scale
 from hit_platform_tests.support.models import synthetic_features, synthetic_truth
 
 UNUSED = FEATURE_COLUMNS.index("liveness")  # constant in training: no model can use it
@@ -55,25 +56,11 @@ def models() -> dict:
 
 
 def served_on_scale(pipeline, X: pd.DataFrame, scales) -> np.ndarray:
-    P = pipeline.predict_proba(X)
-    logodds = np.array([s == LOG_ODDS for s in scales])
-    return np.where(logodds, np.log(P) - np.log1p(-P), P)
+    return support_served_on_scale(pipeline, X, [s == LOG_ODDS for s in scales])
 
 
 def brute_force(pipeline, x: np.ndarray, Z: np.ndarray, scales) -> tuple[np.ndarray, np.ndarray]:
-    d = len(x)
-    coalitions = np.arange(2 ** d)
-    member = (coalitions[:, None] >> np.arange(d)) & 1 == 1
-    rows = np.where(member[:, None, :], x, Z[None, :, :]).reshape(-1, d)
-    values = served_on_scale(pipeline, pd.DataFrame(rows, columns=FEATURE_COLUMNS), scales)
-    v = values.reshape(2 ** d, len(Z), -1).mean(axis=1)
-    phi = np.zeros((v.shape[1], d))
-    for i in range(d):
-        without = coalitions[~member[:, i]]
-        size = member[without].sum(axis=1)
-        weight = np.array([factorial(s) * factorial(d - s - 1) / factorial(d) for s in size])
-        phi[:, i] = (weight[:, None] * (v[without | (1 << i)] - v[without])).sum(axis=0)
-    return v[0], phi
+    return support_brute_force(pipeline, x, Z, [s == LOG_ODDS for s in scales])
 
 
 CASES = ["prior", "linear", "trees", "mlp", *[f"blend+{m}" for m in METHODS]]
@@ -116,6 +103,29 @@ def test_attributions_equal_brute_force_over_every_coalition(name):
         base, phi = brute_force(model, X.to_numpy()[i], background.songs, a.scales)
         assert np.abs(a.base[i] - base).max() <= 1e-9
         assert np.abs(a.phi[i] - phi).max() <= 1e-9
+
+
+def test_each_country_is_exact_against_its_own_background_size():
+    """Under a per-country calibration the isotonic countries average over fewer background songs (8) than
+    the others (all 10 here): each country still equals the brute force over its own first songs."""
+    model, full = copy.deepcopy(models()["blend+per_country"]), models()["background"]
+    # the small models' per-country choice keeps no isotonic country: every third one made isotonic, the
+    # rest Platt, each part fitted as per_country fits it
+    calibration = model[-1].calibration
+    Xv, Yv = songs(400, 2)
+    P = models()["blend"].predict_proba(Xv)
+    calibration.country_methods_ = ["isotonic" if j % 3 == 0 else "platt" for j in range(len(COUNTRIES))]
+    calibration.parts_ = {m: CountryCalibration(m).fit(P, Yv) for m in ("isotonic", "platt")}
+    background = Background(songs=full.songs[:10], seed=full.seed, drawn_from=full.drawn_from)
+    x = songs(1, 13)[0].to_numpy()
+    a = explain(model, x, background)
+    assert set(a.background_size) == {8, 10} and set(a.scales) == {LOG_ODDS, PROBABILITY}
+    base, phi = support_brute_force(model, x[0], background.songs, [s == LOG_ODDS for s in a.scales],
+                                    sizes=a.background_size)
+    assert np.abs(a.base[0] - base).max() <= 1e-9 and np.abs(a.phi[0] - phi).max() <= 1e-9
+    # against all 10 songs everywhere, the isotonic countries' values differ: the sizes are not decoration
+    base_all, _ = brute_force(model, x[0], background.songs, a.scales)
+    assert np.abs(a.base[0] - base_all)[a.background_size == 8].max() > 1e-6
 
 
 @pytest.mark.parametrize("name", ["mlp", "blend+platt", "blend+isotonic"])
