@@ -44,8 +44,9 @@ every enumeration, its attribution exactly 0.
 from hit_platform.domain.explain.attributions import (ADDITIVITY_TOLERANCE, BACKGROUND_SIZE, FAMILY_BACKGROUND,
                                                       Attributions, Background, Explainer, background_sample,
                                                       explain)
+from hit_platform.domain.explain.importance import Importance, global_importance, importance_sample
 from hit_platform.domain.explain.model_parts import LOG_ODDS, PROBABILITY
 
 __all__ = ["ADDITIVITY_TOLERANCE", "BACKGROUND_SIZE", "FAMILY_BACKGROUND", "LOG_ODDS", "PROBABILITY",
-           "Attributions", "Background", "Explainer",
-           "background_sample", "explain"]
+           "Attributions", "Background", "Explainer", "Importance",
+           "background_sample", "explain", "global_importance", "importance_sample"]
