@@ -2,10 +2,11 @@
 
 import dagster as dg
 
-from hit_platform.defs.automation import ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE, automated
+from hit_platform.defs.automation import (ON_NEW_DATA_CODE_OR_CRON, ON_NEW_DATA_OR_CODE, ON_SCHEDULE_OR_UPDATE,
+                                         automated)
 from hit_platform.defs import asset_modules, sensors
 from hit_platform.defs.maintenance import maintenance_job, maintenance_schedule
-from hit_platform.defs.ml import evaluation, shadow
+from hit_platform.defs.ml import evaluation, explanations, shadow
 from hit_platform.defs.ml import training as training_defs
 from hit_platform.defs.resources import (GatesResource, LakeResource, MonitorsResource, PromotionResource,
                                          ServingResource, TrackingResource, TrainingResource, resources_for)
@@ -15,6 +16,7 @@ ASSET_MODULES = asset_modules()
 # Ingest is started by the landing sensor; everything else follows its group's condition.
 CONDITIONS = {"core": ON_NEW_DATA_OR_CODE, "ml": ON_NEW_DATA_OR_CODE, "serving": ON_NEW_DATA_OR_CODE,
               "ops": ON_SCHEDULE_OR_UPDATE}
+BY_KEY = {explanations.BATCH_EXPLANATIONS: ON_NEW_DATA_CODE_OR_CRON}
 
 
 def build_definitions(lake: LakeResource | None = None, gates: GatesResource | None = None, *,
@@ -40,7 +42,7 @@ def build_definitions(lake: LakeResource | None = None, gates: GatesResource | N
     asset_checks = dg.load_asset_checks_from_modules(ASSET_MODULES)
     # When each asset re-materializes by itself, applied to every asset once. That none builds on a parent
     # its blocking checks did not pass is each asset's own `@gated` (defs/gate_policy.py).
-    assets = automated(assets, CONDITIONS, exempt=shadow.BY_SENSOR)
+    assets = automated(assets, CONDITIONS, exempt=shadow.BY_SENSOR, by_key=BY_KEY)
     return dg.Definitions(
         assets=assets,
         asset_checks=asset_checks,

@@ -48,15 +48,26 @@ ON_SCHEDULE_OR_UPDATE = (
     & ~AC.in_progress()
 ).with_label(f"every {MONITOR_CRON} or when what it watches updates")
 
+# An asset that does a bounded slice of its work per run (ml/batch_explanations: HIT_BATCH_EXPLAIN_SONGS songs)
+# also runs on the monitors' cron, so the rest is done by the next ticks, not left until new data comes.
+ON_NEW_DATA_CODE_OR_CRON = (
+    ON_NEW_DATA_OR_CODE
+    | (AC.cron_tick_passed(MONITOR_CRON).since_last_handled()
+       & ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+       & AC.all_deps_blocking_checks_passed())
+).with_label(f"new data or code, or every {MONITOR_CRON} for the next slice; blocking checks passed")
+
+
 def automated(assets: list, condition_by_group: dict[str, dg.AutomationCondition],
-              exempt: frozenset = frozenset()) -> list:
-    """The same assets, each with the condition of its group (raw and quarantine keep none: the landing sensor
-    starts ingest; nor do the `exempt` ones, which a sensor runs)."""
+              exempt: frozenset = frozenset(), by_key: dict | None = None) -> list:
+    """The same assets, each with the condition of its group, or its own in `by_key` (raw and quarantine keep
+    none: the landing sensor starts ingest; nor do the `exempt` ones, which a sensor runs)."""
+    by_key = by_key or {}
     out = []
     for a in assets:
         if isinstance(a, dg.AssetsDefinition) and a.is_executable and not set(a.keys) & exempt:
-            a = a.map_asset_specs(lambda s: s.replace_attributes(
-                automation_condition=condition_by_group.get(s.group_name, s.automation_condition)))
+            a = a.map_asset_specs(lambda s: s.replace_attributes(automation_condition=by_key.get(
+                s.key, condition_by_group.get(s.group_name, s.automation_condition))))
         out.append(a)
     return out
 
