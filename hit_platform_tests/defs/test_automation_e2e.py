@@ -28,6 +28,7 @@ from hit_platform.adapters.alerts import list_alerts
 from hit_platform.defs import ops
 from hit_platform.defs.ops import DASHBOARD
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
+from hit_platform.defs.ml.explanations import BATCH_EXPLANATIONS
 from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource
 from hit_platform.defs.serving import DEPLOYMENT
 from hit_platform.defs.ml.training import CANDIDATES
@@ -62,10 +63,15 @@ def champion(d: Drill) -> str | None:
     return info.version if info else None
 
 
+def on_the_cron(key: dg.AssetKey) -> bool:
+    """Assets the automation also runs every 15 minutes: the monitors, and the batch explanations' next slice."""
+    return key.path[0] == "ops" or key == BATCH_EXPLANATIONS
+
+
 def pipeline_runs(runs: list) -> list:
-    """Runs other than the scheduled ones, which may tick in between: the monitors (their cron) and the
-    maintenance job (hourly at :17)."""
-    return [r for r in runs if (not r.asset_selection or any(k.path[0] != "ops" for k in r.asset_selection))
+    """Runs other than the scheduled ones, which may tick in between: the cron's (the monitors, the batch
+    explanations' next slice) and the maintenance job (hourly at :17)."""
+    return [r for r in runs if (not r.asset_selection or not all(on_the_cron(k) for k in r.asset_selection))
             and "dagster/schedule_name" not in r.tags]
 
 
