@@ -21,13 +21,10 @@ environment of the `duckdb` CLI instead of writing them down.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import os
 import random
 import re
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -36,6 +33,8 @@ from typing import TypeVar
 
 import duckdb
 
+from hit_platform.adapters.lake.extensions import (VERIFIED, extension_path, file_identity,  # noqa: F401
+                                                   load_extension, loadable_extension_path)
 from hit_platform.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -58,63 +57,8 @@ _RETRYABLE = ("database is locked", "database is busy", "conflict", "could not s
 # Only while attaching (two processes creating a fresh PostgreSQL catalog at once):
 _ATTACH_RETRYABLE = _RETRYABLE + ("already exists",)
 
-# Extensions whose DuckDB name (and so the `<name>_duckdb_cpp_init` entry point that
-# LOAD derives from the file name) differs from their PyPI package's file name.
-_ENTRYPOINT_NAME = {"postgres": "postgres_scanner"}
 _OBJECT_STORE = ("s3://", "s3a://", "s3n://", "http://", "https://", "gs://", "gcs://", "r2://")
 SECRET_NAME = "hit_lake_s3"
-
-
-def extension_path(name: str) -> Path | None:
-    """The `.duckdb_extension` file shipped by the `duckdb-extension-<name>` package."""
-    package = "duckdb_extension_" + name.replace("-", "_")
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    base = Path(list(spec.submodule_search_locations)[0]) / "extensions" / f"v{duckdb.__version__}"
-    path = base / f"{name}.duckdb_extension"
-    return path if path.exists() else None
-
-
-def _link_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "hit_platform" / "duckdb_extensions" / f"v{duckdb.__version__}"
-
-
-def loadable_extension_path(name: str) -> Path | None:
-    """A path DuckDB can LOAD for extension `name` from its PyPI package.
-
-    DuckDB finds an extension's entry point from the file name, and the
-    `duckdb-extension-postgres` package ships `postgres.duckdb_extension` whose
-    entry point is `postgres_scanner_duckdb_cpp_init`; such a file is loaded
-    through a symlink with the right name in a per-user cache folder.
-    """
-    path = extension_path(name)
-    wanted = _ENTRYPOINT_NAME.get(name)
-    if path is None or wanted is None:
-        return path
-    for folder in (_link_dir(), Path(tempfile.gettempdir()) / f"hit_platform_ext_{os.getuid()}"
-                   / f"v{duckdb.__version__}"):
-        link = folder / f"{wanted}.duckdb_extension"
-        try:
-            if link.is_symlink() and os.readlink(link) == str(path):
-                return link
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / f".{wanted}.{os.getpid()}.{random.getrandbits(32):08x}"
-            tmp.symlink_to(path)
-            os.replace(tmp, link)  # atomic: concurrent processes agree on the same link
-            return link
-        except OSError:
-            continue
-    return None
-
-
-def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
-    path = loadable_extension_path(name)
-    if path is not None:
-        con.execute(f"LOAD '{path}'")
-    else:  # a machine with internet and no wheel: DuckDB's own repository
-        con.execute(f"INSTALL {name}; LOAD {name}")
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -200,11 +144,16 @@ class Lake:
         return f"CREATE OR REPLACE TEMPORARY SECRET {SECRET_NAME} ({', '.join(opts)});"
 
     def _load_sql(self) -> list[str]:
-        stmts = []
+        return self._loads()[0]
+
+    def _loads(self) -> tuple[list[str], list[tuple] | None]:
+        """The LOAD statements, and the identities of the files they load (None when one is not a file)."""
+        stmts, files = [], []
         for name in self._extensions():
             path = loadable_extension_path(name)
             stmts.append(f"LOAD '{path}';" if path else f"INSTALL {name}; LOAD {name};")
-        return stmts
+            files.append(file_identity(path) if path else None)
+        return stmts, (files if all(files) else None)
 
     def _attach_statement(self, read_only: bool, *, catalog: str | None = None) -> str:
         opts = [f"DATA_PATH {_sql_str(self.settings.data_path)}"]
@@ -249,11 +198,17 @@ class Lake:
             config["threads"] = self.settings.duckdb.threads
         # Where a connection spills when a query outgrows memory (not the process's cwd).
         config["temp_directory"] = str(self.settings.warehouse / "duckdb_tmp")
+        loads, files = self._loads()
+        verified = files is not None and all(f in VERIFIED for f in files)
+        if verified:  # these very files passed DuckDB's signature check in this process already
+            config["allow_unsigned_extensions"] = True
         con = duckdb.connect(config=config)
         con.execute("SET enable_progress_bar = false")  # a library: no progress bars on the caller's terminal
         try:
-            for stmt in self._load_sql():
+            for stmt in loads:
                 con.execute(stmt)
+            if files is not None and not verified:
+                VERIFIED.update(files)
             secret = self.secret_sql()
             if secret:
                 try:

@@ -90,3 +90,27 @@ def test_analyst_init_file_opens_the_lake_read_only_in_the_duckdb_cli(lake: Lake
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "42" in out.stdout
+
+
+def test_an_extension_file_is_signature_checked_once_and_again_when_it_changes(lake: Lake, tmp_path, monkeypatch):
+    """The second connection skips the hash of files this process verified; a file changed since is checked
+    again, and a tampered one refused."""
+    from hit_platform.adapters.lake import connection, extensions
+
+    real = connection.loadable_extension_path
+    copy = tmp_path / "sqlite_scanner.duckdb_extension"
+    copy.write_bytes(real("sqlite_scanner").read_bytes())
+    monkeypatch.setattr(connection, "loadable_extension_path",
+                        lambda name: copy if name == "sqlite_scanner" else real(name))
+    with lake.connection() as con:  # checked: a valid signature
+        assert con.execute("SELECT count(*) FROM lake.snapshots()").fetchall()[0][0] >= 1
+    assert extensions.file_identity(copy) in extensions.VERIFIED
+    with lake.connection() as con:  # the same file: loaded unchecked
+        assert con.execute("SELECT current_setting('allow_unsigned_extensions')").fetchall() == [(True,)]
+    with open(copy, "r+b") as f:  # one byte changed after its check (same size): its signature no longer matches
+        f.seek(copy.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(duckdb.Error, match="signature"):
+        lake.connect()
