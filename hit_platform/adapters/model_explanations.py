@@ -75,12 +75,25 @@ def load_background(tracker: Tracker, version: str | int) -> Background:
     Raises NoDeclaredBackground when the version's MLflow run has none (registered before backgrounds were
     declared) or is gone; ModelUnavailable (tracking) when no such version is registered; ValueError when
     the artifact is there but malformed (named, with what is wrong)."""
+    run_id, where = version_run(tracker, version)
+    return load_run_background(tracker, run_id, where)
+
+
+def version_run(tracker: Tracker, version: str | int) -> tuple[str, str]:
+    """(MLflow run id, a phrase naming the version and its run) of registered version `version`;
+    ModelUnavailable when no such version is registered."""
     try:
         run_id = tracker.client.get_model_version(tracker.model_name, str(version)).run_id
     except MlflowException as exc:
         raise ModelUnavailable(f"no version {version} of {tracker.model_name!r} can be read in {tracker.uri}: "
                                f"{exc}") from exc
-    where = f"version {version} of {tracker.model_name!r} (MLflow run {run_id} in {tracker.uri})"
+    return run_id, f"version {version} of {tracker.model_name!r} (MLflow run {run_id} in {tracker.uri})"
+
+
+def load_run_background(tracker: Tracker, run_id: str, where: str | None = None) -> Background:
+    """The declared background of MLflow run `run_id` (any candidate's, registered or not); errors as
+    `load_background`'s, naming `where`."""
+    where = where or f"MLflow run {run_id} in {tracker.uri}"
     try:
         listed = {a.path for a in tracker.client.list_artifacts(run_id, Path(BACKGROUND_ARTIFACT).parent.as_posix())}
     except MlflowException as exc:

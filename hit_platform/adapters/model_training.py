@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
@@ -21,7 +21,9 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.early_rebuild import EarlyRebuilds
 from hit_platform.adapters.lake.verdicts import refuse_unjudged
 from hit_platform.adapters.model_explanations import background_tags, log_backgrounds
+from hit_platform.adapters.model_importance import log_importances
 from hit_platform.adapters.tracking import ModelVersionInfo, Tracker, code_version
+from hit_platform.settings import TrainingSettings
 from hit_platform.domain.models import CandidateResult, select_best, train_candidates
 from hit_platform.domain.models.candidates import SearchProgress
 from hit_platform.steps.datasets import SPLIT_TABLES, Dataset, at_version, load_split
@@ -110,6 +112,7 @@ class Trained:
     version: ModelVersionInfo
     probe_prediction_sha256: str
     code: dict[str, str]  # git commit and dirty flag of the code that trained them
+    importance_seconds: dict[str, float] = field(default_factory=dict)  # family -> its global importance's cost
 
     @property
     def best_run(self) -> tuple[str, str]:
@@ -119,13 +122,16 @@ class Trained:
 def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, families: list[str] | None,
                        workers: int, splits_data_version: str, dagster_run_id: str,
                        on_progress: Callable[[SearchProgress], None] | None = None,
-                       early: EarlyRebuilds | None = None, pool: Callable[[int], Executor] | None = None) -> Trained:
+                       early: EarlyRebuilds | None = None, pool: Callable[[int], Executor] | None = None,
+                       importance_songs: int = TrainingSettings.model_fields["importance_songs"].default) -> Trained:
     """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
     the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
     lineage and its prediction hash on PROBE_ROWS validation rows, and the background its attributions are
-    taken against (`model_explanations`: a seeded sample of the training songs). `early`: where each heavy family's
-    chosen point starts being refitted for the reproducibility check the moment it is chosen. `pool`: what fits
-    the grid points instead of local processes (a Ray cluster's tasks: `hit_platform.cluster.training`)."""
+    taken against (`model_explanations`: a seeded sample of the training songs); each candidate's run gets its
+    global importance per country over `importance_songs` validation songs (`model_importance`). `early`: where
+    each heavy family's chosen point starts being refitted for the reproducibility check the moment it is chosen.
+    `pool`: what fits the grid points instead of local processes (a Ray cluster's tasks:
+    `hit_platform.cluster.training`)."""
     code = code_version()
     lineage = {"lake_snapshot_id": str(data.snapshot), "splits_data_version": splits_data_version,
                "splits_fingerprint": data.splits_fingerprint, "dagster_run_id": dagster_run_id, **code,
@@ -140,9 +146,11 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
     best = select_best(results)
     runs = tracker.log_candidates(results, data.validation.X, data.validation.Y, lineage)
     backgrounds = log_backgrounds(tracker, runs, data.train.X, seed)  # what each one's attributions are against
+    _, importance_seconds = log_importances(tracker, runs, {r.family: r.pipeline for r in results}, backgrounds,
+                                            data.validation, seed, importance_songs)
     run_id, uri = runs[best.family]
     probe_sha = prediction_hash(best.pipeline, data.validation.X.head(PROBE_ROWS))
     version = tracker.register(uri, run_id, tags={**lineage, "family": best.family, "mlflow_run_id": run_id,
                                                   "probe_prediction_sha256": probe_sha,
                                                   **background_tags(backgrounds[best.family])})
-    return Trained(results, best, runs, version, probe_sha, code)
+    return Trained(results, best, runs, version, probe_sha, code, importance_seconds)

@@ -72,14 +72,16 @@ class LivePage:
 def lake_page(settings: Settings) -> Callable[[], str]:
     """What a rendering is: the lake as it is now, with what the serving process serves now."""
     from hit_platform.adapters.lake.connection import Lake
+    from hit_platform.adapters.model_importance import load_importance
     from hit_platform.adapters.reports.dashboard import render_current
+    from hit_platform.adapters.tracking import Tracker
     from hit_platform.serving import process
 
     d = settings.dashboard
     origin = (f"Served live by hit-platform dashboard: rendered from the lake at most every {d.render_seconds:g} s.")
     lake = Lake(settings)
     return lambda: render_current(lake, process.status(settings), refresh_seconds=d.refresh_seconds,
-                                  origin=origin).html
+                                  origin=origin, importance_of=lambda v: load_importance(Tracker(settings), v)).html
 
 
 def make_server(page: LivePage, port: int) -> ThreadingHTTPServer:

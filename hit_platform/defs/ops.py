@@ -20,6 +20,7 @@ from hit_platform.adapters.model_explanations import NoDeclaredBackground, load_
 from hit_platform.domain.explain import Explainer
 from hit_platform.adapters.model_monitoring import estimate_performance
 from hit_platform.steps.datasets import load_split
+from hit_platform.adapters.model_importance import load_importance
 from hit_platform.adapters.reports.dashboard import publish, render_current
 from hit_platform.defs.ml.evaluation import CHAMPION, EVALUATION
 from hit_platform.defs.ml.explanations import BATCH_EXPLANATIONS
@@ -221,7 +222,8 @@ def dashboard(context: dg.AssetExecutionContext, lake: LakeResource,
     board = render_current(lake.lake(), process.status(serving_settings(lake, tracking)),
                            refresh_seconds=settings.dashboard.refresh_seconds,
                            origin="Written by the Dagster asset ops/dashboard: it shows the lake as of then. "
-                                  "Live: hit-platform dashboard.")
+                                  "Live: hit-platform dashboard.",
+                           importance_of=lambda version: load_importance(tracking.tracker(), version))
     out = publish(board, settings.warehouse / "reports" / "dashboard.html")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(out)), "open": dg.MetadataValue.url(out.resolve().as_uri()),

@@ -20,7 +20,7 @@ from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.tracking import Tracker
 from hit_platform.domain.promotion import PromotionThresholds
 from hit_platform.settings import (GateThresholds, MaintenanceSettings, MonitorThresholds, PromotionSettings,
-                                   ServeConfig, Settings, ShadowSettings, get_settings)
+                                   ServeConfig, Settings, ShadowSettings, TrainingSettings, get_settings)
 
 
 class LakeResource(dg.ConfigurableResource):
@@ -112,6 +112,8 @@ class TrainingResource(dg.ConfigurableResource):
     workers: int = 2  # grid points fitted side by side; not part of the code version (same models)
     snapshot: int | None = None
     ray_address: str | None = None  # a Ray cluster's tasks fit the grid points; not part of the code version either
+    # validation songs of each candidate's global importance (not the models: not in the code version)
+    importance_songs: int = TrainingSettings.model_fields["importance_songs"].default
 
     def code_version(self, base: str | None) -> str:
         """`base` plus a hash of the model code (families, grids, search) and this config: a change of
@@ -201,7 +203,8 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "tracking": TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri),
         "training": TrainingResource(families=settings.training.families, seed=settings.training.seed,
                                      workers=settings.training.workers, snapshot=settings.training.snapshot,
-                                     ray_address=settings.training.ray_address),
+                                     ray_address=settings.training.ray_address,
+                                     importance_songs=settings.training.importance_songs),
         "gates_config": GatesResource(values_json=settings.gates.model_dump_json()),
         "monitors": MonitorsResource(values_json=settings.monitors.model_dump_json()),
         "serving": ServingResource(values_json=settings.serving.model_dump_json()),

@@ -25,6 +25,11 @@ class TrainingSettings(BaseSettings):
         None, ge=0, description="train the candidates from this past lake snapshot (DuckLake time travel) instead "
                                 "of the newest; unset = the newest. Part of the candidates' code version, like the "
                                 "seed (`hit-platform rebuild --snapshot N` sets it for one build)")
+    importance_songs: int = Field(
+        64, ge=1, description="validation songs (a sample drawn by the seed) each candidate's global importance per "
+                              "country is averaged over, logged with its MLflow run (explain/importance.json). The "
+                              "cost is linear in it: at 64, ~0.4-0.6 s CPU for the mlp and blend candidates, ~6 s "
+                              "for a blend with isotonic calibration (bench/bench_importance.py)")
     oracle_path: str | None = Field(
         None, validation_alias=AliasChoices("HIT_ORACLE_PATH", "oracle_path"),
         description="generator oracle for evaluation (default <warehouse>/generator/oracle.parquet; "

@@ -1,6 +1,7 @@
 """The dashboard: one self-contained HTML page (inline PNG plots) read from the lake.
 
-Model quality over versions (ml.evaluations), the champion's per-country ROC AUC,
+Model quality over versions (ml.evaluations), the champion's per-country ROC AUC, its global importance
+per country (logged with its MLflow run, read by `importance_of`),
 the challenger against the champion on the songs it shadowed (ops.shadow_log),
 its label-free performance estimate against the realized values (ops.performance_estimates),
 drift (features at each data version and served songs), serving latency over time
@@ -16,6 +17,7 @@ warehouse/reports/dashboard.html (`publish`); `hit-platform dashboard` serves it
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +28,7 @@ from hit_platform.adapters.alerts import list_alerts
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.reports import dashboard_sections as sec
 from hit_platform.steps import log_retention
+from hit_platform.domain.explain import Importance
 from hit_platform.domain.promotion import ShadowComparison
 from hit_platform.steps import shadow_comparison
 
@@ -91,7 +94,7 @@ def served_line(served: ServedNow | None, shown: str | None) -> str:
 
 
 SECTIONS = {  # each section and what its age is the age of
-    "Model quality": "newest evaluation", "Model events": "newest event", "Shadow": "newest shadowed request",
+    "Model quality": "newest evaluation", "Global importance": "computed", "Model events": "newest event", "Shadow": "newest shadowed request",
     "Performance estimate": "newest estimate", "Drift": "newest check", "Serving": "newest request",
     "Monitors": "newest check", "Alerts": "newest alert"}
 STYLE = """body{font-family:sans-serif;margin:2em;max-width:1000px} table{border-collapse:collapse;font-size:12px}
@@ -113,12 +116,14 @@ def _rendered(now: datetime, refresh_seconds: int | None, origin: str) -> str:
 
 
 def render(lake: Lake, shadow: ShadowComparison | None = None, served: ServedNow | None = None, *,
-           now: datetime | None = None, refresh_seconds: int | None = None, origin: str = "") -> Dashboard:
+           now: datetime | None = None, refresh_seconds: int | None = None, origin: str = "",
+           importance_of: Callable[[str], Importance] | None = None) -> Dashboard:
     """The page and its summary; `shadow`: the newest challenger against its champion
     (`steps.shadow_comparison.newest`), None when no challenger has shadowed one; `served`: what the
     serving process serves now (`serving.process.status`), None when not asked; `now`: the render time
     the ages are measured against; `refresh_seconds`: the page reloads itself this often (None: never);
-    `origin`: a sentence on where the page comes from (the asset's file, the live server)."""
+    `origin`: a sentence on where the page comes from (the asset's file, the live server); `importance_of`:
+    a model version's global importance per country (`model_importance.load_importance`), None: not asked."""
     now = _utc(now) or datetime.now(timezone.utc)
     events = model_events.history(lake, limit=20)
     champion = next((e.to_version for e in events if e.kind in model_events.MOVES), None)
@@ -133,8 +138,10 @@ def render(lake: Lake, shadow: ShadowComparison | None = None, served: ServedNow
     alerts = list_alerts(lake, limit=30)
     shown = None if q.get("version") is None else str(q["version"])
     said = served_line(served, shown)
+    challenger = shadow.challenger_version if shadow is not None else getattr(served, "challenger_version", None)
     bodies = {
         "Model quality": (quality, q.get("newest")),
+        "Global importance": sec.importance(shown, importance_of, challenger),
         "Model events": (sec.table([(e.event_at, e.kind, e.from_version or "none", e.to_version, e.who,
                                      e.reason[:200]) for e in events], ("when", "event", "from", "to", "who", "why"))
                          if events else sec.empty("The champion alias has not moved yet."),
@@ -170,7 +177,7 @@ def render(lake: Lake, shadow: ShadowComparison | None = None, served: ServedNow
 
 
 def render_current(lake: Lake, served: ServedNow | None = None, *, refresh_seconds: int | None = None,
-                   origin: str = "") -> Dashboard:
+                   origin: str = "", importance_of: Callable[[str], Importance] | None = None) -> Dashboard:
     """The page as the lake holds it now, with the newest shadow comparison; a lake not made yet gives
     a page that says so (and reloads itself until there is one)."""
     try:
@@ -181,7 +188,7 @@ def render_current(lake: Lake, served: ServedNow | None = None, *, refresh_secon
         page = (_head(now, refresh_seconds) + f'<p class="rendered">{_rendered(now, refresh_seconds, origin)}</p>'
                 f'<p class="empty">{html.escape(str(exc))}</p></body></html>')
         return Dashboard(page, f"no lake yet: {exc}", [], now, {}, None, served_line(served, None))
-    return render(lake, shadow, served, refresh_seconds=refresh_seconds, origin=origin)
+    return render(lake, shadow, served, refresh_seconds=refresh_seconds, origin=origin, importance_of=importance_of)
 
 
 def publish(board: Dashboard, path: Path) -> Path:

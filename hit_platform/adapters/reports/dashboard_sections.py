@@ -15,6 +15,7 @@ import numpy as np
 from hit_platform.adapters.lake.connection import Lake
 from hit_platform.adapters.lake.tables import evaluations
 from hit_platform.adapters.reports import plots
+from hit_platform.domain.countries import REGIONS
 from hit_platform.domain.promotion import ShadowComparison
 
 plt = plots.plt
@@ -220,6 +221,41 @@ def shadow(cmp: ShadowComparison | None) -> str:
     return note + png(fig) + table(
         [(c, cmp.mean_abs_diff[c], cmp.prediction_psi[c], cmp.top5_agreement[c]) for c in worst],
         ("country", "mean |difference|", "prediction PSI", "top-5 agreement"))
+
+
+def importance(version: str | None, importance_of, challenger: str | None = None) -> tuple[str, datetime | None]:
+    """The global importance per country logged with the champion's MLflow run (`model_importance`): a
+    features x countries heatmap, and the largest features' shares overall and per region, beside the
+    challenger's when one shadows it. `importance_of(version)` reads one (`load_importance`); a version
+    without one, or a store that cannot be read, gets a line saying why instead of the plot."""
+    if version is None:
+        return empty("No champion to explain yet."), None
+    if importance_of is None:
+        return empty("Not asked: this rendering was given no MLflow store to read importances from."), None
+    try:
+        imp = importance_of(version)
+    except Exception as exc:  # noqa: BLE001 (the page says why: a version without one must not break it)
+        return empty(f"No global importance for version {version}: {exc}"), None
+    theirs, why_not = None, ""
+    if challenger is not None and str(challenger) != str(version):
+        try:
+            theirs = importance_of(challenger).feature_shares()
+        except Exception as exc:  # noqa: BLE001
+            why_not = f" Challenger {challenger}: no global importance ({exc})."
+    note = (f"<p>Version {html.escape(str(version))} ({html.escape(imp.family)}): mean |exact attribution| per "
+            f"country and feature over {imp.songs} validation songs, against its declared background. Each cell "
+            f"is the feature's share of the country's total, so countries on different scales "
+            f"({html.escape(', '.join(sorted(set(imp.scales))))}) compare. Top feature: "
+            f"{html.escape(imp.top_feature() or 'none (the model uses no feature)')}.{html.escape(why_not)}</p>")
+    fig = plots.importance_heatmap(imp, f"Global importance per country, version {version} ({imp.family})")
+    ours, shares = imp.feature_shares(), imp.shares()
+    regions = {r: [imp.countries.index(c) for c in cs] for r, cs in REGIONS.items()}
+    rows = [(f, ours[f], *([theirs[f]] if theirs else []),
+             *(float(np.mean(shares[idx, imp.features.index(f)])) for idx in regions.values()))
+            for f in sorted(ours, key=lambda f: -np.nan_to_num(ours[f], nan=-1))[:6]]
+    header = ("feature", f"share, v{version}", *([f"share, challenger v{challenger}"] if theirs else []), *regions)
+    return (note + png(fig) + "<p>The six largest features' shares, overall and per region:</p>"
+            + table(rows, header)), imp.computed_at
 
 
 def monitors(con: duckdb.DuckDBPyConnection, lake: Lake) -> tuple[str, list]:

@@ -15,7 +15,7 @@ from sklearn.metrics import roc_curve  # noqa: E402
 
 from datetime import datetime, timedelta, timezone  # noqa: E402
 
-from hit_platform.domain.countries import COUNTRIES  # noqa: E402
+from hit_platform.domain.countries import COUNTRIES, REGIONS  # noqa: E402
 from hit_platform.domain.models.calibration import (  # noqa: E402
     DEFAULT_BINS, expected_calibration_error, reliability)
 
@@ -106,6 +106,33 @@ def roc(Y: np.ndarray, P: np.ndarray, title: str, countries: tuple[str, ...] = (
     ax.set_ylabel("true positive rate")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def importance_heatmap(imp, title: str):
+    """A global importance (`domain.explain.Importance`) as features x countries: each cell the feature's
+    share of the country's total mean |attribution| (so countries on different scales compare), the
+    features in order of their share over all countries (largest on top), the countries grouped by
+    region. A country where the model uses no feature (the prior) is left blank."""
+    shares = imp.shares()
+    order = [c for region in REGIONS.values() for c in region]
+    cols = [imp.countries.index(c) for c in order]
+    overall = imp.feature_shares()
+    rows = sorted(range(len(imp.features)), key=lambda j: -np.nan_to_num(overall[imp.features[j]], nan=-1))
+    cells = np.ma.masked_invalid(shares[np.ix_(cols, rows)].T)
+    fig, ax = plt.subplots(figsize=(14, 4.6))
+    image = ax.imshow(cells, aspect="auto", cmap="viridis", vmin=0, interpolation="nearest")
+    ax.set_xticks(range(len(order)), order, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"{imp.features[j]} ({overall[imp.features[j]]:.0%})" for j in rows], fontsize=8)
+    edge = 0
+    for region, countries in REGIONS.items():  # the regions: a line between them, the name above
+        ax.text(edge + len(countries) / 2 - 0.5, -0.8, region, ha="center", va="bottom", fontsize=8)
+        edge += len(countries)
+        if edge < len(order):
+            ax.axvline(edge - 0.5, color="white", linewidth=1.5)
+    fig.colorbar(image, ax=ax, fraction=0.02, pad=0.01, label="share of the country's |attribution|")
+    ax.set_title(title + ("" if cells.count() else ": the model uses no feature"), pad=18)
     fig.tight_layout()
     return fig
 

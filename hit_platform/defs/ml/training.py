@@ -63,7 +63,8 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
                                  splits_data_version=splits_data_version(context.instance, training.snapshot),
                                  on_progress=lambda p: context.log.info(f"{TRAINING_LOG_PREFIX}{p}"),
                                  early=EarlyRebuilds(lake.settings(), context.run.run_id)
-                                 if training.workers > 1 else None, pool=cluster_pool(training.ray_address))
+                                 if training.workers > 1 else None, pool=cluster_pool(training.ray_address),
+                                 importance_songs=training.importance_songs)
     return dg.MaterializeResult(metadata={
         **_metadata(trained, data.snapshot, data.splits_fingerprint, training.seed, data.pinned),
         "mlflow_tracking_uri": tracker.uri, **trained.code,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from hit_platform.cli import build as builder
@@ -82,6 +83,36 @@ def test_every_candidate_run_declares_its_background_and_the_version_loads_it(tr
     assert background.size <= background.drawn_from <= int(tags["train_rows"])  # songs with every feature
     a = explain(trained.tracker.load_version(version), background.songs[:2], background)
     assert a.max_gap <= 1e-9
+
+
+def test_every_candidate_run_logs_its_global_importance_as_recomputed_from_its_model_and_songs(trained):
+    """issue 31: each candidate's explain/importance.json is the mean |attribution| of its logged model, against
+    its declared background, over the validation songs it names (the lake's split at the run's snapshot)."""
+    from hit_platform.adapters.model_explanations import load_run_background
+    from hit_platform.adapters.model_importance import TOP_TAG, load_importance, load_run_importance
+    from hit_platform.adapters.reports import dashboard
+    from hit_platform.domain.explain import explain
+    from hit_platform.settings import TrainingSettings
+    from hit_platform.steps.datasets import load_split
+
+    runs = trained.tracker.client.search_runs([trained.tracker.experiment_id()])
+    assert {r.data.tags["family"] for r in runs} == {"prior", "linear", "trees"}
+    for r in runs:
+        imp = load_run_importance(trained.tracker, r.info.run_id)
+        with trained.lake.connection(read_only=True) as con:
+            val = load_split(con, "validation", int(r.data.tags["lake_snapshot_id"]))
+        rows = [list(val.spotify_ids).index(i) for i in imp.song_ids]
+        assert imp.songs == TrainingSettings().importance_songs == len(set(rows))
+        model = trained.tracker.load_uri(f"runs:/{r.info.run_id}/model")
+        a = explain(model, val.X.iloc[rows], load_run_background(trained.tracker, r.info.run_id))
+        # the same up to the sums' rounding (training computes it on one BLAS thread)
+        np.testing.assert_allclose(imp.matrix, np.abs(a.phi).mean(axis=0), rtol=1e-12, atol=1e-15)
+        assert imp.scales == a.scales
+        assert r.data.tags[TOP_TAG] == (imp.top_feature() or "none (the model uses no feature)")
+    version = meta(trained.instance, CANDIDATES)["best_model_version"]
+    page = dashboard.render(trained.lake, importance_of=lambda v: load_importance(trained.tracker, v)).html
+    shown = page.split("<h2>Global importance</h2>")[1].split("</section>")[0]
+    assert f"Version {version} (" in shown and "data:image/png;base64" in shown
 
 
 def test_trees_beat_linear_and_the_first_champion_is_promoted(trained):
