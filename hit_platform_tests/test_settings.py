@@ -132,7 +132,7 @@ ENV_WRITERS = {
     "serving/process.py": "passes its environment on to the serving process",
     "serving/main.py": "applies loopback's Ray variables before ray.init",
     "cli/dagster_instance.py": "DAGSTER_HOME is Dagster's own convention",
-    "adapters/lake/connection.py": "XDG_CACHE_HOME: where the per-user extension links go",
+    "adapters/lake/extensions.py": "XDG_CACHE_HOME: where the per-user extension links go",
     "cli/logs.py": "MLFLOW_CONFIGURE_LOGGING, MLflow's own switch: its terminal handler stays off (quiet by default)",
     "cluster/nodes.py": "passes its environment on to `ray start` on each node; Ray's own RAY_AUTH_MODE",
     "serving/replica.py": "its node's HIT_INGRESS_SECRET, as `ray start` got it: no secret travels in a Ray runtime env",
