@@ -209,7 +209,7 @@ def _attribution_drift(tracking, info, t, served, batch, batch_songs) -> monitor
 DASHBOARD = dg.AssetKey(["ops", "dashboard"])
 
 
-@dg.asset(key=DASHBOARD, deps=[*MONITORS, EVALUATION], group_name="ops", code_version="2",
+@dg.asset(key=DASHBOARD, deps=[*MONITORS, EVALUATION], group_name="ops", code_version="3",
           kinds={"html"})
 def dashboard(context: dg.AssetExecutionContext, lake: LakeResource,
               tracking: TrackingResource) -> dg.MaterializeResult:
