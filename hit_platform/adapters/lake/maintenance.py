@@ -68,7 +68,11 @@ def _inlined_rows(con: duckdb.DuckDBPyConnection, alias: str) -> int:
     """Rows held in the catalog's inlined-data tables (live and deleted ones alike)."""
     meta = f"__ducklake_metadata_{alias}"
     names = [r[0] for r in _rows(con, f"SELECT DISTINCT table_name FROM {meta}.ducklake_inlined_data_tables")]
-    return sum(_rows(con, f'SELECT count(*) FROM {meta}."{n}"')[0][0] for n in names)
+    if not names:
+        return 0
+    # one query over them all: a query per table cost 5x (27 tables after two bench_year days: 0.12 -> 0.025 s)
+    counts = " UNION ALL ".join(f'SELECT count(*) AS n FROM {meta}."{n}"' for n in names)
+    return int(_rows(con, f"SELECT sum(n) FROM ({counts})")[0][0])
 
 
 def footprint(lake: Lake, con: duckdb.DuckDBPyConnection) -> Footprint:
