@@ -14,7 +14,8 @@ on songs of the generator's demo world, labels drawn from the world's true proba
   5. served (unless --no-served; --served-only skips 2-4): the demo champion's family (blend of trees and
      mlp32; its calibration is chosen per run on validation: none, temperature or platt in the demo runs
      seen; any of them is one affine map of the log-odds per country: platt is served here, trained above)
-     logged with its declared background and served by `hit-platform serve`'s process on 127.0.0.1 (or the champion of --tracking-uri, which must have a background):
+     logged with its declared background and served by `hit-platform serve`'s process on 127.0.0.1 (or the
+     champion of --tracking-uri, which must have a background):
      `/explain` one song x 72 countries p50/p99 under `wrk -c4` (target: p99 under 50 ms), and `/predict`
      under the same wrk before /explain was ever called, after it was used, and while one /explain client
      runs beside it (two cores shared: that one is CPU sharing, not work added to /predict), in alternating
