@@ -53,8 +53,8 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--hide-scrollbars", "--window-size=1100,7000", "--virtual-time-budget=5000"]
 COMMAND = [sys.executable, "-m", "hit_platform.cli.main", "dashboard"]
 REQUESTS = 300  # more than HIT_MONITOR_MIN_ROWS (200): the served-drift monitor judges them
-SECTIONS = ("Model quality", "Model events", "Shadow", "Performance estimate", "Drift", "Serving", "Monitors",
-            "Alerts")
+SECTIONS = ("Model quality", "Global importance", "Model events", "Shadow", "Performance estimate", "Drift",
+            "Serving", "Monitors", "Alerts")
 
 
 def song(row) -> dict:
@@ -167,7 +167,7 @@ def test_every_section_has_its_plot_or_table_or_says_why_and_the_screenshot_is_k
         says_why = re.search(r'<p class="empty">[^<]{10,}</p>', body)
         assert shows or says_why, f"section {title} is empty without saying why: {body[:300]}"
     # a demo with traffic has these to show
-    for title in ("Model quality", "Performance estimate", "Drift", "Serving"):
+    for title in ("Model quality", "Global importance", "Performance estimate", "Drift", "Serving"):
         assert "<img" in found[title], f"{title} has no plot: {found[title][:300]}"
     for title in ("Model events", "Monitors"):
         assert "<table" in found[title], f"{title} has no table: {found[title][:300]}"

@@ -57,7 +57,7 @@ def test_runs_and_registry_versions_carry_their_lineage(trained):
         assert "val_mean_roc_auc" in r.data.metrics and "val_roc_auc_US" in r.data.metrics
         artifacts = {a.path for a in trained.tracker.client.list_artifacts(r.info.run_id, "plots")}
         validation = {"plots/auc_by_country.png", "plots/calibration.png", "plots/roc.png",
-                      "plots/reliability_by_country.png"}
+                      "plots/reliability_by_country.png", "plots/importance_by_country.png"}
         assert validation <= artifacts <= validation | {"plots/reliability_by_country_test.png"}  # test: the evaluated one
     version = trained.tracker.client.get_model_version("hit_model", cand["best_model_version"])
     assert version.tags["lake_snapshot_id"] == str(cand["lake_snapshot_id"])
