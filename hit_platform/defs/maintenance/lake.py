@@ -107,9 +107,23 @@ def protected_snapshots(instance: dg.DagsterInstance, tracking: TrackingResource
 
 
 def _expirable(instance: dg.DagsterInstance, lake: LakeResource, tracking: TrackingResource,
-               training: TrainingResource, maintenance: MaintenanceResource, con) -> tuple[list[int], dict[int, str]]:
+               training: TrainingResource, maintenance: MaintenanceResource, con,
+               now: datetime) -> tuple[list[int], dict[int, str]]:
     protected = protected_snapshots(instance, tracking, training)
-    return upkeep.expirable(lake.lake(), con, maintenance.policy().keep_snapshots_days, set(protected)), protected
+    return (upkeep.expirable(lake.lake(), con, maintenance.policy().keep_snapshots_days, set(protected), now=now),
+            protected)
+
+
+def _expired_at(context: dg.AssetCheckExecutionContext) -> datetime:
+    """The instant the retention was applied by this run's ml/lake_snapshots (its cutoff = that - the
+    retention), so a snapshot that ages past the retention in the seconds between the expiry and this check
+    (the previous run's own, created a retention ago at the same minute) is not judged as kept; now when the
+    check runs without its asset."""
+    event = context.instance.get_latest_materialization_event(LAKE_SNAPSHOTS)
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    if event is not None and event.run_id == context.run.run_id and "retention_applied_at" in meta:
+        return datetime.fromisoformat(meta["retention_applied_at"].value)
+    return datetime.now(timezone.utc)
 
 
 @dg.asset(key=LAKE_SNAPSHOTS, deps=[LAKE_FILES], group_name=GROUP, code_version="1", kinds={"duckdb", "mlflow"})
@@ -120,15 +134,16 @@ def lake_snapshots(context: dg.AssetExecutionContext, lake: LakeResource, tracki
     in the registry), the champion's, the challenger's, the pinned HIT_TRAIN_SNAPSHOT, nor one an asset's
     latest materialization read or wrote. Those stay readable by time travel."""
     the_lake = lake.lake()
+    applied_at = datetime.now(timezone.utc)
     with the_lake.connection() as con:
-        versions, protected = _expirable(context.instance, lake, tracking, training, maintenance, con)
+        versions, protected = _expirable(context.instance, lake, tracking, training, maintenance, con, applied_at)
         expired = upkeep.expire(the_lake, con, versions)
         kept = upkeep.footprint(the_lake, con)
     old = sorted(s for s in protected if s not in versions)
     context.log.info(f"lake snapshots: {expired} expired, {kept.snapshots} kept; protected: "
                      + ", ".join(f"{s} ({protected[s]})" for s in old[:20]))
     return dg.MaterializeResult(metadata={
-        "snapshots_expired": expired, "snapshots_kept": kept.snapshots,
+        "snapshots_expired": expired, "snapshots_kept": kept.snapshots, "retention_applied_at": applied_at.isoformat(),
         "protected": dg.MetadataValue.md("\n".join(f"- {s}: {protected[s]}" for s in old) or "none"),
         "oldest_snapshot_at": kept.metadata().get("oldest_snapshot_at", "")})
 
@@ -140,7 +155,8 @@ def lake_snapshots_bounded(context: dg.AssetCheckExecutionContext, lake: LakeRes
                            training: TrainingResource, maintenance: MaintenanceResource) -> dg.AssetCheckResult:
     the_lake = lake.lake()
     with the_lake.connection(read_only=True) as con:
-        over, protected = _expirable(context.instance, lake, tracking, training, maintenance, con)
+        over, protected = _expirable(context.instance, lake, tracking, training, maintenance, con,
+                                     _expired_at(context))
         lost = {s: why for s, why in needed_snapshots(tracking.tracker(), training.snapshot).items()
                 if not upkeep.readable(con, the_lake.alias, s)}
     return alert_on_failure(context, lake, dg.AssetCheckResult(
