@@ -54,8 +54,9 @@ _RETRYABLE = ("database is locked", "database is busy", "conflict", "could not s
               "deadlock", "locked", "busy", "concurrent", "duplicate key value violates unique constraint",
               "too many clients already", "remaining connection slots are reserved",
               "the database system is starting up", "the database system is shutting down")
-# Only while attaching (two processes creating a fresh PostgreSQL catalog at once):
-_ATTACH_RETRYABLE = _RETRYABLE + ("already exists",)
+# Only while attaching: two processes creating a fresh PostgreSQL catalog at once; a read-only SQLite open
+# racing the writer that is creating the catalog file (SQLite would have to write to read it yet).
+_ATTACH_RETRYABLE = _RETRYABLE + ("already exists", "attempt to write a readonly database")
 
 _OBJECT_STORE = ("s3://", "s3a://", "s3n://", "http://", "https://", "gs://", "gcs://", "r2://")
 SECRET_NAME = "hit_lake_s3"
