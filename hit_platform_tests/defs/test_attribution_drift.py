@@ -9,7 +9,6 @@ explained by the real `ml/batch_explanations` asset.
 
 from __future__ import annotations
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,11 +18,11 @@ from hit_platform.adapters.tracking import Tracker
 from hit_platform.defs.ml.explanations import batch_explanations
 from hit_platform.defs.ml.predictions import batch_predictions
 from hit_platform.defs.ops import attribution_drift
-from hit_platform.defs.resources import LakeResource, MonitorsResource, TrackingResource
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.settings import Settings
 from hit_platform_tests.support.models import synthetic_features
 from hit_platform_tests.support.monitored_world import serve
+from hit_platform_tests.support.lake_assets import materialize as materialized, write_features
 from hit_platform_tests.support.serving import register_explained_version, register_version
 
 SONGS = 200
@@ -31,13 +30,7 @@ THRESHOLDS = '{"min_rows": 150, "attribution_sample": 150}'
 
 
 def materialize(settings: Settings, asset) -> dict:
-    result = dg.materialize([asset], instance=dg.DagsterInstance.ephemeral(), resources={
-        "lake": LakeResource(warehouse=str(settings.warehouse)),
-        "tracking": TrackingResource(warehouse=str(settings.warehouse)),
-        "monitors": MonitorsResource(values_json=THRESHOLDS)}, selection=[asset.key])
-    assert result.success
-    meta = result.asset_materializations_for_node(asset.op.name)[0].metadata
-    return {k: v.value for k, v in meta.items()}
+    return materialized(settings, asset, monitors_json=THRESHOLDS)
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +41,7 @@ def world(tmp_path_factory):
     X = synthetic_features(SONGS, seed=11)
     frame = X.assign(spotify_id=[f"song{i:03d}" for i in range(SONGS)])[["spotify_id", *FEATURE_COLUMNS]]
 
-    def write(con):
-        con.register("features_frame", frame)
-        con.execute("CREATE OR REPLACE TABLE ml.features AS SELECT * FROM features_frame")
-        con.unregister("features_frame")
-    Lake(settings).write(write)
+    write_features(settings, frame)
     materialize(settings, batch_predictions)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HIT_BATCH_EXPLAIN_SONGS", str(SONGS))

@@ -9,7 +9,6 @@ The champion is a small real trees pipeline with its declared background
 
 from __future__ import annotations
 
-import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,26 +19,17 @@ from hit_platform.adapters.model_explanations import load_background
 from hit_platform.adapters.tracking import Tracker
 from hit_platform.defs.ml.explanations import batch_explanations
 from hit_platform.defs.ml.predictions import batch_predictions
-from hit_platform.defs.resources import LakeResource, TrackingResource
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.explain import Explainer
 from hit_platform.domain.features import FEATURE_COLUMNS
 from hit_platform.serving.predictor import probe_rows
 from hit_platform.settings import Settings
 from hit_platform.steps import batch_explanations as steps
+from hit_platform_tests.support.lake_assets import materialize, write_features
 from hit_platform_tests.support.serving import register_explained_version, register_version
 
 N_SONGS, LIMIT = 30, 12
 PER_SONG = len(COUNTRIES) * len(FEATURE_COLUMNS)
-
-
-def materialize(settings: Settings, asset) -> dict:
-    result = dg.materialize([asset], instance=dg.DagsterInstance.ephemeral(), resources={
-        "lake": LakeResource(warehouse=str(settings.warehouse)),
-        "tracking": TrackingResource(warehouse=str(settings.warehouse))})
-    assert result.success
-    meta = result.asset_materializations_for_node(asset.op.name)[0].metadata
-    return {k: v.value for k, v in meta.items()}
 
 
 @pytest.fixture(scope="module")
@@ -52,11 +42,7 @@ def world(tmp_path_factory):
     ids = [f"song{i:02d}" for i in range(N_SONGS)][::-1]  # written out of order: the slices go by spotify_id
     frame = pd.DataFrame(X, columns=list(FEATURE_COLUMNS)).assign(spotify_id=ids)[["spotify_id", *FEATURE_COLUMNS]]
 
-    def write(con):
-        con.register("features_frame", frame)
-        con.execute("CREATE OR REPLACE TABLE ml.features AS SELECT * FROM features_frame")
-        con.unregister("features_frame")
-    Lake(settings).write(write)
+    write_features(settings, frame)
     materialize(settings, batch_predictions)
     return settings, version, frame
 
