@@ -4,7 +4,8 @@ warnings, and any library's errors. `--verbose` puts every INFO line on the term
 
 Python's own logging does the routing (a file handler on the root logger, a filtered one for the
 terminal); MLflow is asked not to install its own terminal handler (`MLFLOW_CONFIGURE_LOGGING`), and
-Python warnings are captured as log records (`logging.captureWarnings`).
+Python warnings are captured as log records (`logging.captureWarnings`). MLflow's artifact progress bars, which
+write to the terminal themselves, are off unless `--verbose`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def route_logs(folder: Path, command: str, verbose: bool = False) -> Path:
     terminal (stderr) keeps this package's warnings and anyone's errors, one line each (`verbose`: all
     INFO and above, as logged)."""
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # before MLflow is imported, here and in children
+    if not verbose:  # MLflow's tqdm bars (an artifact download) write to the terminal, past logging
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     path = folder / f"{command}-{stamp}-{os.getpid()}.log"
     _delete_old(folder, command)

@@ -52,3 +52,28 @@ def test_ingest_tells_its_progress_and_keeps_the_libraries_logs_in_a_file(tmp_pa
     assert [e["event"] for e in events[1:3]] == ["asset_started", "asset_ended"]
     assert events[2]["asset"] == "raw/chart_rows, quarantine/chart_rows" and events[2]["outcome"] == "success"
     assert "lake snapshot id" in Path(events[0]["log"]).read_text()  # the human lines went to the log
+
+
+# An artifact downloaded after the logs are routed, as serving/deployment downloads the explanation background:
+# MLflow's tqdm bar writes to the terminal itself, past logging (the demo printed "Downloading artifacts: 100%").
+_DOWNLOAD = """
+import sys
+from pathlib import Path
+from hit_platform.cli.logs import route_logs
+route_logs(Path(sys.argv[1]) / "logs", "probe", verbose=sys.argv[2] == "verbose")
+import mlflow
+mlflow.set_tracking_uri("sqlite:///" + sys.argv[1] + "/mlflow.db")
+(Path(sys.argv[1]) / "a.txt").write_text("x")
+with mlflow.start_run() as run:
+    mlflow.log_artifact(sys.argv[1] + "/a.txt")
+mlflow.MlflowClient().download_artifacts(run.info.run_id, "a.txt", sys.argv[1])
+"""
+
+
+def test_an_artifact_download_draws_no_progress_bar_on_the_terminal(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    for mode, bar in (("quiet", False), ("verbose", True)):
+        run = subprocess.run([sys.executable, "-c", _DOWNLOAD, str(tmp_path), mode], env=env, capture_output=True,
+                             text=True, timeout=120, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert ("Downloading artifacts" in run.stderr) is bar, (mode, run.stderr)
