@@ -80,8 +80,9 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _land_feed(args: argparse.Namespace, settings: Settings, step: str = "") -> bool:
-    """Land the demo world's daily files up to yesterday; False (after saying why) when it cannot."""
+def _land_feed(args: argparse.Namespace, settings: Settings, step: str = ""):
+    """Land the demo world's daily files up to yesterday and return what landed (`feed.FeedDay`); None (after
+    saying why) when it cannot."""
     from hit_platform.generator import generate
     from hit_platform.generator.dump import OtherWorld
     from hit_platform.generator.feed import feed_day
@@ -104,15 +105,15 @@ def _land_feed(args: argparse.Namespace, settings: Settings, step: str = "") -> 
             _print_files(generate(cfg))
     except (OtherWorld, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return False
+        return None
     if day.ended:
         print(f"   the world ended on {cfg.world_end_date}: it has no more daily files, so the data grows old and "
               "the freshness gate will fail. Start a new world in an empty warehouse (HIT_WAREHOUSE=...)")
-    return True
+    return day
 
 
 def cmd_feed(args: argparse.Namespace, settings: Settings) -> int:
-    return 0 if _land_feed(args, settings) else 2
+    return 0 if _land_feed(args, settings) is not None else 2
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -123,8 +124,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     # MLflow makes a new store's tables in ~5 s: here, beside the world's generation and the ingest, not
     # at the start of the training (adapters.tracking makes them once, under a lock)
     multiprocessing.get_context("spawn").Process(target=prepare_store, args=(settings,), daemon=True).start()
-    if not _land_feed(args, settings, step="== 1/2 "):
+    day = _land_feed(args, settings, step="== 1/2 ")
+    if day is None:
         return 2
+    if day.first_run:  # Ray and Serve start beside the build, not after its training (~20 s off the prediction)
+        _warm_serving(settings, p)
     p.say("== 2/2 building the asset graph through Dagster (what the daemon's rules ask for: new files, new data, "
           "new code); the prediction comes as soon as the champion is served")
     shown = []
@@ -134,7 +138,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         p.say("   (the build goes on: the monitors and the dashboard)")
 
     p.when_done(DEPLOYMENT.to_user_string(), show_the_served_champion)
-    ok = build_pending(settings, p)
+    try:
+        ok = build_pending(settings, p)
+    finally:
+        _end_warm_serving(settings, p)
     if not shown:  # nothing new to serve: the champion already served
         _show_served(settings, p)
     print_lake_summary(settings)
@@ -148,6 +155,27 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     if board.exists():
         p.say(f"dashboard: {board}    or live: .venv/bin/hit-platform dashboard")
     return 0 if ok else 1
+
+
+def _warm_serving(settings: Settings, p) -> None:
+    """Start the serving process before there is a champion (it deploys the first one `serving/deployment`
+    asks for); a port already taken is left for that asset to report."""
+    from hit_platform.serving import process
+
+    try:
+        if not process.status(settings).running:
+            process.start(settings, warm=True)
+    except process.ServingError as exc:
+        p.line(f"   serving not started ahead of the champion: {exc}")
+
+
+def _end_warm_serving(settings: Settings, p) -> None:
+    """A build that ended with no champion served (a failed gate) leaves no warm process behind."""
+    from hit_platform.serving import process
+
+    if process.status(settings).state == "warm":
+        process.stop(settings)
+        p.say("   serving stopped: no champion was deployed")
 
 
 def _show_served(settings: Settings, p) -> bool:

@@ -21,9 +21,10 @@ def serving_deployment(context: dg.AssetExecutionContext, lake: LakeResource, tr
     settings, config = serving_settings(lake, tracking), serving.config()
     champion = tracking.tracker().champion_info()
     before = process.status(settings, config)
-    if before.running:
+    if before.running:  # a warm process (started while the model trained) deploys its first champion here
         after = process.update(settings, config)
-        action = "updated" if before.model_version != after.model_version else "already serving"
+        action = "started (warm)" if before.state == "warm" else \
+            "updated" if before.model_version != after.model_version else "already serving"
     else:
         process.start(settings, config)
         after = process.status(settings, config)

@@ -7,7 +7,9 @@ host:port, deploys the champion, records itself in the pid file and stays
 up. Signals: SIGHUP = serve the current champion (in-place reconfigure);
 SIGTERM / SIGINT = shut down (Serve first, so replicas flush the inference
 log to the journal; then Ray; then the journal is committed to the lake)
-and remove the pid file. While up, this process commits the replicas'
+and remove the pid file. With `--warm` and no champion yet it starts Ray and Serve, says "warm" in the
+pid file and deploys the champion as soon as one is promoted (the demo starts it so while it trains). While up,
+this process commits the replicas'
 inference-log journal to the lake (`JournalCommitter`), and the challenger,
 if any, scores what was committed (`serving.shadow.ShadowScorer`).
 """
@@ -37,6 +39,7 @@ from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import Tracker
 
 log = logging.getLogger("hit_platform.serving")
+WARM_POLL_S = 2.0  # a warm process asks the registry for a champion this often (at once on SIGHUP)
 
 
 class ServingProcess:
@@ -55,6 +58,7 @@ class ServingProcess:
         # The inference log's one lake writer for every replica on this machine (see inference_log), and the
         # consumer of what it commits that scores it with the challenger (serving.shadow).
         self.scorer, self.committer = None, None
+        self.committing = False  # started with the first deployment (a warm process touches no lake before)
         if not config.replicas_commit():
             self.scorer = ShadowScorer(Lake(settings), every_seconds=SCORE_EVERY_COMMITS * config.log_commit_seconds)
             self.committer = JournalCommitter(Lake(settings), config.journal(settings), on_committed=self.scorer.take)
@@ -190,7 +194,7 @@ class ServingProcess:
             # Commit before ray.shutdown: after it, Ray may end this process at once. Wait for the
             # replicas' segments to be sealed or released by their exit, so `stop` returns with the log
             # in the lake.
-            if self.committer is not None:
+            if self.committing:
                 try:
                     if not self.committer.drain(timeout=30):
                         log.warning("inference log: segments left in %s after shutdown (%s); the next serve or "
@@ -202,39 +206,80 @@ class ServingProcess:
                 except Exception:
                     log.exception("shadow scorer: scoring at shutdown failed; the next start looks back for it")
             ray.shutdown()
-            if self.committer is not None:
+            if self.committing:
                 self.committer.close()
             info = read_pid_file(self.pid_path)
             if info and info.get("pid") == os.getpid():
                 self.pid_path.unlink(missing_ok=True)
 
-    def run(self) -> int:
+    def start_committer(self, challenger: str | None) -> None:
+        """The journal's committer and the shadow scorer (when this process commits): its first round commits
+        what an earlier run left in the journal, scored by the challenger like any answer (a killed run's too)."""
+        if self.committer is None:
+            return
+        if challenger:
+            try:
+                self.scorer.set_challenger(load_predictor(self.tracker, challenger))
+            except Exception as exc:  # deploy tries again, and reports it
+                log.error("challenger version %s cannot be loaded: %s", challenger, exc)
+        self.scorer.start()
+        self.committer.start(self.config.log_commit_seconds)
+        self.committing = True
+
+    def served_aliases(self):
+        """(champion, challenger version or None) as the registry names them now; champion None: no alias yet."""
         champion, shadow = self.tracker.champion_info(), self.tracker.challenger_info()
         if champion is None:
+            return None, None
+        return champion, str(shadow.version) if shadow is not None and shadow.version != champion.version else None
+
+    def wait_for_champion(self):
+        """Warm: Ray and Serve are up, nothing is deployed. Poll the registry (at once on SIGHUP) until a champion
+        alias exists, then return it with its challenger; (None, None) when stopped first."""
+        update_pid_file(self.pid_path, pid=os.getpid(), state="warm", endpoint=self.config.endpoint,
+                        ray_address=self.config.ray_address, warm_at=time.time())
+        log.warning("warm: Ray and Serve are up at %s; the champion is deployed as soon as one is promoted",
+                    self.config.endpoint)
+        while not self.stop_requested.is_set():
+            self.update_requested.wait(WARM_POLL_S)
+            self.update_requested.clear()
+            try:
+                champion, challenger = self.served_aliases()
+            except MlflowException as exc:  # a registry being created or busy: the next poll asks again
+                log.warning("warm: cannot read the champion alias yet: %s", exc)
+                continue
+            if champion is not None:
+                return champion, challenger
+        return None, None
+
+    def run(self, warm: bool = False) -> int:
+        champion, challenger = self.served_aliases()
+        if champion is None and not warm:
             print(f"hit_platform serving: no champion alias on registered model {self.settings.mlflow.model_name!r} "
                   f"in {self.tracker.uri}; nothing to serve", file=sys.stderr)
             return 2
-        challenger = str(shadow.version) if shadow is not None and shadow.version != champion.version else None
-        if self.committer is not None:  # its first round commits what an earlier run left in the journal,
-            if challenger:              # scored by the challenger like any answer (a killed run's included)
-                try:
-                    self.scorer.set_challenger(load_predictor(self.tracker, challenger))
-                except Exception as exc:  # deploy tries again, and reports it
-                    log.error("challenger version %s cannot be loaded: %s", challenger, exc)
-            self.scorer.start()
-            self.committer.start(self.config.log_commit_seconds)
+        signal.signal(signal.SIGHUP, lambda *_: self.update_requested.set())  # one sent during Ray's start waits
+        if champion is not None:
+            self.start_committer(challenger)
         self.start_ray()
         # Ray installs its own SIGTERM handler in ray.init; ours replaces it for a clean shutdown.
         signal.signal(signal.SIGTERM, lambda *_: self.stop_requested.set())
         signal.signal(signal.SIGINT, lambda *_: self.stop_requested.set())
         signal.signal(signal.SIGHUP, lambda *_: self.update_requested.set())
         try:
+            if champion is None:  # warm: no lake is touched (the committer waits too) until there is a model
+                champion, challenger = self.wait_for_champion()
+                if champion is None:
+                    return 0
+                self.start_committer(challenger)
             self.deploy(str(champion.version), challenger)
             update_pid_file(self.pid_path, pid=os.getpid(), state="running", model_version=self.version,
                             challenger_version=self.challenger,
                             endpoint=self.config.endpoint, ready_at=time.time(),
                             ray_address=self.config.ray_address)
             log.warning("serving %s version %s at %s", self.settings.mlflow.model_name, self.version, self.config.endpoint)
+            if (read_pid_file(self.pid_path) or {}).get("requested_version") not in (None, self.version):
+                self.update_requested.set()  # asked for while starting, when no SIGHUP was sent (process.update)
             placed = 0.0
             while not self.stop_requested.is_set():
                 if self.update_requested.wait(0.5):
@@ -271,7 +316,10 @@ def main() -> int:
     env = ray_env(host=config.host, fast_proxy=config.fast_proxy, state_dir=state, joining_cluster=joining,
                   ingress_secret=secret)
     os.environ.update(env)
-    return ServingProcess(settings, config, secret, cluster_env=env if joining else None).run()
+    return ServingProcess(settings, config, secret, cluster_env=env if joining else None).run(warm=WARM in sys.argv[1:])
+
+
+WARM = "--warm"  # start Ray and Serve before there is a champion; deploy it once promoted (process.start(warm=True))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class ServingStatus:
     endpoint: str | None
     model_version: str | None
     pid: int | None
-    state: str  # "stopped", "starting", "running", "stopping", or "unreachable"
+    state: str  # "stopped", "starting", "warm" (Ray and Serve up, no champion yet), "running", "stopping", "unreachable"
     pid_file: str
     log_file: str
     detail: str | None = None
@@ -92,9 +92,7 @@ def write_pid_file(path: Path, data: dict) -> None:
 
 
 def update_pid_file(path: Path, **changes) -> None:
-    data = read_pid_file(path) or {}
-    data.update(changes)
-    write_pid_file(path, data)
+    write_pid_file(path, {**(read_pid_file(path) or {}), **changes})
 
 
 def is_serving_process(info: dict | None) -> bool:
@@ -151,9 +149,9 @@ def status(settings: Settings, config: ServeConfig | None = None) -> ServingStat
     health = _health(endpoint) if endpoint else None
     if health is None:
         state = info.get("state", "starting")
-        return ServingStatus(True, endpoint, info.get("model_version"), info["pid"],
-                             state if state in ("starting", "stopping") else "unreachable", str(path), log,
-                             f"{endpoint}/healthz does not answer 200 yet")
+        detail = "Ray and Serve up, no champion yet" if state == "warm" else f"{endpoint}/healthz does not answer 200 yet"
+        return ServingStatus(True, endpoint, info.get("model_version"), info["pid"], state if state in (
+            "starting", "warm", "stopping") else "unreachable", str(path), log, detail)
     return ServingStatus(True, endpoint, str(health.get("model_version")), info["pid"], "running", str(path), log,
                          info.get("update_error"), health.get("challenger_version"), info.get("ray_address"),
                          info.get("replicas"))
@@ -239,12 +237,13 @@ def _wait_ready(settings: Settings, config: ServeConfig, pid: int, endpoint: str
 
 
 def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool = True,
-          timeout: float | None = None) -> str:
+          timeout: float | None = None, warm: bool = False) -> str:
     """Start the serving process for this warehouse (unless one runs) and return its endpoint URL.
 
-    With `wait`, return once /healthz answers 200 (about 12 s on two cores). Raises
-    ChampionUnavailable when no model is promoted, ServingError when the port is taken or
-    the process dies while starting (with the tail of its log).
+    With `wait`, return once /healthz answers 200 (about 12 s on two cores). Raises ChampionUnavailable when no
+    model is promoted, ServingError when the port is taken or the process dies while starting (with the tail of
+    its log). `warm`: no champion needed, no wait (Ray and Serve start now, the champion is deployed once
+    promoted; `update` or `start` asks for it at once).
     """
     from hit_platform.adapters.tracking import ChampionUnavailable, Tracker  # mlflow: only when starting
 
@@ -257,12 +256,14 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
         if is_serving_process(info):
             endpoint = info["endpoint"]
             pid = info["pid"]
+            if info.get("state") == "warm" and not warm:  # deploy the champion now, not at its next poll
+                os.kill(pid, signal.SIGHUP)
         else:
             if info is not None:
                 stop_leftovers(info)  # a serving process killed outright leaves Ray's workers and HAProxy
                 path.unlink(missing_ok=True)  # stale: its process is gone
-            tracker = Tracker(settings)
-            if tracker.champion_info() is None:
+            tracker = None if warm else Tracker(settings)
+            if tracker is not None and tracker.champion_info() is None:
                 raise ChampionUnavailable(
                     f"nothing to serve: registered model {settings.mlflow.model_name!r} in {tracker.uri} has no "
                     "'champion' alias yet (materialize the graph first)")
@@ -271,16 +272,16 @@ def start(settings: Settings, config: ServeConfig | None = None, *, wait: bool =
                                    "free it or set HIT_SERVE_PORT")
             sdir.mkdir(parents=True, exist_ok=True)
             with open(sdir / LOG_FILE, "ab") as log:
-                proc = subprocess.Popen([sys.executable, "-m", MAIN_MODULE], env=child_env(settings, config),
-                                        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                proc = subprocess.Popen([sys.executable, "-m", MAIN_MODULE, *(["--warm"] if warm else [])],
+                                        env=child_env(settings, config), cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
             _children[proc.pid] = proc
             endpoint, pid = config.endpoint, proc.pid
             write_pid_file(path, {"pid": pid, "start_id": start_id(pid), "state": "starting",
                                   "endpoint": endpoint, "host": config.host, "port": config.port,
                                   "warehouse": str(settings.warehouse), "log": str(sdir / LOG_FILE),
                                   "started_at": time.time()})
-    if wait:
+    if wait and not warm:
         _wait_ready(settings, config, pid, endpoint, timeout)
     return endpoint
 
@@ -291,9 +292,9 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
     """Make the running process serve the current champion (shadowed by the challenger alias, if any),
     swapping it in without dropping a request.
 
-    Signals the process (SIGHUP); it redeploys with the new version in the deployment's
-    user_config, so Serve reconfigures the running replicas in place. Returns once /healthz
-    reports the new version. Raises ServingError if nothing runs or the version cannot be loaded.
+    Signals the process (SIGHUP); it redeploys with the new version in the deployment's user_config, so Serve
+    reconfigures the running replicas in place (a warm process deploys its first). Returns once /healthz reports
+    the new version. Raises ServingError if nothing runs or the version cannot be loaded.
     """
     from hit_platform.adapters.tracking import ChampionUnavailable, Tracker
 
@@ -313,7 +314,8 @@ def update(settings: Settings, config: ServeConfig | None = None, *, timeout: fl
             return st
         path = pid_file(settings, config)
         update_pid_file(path, requested_version=target)
-        os.kill(st.pid, signal.SIGHUP)
+        if st.state != "starting":  # one starting may not handle SIGHUP yet: it reads requested_version once up
+            os.kill(st.pid, signal.SIGHUP)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             info = read_pid_file(path) or {}
