@@ -42,6 +42,14 @@ class MaintenanceSettings(BaseSettings):
     expired_ids_keep_days: float = Field(
         365.0, gt=0, description="the ids of expired requests (ops.inference_log_expired: when each was served, "
                                  "by which model, when it expired) are kept this long, so `audit` can say so")
+    batch_keep_versions: int = Field(
+        5, ge=0, description="the rows of ml.batch_predictions and ml.batch_explanations of the model versions that "
+                             "predicted most recently, this many of them, are kept whatever their age (the champion's "
+                             "and the challenger's always are)")
+    batch_keep_days: float = Field(
+        30.0, gt=0, description="a model version's batch predictions and explanations are kept while it predicted "
+                                "within this many days; past both bounds (and neither champion nor challenger) its "
+                                "rows are deleted and ml.batch_expired records them, so `audit` says they expired")
     runs_keep_days: float = Field(
         30.0, gt=0, description="finished Dagster runs (and sensor and schedule ticks) older than this are "
                                 "deleted, except a run holding an asset's latest materialization or check")

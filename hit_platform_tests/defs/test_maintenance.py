@@ -91,7 +91,8 @@ def test_each_check_fails_past_its_bound_and_passes_after_one_maintenance_run(gr
     before = _checks_only(defs, instance)
     assert before == {"serving_logs_bounded": False, "lake_files_bounded": False, "lake_snapshots_bounded": False,
                       "unreferenced_files_bounded": True, "run_history_bounded": False,
-                      "mlflow_runs_bounded": False, "warehouse_files_bounded": False}, before
+                      "mlflow_runs_bounded": False, "warehouse_files_bounded": False,
+                      "batch_tables_bounded": True}, before
     lake = Lake(settings)
     with lake.connection(read_only=True) as con:
         grown_to = upkeep.footprint(lake, con)

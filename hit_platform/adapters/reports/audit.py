@@ -21,6 +21,7 @@ from hit_platform.adapters.lake.tables import SHADOW_LOG, inference_log_columns
 from hit_platform.adapters.reports.explained import explanation
 from hit_platform.settings import Settings
 from hit_platform.adapters.tracking import UNKNOWN, Tracker
+from hit_platform.steps.batch_retention import EXPIRED as BATCH_EXPIRED, expired_prediction
 from hit_platform.steps.log_retention import EXPIRED, expired_request
 
 INFERENCE_LOG = "ops.inference_log"
@@ -83,6 +84,16 @@ def _expired(identifier: str, e: dict) -> dict:
                        "counts it"}
 
 
+def _expired_batch(identifier: str, e: dict) -> dict:
+    """A batch prediction whose rows expired with its model version's (docs/maintenance.md)."""
+    return {"kind": "batch prediction (expired)", "id": identifier, "model_version": e["model_version"],
+            "at": str(e["at"]), "spotify_id": e["spotify_id"], "predicted_by_dagster_run": e["dagster_run_id"],
+            "expired": f"its batch ({e['batch_rows']} rows of model version {e['model_version']}) left "
+                       f"{BATCH_PREDICTIONS} at {e['expired_at']} (a version's rows are kept while it is champion "
+                       f"or challenger, one of the {e['keep_versions']} that predicted last, or predicted within "
+                       f"{e['keep_days']:g} days); {BATCH_EXPIRED} records it"}
+
+
 def _find_prediction(lake: Lake, identifier: str) -> dict:
     try:
         con = lake.connect(read_only=True)
@@ -126,6 +137,8 @@ def _find_prediction(lake: Lake, identifier: str) -> dict:
                 found.append({"kind": "batch prediction", "id": identifier, "model_version": str(version),
                               "at": str(at), "spotify_id": song, "predicted_by_dagster_run": run_id,
                               "predicted_from_lake_snapshot": snap})
+            elif (gone := expired_prediction(con, identifier)) is not None:  # its version's rows expired
+                found.append(_expired_batch(identifier, gone))
         else:
             looked.append(f"{BATCH_PREDICTIONS} (no such table yet: no batch predictions)")
     if len(found) > 1:

@@ -1,8 +1,8 @@
 """The maintenance group: bounded growth, by policy (docs/maintenance.md). One job, `maintenance_job`, on the
-schedule `HIT_MAINTENANCE_CRON` (daily by default): the serving logs' retention, then the lake's compaction,
-snapshot expiry and file cleanup (`lake`), and the history kept outside the lake: Dagster's runs and ticks,
-MLflow's losing candidates, the journal's unreadable/ folder and the reports (`history`). Each asset has a
-check that fails when its thing has grown past its bound."""
+schedule `HIT_MAINTENANCE_CRON` (hourly by default): the serving logs' and the batch tables' retention
+(`batch_tables`), then the lake's compaction, snapshot expiry and file cleanup (`lake`), and the history kept
+outside the lake: Dagster's runs and ticks, MLflow's losing candidates, the journal's unreadable/ folder and
+the reports (`history`). Each asset has a check that fails when its thing has grown past its bound."""
 
 import dagster as dg
 
@@ -12,9 +12,9 @@ GROUP = "maintenance"
 
 maintenance_job = dg.define_asset_job(
     "maintenance_job", selection=dg.AssetSelection.groups(GROUP),
-    description="Bounded growth: expire and fold the serving logs, compact the lake, expire its snapshots (never "
-                "one a model version needs), delete unreferenced files, prune Dagster runs and ticks, MLflow's "
-                "losing candidates and old files.")
+    description="Bounded growth: expire and fold the serving logs, expire old versions' batch predictions, "
+                "compact the lake, expire its snapshots (never one a model version needs), delete unreferenced "
+                "files, prune Dagster runs and ticks, MLflow's losing candidates and old files.")
 
 
 def maintenance_schedule(policy: MaintenanceSettings) -> dg.ScheduleDefinition:

@@ -9,6 +9,7 @@ from hit_platform.adapters.lake import maintenance as upkeep
 from hit_platform.adapters.retention import needed_snapshots
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.maintenance import GROUP
+from hit_platform.defs.maintenance.batch_tables import BATCH_TABLES
 from hit_platform.defs.resources import (LakeResource, MaintenanceResource, MonitorsResource, TrackingResource,
                                          TrainingResource)
 from hit_platform.steps import log_retention
@@ -59,7 +60,7 @@ def serving_logs_bounded(context: dg.AssetCheckExecutionContext, lake: LakeResou
         kind="maintenance")
 
 
-@dg.asset(key=LAKE_FILES, deps=[SERVING_LOGS], group_name=GROUP, code_version="1", kinds={"duckdb"})
+@dg.asset(key=LAKE_FILES, deps=[SERVING_LOGS, BATCH_TABLES], group_name=GROUP, code_version="1", kinds={"duckdb"})
 def lake_files(context: dg.AssetExecutionContext, lake: LakeResource,
                maintenance: MaintenanceResource) -> dg.MaterializeResult:
     """Small files compacted: the rows small commits left inlined in the catalog flushed into Parquet, files
