@@ -24,10 +24,12 @@ from hit_platform.domain.models.calibration import POOLED, Calibrated, CountryCa
 from hit_platform.domain.models.estimators import (CompiledLogistic, MultiLabelMLP, PriorRates, clip_proba,
                                                    logit)
 from hit_platform.domain.models.frame import N_FEATURES, FeatureFrame, LogFeatures
+from hit_platform.domain.models.screen import FeatureScreen
 from hit_platform.domain.models.trees import CountryTrees
 
-# Steps known to transform each feature on its own (no step mixes columns): hybrids commute with them.
-FEATUREWISE_STEPS = (FeatureFrame, LogFeatures, StandardScaler)
+# Steps known to transform each feature on its own (no step mixes columns): hybrids commute with them. A
+# feature FeatureScreen sets to 0 is equal in every song and background: a null player, exactly 0.
+FEATUREWISE_STEPS = (FeatureFrame, LogFeatures, StandardScaler, FeatureScreen)
 ESTIMATORS = {PriorRates: "prior", CompiledLogistic: "linear", CountryTrees: "trees", MultiLabelMLP: "mlp"}
 LOG_ODDS = "log-odds"
 PROBABILITY = "probability, exact enumeration"
