@@ -57,12 +57,9 @@ def expire_batches(con: duckdb.DuckDBPyConnection, versions: list[str], now: dat
     out = {"versions_expired": len(versions), "predictions_expired": 0, "explanations_expired": 0,
            "expired_records_forgotten": 0}
     tables = _present(con)
-    if not tables:
-        return out
-    con.execute(DDL)
-    for table, at in tables.items():
-        if not versions:
-            break
+    if versions and tables:
+        con.execute(DDL)
+    for table, at in tables.items() if versions else ():
         p = {"versions": versions, "now": now, "keep": int(keep_versions), "days": float(keep_days), "t": table}
         con.execute(f"""INSERT INTO {EXPIRED}
             SELECT $t, model_version, dagster_run_id, count(*), min({at}), max({at}), $now, $keep, $days
@@ -71,8 +68,9 @@ def expire_batches(con: duckdb.DuckDBPyConnection, versions: list[str], now: dat
                            {"versions": versions}).fetchall()
         out["predictions_expired" if table.endswith("predictions") else "explanations_expired"] = \
             int(gone[0][0]) if gone else 0
-    forgot = con.execute(f"DELETE FROM {EXPIRED} WHERE last_at < ?", [forget_before]).fetchall()
-    out["expired_records_forgotten"] = int(forgot[0][0]) if forgot else 0
+    if table_exists(con, "ml", "batch_expired"):
+        forgot = con.execute(f"DELETE FROM {EXPIRED} WHERE last_at < ?", [forget_before]).fetchall()
+        out["expired_records_forgotten"] = int(forgot[0][0]) if forgot else 0
     return out
 
 

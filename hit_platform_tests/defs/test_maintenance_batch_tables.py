@@ -138,3 +138,8 @@ def test_the_champions_rows_are_never_deleted_whatever_their_age(tmp_path):
         assert batch_retention.versions_past_bound(con, {"1"}, 0, now) == []
         assert batch_retention.rows_past_bound(con, {"1"}, 0, now, now - timedelta(days=365)) == {
             "batch_predictions": 0, "batch_explanations": 0, "batch_expired": 0}
+        # the records of expired batches have a bound of their own: past it the check fails, the retention forgets
+        assert batch_retention.rows_past_bound(con, {"1"}, 0, now, now)["batch_expired"] == 4
+    forgot = lake.write(lambda c: batch_retention.expire_batches(c, [], now, 0, 1.0, now))
+    assert forgot["expired_records_forgotten"] == 4 and forgot["versions_expired"] == 0
+    assert _rows(settings) == {"1": (SONGS, SONGS)}
