@@ -65,10 +65,11 @@ def train_like_the_platform(train, val, settings=None) -> Search:
     from hit_platform.settings import get_settings
 
     s = (settings or get_settings()).training
-    training = TrainingResource(families=s.families, seed=s.seed, workers=s.workers)
+    training = TrainingResource(families=s.families, seed=s.seed, workers=s.workers, budget_s=s.budget_s)
     t = time.perf_counter()
     results = train_candidates(train.X, train.Y, val.X, val.Y, seed=training.seed,
-                               families=training.family_names(), workers=training.workers)
+                               families=training.family_names(), workers=training.workers,
+                               budget_s=training.budget_s)
     return Search(results, select_best(results), time.perf_counter() - t)
 
 

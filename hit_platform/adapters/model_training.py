@@ -123,7 +123,8 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
                        workers: int, splits_data_version: str, dagster_run_id: str,
                        on_progress: Callable[[SearchProgress], None] | None = None,
                        early: EarlyRebuilds | None = None, pool: Callable[[int], Executor] | None = None,
-                       importance_songs: int = TrainingSettings.model_fields["importance_songs"].default) -> Trained:
+                       importance_songs: int = TrainingSettings.model_fields["importance_songs"].default,
+                       budget_s: float | None = None) -> Trained:
     """Every family trained on `data`, tuned on its validation split, each logged as an MLflow run with
     the lineage a rebuild needs; the best registered as a new version of the model, tagged with that
     lineage and its prediction hash on PROBE_ROWS validation rows, and the background its attributions are
@@ -140,7 +141,7 @@ def train_and_register(tracker: Tracker, data: TrainingData, *, seed: int, famil
         lineage["snapshot_pinned"] = "true"
     results = train_candidates(data.train.X, data.train.Y, data.validation.X, data.validation.Y, seed=seed,
                                families=families, workers=workers, on_progress=on_progress,
-                               pool=pool,
+                               pool=pool, budget_s=budget_s,
                                on_point_known=None if early is None else lambda family, point: early.start(
                                    data.snapshot, data.splits_fingerprint, family, point, seed, code))
     best = select_best(results)

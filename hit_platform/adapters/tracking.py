@@ -207,7 +207,8 @@ class Tracker:
                              "fit_seconds": r.fit_seconds,
                              **{f"val_crossfit_log_loss_{m}": v for m, v in r.calibration_log_loss.items()}},
                     pipeline=r.pipeline, input_example=X_val, tags={**lineage, "family": r.family},
-                    figures=figs, tables={"search": pd.DataFrame(r.search)})
+                    figures=figs, tables={"search": pd.DataFrame(r.search),  # what the budget skipped, if any
+                                          **({"skipped": pd.DataFrame(r.skipped)} if r.skipped else {})})
             finally:
                 plots.close(*figs.values())
         return runs

@@ -110,6 +110,7 @@ class TrainingResource(dg.ConfigurableResource):
     families: list[str] = []
     seed: int = 0
     workers: int = 2  # grid points fitted side by side; not part of the code version (same models)
+    budget_s: float | None = TrainingSettings.model_fields["budget_s"].default  # the search's seconds
     snapshot: int | None = None
     ray_address: str | None = None  # a Ray cluster's tasks fit the grid points; not part of the code version either
     # validation songs of each candidate's global importance (not the models: not in the code version)
@@ -123,7 +124,7 @@ class TrainingResource(dg.ConfigurableResource):
 
         import hit_platform.domain.models as models
 
-        config = {"families": self.families, "seed": self.seed}
+        config = {"families": self.families, "seed": self.seed, "budget_s": self.budget_s}
         if self.snapshot is not None:
             config["snapshot"] = self.snapshot
         h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
@@ -203,6 +204,7 @@ def resources_for(settings: Settings) -> dict[str, dg.ConfigurableResource]:
         "tracking": TrackingResource(warehouse=str(settings.warehouse), tracking_uri=settings.mlflow.tracking_uri),
         "training": TrainingResource(families=settings.training.families, seed=settings.training.seed,
                                      workers=settings.training.workers, snapshot=settings.training.snapshot,
+                                     budget_s=settings.training.budget_s,
                                      ray_address=settings.training.ray_address,
                                      importance_songs=settings.training.importance_songs),
         "gates_config": GatesResource(values_json=settings.gates.model_dump_json()),

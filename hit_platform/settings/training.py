@@ -17,6 +17,12 @@ class TrainingSettings(BaseSettings):
     seed: int = Field(0, description="seed of candidate training (a change retrains, like a code change)")
     workers: int = Field(2, ge=1, description="processes fitting a family's grid points side by side "
                                               "(the models are the same for any value)")
+    budget_s: float | None = Field(
+        60.0, gt=0, description="seconds the model search may take (HIT_TRAIN_BUDGET_S; unset in env = 60): the "
+                                "heavy families' grids are searched by successive halving, and points whose "
+                                "projected seconds would pass the budget are not started (each family still gets "
+                                "its best point fitted on all train songs; what was skipped is logged). A bigger "
+                                "budget searches more; part of the candidates' code version")
     ray_address: str | None = Field(
         None, validation_alias=AliasChoices("HIT_TRAIN_RAY_ADDRESS", "RAY_ADDRESS", "ray_address"),
         description="a Ray cluster whose tasks fit the grid points (HIT_TRAIN_RAY_ADDRESS, else Ray's own "

@@ -64,7 +64,7 @@ def candidate_models(context: dg.AssetExecutionContext, lake: LakeResource, trac
                                  on_progress=lambda p: context.log.info(f"{TRAINING_LOG_PREFIX}{p}"),
                                  early=EarlyRebuilds(lake.settings(), context.run.run_id)
                                  if training.workers > 1 else None, pool=cluster_pool(training.ray_address),
-                                 importance_songs=training.importance_songs)
+                                 importance_songs=training.importance_songs, budget_s=training.budget_s)
     return dg.MaterializeResult(metadata={
         **_metadata(trained, data.snapshot, data.splits_fingerprint, training.seed, data.pinned),
         "mlflow_tracking_uri": tracker.uri, **trained.code,

@@ -8,6 +8,7 @@ from hit_platform.domain.models import refit, train_candidates
 from hit_platform.domain.models import candidates
 from hit_platform.domain.models.calibration import METHODS
 from hit_platform.domain.models.candidates import FAMILIES
+from hit_platform.domain.models.search import planned_points
 from hit_platform_tests.support.models import data, trained_candidates
 
 
@@ -99,15 +100,15 @@ def test_grid_points_fitted_in_helper_processes_give_the_same_models(monkeypatch
     for r in train_candidates(Xt, Yt, Xv, Yv, seed=0, families=["linear", "mlp"], workers=2, on_progress=told.append):
         assert r.params == serial[r.family].params
         assert r.pipeline.predict_proba(_probe()).tobytes() == serial[r.family].pipeline.predict_proba(_probe()).tobytes()
-    assert started == [True]  # one pool, started for mlp (linear is light)
+    assert started[0] and not any(started[1:])  # one pool, started for mlp (linear is light), then reused
     # each grid point is told as it is fitted, helper processes or not, with the time left at the pace so far
-    points = len(FAMILIES["linear"].grid) + len(FAMILIES["mlp"].grid)
+    # (the mlp's: every rung of its successive halving, the finalist last; no budget: nothing skipped)
+    n_linear, n_mlp = len(FAMILIES["linear"].grid), planned_points(FAMILIES["mlp"])
+    points = n_linear + n_mlp
     assert [(t.family, t.family_done, t.done) for t in told] == (
-        [("linear", i, i) for i in range(1, len(FAMILIES["linear"].grid) + 1)]
-        + [("mlp", i, len(FAMILIES["linear"].grid) + i) for i in range(1, len(FAMILIES["mlp"].grid) + 1)])
+        [("linear", i, i) for i in range(1, n_linear + 1)] + [("mlp", i, n_linear + i) for i in range(1, n_mlp + 1)])
     assert all(t.points == points for t in told) and "s left" in str(told[0]) and "left" not in str(told[-1])
-    assert str(told[-1]).startswith(f"mlp {len(FAMILIES['mlp'].grid)}/{len(FAMILIES['mlp'].grid)} grid points, "
-                                    f"{points}/{points} in all")
+    assert str(told[-1]).startswith(f"mlp {n_mlp}/{n_mlp} grid points, {points}/{points} in all")
 
 
 def test_light_families_alone_never_start_helper_processes(monkeypatch):

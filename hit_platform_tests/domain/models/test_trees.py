@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from hit_platform.domain.models.quickscorer import compile_hgb
+from hit_platform.domain.models.search import uncalibrated
 from hit_platform.domain.models.trees import OUTPUT_CATEGORIES, CountryTrees, stack_rows
 from hit_platform_tests.support.models import data, trained_candidates
 
@@ -17,7 +18,7 @@ def test_stack_rows_is_song_major():
 
 
 def test_compiled_forest_equals_sklearn_prediction_with_missing_values():
-    model = trained_candidates()["trees"].pipeline[-1]
+    model = uncalibrated(trained_candidates()["trees"].pipeline)[-1]  # its model, under any calibration
     X = data()["test"][0].to_numpy(dtype=float)
     X[:10, 3] = np.nan
     X[5:15, 10] = np.nan
@@ -29,7 +30,7 @@ def test_compiled_forest_equals_sklearn_prediction_with_missing_values():
 
 
 def test_one_song_scores_the_same_bytes_as_in_a_batch():
-    model = trained_candidates()["trees"].pipeline[-1]
+    model = uncalibrated(trained_candidates()["trees"].pipeline)[-1]  # its model, under any calibration
     X = data()["test"][0].to_numpy(dtype=float)
     batch = model.predict_proba(X)
     singles = np.vstack([model.predict_proba(X[i:i + 1]) for i in range(25)])
@@ -37,7 +38,7 @@ def test_one_song_scores_the_same_bytes_as_in_a_batch():
 
 
 def test_early_stopping_holds_out_whole_train_songs():
-    model = trained_candidates()["trees"].pipeline[-1]
+    model = uncalibrated(trained_candidates()["trees"].pipeline)[-1]  # its model, under any calibration
     held = model._held_out_songs(2000)
     assert held.sum() == 300
     assert model.n_iter_ < model.max_iter  # it stopped early
