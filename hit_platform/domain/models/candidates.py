@@ -3,27 +3,24 @@
     results = train_candidates(train_X, train_Y, val_X, val_Y, seed=0)
     best = select_best(results)
 
-Every family builds ONE scikit-learn Pipeline (input checks, preprocessing,
-model) whose predict_proba(DataFrame) returns (n, 72) probabilities in
-COUNTRIES order; serving needs nothing else. Grid points are scored on the
-validation split (mean ROC AUC, ties: lower mean log loss). A heavy family's
-grid is searched by successive halving under `budget_s` (`search.py`: rungs
-on seeded shares of the train songs); its chosen point, like every light
-family's, is fitted on the whole train split.
+Every family builds ONE scikit-learn Pipeline (input checks, preprocessing, a `screen.FeatureScreen` when
+its point says `screen`, model) whose predict_proba(DataFrame) returns (n, 72) probabilities in COUNTRIES
+order; serving needs nothing else. Grid points are scored on the validation split (mean ROC AUC, ties: lower
+mean log loss). A heavy family's grid is searched by successive halving under `budget_s` (`search.py`: rungs
+on seeded shares of the train songs); its chosen point, like every light family's, is fitted on the whole
+train split.
 
 The `blend` family averages the logits of the chosen `trees` and `mlp`
 candidates (reusing them when they are trained in the same call).
 
-Calibration is chosen like a hyper-parameter: once a family's grid point is
-chosen, a per-country Platt or isotonic map (`calibration.choose_calibration`,
-two-fold cross-fitted on the validation split) is added to its pipeline when it
-lowers the validation log loss; `params["calibration"]` says which ("none",
-"platt", "isotonic", "per_country": each country its own), and `refit` fits the same map again from the validation split.
+Calibration is chosen like a hyper-parameter: once a family's grid point is chosen, a calibration map
+(`calibration.choose_calibration`, two-fold cross-fitted on the validation split) is added to its pipeline
+when it lowers the validation log loss; `params["calibration"]` says which ("none", "platt", "isotonic",
+"per_country", ...), and `refit` fits the same map again from the validation split.
 
-A fit depends only on (data, family, grid point, seed): families do not share
-random state, so training one family alone (families=["trees"]) rebuilds
-exactly the model it builds among all of them, and a family's grid points can
-be fitted in parallel processes (`workers`) with the same result.
+A fit depends only on (data, family, grid point, seed): families do not share random state, so training one
+family alone (families=["trees"]) rebuilds exactly the model it builds among all of them, and a family's
+grid points can be fitted in parallel processes (`workers`) with the same result.
 """
 
 from __future__ import annotations
@@ -46,6 +43,7 @@ from hit_platform.domain.models.calibration import Calibrated, CountryCalibratio
 from hit_platform.domain.models.estimators import CompiledLogistic, MultiLabelMLP, PriorRates
 from hit_platform.domain.models.frame import FeatureFrame, LogFeatures, feature_matrix, label_matrix
 from hit_platform.domain.models.metrics import evaluate
+from hit_platform.domain.models.screen import screen_step
 from hit_platform.domain.models.search import fitted_params, grid_point, rank_key, uncalibrated
 from hit_platform.domain.models.trees import CountryTrees
 
@@ -76,18 +74,20 @@ def _prior(params: dict, seed: int) -> Pipeline:
 
 
 def _linear(params: dict, seed: int) -> Pipeline:
-    return Pipeline([("features", FeatureFrame()), ("log", LogFeatures()), ("scale", StandardScaler()),
+    screen, params = screen_step(params)
+    return Pipeline([("features", FeatureFrame()), ("log", LogFeatures()), ("scale", StandardScaler()), *screen,
                      ("model", CompiledLogistic(C=params["C"]))])
 
 
 def _trees(params: dict, seed: int) -> Pipeline:
-    # No imputation: the trees learn which side missing values go.
-    return Pipeline([("features", FeatureFrame(impute=False)),
+    screen, params = screen_step(params)  # on raw features (no imputation: the trees learn where missing goes)
+    return Pipeline([("features", FeatureFrame(impute=False)), *screen,
                      ("model", CountryTrees(random_state=seed, **params))])
 
 
 def _mlp(params: dict, seed: int) -> Pipeline:
-    return Pipeline([("features", FeatureFrame()), ("log", LogFeatures()), ("scale", StandardScaler()),
+    screen, params = screen_step(params)
+    return Pipeline([("features", FeatureFrame()), ("log", LogFeatures()), ("scale", StandardScaler()), *screen,
                      ("model", MultiLabelMLP(random_state=seed, **params))])
 
 

@@ -24,6 +24,15 @@ from sklearn.utils.validation import check_is_fitted
 from hit_platform.domain.models.frame import label_matrix
 
 SCREEN_BINS = 16
+SCREEN_PARAM = "screen"  # a grid point's FeatureScreen min_signal (absent or 0: no screening)
+
+
+def screen_step(params: dict) -> tuple[list, dict]:
+    """How a family's builder takes a grid point's screen: ([("screen", FeatureScreen)] or [], the point's
+    other parameters)."""
+    level = float(params.get(SCREEN_PARAM) or 0.0)
+    rest = {k: v for k, v in params.items() if k != SCREEN_PARAM}
+    return ([("screen", FeatureScreen(min_signal=level))] if level > 0 else []), rest
 
 
 class FeatureScreen(TransformerMixin, BaseEstimator):

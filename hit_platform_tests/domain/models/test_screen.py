@@ -84,3 +84,20 @@ def test_a_screened_model_gives_the_features_it_left_out_exactly_zero(family):
     base, phi = brute_force(model, X.to_numpy()[0], background.songs, [s == LOG_ODDS for s in a.scales])
     np.testing.assert_allclose(phi, a.phi[0], atol=1e-9)
     np.testing.assert_allclose(base, a.base[0], atol=1e-9)
+
+
+def test_a_grid_point_with_a_screen_builds_it_and_refits_the_same_bytes():
+    from hit_platform.domain.models.candidates import FAMILIES, refit
+
+    X, Y = songs(1500, 6)
+    later, _ = songs(300, 7)
+    points = {"linear": {"C": 1.0}, "mlp": {"hidden": 8, "alpha": 30.0, "max_iter": 40},
+              "trees": {"learning_rate": 0.3, "max_leaf_nodes": 7, "min_samples_leaf": 40, "max_iter": 20,
+                        "holdout": 0.0}}
+    for family, point in points.items():
+        assert "screen" not in FAMILIES[family].build(dict(point), 0).named_steps  # off unless a point says so
+        screened = {**point, "screen": 2.0}
+        fitted = FAMILIES[family].build(dict(screened), 0).fit(X, Y)
+        assert not fitted.named_steps["screen"].keep_.all(), family  # the seven ignored features are out
+        again = refit(family, screened, X, Y, seed=0)  # what the reproducibility gate and rebuild do
+        assert fitted.predict_proba(later).tobytes() == again.predict_proba(later).tobytes(), family
