@@ -89,9 +89,13 @@ def _expired_batch(identifier: str, e: dict) -> dict:
     return {"kind": "batch prediction (expired)", "id": identifier, "model_version": e["model_version"],
             "at": str(e["at"]), "spotify_id": e["spotify_id"], "predicted_by_dagster_run": e["dagster_run_id"],
             "expired": f"its batch ({e['batch_rows']} rows of model version {e['model_version']}) left "
-                       f"{BATCH_PREDICTIONS} at {e['expired_at']} (a version's rows are kept while it is champion "
-                       f"or challenger, one of the {e['keep_versions']} that predicted last, or predicted within "
-                       f"{e['keep_days']:g} days); {BATCH_EXPIRED} records it"}
+                       f"{BATCH_PREDICTIONS} at {e['expired_at']} "
+                       + (f"(superseded: a kept version's batches older than {e['keep_days']:g} days go, but for its "
+                          "latest, each song's first prediction by it and those an estimate is still realized on)"
+                          if e.get("reason") == "superseded" else
+                          f"(a version's rows are kept while it is champion or challenger, one of the "
+                          f"{e['keep_versions']} that predicted last, or predicted within {e['keep_days']:g} days)")
+                       + f"; {BATCH_EXPIRED} records it"}
 
 
 def _find_prediction(lake: Lake, identifier: str) -> dict:

@@ -36,7 +36,9 @@ def batch_tables(context: dg.AssetExecutionContext, lake: LakeResource, tracking
     HIT_MAINTENANCE_BATCH_KEEP_VERSIONS versions that predicted most recently, nor of a version that
     predicted within HIT_MAINTENANCE_BATCH_KEEP_DAYS. Each deleted batch (table, version, Dagster run, rows,
     when) is recorded in ml.batch_expired, so `hit-platform audit` of one of its ids says it expired and
-    when; records older than HIT_MAINTENANCE_EXPIRED_IDS_KEEP_DAYS are forgotten."""
+    when; records older than HIT_MAINTENANCE_EXPIRED_IDS_KEEP_DAYS are forgotten. A kept version's own batches
+    predicted before HIT_MAINTENANCE_BATCH_KEEP_DAYS go too (recorded the same way), except its latest batch,
+    each song's first prediction by it and the batches a label-free estimate still realized again was made on."""
     now = datetime.now(timezone.utc)
     keep, before, forget = _bounds(maintenance, now)
     protected = kept_versions(tracking)
@@ -44,7 +46,8 @@ def batch_tables(context: dg.AssetExecutionContext, lake: LakeResource, tracking
 
     def expire(con):
         versions = batch_retention.versions_past_bound(con, set(protected), keep, before)
-        return versions, batch_retention.expire_batches(con, versions, now, keep, policy.batch_keep_days, forget)
+        return versions, batch_retention.expire_batches(con, versions, now, keep, policy.batch_keep_days, forget,
+                                                        superseded_before=before)
 
     versions, done = lake.lake().write(expire, what="batch tables retention")
     context.log.info(f"batch tables: versions {versions or 'none'} expired ({done}); kept whatever their age: "
@@ -68,12 +71,15 @@ def _applied_at(context: dg.AssetCheckExecutionContext) -> datetime:
 @dg.asset_check(asset=BATCH_TABLES, description="Neither ml.batch_predictions nor ml.batch_explanations holds rows "
                                                 "of a model version past HIT_MAINTENANCE_BATCH_KEEP_VERSIONS and "
                                                 "HIT_MAINTENANCE_BATCH_KEEP_DAYS (other than the champion's or the "
-                                                "challenger's), and no expired-batch record is older than its own.")
+                                                "challenger's), no kept version's batch older than the days that no "
+                                                "reader needs, and no expired-batch record is older than its own.")
 def batch_tables_bounded(context: dg.AssetCheckExecutionContext, lake: LakeResource, tracking: TrackingResource,
                          maintenance: MaintenanceResource) -> dg.AssetCheckResult:
-    keep, before, forget = _bounds(maintenance, _applied_at(context))
+    applied = _applied_at(context)
+    keep, before, forget = _bounds(maintenance, applied)
     with lake.lake().connection(read_only=True) as con:
-        over = batch_retention.rows_past_bound(con, set(kept_versions(tracking)), keep, before, forget)
+        over = batch_retention.rows_past_bound(con, set(kept_versions(tracking)), keep, before, forget,
+                                               now=applied)
     return alert_on_failure(context, lake, dg.AssetCheckResult(
         passed=not any(over.values()), metadata={f"{k}_rows_past_retention": v for k, v in over.items()}),
         kind="maintenance")
