@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
 
 from hit_platform.domain.models.frame import label_matrix
 
@@ -36,8 +37,15 @@ def screen_step(params: dict) -> tuple[list, dict]:
 
 
 class FeatureScreen(TransformerMixin, BaseEstimator):
-    """Keep the features whose mean chi-square per degree of freedom over the countries exceeds `min_signal`
-    (at least the strongest one); the others become the constant 0.
+    """Keep the features that tell the countries' labels apart beyond what the features kept before them
+    already tell (at least the strongest one); the others become the constant 0.
+
+    Forward selection: the feature with the largest signal above `min_signal` is kept, each country's labels
+    are fitted on the bins of the kept features (least squares, additive), and the others' signal is measured
+    again on what is left, until none passes. A feature that only echoes a kept one (a proxy: energy beside
+    danceability) loses its signal once that one is kept; a backward pass then drops a kept feature that the
+    others, kept after it, leave without signal of its own. `signal_`: each feature's signal on its own;
+    `conditional_`: on what the kept features left when the forward selection stopped.
 
     Place it where 0 is a plain value of every feature: after StandardScaler (the mean), or on raw features
     for the trees (a constant is never split on)."""
@@ -57,11 +65,26 @@ class FeatureScreen(TransformerMixin, BaseEstimator):
                              f"{self.bins}")
         Y = label_matrix(Y, len(X), where="FeatureScreen").astype(np.float64)
         rate = Y.mean(axis=0)
-        varied = (rate > 0) & (rate < 1)  # a country with one class says nothing about any feature
-        self.signal_ = np.array([_signal(X[:, j], Y[:, varied], rate[varied], int(self.bins))
-                                 for j in range(X.shape[1])])
-        keep = self.signal_ > float(self.min_signal)
-        keep[int(np.argmax(self.signal_))] = True
+        Y = Y[:, (rate > 0) & (rate < 1)]  # a country with one class says nothing about any feature
+        bins = [_bins(X[:, j], int(self.bins)) for j in range(X.shape[1])]
+        keep = np.zeros(X.shape[1], dtype=bool)
+        # one BLAS thread: the same sums in the same order on any machine, so a refit keeps the same features
+        with threadpool_limits(limits=1, user_api="blas"):
+            signal = _signals(bins, Y - Y.mean(axis=0))
+            self.signal_ = signal
+            while not keep.all():
+                best = int(np.argmax(np.where(keep, -np.inf, signal)))
+                if keep.any() and not signal[best] > float(self.min_signal):
+                    break
+                keep[best] = True
+                signal = _signals(bins, _residuals(Y, [bins[j] for j in np.flatnonzero(keep)]))
+            self.conditional_ = np.where(keep, np.nan, signal)
+            while keep.sum() > 1:  # backward: a feature kept early that the later ones make a proxy goes
+                kept = np.flatnonzero(keep)
+                alone = [_signals([bins[j]], _residuals(Y, [bins[i] for i in kept if i != j]))[0] for j in kept]
+                if min(alone) > float(self.min_signal):
+                    break
+                keep[kept[int(np.argmin(alone))]] = False
         self.keep_ = keep
         self.n_features_in_ = X.shape[1]
         return self
@@ -75,20 +98,33 @@ class FeatureScreen(TransformerMixin, BaseEstimator):
         return X
 
 
-def _signal(x: np.ndarray, Y: np.ndarray, rate: np.ndarray, bins: int) -> float:
-    """Mean over the countries (columns of Y) of the chi-square per degree of freedom of hits per bin of x."""
-    if not len(rate):
-        return 0.0
+def _bins(x: np.ndarray, bins: int) -> np.ndarray:
+    """(n, used bins) one-hot of x's quantile bins, missing values a bin of their own (one column: constant)."""
     known = ~np.isnan(x)
-    if known.sum() < 2:
-        return 0.0
-    edges = np.unique(np.quantile(x[known], np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+    edges = np.unique(np.quantile(x[known], np.linspace(0.0, 1.0, bins + 1)[1:-1])) if known.any() else np.empty(0)
     where = np.where(known, np.searchsorted(edges, np.where(known, x, 0.0), side="right"), len(edges) + 1)
-    songs = np.bincount(where, minlength=len(edges) + 2).astype(np.float64)
-    used = songs > 0
-    if used.sum() < 2:
-        return 0.0  # a constant feature
-    hits = np.eye(len(songs))[where].T @ Y  # (bins, countries): one product, not a scatter per song
-    expected = songs[used, None] * rate[None, :]
-    chi2 = ((hits[used] - expected) ** 2 / (expected * (1.0 - rate[None, :]))).sum(axis=0)
-    return float((chi2 / (used.sum() - 1)).mean())
+    onehot = np.eye(len(edges) + 2)[where]
+    return onehot[:, onehot.any(axis=0)]
+
+
+def _signals(bins: list[np.ndarray], R: np.ndarray) -> np.ndarray:
+    """Per feature: the mean over the countries (columns of R, labels less what is already explained) of
+    sum over bins of (residual sum)^2 / (songs x residual variance), per degree of freedom. With R the labels
+    less their rate it is the chi-square of hits per bin; about 1 for a feature that explains none of R."""
+    var = np.maximum((R ** 2).mean(axis=0), 1e-12)
+    out = np.zeros(len(bins))
+    for j, onehot in enumerate(bins):
+        if onehot.shape[1] < 2 or not R.shape[1]:
+            continue  # a constant feature tells nothing
+        songs = onehot.sum(axis=0)
+        sums = onehot.T @ R
+        out[j] = float(((sums ** 2 / (songs[:, None] * var)).sum(axis=0) / (onehot.shape[1] - 1)).mean())
+    return out
+
+
+def _residuals(Y: np.ndarray, kept: list[np.ndarray]) -> np.ndarray:
+    """Y less its least-squares fit on an intercept and the bins of the kept features (additive)."""
+    D = np.hstack([np.ones((len(Y), 1))] + [onehot[:, 1:] for onehot in kept])
+    G = D.T @ D
+    beta = np.linalg.solve(G + 1e-8 * np.trace(G) / len(G) * np.eye(len(G)), D.T @ Y)
+    return Y - D @ beta

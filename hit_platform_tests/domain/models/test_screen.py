@@ -101,3 +101,18 @@ def test_a_grid_point_with_a_screen_builds_it_and_refits_the_same_bytes():
         assert not fitted.named_steps["screen"].keep_.all(), family  # the seven ignored features are out
         again = refit(family, screened, X, Y, seed=0)  # what the reproducibility gate and rebuild do
         assert fitted.predict_proba(later).tobytes() == again.predict_proba(later).tobytes(), family
+
+
+def test_a_proxy_of_a_feature_that_matters_is_left_out():
+    # the labels read tempo and speechiness; liveness echoes speechiness (correlation ~0.9) but adds nothing
+    rng = np.random.default_rng(8)
+    X = synthetic_features(6000, 8)
+    X["liveness"] = np.clip(X["speechiness"] * 1.5 + rng.normal(0, 0.02, len(X)), 0, 1)
+    z = np.log(X["speechiness"].to_numpy() / 0.07)[:, None] * rng.normal(1.0, 0.3, len(COUNTRIES)) \
+        + 2.0 * np.exp(-0.5 * ((X["tempo"].to_numpy()[:, None] - 120) / 10) ** 2) - 3.0
+    Y = rng.random(z.shape) < 1 / (1 + np.exp(-z))
+    screen = FeatureScreen().fit(feature_matrix(X), Y)
+    live = FEATURE_COLUMNS.index("liveness")
+    assert screen.signal_[live] > 10  # on its own it looks like it matters
+    assert {c for c, k in zip(FEATURE_COLUMNS, screen.keep_) if k} == {"tempo", "speechiness"}, \
+        dict(zip(FEATURE_COLUMNS, screen.signal_.round(2)))
