@@ -116,3 +116,15 @@ def test_a_proxy_of_a_feature_that_matters_is_left_out():
     assert screen.signal_[live] > 10  # on its own it looks like it matters
     assert {c for c, k in zip(FEATURE_COLUMNS, screen.keep_) if k} == {"tempo", "speechiness"}, \
         dict(zip(FEATURE_COLUMNS, screen.signal_.round(2)))
+
+
+def test_a_screened_point_wins_a_near_tie_and_loses_a_real_gap():
+    from hit_platform.domain.models.search import SCREEN_PREFERENCE, point_key
+
+    plain, screened = {"hidden": 64}, {"hidden": 64, "screen": 2.0}
+    m = {"mean_roc_auc": 0.8100, "mean_log_loss": 0.2}
+    near = {"mean_roc_auc": 0.8100 - SCREEN_PREFERENCE / 2, "mean_log_loss": 0.2}
+    gap = {"mean_roc_auc": 0.8100 - 3 * SCREEN_PREFERENCE, "mean_log_loss": 0.2}
+    assert point_key(screened, near) < point_key(plain, m)  # smaller is better
+    assert point_key(screened, gap) > point_key(plain, m)
+    assert point_key({**screened, "screen": 0}, near) > point_key(plain, m)  # screen 0: no screen, no preference
