@@ -194,7 +194,7 @@ def interval_coverage(args) -> None:
                     pooled[size][name].append(((real >= e.roc_auc_lower) & (real <= e.roc_auc_upper))[judged])
             b, a = (np.concatenate(pooled[size][k][-args.windows:]).mean() for k in ("before", "after"))
             line.append(f"{size}: {b:.0%} -> {a:.0%}")
-        print(f"  seed {seed}: model error {tau:.4f}, mean ECE {ece.mean():.4f}; coverage before -> after by "
+        print(f"  seed {seed}: model error bias {tau.bias:+.4f} spread {tau.spread:.4f}, mean ECE {ece.mean():.4f}; coverage before -> after by "
               f"window size: " + ", ".join(line))
     for size in sizes:
         b, a = (np.concatenate(pooled[size][k]) for k in ("before", "after"))

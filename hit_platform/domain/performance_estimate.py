@@ -24,6 +24,11 @@ The interval of each estimate has two parts:
   intervals of sampling alone covered the truth in 80% of countries on 3,000
   songs of a world whose model erred so (bench_monitoring, section 5). It is
   added to the sampling half-widths in quadrature (z of `level` times it).
+  Its mean part, the offset every country shares, moves the estimate itself:
+  a model whose scores are flatter than the truth (underconfident) expects
+  less AUC than it gets in every country, and the test split measures by how
+  much (`ModelError.bias`; on the soak's served songs the uncorrected
+  estimate ran 0.04 low and covered the truth in 79% of countries).
   For log loss, and for ROC AUC without a model error: the same estimate with
   every probability moved by the country's calibration error (its ECE), up
   and down; the interval stretches by however much that moves it.
@@ -106,10 +111,20 @@ class Estimate:
     expected_positives: np.ndarray
 
 
-def model_error(Y, P, draws: int = 200, seed: int = 0) -> float:
-    """The spread of a model's realized ROC AUC around its label-free estimate that sampling does not
-    explain, from songs whose labels Y are known and their probabilities P (the test split), pooled over
-    the countries with both classes: sqrt(max(0, mean((realized - estimate)^2) - mean(sampling variance)))."""
+@dataclass(frozen=True)
+class ModelError:
+    """How a model's realized ROC AUC departs from its label-free estimate where labels are known: the
+    offset all countries share (`bias`, realized - estimate) and the spread around it that sampling does not
+    explain (`spread`)."""
+
+    bias: float = 0.0
+    spread: float = 0.0
+
+
+def model_error(Y, P, draws: int = 200, seed: int = 0) -> ModelError:
+    """The model's error in its own ROC AUC estimate, from songs whose labels Y are known and their
+    probabilities P (the test split), pooled over the countries with both classes: bias = mean(realized -
+    estimate); spread = sqrt(max(0, mean((realized - estimate - bias)^2) - mean(sampling variance)))."""
     from hit_platform.domain.models.metrics import evaluate
 
     Y, P = np.asarray(Y, dtype=bool), np.asarray(P, dtype=np.float64)
@@ -117,18 +132,22 @@ def model_error(Y, P, draws: int = 200, seed: int = 0) -> float:
     sampled, _ = _realized(P, draws, seed)
     with np.errstate(invalid="ignore"):
         var = np.nanvar(sampled, axis=0)
-    d2 = (real - estimated_roc_auc(P)) ** 2
-    ok = np.isfinite(d2) & np.isfinite(var)
-    return float(np.sqrt(max(0.0, float(np.mean(d2[ok] - var[ok]))))) if ok.any() else 0.0
+    d = real - estimated_roc_auc(P)
+    ok = np.isfinite(d) & np.isfinite(var)
+    if not ok.any():
+        return ModelError()
+    bias = float(np.mean(d[ok]))
+    return ModelError(bias, float(np.sqrt(max(0.0, float(np.mean((d[ok] - bias) ** 2 - var[ok]))))))
 
 
 def estimate(P, calibration_error=None, level: float = 0.9, draws: int = 200, seed: int = 0,
-             auc_model_error: float | None = None) -> Estimate:
+             auc_model_error: ModelError | None = None) -> Estimate:
     """ROC AUC and log loss per country of a model whose probabilities on unlabeled songs are P
     (n_songs, countries), with intervals at `level` (see the module's docstring).
 
     calibration_error: (countries,) the model's ECE where labels were known (0 = trust P as it is);
-    auc_model_error: `model_error` where labels were known (None: the ECE moves widen the AUC too)."""
+    auc_model_error: `model_error` where labels were known: its bias moves the ROC AUC estimate and its
+    interval, its spread widens the interval (None: the ECE moves widen the AUC instead)."""
     P = np.asarray(P, dtype=np.float64)
     if P.ndim != 2 or len(P) < 2:
         raise ValueError(f"estimate: P must be (songs >= 2, countries), got {P.shape}")
@@ -155,7 +174,8 @@ def estimate(P, calibration_error=None, level: float = 0.9, draws: int = 200, se
         loss_lo = loss_lo + np.minimum(loss_moves.min(axis=0), 0)
         loss_hi = loss_hi + np.maximum(loss_moves.max(axis=0), 0)
     if auc_model_error is not None:
-        wide = (norm.ppf(0.5 + level / 2) * auc_model_error) ** 2
+        wide = (norm.ppf(0.5 + level / 2) * auc_model_error.spread) ** 2
         auc_lo, auc_hi = auc - np.sqrt((auc - auc_lo) ** 2 + wide), auc + np.sqrt((auc_hi - auc) ** 2 + wide)
+        auc, auc_lo, auc_hi = (np.clip(a + auc_model_error.bias, 0, 1) for a in (auc, auc_lo, auc_hi))
     return Estimate(auc, np.clip(auc_lo, 0, 1), np.clip(auc_hi, 0, 1), loss, np.maximum(loss_lo, 0), loss_hi,
                     len(P), P.sum(axis=0))

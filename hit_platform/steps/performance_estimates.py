@@ -28,7 +28,7 @@ from hit_platform.adapters.lake.tables import PERFORMANCE_ESTIMATES_DDL, PROB_CO
 from hit_platform.domain.countries import COUNTRIES
 from hit_platform.domain.models import evaluate
 from hit_platform.domain.models.calibration import expected_calibration_error
-from hit_platform.domain.performance_estimate import estimate, model_error
+from hit_platform.domain.performance_estimate import ModelError, estimate, model_error
 from hit_platform.settings import MonitorThresholds
 from hit_platform.steps.monitors import MonitorResult
 
@@ -45,7 +45,7 @@ class Reference:
     roc_auc: np.ndarray
     log_loss: np.ndarray
     calibration_error: np.ndarray
-    auc_model_error: float | None = None  # `performance_estimate.model_error` on the test split
+    auc_model_error: ModelError | None = None  # `performance_estimate.model_error` on the test split
 
     @classmethod
     def from_test(cls, Y: np.ndarray, P: np.ndarray) -> Reference:
