@@ -131,7 +131,10 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
 
     Judged on the 72-country mean (against `promoted_auc`) and, given the per-country test AUC it was
     promoted with (`promoted_by_country`, on `test_songs` songs), on each region's mean as well
-    (`domain.region_drop`): a breached region is named in the summary and in `regions_breached`."""
+    (`domain.region_drop`): a breached region is named in the summary and in `regions_breached`. The regions
+    are judged a second time on the songs first predicted in the last `label_recent_days` (when they are
+    at least `min_rows` and not all of them): a region's new releases charting by another taste are a few
+    hundred songs among the thousands of a version's batches, and would wait months to move the whole mean."""
     name = "delayed_label_evaluation"
     probs = ", ".join(f'p_{c}' for c in COUNTRIES)
     sources = []
@@ -155,11 +158,11 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
         WITH preds AS (SELECT * FROM ({' UNION ALL '.join(sources)}) AS p(spotify_id, predicted_ts, snap, {probs})
                        QUALIFY row_number() OVER (PARTITION BY spotify_id ORDER BY predicted_ts) = 1)
         SELECT p.spotify_id, any_value(p.snap) AS snap, {', '.join(f'any_value(p.p_{c}) AS p_{c}' for c in COUNTRIES)},
-               {pivot}
+               {pivot}, any_value(p.predicted_ts) >= now() - to_seconds($recent) AS recent
         FROM preds p
         JOIN core.song_labels l USING (spotify_id)
         {splits_join}
-        GROUP BY p.spotify_id ORDER BY p.spotify_id""", {"v": model_version}).df()
+        GROUP BY p.spotify_id ORDER BY p.spotify_id""", {"v": model_version, "recent": t.label_recent_days * 86400.0}).df()
     n = len(df)
     if n < t.min_rows:
         return MonitorResult(name, model_version, False, f"{n} predicted songs with labels outside the train "
@@ -171,18 +174,30 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
             JOIN {at_version('core.song_labels', int(snap))} b USING (spotify_id, country)
             WHERE now.label AND NOT b.label AND spotify_id IN (SELECT unnest($ids))""",
                                 {"ids": df.loc[df["snap"] == snap, "spotify_id"].tolist()}).fetchall()[0][0]
-    m = evaluate(df[[f"y_{c}" for c in COUNTRIES]].to_numpy(bool), df[[f"p_{c}" for c in COUNTRIES]].to_numpy(float))
+    Y, P = df[[f"y_{c}" for c in COUNTRIES]].to_numpy(bool), df[[f"p_{c}" for c in COUNTRIES]].to_numpy(float)
+    m = evaluate(Y, P)
     drop = (promoted_auc - m["mean_roc_auc"]) if promoted_auc is not None else float("nan")
     regions = region_drops(promoted_by_country or {}, m["roc_auc"], m["positives"], n, test_songs,
                            t.max_region_auc_drop)
     worse = [r for r in regions if r.breached]
-    breached = bool(np.isfinite(drop) and drop > t.max_auc_drop) or bool(worse)
+    recent = df["recent"].fillna(False).to_numpy(bool) if t.label_recent_days > 0 else np.zeros(n, bool)
+    recent_regions = []
+    if t.min_rows <= recent.sum() < n:
+        mr = evaluate(Y[recent], P[recent])
+        recent_regions = region_drops(promoted_by_country or {}, mr["roc_auc"], mr["positives"], int(recent.sum()),
+                                      test_songs, t.max_region_auc_drop)
+    named = {r.region for r in worse}
+    worse_recent = [r for r in recent_regions if r.breached and r.region not in named]
+    breached = bool(np.isfinite(drop) and drop > t.max_auc_drop) or bool(worse) or bool(worse_recent)
     summary = (f"mean ROC AUC on revealed labels {m['mean_roc_auc']:.4f}"
                + (f", {drop:+.4f} below the {promoted_auc:.4f} it was promoted with" if promoted_auc else "")
                + f" ({n} songs, {revealed} positives revealed since prediction)")
+    if worse_recent:
+        summary = ("; ".join(r.describe() for r in worse_recent) + f", more than {t.max_region_auc_drop}, on the "
+                   f"{int(recent.sum())} songs first predicted in the last {t.label_recent_days:g} days; " + summary)
     if worse:
         summary = "; ".join(r.describe() for r in worse) + f", more than {t.max_region_auc_drop}; " + summary
-    elif regions:
+    elif regions and not worse_recent:
         top = max(regions, key=lambda r: r.drop)
         summary += f"; largest region drop {top.region} {top.drop:+.4f} (at least {top.drop_lower:+.4f})"
     return MonitorResult(name, model_version, breached, summary,
@@ -190,11 +205,16 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
                           "mean_log_loss": m["mean_log_loss"], "promoted_mean_roc_auc": promoted_auc or float("nan"),
                           "auc_drop": drop,
                           **{f"region_auc_drop_{r.region}": r.drop for r in regions},
-                          **{f"region_auc_drop_lower_{r.region}": r.drop_lower for r in regions}},
+                          **{f"region_auc_drop_lower_{r.region}": r.drop_lower for r in regions},
+                          "recent_songs": int(recent.sum()),
+                          **{f"region_auc_drop_recent_{r.region}": r.drop for r in recent_regions},
+                          **{f"region_auc_drop_lower_recent_{r.region}": r.drop_lower for r in recent_regions}},
                          {"auc_drop": t.max_auc_drop,
-                          **{f"region_auc_drop_lower_{r.region}": t.max_region_auc_drop for r in regions}},
+                          **{f"region_auc_drop_lower_{r.region}": t.max_region_auc_drop for r in regions},
+                          **{f"region_auc_drop_lower_recent_{r.region}": t.max_region_auc_drop
+                             for r in recent_regions}},
                          {f"roc_auc_{c}": v for c, v in m["roc_auc"].items()},
-                         regions_breached=[r.region for r in worse])
+                         regions_breached=[r.region for r in worse + worse_recent])
 
 
 def process_tree_usage(pid: int | None, sample_s: float = 0.5) -> tuple[float, float]:

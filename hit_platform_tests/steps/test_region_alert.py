@@ -102,3 +102,41 @@ def test_without_per_country_test_auc_only_the_mean_is_judged(tmp_path, truths):
     with lake.connection(read_only=True) as con:
         result = monitors.delayed_label_evaluation(con, T, "v1", 0.8)
     assert result.regions_breached == [] and "region" not in result.summary
+
+
+def test_new_releases_that_changed_taste_are_named_though_the_versions_old_songs_outnumber_them(tmp_path, truths):
+    """A version that predicted every old song months ago and the new releases lately: over all its songs
+    the region's drop is diluted below the threshold; the songs first predicted in the last
+    `label_recent_days` name the region. With the recent window off, nothing fires."""
+    control, labelled = truths[0.0], truths[0.5]
+    P = conditional_probability(control.prob)[:, 1:]
+    old = np.flatnonzero(labelled.in_dump & ~labelled.shifted)
+    new = np.flatnonzero(labelled.in_dump & labelled.shifted)
+    test = evaluate(control.labels[old][:, 1:], P[old])
+    old = old[: 4 * len(new)]  # enough to dilute the region's drop four to one
+    songs = np.concatenate([old, new])
+    ids = np.array([f"{'old' if i < len(old) else 'new'}{s:019d}" for i, s in enumerate(songs)])
+    lake = Lake(Settings(warehouse=tmp_path / "warehouse"))
+    labels = pd.DataFrame({"spotify_id": np.repeat(ids, len(COUNTRIES)), "country": np.tile(COUNTRIES, len(ids)),
+                           "label": labelled.labels[songs][:, 1:].ravel()})
+    lake.write(lambda con: (con.register("l", labels), con.execute("CREATE TABLE core.song_labels AS SELECT * FROM l")))
+    batch(lake, ids, P[songs], "v1", None)
+    lake.write(lambda con: con.execute("UPDATE ml.batch_predictions SET predicted_at = now() - INTERVAL 200 DAY "
+                                       "WHERE spotify_id LIKE 'old%'"))
+    assert len(new) >= T.min_rows and len(old) > 3 * len(new), (len(old), len(new))
+
+    def judged(t):
+        with lake.connection(read_only=True) as con:
+            return monitors.delayed_label_evaluation(con, t, "v1", test["mean_roc_auc"], test["roc_auc"], len(old))
+
+    result = judged(T)
+    assert result.metrics["region_auc_drop_lower_latam"] < T.max_region_auc_drop, result.summary  # diluted
+    assert result.metrics["recent_songs"] == len(new)
+    assert result.metrics["region_auc_drop_recent_latam"] > 0.08, result.metrics
+    assert result.breached and result.regions_breached == ["latam"], result.summary
+    assert result.summary.startswith("region latam: ") and f"first predicted in the last {T.label_recent_days:g} days" \
+        in result.summary
+    others = [r for r in REGIONS if r != "latam"]
+    assert all(result.metrics[f"region_auc_drop_lower_recent_{r}"] < T.max_region_auc_drop for r in others)
+    off = judged(monitors.MonitorThresholds(label_recent_days=0))
+    assert not off.breached and "recent_songs" in off.metrics and off.metrics["recent_songs"] == 0, off.summary
