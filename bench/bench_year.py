@@ -3,7 +3,7 @@ run through the platform's own entry points, with the figures that tell whether 
 
     .venv/bin/python bench/bench_year.py [--days 365] [--maintenance on|off] [--out DIR] [--retrain-every 1]
         [--songs 3000] [--history-days 30] [--taste-shift latam:120:0.5:anglo] [--requests-per-day 300]
-        [--commits-per-day 48] [--seed 42]
+        [--commits-per-day 48] [--monitor-every 1] [--maintenance-every 1] [--seed 42]
     .venv/bin/python bench/bench_year.py --report DIR      # the table, ratios and plot of a run (also partial)
 
 The clock. The platform reads the time in Python (`datetime.now`: retention cutoffs, Dagster's run times,
@@ -37,6 +37,13 @@ first champion). Simulated day d (the morning after the file's date) then:
          run at the day's end. Its retentions are whole days (snapshots 7, raw log rows 30, runs 30, ...), so a
          daily run expires what 24 hourly runs would, a day later at most; what it merges and flushes is the
          day's 24 hours of work at once, and the inlined rows wait a day for it instead of an hour.
+
+Strides. --monitor-every N runs the 23:45 and 23:50 parts every N days and --maintenance-every N the 23:55
+one, always on the table's days (1, 30, 90, 180, 365) and the last, whose rows stay whole; the other days' rows
+leave those columns empty. A year at a day's full cost (15-40 s on two shared cores) takes two to four hours;
+strided, its days still land, serve and commit every day. What a stride changes: maintenance every N days
+leaves N days of commits to merge and expire at once (the bound then saw-tooths N days wide), and an alert can
+fire only on a monitored day.
 
 Commits per day. The serving process's committer commits the journal every HIT_SERVE_LOG_COMMIT_SECONDS (5 s)
 when the replicas sealed something since (`JournalCommitter.start`: nothing sealed, no transaction). A real
@@ -159,6 +166,13 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.wall, self.cpu = time.perf_counter() - self._wall, time.process_time() - self._cpu
+
+    @classmethod
+    def nan(cls) -> "Timer":
+        """A part that did not run on this day."""
+        t = cls()
+        t.wall = t.cpu = float("nan")
+        return t
 
 
 # -- the world ----------------------------------------------------------------------------------------------
@@ -447,6 +461,11 @@ class Soak:
         print(f"day 0 ({self.date_of(0)}): history ingested and the first champion built ({self.predictor.version}) "
               f"in {seconds:.0f} s", flush=True)
 
+    def due(self, d: int, every: int) -> bool:
+        """Whether a strided part runs on day d: every `every` days from day 1, and always on the table's days
+        and the last one, so the table's rows are whole."""
+        return (d - 1) % every == 0 or d in SHOWN_DAYS or d == self.args.days
+
     def day(self, d: int) -> dict:
         file_date = self.date_of(d) - timedelta(days=1)
         self.at(d, 0, 5)
@@ -456,17 +475,21 @@ class Soak:
         if retrained:
             self.load_champion()
         served = self.serve_day(d)
-        self.at(d, 23, 45)
-        monitors, delayed = self.monitors()
-        covered, judged = self.coverage()
-        self.covered, self.judged = self.covered + covered, self.judged + judged
-        self.at(d, 23, 50)
-        query = self.log_query(served.pop("first_request"))
+        first_request = served.pop("first_request")
+        nan = Timer.nan()
+        monitors, delayed, covered, judged, query = nan, {}, 0, 0, nan
+        if self.due(d, self.args.monitor_every):
+            self.at(d, 23, 45)
+            monitors, delayed = self.monitors()
+            covered, judged = self.coverage()
+            self.covered, self.judged = self.covered + covered, self.judged + judged
+            self.at(d, 23, 50)
+            query = self.log_query(first_request)
         maint_s = maint_cpu = float("nan")
         maint_ok = ""
         before = self.footprint()
         before = {f"{k}_before": before[k] for k in ("snapshots", "data_files", "inlined_rows")}
-        if self.args.maintenance == "on":
+        if self.args.maintenance == "on" and self.due(d, self.args.maintenance_every):
             self.at(d, 23, 55)
             maint, maint_ok = self.maintenance()
             maint_s, maint_cpu = maint.wall, maint.cpu
@@ -581,10 +604,14 @@ def parse(argv=None):
                     "(the monitors judge from HIT_MONITOR_MIN_ROWS, 200, songs in their 24-hour window)")
     ap.add_argument("--commits-per-day", type=int, default=48)
     ap.add_argument("--retrain-every", type=int, default=1, help="evaluate the automation every N days")
+    ap.add_argument("--monitor-every", type=int, default=1, help="the monitors, the estimate's coverage and the log "
+                    "query every N days (and on days 1, 30, 90, 180, 365 and the last): a shorter run of a long year")
+    ap.add_argument("--maintenance-every", type=int, default=1, help="maintenance_job every N days (same days kept)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--report", type=Path, default=None, help="print the report of a run's folder and stop")
     args = ap.parse_args(argv)
-    for name in ("days", "songs", "history_days", "requests_per_day", "commits_per_day", "retrain_every"):
+    for name in ("days", "songs", "history_days", "requests_per_day", "commits_per_day", "retrain_every",
+                 "monitor_every", "maintenance_every"):
         if getattr(args, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     parts = args.taste_shift.split(":")
