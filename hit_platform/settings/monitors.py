@@ -23,9 +23,10 @@ class MonitorThresholds(BaseSettings):
                                                                "the drop's 90% interval, before the delayed-label "
                                                                "monitor names the region in an alert")
     label_recent_days: float = Field(28.0, ge=0, description="the delayed-label monitor also judges, region by "
-                                                             "region, the songs a version first predicted in this "
-                                                             "many past days, so a change of taste in new releases "
-                                                             "is not diluted by every song it ever predicted (0: off)")
+                                                             "region, the songs first charted in this many days "
+                                                             "before the lake's newest chart day (new releases), so "
+                                                             "a change of taste in new releases is not diluted by "
+                                                             "every song a version predicted (0: off)")
     max_estimated_auc_drop: float = Field(0.05, description="largest drop of a country's label-free estimated "
                                                             "ROC AUC (the top of its interval) below its test AUC "
                                                             "before the country counts as degraded")

@@ -132,9 +132,10 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
     Judged on the 72-country mean (against `promoted_auc`) and, given the per-country test AUC it was
     promoted with (`promoted_by_country`, on `test_songs` songs), on each region's mean as well
     (`domain.region_drop`): a breached region is named in the summary and in `regions_breached`. The regions
-    are judged a second time on the songs first predicted in the last `label_recent_days` (when they are
-    at least `min_rows` and not all of them): a region's new releases charting by another taste are a few
-    hundred songs among the thousands of a version's batches, and would wait months to move the whole mean."""
+    are judged a second time on the new releases, songs first charted in the last `label_recent_days` before
+    the lake's newest chart day (when they are at least `min_rows` and not all of them): a region's new
+    releases charting by another taste are a few hundred songs among the thousands of a version's batches,
+    and would wait months to move the whole mean."""
     name = "delayed_label_evaluation"
     probs = ", ".join(f'p_{c}' for c in COUNTRIES)
     sources = []
@@ -154,15 +155,22 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
     # no splits table (a lake whose splits were never built): no song is known to be a training song
     splits_join = ("LEFT JOIN ml.splits s USING (spotify_id) WHERE coalesce(s.split, 'new') <> 'train'"
                    if table_exists(con, "ml", "splits") else "")
+    # new releases: songs whose first chart is within the last label_recent_days of the lake's newest chart day
+    new_join, new_col = ("", "false") if not table_exists(con, "core", "songs") else (
+        """LEFT JOIN (SELECT spotify_id, true AS is_new FROM core.songs WHERE first_chart_date >=
+                     (SELECT max(last_chart_date) FROM core.songs) - to_seconds($recent)) n USING (spotify_id)""",
+        "coalesce(any_value(n.is_new), false)")
     df = con.execute(f"""
         WITH preds AS (SELECT * FROM ({' UNION ALL '.join(sources)}) AS p(spotify_id, predicted_ts, snap, {probs})
                        QUALIFY row_number() OVER (PARTITION BY spotify_id ORDER BY predicted_ts) = 1)
         SELECT p.spotify_id, any_value(p.snap) AS snap, {', '.join(f'any_value(p.p_{c}) AS p_{c}' for c in COUNTRIES)},
-               {pivot}, any_value(p.predicted_ts) >= now() - to_seconds($recent) AS recent
+               {pivot}, {new_col} AS recent
         FROM preds p
         JOIN core.song_labels l USING (spotify_id)
+        {new_join}
         {splits_join}
-        GROUP BY p.spotify_id ORDER BY p.spotify_id""", {"v": model_version, "recent": t.label_recent_days * 86400.0}).df()
+        GROUP BY p.spotify_id ORDER BY p.spotify_id""",
+        {"v": model_version, **({"recent": int(t.label_recent_days * 86400)} if new_join else {})}).df()
     n = len(df)
     if n < t.min_rows:
         return MonitorResult(name, model_version, False, f"{n} predicted songs with labels outside the train "
@@ -194,7 +202,7 @@ def delayed_label_evaluation(con: duckdb.DuckDBPyConnection, t: MonitorThreshold
                + f" ({n} songs, {revealed} positives revealed since prediction)")
     if worse_recent:
         summary = ("; ".join(r.describe() for r in worse_recent) + f", more than {t.max_region_auc_drop}, on the "
-                   f"{int(recent.sum())} songs first predicted in the last {t.label_recent_days:g} days; " + summary)
+                   f"{int(recent.sum())} songs first charted in the last {t.label_recent_days:g} days; " + summary)
     if worse:
         summary = "; ".join(r.describe() for r in worse) + f", more than {t.max_region_auc_drop}; " + summary
     elif regions and not worse_recent:

@@ -105,9 +105,9 @@ def test_without_per_country_test_auc_only_the_mean_is_judged(tmp_path, truths):
 
 
 def test_new_releases_that_changed_taste_are_named_though_the_versions_old_songs_outnumber_them(tmp_path, truths):
-    """A version that predicted every old song months ago and the new releases lately: over all its songs
-    the region's drop is diluted below the threshold; the songs first predicted in the last
-    `label_recent_days` name the region. With the recent window off, nothing fires."""
+    """A version's batch holds the old songs and the new releases: over all its songs the region's drop is
+    diluted below the threshold; the songs first charted in the `label_recent_days` before the newest
+    chart day name the region. With the recent window off, nothing fires."""
     control, labelled = truths[0.0], truths[0.5]
     P = conditional_probability(control.prob)[:, 1:]
     old = np.flatnonzero(labelled.in_dump & ~labelled.shifted)
@@ -120,9 +120,11 @@ def test_new_releases_that_changed_taste_are_named_though_the_versions_old_songs
     labels = pd.DataFrame({"spotify_id": np.repeat(ids, len(COUNTRIES)), "country": np.tile(COUNTRIES, len(ids)),
                            "label": labelled.labels[songs][:, 1:].ravel()})
     lake.write(lambda con: (con.register("l", labels), con.execute("CREATE TABLE core.song_labels AS SELECT * FROM l")))
-    batch(lake, ids, P[songs], "v1", None)
-    lake.write(lambda con: con.execute("UPDATE ml.batch_predictions SET predicted_at = now() - INTERVAL 200 DAY "
-                                       "WHERE spotify_id LIKE 'old%'"))
+    batch(lake, ids, P[songs], "v1", None)  # all predicted today, as a newly promoted version's batch is
+    first = pd.DataFrame({"spotify_id": ids, "first_chart_date": [date(2026, 1, 1) if i.startswith("old")
+                                                                  else date(2026, 5, 20) for i in ids],
+                          "last_chart_date": date(2026, 5, 30)})
+    lake.write(lambda con: (con.register("f", first), con.execute("CREATE TABLE core.songs AS SELECT * FROM f")))
     assert len(new) >= T.min_rows and len(old) > 3 * len(new), (len(old), len(new))
 
     def judged(t):
@@ -134,7 +136,7 @@ def test_new_releases_that_changed_taste_are_named_though_the_versions_old_songs
     assert result.metrics["recent_songs"] == len(new)
     assert result.metrics["region_auc_drop_recent_latam"] > 0.08, result.metrics
     assert result.breached and result.regions_breached == ["latam"], result.summary
-    assert result.summary.startswith("region latam: ") and f"first predicted in the last {T.label_recent_days:g} days" \
+    assert result.summary.startswith("region latam: ") and f"first charted in the last {T.label_recent_days:g} days" \
         in result.summary
     others = [r for r in REGIONS if r != "latam"]
     assert all(result.metrics[f"region_auc_drop_lower_recent_{r}"] < T.max_region_auc_drop for r in others)
