@@ -86,6 +86,18 @@ def test_a_calibrated_model_on_new_songs_is_estimated_close_to_the_truth_and_rea
     assert covered.mean() >= 0.75, covered.mean()
 
 
+def test_the_served_population_leaves_out_the_songs_of_the_train_split(world):
+    """Training songs asked for: their labels are in the model, so they are not estimated (as from the batch)."""
+    lake, X, P, _, ids, _ = world
+    serve(lake, X[:40], P[:40], "est-train", ids=ids[:40])
+    with lake.connection(read_only=True) as con:
+        pop = estimates.served_population(con, "est-train", *window())
+        train = {r[0] for r in con.execute("SELECT spotify_id FROM ml.splits WHERE split = 'train'").fetchall()}
+    served_train = [i for i in ids[:40] if i in train]
+    assert 0 < len(served_train) < 40
+    assert sorted(pop.spotify_ids) == sorted(i for i in ids[:40] if i not in train)
+
+
 def test_compressed_probabilities_fall_below_the_test_auc_in_many_countries_and_breach(world, reference):
     """Songs the model can barely tell apart (its probabilities bunched near each country's mean): the
     estimate falls below the test AUC everywhere, with no label needed."""
