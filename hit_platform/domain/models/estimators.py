@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from hit_platform.domain.countries import COUNTRIES
+from hit_platform.domain.countries import COUNTRIES, REGION_OF
 from hit_platform.domain.models.frame import label_matrix
 
 PROBA_MIN = 1e-6  # probabilities live in [PROBA_MIN, 1 - PROBA_MIN]: log loss stays finite
@@ -126,49 +126,71 @@ class MultiLabelMLP(MultiLabelModel):
     weights. Loss: binary log loss summed over outputs, averaged over songs,
     plus alpha/2 * |W|^2 / n_songs (scikit-learn's MLP convention), minimised
     by full-batch L-BFGS from a seeded initialisation, so a fit is a pure
-    function of (data, parameters, random_state)."""
+    function of (data, parameters, random_state).
+
+    pool > 0 (multi-task across a region's countries): a country's output weights are its region's plus a
+    deviation, W2[:, c] = A[:, region(c)] + D[:, c], the region's penalised by alpha, the deviation by
+    alpha * pool. A country with few hits then follows its region's ear instead of its own noise. The fit
+    is stored as the plain W2 = A[:, regions] + D, so prediction and explanations see one MLP."""
 
     def __init__(self, hidden: int = 32, alpha: float = 30.0, max_iter: int = 300,
-                 random_state: int = 0):
+                 random_state: int = 0, pool: float = 0.0):
         self.hidden = hidden
         self.alpha = alpha
         self.max_iter = max_iter
         self.random_state = random_state
+        self.pool = pool
 
     def fit(self, X, Y) -> MultiLabelMLP:
         X, Y = self._start_fit(X, Y)
         n, d = X.shape
         k, h = Y.shape[1], int(self.hidden)
+        pool = float(self.pool)
+        if not pool >= 0:
+            raise ValueError(f"MultiLabelMLP: pool must be >= 0 (0: no pooling), got {self.pool!r}")
+        # M (k, regions): which region each output belongs to (none when pool is 0)
+        regions = list(dict.fromkeys(REGION_OF[c] for c in COUNTRIES)) if pool > 0 else []
+        M = np.array([[REGION_OF[c] == r for r in regions] for c in COUNTRIES], dtype=np.float64) if pool > 0 \
+            else np.zeros((k, 0))
+        g = M.shape[1]
         rng = np.random.default_rng(self.random_state)
         base = logit(Y.mean(axis=0))
         params0 = np.concatenate([
             rng.normal(0.0, 1.0 / np.sqrt(d), d * h), np.zeros(h),
-            rng.normal(0.0, 1.0 / np.sqrt(h), h * k), base,
+            rng.normal(0.0, 1.0 / np.sqrt(h), h * k), base, np.zeros(h * g),
         ])
         Yf = Y.astype(np.float64)
         alpha = float(self.alpha)
+        dev = alpha * pool if pool > 0 else alpha  # the penalty on a country's own output weights
 
         def unpack(w):
             W1 = w[:d * h].reshape(d, h)
             b1 = w[d * h:d * h + h]
-            W2 = w[d * h + h:d * h + h + h * k].reshape(h, k)
-            return W1, b1, W2, w[d * h + h + h * k:]
+            D = w[d * h + h:d * h + h + h * k].reshape(h, k)
+            at = d * h + h + h * k
+            A = w[at + k:].reshape(h, g)
+            return W1, b1, D, w[at:at + k], A
 
         def loss_and_grad(w):
-            W1, b1, W2, b2 = unpack(w)
+            W1, b1, D, b2, A = unpack(w)
+            W2 = D + A @ M.T if g else D
             H = np.tanh(X @ W1 + b1)
             Z = H @ W2 + b2
             # One exp serves both the loss, softplus(Z) - y Z, and its gradient, sigmoid(Z) - y.
             E = np.exp(-np.abs(Z))
             loss = (np.maximum(Z, 0.0) + np.log1p(E) - Yf * Z).sum() / n
-            loss += 0.5 * alpha * ((W1 ** 2).sum() + (W2 ** 2).sum()) / n
+            if g:
+                loss += 0.5 * (alpha * ((W1 ** 2).sum() + (A ** 2).sum()) + dev * (D ** 2).sum()) / n
+            else:  # as it always was: the same bytes as the models fitted before pooling existed
+                loss += 0.5 * alpha * ((W1 ** 2).sum() + (D ** 2).sum()) / n
             G = np.where(Z >= 0, 1.0, E) / (1.0 + E)
             G -= Yf
             G /= n
             dA = (G @ W2.T) * (1.0 - H ** 2)
+            dW2 = H.T @ G
             grad = np.concatenate([
                 (X.T @ dA + alpha * W1 / n).ravel(), dA.sum(axis=0),
-                (H.T @ G + alpha * W2 / n).ravel(), G.sum(axis=0),
+                (dW2 + dev * D / n).ravel(), G.sum(axis=0), (dW2 @ M + alpha * A / n).ravel(),
             ])
             return loss, grad
 
@@ -177,9 +199,9 @@ class MultiLabelMLP(MultiLabelModel):
         with threadpool_limits(limits=1, user_api="blas"):
             result = minimize(loss_and_grad, params0, jac=True, method="L-BFGS-B",
                           options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
-        W1, b1, W2, b2 = unpack(result.x)
+        W1, b1, D, b2, A = unpack(result.x)
         self.W1_, self.b1_ = np.ascontiguousarray(W1), b1.copy()
-        self.W2_, self.b2_ = np.ascontiguousarray(W2), b2.copy()
+        self.W2_, self.b2_ = np.ascontiguousarray(D + A @ M.T if g else D), b2.copy()
         self.n_iter_ = int(result.nit)
         self.loss_ = float(result.fun)
         return self

@@ -13,10 +13,11 @@ from hit_platform.domain.models.search import planned_points, rungs
 from hit_platform.settings.training import TrainingSettings
 from hit_platform_tests.support.models import N_TRAIN, data
 
-# one region of the grid clearly better: a sane penalty; the others all but switch the hidden layer off
-GOOD = {"hidden": 8, "alpha": 30.0, "max_iter": 40}
-GRID = tuple({"hidden": h, "alpha": a, "max_iter": 40} for h, a in ((8, 1e5), (4, 1e5), (8, 3e5), (4, 3e5),
-                                                                   (4, 1e6), (8, 30.0)))
+# one region of the grid clearly better: a sane penalty (pooled by region: its refit is checked too); the others
+# all but switch the hidden layer off
+GOOD = {"hidden": 8, "alpha": 30.0, "max_iter": 40, "pool": 3.0}
+GRID = (*({"hidden": h, "alpha": a, "max_iter": 40} for h, a in ((8, 1e5), (4, 1e5), (8, 3e5), (4, 3e5), (4, 1e6))),
+        GOOD)
 
 
 @pytest.fixture
@@ -56,8 +57,9 @@ def test_a_tiny_budget_fits_fewer_points_says_what_it_skipped_and_still_returns_
     results = {r.family: r for r in _train(families=["linear", "mlp"], budget_s=1e-3, on_progress=told.append)}
     mlp = results["mlp"]
     assert len(mlp.search) == 2  # the first wave (one worker: one point), then the finalist on all songs
-    assert mlp.search[-1]["songs"] == N_TRAIN and {k: mlp.params[k] for k in GOOD} == GRID[0]
-    assert [{k: s[k] for k in GOOD} for s in mlp.skipped] == list(GRID[1:])
+    assert mlp.search[-1]["songs"] == N_TRAIN and {k: mlp.params[k] for k in GRID[0]} == GRID[0]
+    assert [{k: s[k] for k in p} for s, p in zip(mlp.skipped, GRID[1:])] == list(GRID[1:])
+    assert len(mlp.skipped) == len(GRID) - 1
     assert all(s["rung"] == 0 and s["songs"] == N_TRAIN // 4 and s["projected_seconds"] >= 0 for s in mlp.skipped)
     assert len(results["linear"].search) == len(FAMILIES["linear"].grid)  # light families are not budgeted
     assert told[-1].done == told[-1].points == len(FAMILIES["linear"].grid) + 2  # the plan shrank with the skips
