@@ -1,7 +1,7 @@
 """The platform's model search on every world of the generator's zoo, against each world's oracle (issue 30).
 
     .venv/bin/python bench/bench_zoo.py [--songs 6000 20000] [--seed 7] [--worlds additive sparse ...]
-                                        [--history-days 120]
+                                        [--history-days 120] [--keep DIR [--reuse]]
 
 For each world and size, in a fresh process and an empty warehouse: `generate` writes the world's whole
 history (clean, all 72 countries, ending yesterday), the data half is built through Dagster as `hit-platform
@@ -34,7 +34,7 @@ from pathlib import Path
 FAMILY_ORDER = ("prior", "linear", "trees", "mlp", "blend")
 
 
-def one_world(world: str, songs: int, seed: int, history_days: int, keep: str | None) -> dict:
+def one_world(world: str, songs: int, seed: int, history_days: int, keep: str | None, reuse: bool = False) -> dict:
     import dagster as dg
 
     from hit_platform.cli.build import build
@@ -47,18 +47,23 @@ def one_world(world: str, songs: int, seed: int, history_days: int, keep: str | 
 
     with tempfile.TemporaryDirectory(prefix="bench_zoo_") as tmp:
         settings = Settings(warehouse=Path(keep or tmp) / f"{world}-{songs}" / "warehouse")
-        if keep and settings.warehouse.exists():
-            raise SystemExit(f"{settings.warehouse} exists: --keep needs a folder without this world's warehouse")
+        reused = reuse and settings.warehouse.exists()  # a kept lake of the same world: train on it as it is
+        if keep and settings.warehouse.exists() and not reuse:
+            raise SystemExit(f"{settings.warehouse} exists: --keep needs a folder without this world's warehouse "
+                             "(or --reuse to train on it again)")
         t = time.perf_counter()
-        generate(GeneratorConfig(out_dir=settings.landing_dir, truth_dir=settings.generator_dir, seed=seed,
-                                 songs=songs, history_days=history_days, increments=0, world_name=world,
-                                 start_date=date.today() - timedelta(days=history_days)))
+        if not reused:
+            generate(GeneratorConfig(out_dir=settings.landing_dir, truth_dir=settings.generator_dir, seed=seed,
+                                     songs=songs, history_days=history_days, increments=0, world_name=world,
+                                     start_date=date.today() - timedelta(days=history_days)))
         generate_s = time.perf_counter() - t
         t = time.perf_counter()
-        built = build(build_definitions(LakeResource(warehouse=str(settings.warehouse))),
-                      dg.DagsterInstance.ephemeral(), upto=[SPLITS_KEY], log_level="ERROR")
-        if not built.success:
-            raise SystemExit(f"{world}: the data half failed: {[c.description for c in built.checks if not c.passed]}")
+        if not reused:
+            built = build(build_definitions(LakeResource(warehouse=str(settings.warehouse))),
+                          dg.DagsterInstance.ephemeral(), upto=[SPLITS_KEY], log_level="ERROR")
+            if not built.success:
+                raise SystemExit(f"{world}: the data half failed: "
+                                 f"{[c.description for c in built.checks if not c.passed]}")
         build_s = time.perf_counter() - t
         train, val, test = load_splits(settings)
         search = train_like_the_platform(train, val, settings)
@@ -88,10 +93,13 @@ def main() -> None:
     ap.add_argument("--json", help="also write every row to this file (JSON lines)")
     ap.add_argument("--keep", metavar="DIR", help="keep each warehouse in DIR/WORLD-SONGS/warehouse (default: "
                                                   "a temporary folder, removed)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: a world's warehouse already in DIR is "
+                    "trained on again as it is (no generate, no build): a search's change measured on the same lake")
     ap.add_argument("--child", nargs=2, metavar=("WORLD", "SONGS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(one_world(args.child[0], int(args.child[1]), args.seed, args.history_days, args.keep)))
+        print(json.dumps(one_world(args.child[0], int(args.child[1]), args.seed, args.history_days, args.keep,
+                                   args.reuse)))
         return
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; seed {args.seed}, "
           f"{args.history_days} days; expected - true AUC per family: what its own probabilities promise minus "
@@ -101,7 +109,8 @@ def main() -> None:
     for songs in args.songs:
         for world in args.worlds:
             cmd = [sys.executable, __file__, "--child", world, str(songs), "--seed", str(args.seed),
-                   "--history-days", str(args.history_days), *(["--keep", args.keep] if args.keep else [])]
+                   "--history-days", str(args.history_days), *(["--keep", args.keep] if args.keep else []),
+                   *(["--reuse"] if args.reuse else [])]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 print(f"{world:14s} {songs:>6,} failed:\n{out.stderr[-2000:]}", flush=True)
