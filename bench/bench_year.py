@@ -78,6 +78,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -96,7 +97,7 @@ COLUMNS = ("day", "date", "retrained", "champion", "ingest_s", "ingest_cpu_s", "
            "inlined_rows_before", "snapshots", "data_files", "inlined_rows",
            "catalog_bytes", "catalog_file_bytes", "disk_bytes", "dagster_runs", "model_versions",
            "maintenance_s", "maintenance_cpu_s", "maintenance_ok", "delayed_label_regions", "delayed_label_summary",
-           "estimate_covered", "estimate_judged")
+           "estimate_covered", "estimate_judged", "estimate_covered_shifted", "estimate_judged_shifted")
 TARGETS = {"ingest_s": 1.2, "ingest_cpu_s": 1.2, "monitors_s": 1.2, "monitors_cpu_s": 1.2, "commit_mean_s": 1.2,
            "commit_cpu_s": 1.2}
 
@@ -256,7 +257,7 @@ class Soak:
         self.journal = self.settings.warehouse / "bench_journal"
         self.predictor = None
         self.rng = __import__("numpy").random.default_rng(args.seed)
-        self.covered = self.judged = 0
+        self.day_now = 0
 
     # the calendar: day d is the morning after the d-th daily file's date
     def date_of(self, d: int) -> date:
@@ -388,7 +389,10 @@ class Soak:
 
     def coverage(self) -> tuple[int, int]:
         """The newest served estimate's 90% ROC AUC intervals against the AUC the world's labels give the same
-        songs, over the countries with enough expected hits: (covered, judged)."""
+        songs, over the countries with enough expected hits: (covered, judged) of the countries whose taste has not
+        changed, and (covered, judged) of the shifted region's countries from the shift's day on, apart: a change
+        of taste leaves the probabilities as they were, so no label-free estimate can see it (the delayed-label
+        monitor's job)."""
         import numpy as np
 
         from hit_platform.domain.models import evaluate
@@ -397,12 +401,12 @@ class Soak:
         with self.lake.connection(read_only=True) as con:
             rows = pe.latest(con, "served")
             if rows.empty or rows["estimated_at"].max() < SimClock.now() - timedelta(hours=1):
-                return 0, 0
+                return 0, 0, 0, 0
             head = rows.iloc[0]
             pop = pe.served_population(con, head["model_version"], head["window_start"], head["window_end"])
         keep = [i for i, s in enumerate(pop.spotify_ids) if s in self.songs.labels]
         if len(keep) < 2:
-            return 0, 0
+            return 0, 0, 0, 0
         Y = np.array([self.songs.labels[pop.spotify_ids[i]] for i in keep])
         P = pop.P[keep]
         real = evaluate(Y, P)["roc_auc"]
@@ -410,13 +414,18 @@ class Soak:
         by = rows.set_index("country")
         from hit_platform.domain.countries import COUNTRIES
 
-        covered = n = 0
+        from hit_platform.domain.countries import REGIONS
+
+        region = self.args.taste_shift.split(":")[0]
+        moved = set(REGIONS.get(region, ())) if self.day_now >= int(self.args.taste_shift.split(":")[1]) else set()
+        counts = [0, 0, 0, 0]
         for j, c in enumerate(COUNTRIES):
             v = real[c]
             if judged[j] and np.isfinite(v) and c in by.index:
-                n += 1
-                covered += int(by.loc[c, "lower"] <= v <= by.loc[c, "upper"])
-        return covered, n
+                k = 2 if c in moved else 0
+                counts[k + 1] += 1
+                counts[k] += int(by.loc[c, "lower"] <= v <= by.loc[c, "upper"])
+        return tuple(counts)
 
     def log_query(self, request_id: str) -> Timer:
         from hit_platform.adapters.lake.tables import requests_in_log
@@ -477,12 +486,12 @@ class Soak:
         served = self.serve_day(d)
         first_request = served.pop("first_request")
         nan = Timer.nan()
-        monitors, delayed, covered, judged, query = nan, {}, 0, 0, nan
+        monitors, delayed, covered, query = nan, {}, (0, 0, 0, 0), nan
+        self.day_now = d
         if self.due(d, self.args.monitor_every):
             self.at(d, 23, 45)
             monitors, delayed = self.monitors()
-            covered, judged = self.coverage()
-            self.covered, self.judged = self.covered + covered, self.judged + judged
+            covered = self.coverage()
             self.at(d, 23, 50)
             query = self.log_query(first_request)
         maint_s = maint_cpu = float("nan")
@@ -500,7 +509,8 @@ class Soak:
                 "monitors_cpu_s": monitors.cpu, "log_query_s": query.wall, "log_query_cpu_s": query.cpu, **served,
                 **before, **self.footprint(), "maintenance_s": maint_s, "maintenance_cpu_s": maint_cpu,
                 "maintenance_ok": maint_ok, "delayed_label_regions": regions,
-                "delayed_label_summary": summary[:300], "estimate_covered": covered, "estimate_judged": judged}
+                "delayed_label_summary": summary[:300], "estimate_covered": covered[0], "estimate_judged": covered[1],
+                "estimate_covered_shifted": covered[2], "estimate_judged_shifted": covered[3]}
 
 
 # -- the report ---------------------------------------------------------------------------------------------
@@ -540,26 +550,39 @@ def report(out: Path, meta: dict) -> dict:
             "snapshots", "data_files", "inlined_rows_before", "catalog_bytes", "catalog_file_bytes", "disk_bytes",
             "log_rows", "dagster_runs", "model_versions")
     print(f"\nbench_year: maintenance {meta.get('maintenance')}, {len(rows)} days recorded ({out / 'year.csv'})")
-    print(f"{'':20}" + "".join(f"{'day ' + str(d):>11}" for d in shown) + f"{'ratio':>9}")
+    # a single day's seconds move with whatever else shares the machine: the target is judged on the median of
+    # the first week's days against the last week's (the days each part ran)
+    print(f"{'':20}" + "".join(f"{'day ' + str(d):>11}" for d in shown) + f"{'ratio':>9}{'weeks':>9}")
     first = by_day[min(by_day)]
     ratios = {}
+
+    def week(c: str, days: range) -> float:
+        v = [by_day[d][c] for d in days if d in by_day and isinstance(by_day[d][c], (int, float))]
+        v = [x for x in v if x == x]
+        return float(statistics.median(v)) if v else float("nan")
+
     for c in [c for c in cols if c in first]:
         a, b = first[c], by_day[last][c]
         ratio = b / a if isinstance(a, (int, float)) and a and isinstance(b, (int, float)) else float("nan")
-        ratios[c] = ratio
-        mark = "" if c not in TARGETS else ("  ok" if ratio <= TARGETS[c] else f"  > {TARGETS[c]}x")
-        print(f"{c:20}" + "".join(f"{_fmt(c, by_day[d][c]):>11}" for d in shown) + f"{ratio:8.2f}x{mark}")
+        a7, b7 = week(c, range(min(by_day), min(by_day) + 7)), week(c, range(last - 6, last + 1))
+        weekly = b7 / a7 if a7 else float("nan")
+        ratios[c] = weekly
+        mark = "" if c not in TARGETS else ("  ok" if weekly <= TARGETS[c] else f"  > {TARGETS[c]}x")
+        print(f"{c:20}" + "".join(f"{_fmt(c, by_day[d][c]):>11}" for d in shown) + f"{ratio:8.2f}x{weekly:8.2f}x{mark}")
     _plot(rows, out)
     fired = next((int(r["day"]) for r in rows if r["delayed_label_regions"]), None)
     region = meta.get("taste_shift", "").split(":")[0]
     fired_region = next((int(r["day"]) for r in rows if region and region in str(r["delayed_label_regions"])), None)
-    covered, judged = sum(int(r["estimate_covered"]) for r in rows), sum(int(r["estimate_judged"]) for r in rows)
+    covered, judged = (sum(int(r.get(k) or 0) for r in rows) for k in ("estimate_covered", "estimate_judged"))
+    moved, moved_judged = (sum(int(r.get(k) or 0) for r in rows)
+                           for k in ("estimate_covered_shifted", "estimate_judged_shifted"))
     print(f"regional taste shift ({meta.get('taste_shift')}): begins on day {meta.get('shift_day')}; the per-region "
           f"delayed-label alert fires on day {fired_region if fired_region else 'never'}"
           + (f" (first region alert of any region: day {fired})" if fired and fired != fired_region else ""))
     print(f"label-free estimate, 90% ROC AUC intervals: covered the truth in {covered / max(judged, 1):.1%} of "
           f"{judged} country-windows ({sum(1 for r in rows if int(r['estimate_judged']))} daily windows; "
-          f"target >= 88%)")
+          f"target >= 88%); the shifted region after the shift, which no label-free estimate can see: "
+          f"{moved / max(moved_judged, 1):.1%} of {moved_judged}")
     print(f"plot: {out / 'year.png'}")
     return {"ratios": ratios, "alert_day": fired_region, "coverage": covered / max(judged, 1)}
 
