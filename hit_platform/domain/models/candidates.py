@@ -101,14 +101,15 @@ def _blend(params: dict, seed: int, members: dict[str, Pipeline]) -> Pipeline:
 
 # Plain JSON scalar values (params survive MLflow and Dagster metadata). Heavy grids are searched by successive halving
 # under the budget (`search.py`) in this order; a small budget fits the first points (14k songs, 60 s: two), so each of
-# the first two is followed by its FeatureScreen twin. Deeper trees, a wider MLP pooled by region help (issue 30).
+# the first two is followed by its FeatureScreen twin. Deeper trees, an MLP pooled by region, a bag last (issue 30).
 LINEAR_GRID = tuple({"C": c} for c in (0.01, 0.1, 1.0))
 _TREES = [{"learning_rate": lr, "max_leaf_nodes": leaves, "min_samples_leaf": leaf, "l2_regularization": l2}
           for lr, leaves, leaf, l2 in ((0.3, 7, 200, 0.0), (0.1, 31, 20, 3.0), (0.1, 31, 50, 1.0), (0.1, 15, 40, 1.0),
                                        (0.2, 15, 100, 1.0), (0.1, 63, 20, 3.0))]
-_MLP = [{"hidden": h, "alpha": a, "max_iter": 300, **({"pool": p} if p else {})} for h, a, p in (
-    (64, 30.0, 3.0), (128, 30.0, 3.0), (64, 30.0, 0), (128, 30.0, 0), (128, 30.0, 1.5), (32, 30.0, 3.0),
-    (128, 10.0, 0), (128, 60.0, 3.0), (32, 30.0, 0))]
+_MLP = [{"hidden": h, "alpha": a, "max_iter": 300, **({"pool": p} if p else {}), **({"bag": b} if b > 1 else {})}
+        for h, a, p, b in ((64, 30.0, 3.0, 1), (128, 30.0, 3.0, 1), (64, 30.0, 0, 1), (128, 30.0, 0, 1),
+                           (128, 30.0, 1.5, 1), (32, 30.0, 3.0, 1), (128, 10.0, 0, 1), (128, 60.0, 3.0, 1),
+                           (32, 30.0, 0, 1), (128, 30.0, 3.0, 3))]
 TREES_GRID, MLP_GRID = ((g[0], {**g[0], "screen": 2.0}, g[1], {**g[1], "screen": 2.0}, *g[2:]) for g in [_TREES, _MLP])
 
 
@@ -135,8 +136,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            TREES_GRID, _trees),
     Family("mlp", "one tanh hidden layer, 72 logistic outputs pooled toward their region's, L-BFGS", MLP_GRID, _mlp),
     Family("blend", "weighted mean of the logits of the chosen trees and mlp candidates, the weight fitted on "
-                    "validation", ({"trees_weight": 0.5},), _blend, members=("trees", "mlp"),
-           fit_grid=_blend_weights),
+                    "validation", ({"trees_weight": 0.5},), _blend, members=("trees", "mlp"), fit_grid=_blend_weights),
 )}
 
 

@@ -131,18 +131,41 @@ class MultiLabelMLP(MultiLabelModel):
     pool > 0 (multi-task across a region's countries): a country's output weights are its region's plus a
     deviation, W2[:, c] = A[:, region(c)] + D[:, c], the region's penalised by alpha, the deviation by
     alpha * pool. A country with few hits then follows its region's ear instead of its own noise. The fit
-    is stored as the plain W2 = A[:, regions] + D, so prediction and explanations see one MLP."""
+    is stored as the plain W2 = A[:, regions] + D, so prediction and explanations see one MLP.
+
+    bag > 1: that many nets fitted from their own seeded starts, their logits averaged (L-BFGS lands each
+    in another local optimum; the mean ranks better). Stored as one MLP too: the hidden layers side by
+    side, the output weights each divided by bag."""
 
     def __init__(self, hidden: int = 32, alpha: float = 30.0, max_iter: int = 300,
-                 random_state: int = 0, pool: float = 0.0):
+                 random_state: int = 0, pool: float = 0.0, bag: int = 1):
         self.hidden = hidden
         self.alpha = alpha
         self.max_iter = max_iter
         self.random_state = random_state
         self.pool = pool
+        self.bag = bag
 
     def fit(self, X, Y) -> MultiLabelMLP:
         X, Y = self._start_fit(X, Y)
+        if int(self.bag) < 1:
+            raise ValueError(f"MultiLabelMLP: bag must be >= 1 (nets averaged), got {self.bag!r}")
+        # the first net from random_state alone: a bag of one is the same bytes as an MLP without bag
+        nets = [self._fit_net(X, Y, self.random_state if i == 0 else [self.random_state, i])
+                for i in range(int(self.bag))]
+        if len(nets) == 1:
+            W1, b1, W2, b2 = nets[0][:4]
+        else:
+            W1, b1 = np.hstack([m[0] for m in nets]), np.concatenate([m[1] for m in nets])
+            W2, b2 = np.vstack([m[2] for m in nets]) / len(nets), np.mean([m[3] for m in nets], axis=0)
+        self.W1_, self.b1_ = np.ascontiguousarray(W1), b1.copy()
+        self.W2_, self.b2_ = np.ascontiguousarray(W2), b2.copy()
+        self.n_iter_ = max(m[4] for m in nets)
+        self.loss_ = float(np.mean([m[5] for m in nets]))
+        return self
+
+    def _fit_net(self, X: np.ndarray, Y: np.ndarray, seed) -> tuple:
+        """(W1, b1, W2, b2, iterations, loss) of one net from the seeded start `seed`."""
         n, d = X.shape
         k, h = Y.shape[1], int(self.hidden)
         pool = float(self.pool)
@@ -153,7 +176,7 @@ class MultiLabelMLP(MultiLabelModel):
         M = np.array([[REGION_OF[c] == r for r in regions] for c in COUNTRIES], dtype=np.float64) if pool > 0 \
             else np.zeros((k, 0))
         g = M.shape[1]
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(seed)
         base = logit(Y.mean(axis=0))
         params0 = np.concatenate([
             rng.normal(0.0, 1.0 / np.sqrt(d), d * h), np.zeros(h),
@@ -200,11 +223,7 @@ class MultiLabelMLP(MultiLabelModel):
             result = minimize(loss_and_grad, params0, jac=True, method="L-BFGS-B",
                           options={"maxiter": int(self.max_iter), "ftol": 1e-12, "gtol": 1e-8})
         W1, b1, D, b2, A = unpack(result.x)
-        self.W1_, self.b1_ = np.ascontiguousarray(W1), b1.copy()
-        self.W2_, self.b2_ = np.ascontiguousarray(D + A @ M.T if g else D), b2.copy()
-        self.n_iter_ = int(result.nit)
-        self.loss_ = float(result.fun)
-        return self
+        return W1, b1, (D + A @ M.T if g else D), b2, int(result.nit), float(result.fun)
 
     def decision_function(self, X) -> np.ndarray:
         X = self._check_X(X)

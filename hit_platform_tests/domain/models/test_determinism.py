@@ -40,9 +40,9 @@ def test_trees_identical_across_fits_and_thread_counts():
     assert not np.array_equal(a, _fit("trees", params, seed=1).predict_proba(_probe()))  # the seed matters
 
 
-@pytest.mark.parametrize("pool", [0.0, 3.0])  # pooled toward the region (multi-task) or not
-def test_mlp_identical_across_fits_and_blas_threads(pool):
-    params = {"hidden": 16, "alpha": 30.0, "max_iter": 40, **({"pool": pool} if pool else {})}
+@pytest.mark.parametrize("extra", [{}, {"pool": 3.0}, {"pool": 3.0, "bag": 2}])  # pooled by region, bagged
+def test_mlp_identical_across_fits_and_blas_threads(extra):
+    params = {"hidden": 16, "alpha": 30.0, "max_iter": 40, **extra}
     with threadpool_limits(limits=1):
         a = _fit("mlp", params).predict_proba(_probe())
     with threadpool_limits(limits=2):

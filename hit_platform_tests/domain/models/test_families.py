@@ -148,3 +148,24 @@ def test_pooled_mlp_ties_a_regions_countries_and_learns_rare_hits_better():
     assert auc[3.0] > auc[0.0] + 0.01, auc
     with pytest.raises(ValueError, match="pool must be >= 0"):
         MultiLabelMLP(hidden=4, pool=-1.0).fit(Z.transform(X), rare)
+
+
+def test_a_bag_of_mlps_is_one_mlp_whose_logits_are_its_nets_mean():
+    """bag=3: three nets from their own seeded starts, stored as one MLP (hidden layers side by side), so
+    its logits are the mean of the three nets' and the explainers and the fast path see a plain MLP."""
+    from hit_platform.domain.models.estimators import MultiLabelMLP
+
+    X, Y, _ = data()["train"]
+    Z = FAMILIES["mlp"].build({"hidden": 4, "alpha": 30.0, "max_iter": 30}, 0)[:-1].fit(X, Y).transform(X)
+    bag = MultiLabelMLP(hidden=4, max_iter=30, pool=3.0, bag=3, random_state=5).fit(Z, Y)
+    assert bag.W1_.shape == (Z.shape[1], 12) and bag.W2_.shape == (12, len(COUNTRIES))
+    net = MultiLabelMLP(hidden=4, max_iter=30, pool=3.0, random_state=5).fit(Z, Y)
+    one = MultiLabelMLP(hidden=4, max_iter=30, pool=3.0, bag=1, random_state=5).fit(Z, Y)
+    assert one.decision_function(Z).tobytes() == net.decision_function(Z).tobytes()  # a bag of one: the net
+    assert np.array_equal(bag.W1_[:, :4], net.W1_) and np.allclose(bag.W2_[:4] * 3, net.W2_, rtol=1e-12, atol=1e-15)
+    hidden = [np.tanh(Z @ bag.W1_[:, 4 * i:4 * i + 4] + bag.b1_[4 * i:4 * i + 4]) @ bag.W2_[4 * i:4 * i + 4] * 3
+              for i in range(3)]
+    assert np.allclose(bag.decision_function(Z), np.mean(hidden, axis=0) + bag.b2_, rtol=1e-10, atol=1e-10)
+    assert not np.allclose(hidden[0], hidden[1])  # each net its own start
+    with pytest.raises(ValueError, match="bag must be >= 1"):
+        MultiLabelMLP(hidden=4, bag=0).fit(Z, Y)
