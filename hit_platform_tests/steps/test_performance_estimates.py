@@ -75,6 +75,10 @@ def test_a_calibrated_model_on_new_songs_is_estimated_close_to_the_truth_and_rea
     Y = np.random.default_rng(3).random(P.shape) < P
     label(lake, ids, Y)
     assert lake.write(estimates.realize) >= 2 * len(COUNTRIES)
+    # a monitor every 15 minutes does not realize it again until a day's labels can have come
+    assert lake.write(lambda con: estimates.realize(con, datetime.now(timezone.utc) + timedelta(minutes=15))) == 0
+    tomorrow = datetime.now(timezone.utc) + estimates.REALIZE_EVERY + timedelta(minutes=1)
+    assert lake.write(lambda con: estimates.realize(con, tomorrow)) >= 2 * len(COUNTRIES)
     with lake.connection(read_only=True) as con:
         got = con.execute("SELECT country, estimate, lower, upper, realized, realized_songs FROM "
                           "ops.performance_estimates WHERE model_version = 'est-ok' AND metric = 'roc_auc'").df()
