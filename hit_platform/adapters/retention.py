@@ -1,6 +1,7 @@
 """Retention outside the lake: which lake snapshots the registry still needs, the MLflow runs of candidates
 that lost (deleted with their logged models, then purged with their artifacts by MLflow's own `mlflow gc`),
-and the old files of the warehouse's folders (the journal's unreadable/, reports/)."""
+the old files of the warehouse's folders (the journal's unreadable/, reports/), and landing files the lake
+has held for long enough."""
 
 from __future__ import annotations
 
@@ -119,3 +120,20 @@ def delete_old_files(folder: Path, keep_days: float, now: float | None = None) -
     for p in gone:
         p.unlink(missing_ok=True)
     return gone
+
+
+def ingested_landing_files(con, landing: Path, keep_days: float, now: datetime) -> list[Path]:
+    """Files in the landing folder whose very content (sha256) `raw.landed_files` records as ingested more than
+    `keep_days` ago: the lake holds each of their rows (raw, or quarantine with the row's text), so the file
+    adds nothing. A file never ingested, rejected (someone has to look at it) or ingested lately stays; none
+    go with `keep_days` 0. Only files of an ingested file's size are hashed."""
+    from hit_platform.adapters.lake.tables import table_exists
+    from hit_platform.steps.ingest.landing import file_sha256, landing_files
+
+    if keep_days <= 0 or not table_exists(con, "raw", "landed_files"):
+        return []
+    held = dict(con.execute("""SELECT file_sha256, any_value(size_bytes) FROM raw.landed_files
+                               WHERE status = 'ingested' GROUP BY file_sha256 HAVING min(ingested_at) < ?""",
+                            [now - timedelta(days=keep_days)]).fetchall())
+    sizes = set(held.values())
+    return [p for p in landing_files(landing) if p.stat().st_size in sizes and file_sha256(p) in held]

@@ -56,6 +56,11 @@ class MaintenanceSettings(BaseSettings):
     mlflow_keep_days: float = Field(
         30.0, gt=0, description="MLflow runs older than this that no registered model version came from (the "
                                 "candidates that lost) are deleted with their artifacts (`mlflow gc`)")
+    landing_keep_days: float = Field(
+        30.0, ge=0, description="a landing file whose content (sha256) was ingested more than this many days ago is "
+                                "deleted from the landing folder: the lake holds every row of it (raw, or quarantine "
+                                "with the row's text) and raw.landed_files its name, size and hash; never ingested or "
+                                "rejected files stay (0: keep them all)")
     files_keep_days: float = Field(
         30.0, gt=0, description="files in the serving journal's unreadable/ folder and under warehouse/reports/ "
                                 "older than this are deleted (the dashboard page is rewritten by each build)")

@@ -137,3 +137,48 @@ def test_an_expired_request_is_audited_as_expired_with_its_model_and_when(tmp_pa
     assert now - timedelta(days=41) < found["at"] < now - timedelta(days=39)
     with pytest.raises(LookupError, match="no prediction has the id 'never-served'"):
         audit(settings, "never-served")
+
+
+def test_landing_files_the_lake_has_held_past_the_retention_go_and_the_others_stay(tmp_path):
+    """A landing file ingested 40 days ago goes (and its copy under another name); one ingested yesterday,
+    one rejected, one never ingested and one with an ingested file's name and size but other bytes stay.
+    The check fails before the job and passes after; a second run deletes nothing."""
+    from hit_platform.adapters.lake.tables import FILES_DDL
+    from hit_platform.defs.maintenance.history import WAREHOUSE_FILES
+    from hit_platform.steps.ingest.landing import file_sha256
+
+    settings = Settings(warehouse=tmp_path / "warehouse", maintenance={"landing_keep_days": 30.0})
+    landing = settings.landing_dir
+    landing.mkdir(parents=True)
+    files = {name: landing / name for name in ("old.csv", "old_copy.csv", "new.csv", "bad.csv", "waiting.csv")}
+    for name, path in files.items():
+        path.write_bytes(b"old" if name == "old_copy.csv" else name.encode() * 3)
+    recorded = [("old.csv", "ingested", 40), ("new.csv", "ingested", 1), ("bad.csv", "rejected", 40)]
+
+    def record(con):
+        con.execute(FILES_DDL)
+        for name, status, days in recorded:
+            path = files[name]
+            con.execute("INSERT INTO raw.landed_files VALUES (?, ?, ?, 'csv', ?, 1, 1, 0, NULL, "
+                        "now() - to_days(?))", [name, file_sha256(path), path.stat().st_size, status, days])
+
+    lake = Lake(settings)
+    lake.write(record)
+    files["old_copy.csv"].write_bytes(files["old.csv"].read_bytes())  # the same bytes under another name
+    impostor = landing / "zzz.csv"  # old.csv's size, other bytes: not what the lake holds
+    impostor.write_bytes(b"x" * files["old.csv"].stat().st_size)
+    defs, instance = _definitions(settings), dg.DagsterInstance.ephemeral()
+    job = defs.resolve_implicit_global_asset_job_def()
+
+    def run(with_asset: bool) -> dict[str, bool]:
+        checks = {k for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == WAREHOUSE_FILES}
+        sub = job.get_subset(asset_selection={WAREHOUSE_FILES} if with_asset else set(), asset_check_selection=checks)
+        result = sub.execute_in_process(instance=instance, raise_on_error=False)
+        assert result.success
+        return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+    assert run(False) == {"warehouse_files_bounded": False}
+    assert run(True) == {"warehouse_files_bounded": True}
+    assert sorted(p.name for p in landing.iterdir()) == ["bad.csv", "new.csv", "waiting.csv", "zzz.csv"]
+    assert run(True) == {"warehouse_files_bounded": True}
+    assert len(list(landing.iterdir())) == 4

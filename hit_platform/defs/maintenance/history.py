@@ -147,19 +147,35 @@ def warehouse_files(context: dg.AssetExecutionContext, lake: LakeResource, servi
                     maintenance: MaintenanceResource) -> dg.MaterializeResult:
     """Files older than HIT_MAINTENANCE_FILES_KEEP_DAYS deleted from the serving journal's unreadable/ folder
     (damaged journal files kept for someone to look at; each has its ops.alerts row) and from
-    warehouse/reports/ (the dashboard page is written again by each build)."""
+    warehouse/reports/ (the dashboard page is written again by each build); landing files whose content was
+    ingested more than HIT_MAINTENANCE_LANDING_KEEP_DAYS ago deleted from the landing folder."""
     keep = maintenance.policy().files_keep_days
     gone = {str(folder): len(retention.delete_old_files(folder, keep)) for folder in _folders(lake, serving)}
+    landed = _landed(lake, maintenance)
+    for path in landed:
+        path.unlink(missing_ok=True)
+    gone[str(lake.landing_dir)] = len(landed)
     context.log.info(f"warehouse files deleted: {gone}")
     return dg.MaterializeResult(metadata={"files_deleted": sum(gone.values()), **gone})
 
 
+def _landed(lake: LakeResource, maintenance: MaintenanceResource) -> list:
+    """Landing files the lake has held past HIT_MAINTENANCE_LANDING_KEEP_DAYS (none before the first ingest)."""
+    with lake.lake().reading() as con:
+        if con is None:
+            return []
+        return retention.ingested_landing_files(con, lake.landing_dir, maintenance.policy().landing_keep_days,
+                                                datetime.now(timezone.utc))
+
+
 @dg.asset_check(asset=WAREHOUSE_FILES, description="No file in the journal's unreadable/ folder or in reports/ "
-                                                   "is older than HIT_MAINTENANCE_FILES_KEEP_DAYS.")
+                                                   "is older than HIT_MAINTENANCE_FILES_KEEP_DAYS, and no landing "
+                                                   "file was ingested before HIT_MAINTENANCE_LANDING_KEEP_DAYS.")
 def warehouse_files_bounded(context: dg.AssetCheckExecutionContext, lake: LakeResource, serving: ServingResource,
                             maintenance: MaintenanceResource) -> dg.AssetCheckResult:
     keep = maintenance.policy().files_keep_days
     old = {str(folder): len(retention.old_files(folder, keep)) for folder in _folders(lake, serving)}
+    old[str(lake.landing_dir)] = len(_landed(lake, maintenance))
     return alert_on_failure(context, lake, dg.AssetCheckResult(
         passed=not any(old.values()), metadata={f"past_retention: {k}": v for k, v in old.items()}),
         kind="maintenance")
