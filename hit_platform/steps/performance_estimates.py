@@ -36,9 +36,10 @@ TABLE = "ops.performance_estimates"
 METRICS = ("roc_auc", "log_loss")
 SOURCES = ("served", "batch")
 REALIZE_DAYS = 60  # estimates older than this are not realized again
-# an estimate realized within this is not realized again: monitors every 15 minutes estimate 96 windows a
-# day, and realizing all of them on every run would redo 60 days of windows 96 times a day
-REALIZE_EVERY = timedelta(hours=20)
+# an estimate is realized when first judged, then again as its window turns each of these ages: labels mature
+# over weeks, and monitors every 15 minutes estimate 96 windows a day, so realizing every window of the last
+# 60 days on every run would redo thousands of them each time; this way each window is realized five times
+REALIZE_AGES = tuple(timedelta(days=d) for d in (1, 7, 28, 56))
 
 
 @dataclass(frozen=True)
@@ -249,9 +250,9 @@ def _served_windows(con: duckdb.DuckDBPyConnection, windows: list[tuple]) -> lis
 
 
 def realize(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> int:
-    """Write, beside each estimate of the last REALIZE_DAYS days not realized in the last REALIZE_EVERY, the
-    value the labels in the lake now give on the same songs (those with a spotify_id and labels, outside the
-    train split); returns rows updated. Run again as more labels arrive (a day later), it writes the newer value. Inside a transaction the caller holds
+    """Write, beside each estimate of the last REALIZE_DAYS days never realized or whose window has turned one
+    of REALIZE_AGES since it was, the value the labels in the lake now give on the same songs (those with a
+    spotify_id and labels, outside the train split); returns rows updated. Inside a transaction the caller holds
     (`Lake.write`): the labels it reads are those it writes beside.
 
     The served windows' songs are read in one query and the labels of all their songs in another, so a
@@ -260,10 +261,10 @@ def realize(con: duckdb.DuckDBPyConnection, now: datetime | None = None) -> int:
     now = now or datetime.now(timezone.utc)
     if not (table_exists(con, "ops", "performance_estimates") and table_exists(con, "core", "song_labels")):
         return 0
-    groups = con.execute(f"""SELECT model_version, source, window_start, window_end FROM {TABLE}
-                             WHERE estimated_at >= ? GROUP BY ALL
-                             HAVING max(realized_at) IS NULL OR max(realized_at) < ? ORDER BY ALL""",
-                         [now - timedelta(days=REALIZE_DAYS), now - REALIZE_EVERY]).fetchall()
+    groups = [(v, source, start, end) for v, source, start, end, last in con.execute(
+        f"""SELECT model_version, source, window_start, window_end, max(realized_at) FROM {TABLE}
+            WHERE estimated_at >= ? GROUP BY ALL ORDER BY ALL""", [now - timedelta(days=REALIZE_DAYS)]).fetchall()
+        if last is None or any(last < end + age <= now for age in REALIZE_AGES)]
     served = [(v, start, end) for v, source, start, end in groups if source == "served"]
     populations = dict(zip(served, _served_windows(con, served)))
     windows = []

@@ -75,10 +75,14 @@ def test_a_calibrated_model_on_new_songs_is_estimated_close_to_the_truth_and_rea
     Y = np.random.default_rng(3).random(P.shape) < P
     label(lake, ids, Y)
     assert lake.write(estimates.realize) >= 2 * len(COUNTRIES)
-    # a monitor every 15 minutes does not realize it again until a day's labels can have come
-    assert lake.write(lambda con: estimates.realize(con, datetime.now(timezone.utc) + timedelta(minutes=15))) == 0
-    tomorrow = datetime.now(timezone.utc) + estimates.REALIZE_EVERY + timedelta(minutes=1)
-    assert lake.write(lambda con: estimates.realize(con, tomorrow)) >= 2 * len(COUNTRIES)
+    # realized again as the window turns a day, a week, ...: not by a monitor 15 minutes later, nor on day 2
+    def realized_at(later: timedelta) -> int:
+        return lake.write(lambda con: estimates.realize(con, datetime.now(timezone.utc) + later))
+
+    assert realized_at(timedelta(minutes=15)) == 0
+    assert realized_at(timedelta(days=1, minutes=1)) >= 2 * len(COUNTRIES)
+    assert realized_at(timedelta(days=2)) == 0
+    assert realized_at(timedelta(days=7, minutes=1)) >= 2 * len(COUNTRIES)
     with lake.connection(read_only=True) as con:
         got = con.execute("SELECT country, estimate, lower, upper, realized, realized_songs FROM "
                           "ops.performance_estimates WHERE model_version = 'est-ok' AND metric = 'roc_auc'").df()
