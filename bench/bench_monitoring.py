@@ -86,6 +86,14 @@ def world(songs: int, seed: int):
     return X, Y, Q
 
 
+def covariate_shift(Xp: pd.DataFrame, size: int, rng) -> np.ndarray:
+    """Rows of Xp drawn without replacement with weights that favour energetic, danceable songs."""
+    lift = np.exp(2.5 * ((Xp["energy"] - Xp["energy"].mean()) / Xp["energy"].std()
+                         + (Xp["danceability"] - Xp["danceability"].mean()) / Xp["danceability"].std()) / 2)
+    lift = lift.to_numpy()
+    return rng.choice(len(Xp), size=min(size, len(Xp)), replace=False, p=lift / lift.sum())
+
+
 def compare(name: str, P: np.ndarray, Y: np.ndarray, ece: np.ndarray, min_positives: int) -> dict:
     e = estimate(P, calibration_error=ece, level=0.9)
     real = np.array(list(evaluate(Y, P)["roc_auc"].values()))
@@ -145,9 +153,7 @@ def main() -> None:
     val_auc = np.array(list(evaluate(Y[val], P_val)["roc_auc"].values()))
 
     Xp = X.iloc[pool]
-    lift = np.exp(2.5 * ((Xp["energy"] - Xp["energy"].mean()) / Xp["energy"].std()
-                         + (Xp["danceability"] - Xp["danceability"].mean()) / Xp["danceability"].std()) / 2)
-    shifted = rng.choice(len(pool), size=min(args.served, len(pool)), replace=False, p=lift / lift.sum())
+    shifted = covariate_shift(Xp, args.served, rng)
     print(f"  covariate shift: mean energy {Xp['energy'].iloc[shifted].mean():.3f} served vs "
           f"{Xp['energy'].mean():.3f} in the pool")
     compare("2. covariate shift", P_pool[shifted], Y[pool][shifted], ece, args.min_positives)
