@@ -10,7 +10,8 @@ workers and budget, each family's calibration chosen on validation); its referen
 ops/performance_estimate takes it (steps/performance_estimates.Reference.from_test: ECE and ModelError). Then
 --windows windows of --served songs are drawn from the other --pool songs with bench_monitoring's covariate shift
 (energetic, danceable songs favoured), their labels being the generator's (drawn from the truth's probabilities).
-Judged: countries with >= --min-positives positives in a window. Printed per world:
+Judged: countries with >= --min-positives positives in a window. Only the songs that chart are in the dump (in
+`rare` about half): a window of more than 3/4 of the pool is barely shifted, and the bench says so. Printed per world:
   - the champion's family and calibration; its ModelError on the test split (bias: realized - estimate);
   - the share of judged countries whose estimate is within 0.03 of the realized AUC (target >= 90%), the 90%
     intervals' coverage and the mean signed error (estimate - realized), each before the ModelError (the
@@ -89,6 +90,9 @@ def one_world(world: str, args) -> dict:
             row[name] = {"est": e.roc_auc, "covered": (real >= e.roc_auc_lower) & (real <= e.roc_auc_upper)}
         row["country"] = {"est": row["before"]["est"] + shrunk, "covered": row["after"]["covered"]}
         out["windows"].append(row)
+    if args.served > 0.75 * len(pool):  # a window of most of the pool is hardly shifted: ask for a bigger pool
+        print(f"  {world}: only {len(pool):,} of the --pool songs chart (are in the dump); windows of "
+              f"{min(args.served, len(pool)):,} are barely shifted: pass --pool {2 * args.pool * args.served // len(pool)}")
     out["seconds"] = time.perf_counter() - t
     return out
 
