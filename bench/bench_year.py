@@ -295,8 +295,10 @@ class Soak:
         """The day's file ingested as `hit-platform ingest FILE` ingests it (the ingest asset with the raw gates,
         through Dagster; timed alone), then, when the automation is evaluated today, `hit-platform build`'s own
         `build()`: what the automation conditions ask for after that new raw version (a retrain through the
-        gates, a champion, its batch predictions). Building a narrower selection first would lose the
-        conditions' memory of the other assets (build keeps one cursor), so ingest goes through its command."""
+        gates, a champion, its batch predictions). On the other days `build(upto=core/song_labels)`: the songs
+        and their labels as the automation asks (each build scope keeps its own cursor, so the wider build later
+        still asks for the retrain), so the monitors judge the labels the daily files revealed, as a daemon's
+        would, and not the labels of the last retrain."""
         from hit_platform.cli import build as builder
         from hit_platform.cli.pipeline import _materialize_ingest
         from hit_platform.cli.progress import Progress
@@ -307,6 +309,12 @@ class Soak:
         if not run.success or not all(e.passed for e in run.get_asset_check_evaluations()):
             raise RuntimeError(f"ingest of {name} failed or a raw gate failed on {SimClock.now():%Y-%m-%d}")
         retrained, figures = False, {"ingest_s": ingest.wall, "ingest_cpu_s": ingest.cpu, "retrain_s": float("nan")}
+        if not retrain:
+            from hit_platform.defs.core import SONG_LABELS
+
+            result = builder.build(self.defs, self.instance, upto=[SONG_LABELS], log_level="CRITICAL")
+            if not result.success:
+                raise RuntimeError(f"the labels' build failed on {SimClock.now():%Y-%m-%d}: held {result.held}")
         if retrain:
             with Timer() as automation:
                 result = builder.build(self.defs, self.instance, upto=[BATCH_PREDICTIONS], log_level="CRITICAL")
