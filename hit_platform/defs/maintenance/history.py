@@ -10,6 +10,7 @@ from hit_platform.adapters import retention
 from hit_platform.defs.gate_checks import alert_on_failure
 from hit_platform.defs.maintenance import GROUP
 from hit_platform.defs.resources import LakeResource, MaintenanceResource, ServingResource, TrackingResource
+from hit_platform.private_apis import event_log_files_of_deleted_runs
 from hit_platform.serving.inference_log.committer import UNREADABLE
 
 RUN_HISTORY = dg.AssetKey(["maintenance", "run_history"])
@@ -82,32 +83,39 @@ def _check_keys() -> list[dg.AssetCheckKey]:
 @dg.asset(key=RUN_HISTORY, group_name=GROUP, code_version="1", kinds={"dagster"})
 def run_history(context: dg.AssetExecutionContext, maintenance: MaintenanceResource) -> dg.MaterializeResult:
     """Dagster runs finished more than HIT_MAINTENANCE_RUNS_KEEP_DAYS ago deleted with their event logs
-    (`DagsterInstance.delete_run`), except a run holding an asset's latest materialization or observation or
+    (`DagsterInstance.delete_run`, then the SQLite storage's file it leaves per run), except a run holding an asset's latest materialization or observation or
     a check's latest evaluation; sensor and schedule ticks older than that purged."""
     instance, before = context.instance, _cutoff(maintenance.policy().runs_keep_days)
     runs = deletable_runs(instance, before, _check_keys())
     for run_id in runs:
         instance.delete_run(run_id)
+    leftovers = event_log_files_of_deleted_runs(instance)  # delete_run leaves a SQLite storage's file
+    for path in leftovers:
+        path.unlink(missing_ok=True)
     states = instigators(instance)
     for s in states:
         instance.purge_ticks(s.instigator_origin_id, s.selector_id, before=before.timestamp())
     context.log.info(f"run history: {len(runs)} runs deleted, ticks of {len(states)} sensors and schedules "
                      f"purged before {before:%Y-%m-%d %H:%M} UTC")
-    return dg.MaterializeResult(metadata={"runs_deleted": len(runs), "ticks_purged_before": before.isoformat(),
+    return dg.MaterializeResult(metadata={"runs_deleted": len(runs), "event_log_files_deleted": len(leftovers),
+                                          "ticks_purged_before": before.isoformat(),
                                           "instigators": len(states)})
 
 
 @dg.asset_check(asset=RUN_HISTORY, description="No finished Dagster run (that no latest event needs, other than the "
                                                "maintenance job's own) nor tick is older than "
-                                               "HIT_MAINTENANCE_RUNS_KEEP_DAYS.")
+                                               "HIT_MAINTENANCE_RUNS_KEEP_DAYS, and no event log file of a "
+                                               "deleted run is left.")
 def run_history_bounded(context: dg.AssetCheckExecutionContext, lake: LakeResource,
                         maintenance: MaintenanceResource) -> dg.AssetCheckResult:
     before = _cutoff(maintenance.policy().runs_keep_days)
     runs = deletable_runs(context.instance, before, _check_keys(), but_maintenance=True)
     ticks = old_ticks(context.instance, before)
+    leftovers = event_log_files_of_deleted_runs(context.instance)
     return alert_on_failure(context, lake, dg.AssetCheckResult(
-        passed=not runs and not ticks, metadata={"runs_past_retention": len(runs),
-                                                 "instigators_with_ticks_past_retention": ticks}), kind="maintenance")
+        passed=not runs and not ticks and not leftovers,
+        metadata={"runs_past_retention": len(runs), "instigators_with_ticks_past_retention": ticks,
+                  "event_log_files_of_deleted_runs": len(leftovers)}), kind="maintenance")
 
 
 @dg.asset(key=MLFLOW_RUNS, group_name=GROUP, code_version="1", kinds={"mlflow"})
