@@ -62,7 +62,9 @@ def test_the_default_world_is_the_demo_world_byte_for_byte(tmp_path):
     assert _digests(tmp_path / "b") == PINNED and named["config"] == {
         **manifest["config"], "out_dir": named["config"]["out_dir"], "truth_dir": named["config"]["truth_dir"]}
     shifted = generate(_config(tmp_path / "c", **SHIFT))
-    assert (shifted["oracle"]["sha256"], [f["sha256"] for f in shifted["files"]]) == PINNED_SHIFT
+    # the shifted world's files byte for byte; its oracle's probabilities agree to the last bits only: NumPy's
+    # exp takes another SIMD path on another CPU (AVX-512 on this one), and the oracle is not drawn from
+    assert [f["sha256"] for f in shifted["files"]] == PINNED_SHIFT[1]
 
 
 @pytest.mark.parametrize("world", NEW_WORLDS)
@@ -94,7 +96,9 @@ def test_the_oracle_is_the_truth_its_labels_were_drawn_from(world):
     Y = truth.labels[dumped][:, 1:]
     Q = truth.oracle(truth.catalogue.matrix()[dumped])
     assert Q.shape == (dumped.sum(), 72)
-    assert np.array_equal(Q, conditional_probability(truth.prob)[dumped][:, 1:])  # what oracle.parquet holds
+    # what oracle.parquet holds, to the last bits (NumPy's exp/log take other SIMD paths for other layouts
+    # and CPUs: 1.6e-14 relative at most on an AVX-512 machine)
+    np.testing.assert_allclose(Q, conditional_probability(truth.prob)[dumped][:, 1:], rtol=1e-12, atol=0)
     # per country, the share of hits agrees with the mean oracle probability within sampling error
     z = (Y.sum(axis=0) - Q.sum(axis=0)) / np.sqrt((Q * (1 - Q)).sum(axis=0))
     assert np.abs(z).max() < 4.5, dict(zip(COUNTRIES, z.round(1)))
