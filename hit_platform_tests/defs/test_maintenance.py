@@ -139,6 +139,7 @@ def test_an_expired_request_is_audited_as_expired_with_its_model_and_when(tmp_pa
         audit(settings, "never-served")
 
 
+@pytest.mark.slow
 def test_landing_files_the_lake_has_held_past_the_retention_go_and_the_others_stay(tmp_path):
     """A landing file ingested 40 days ago goes (and its copy under another name); one ingested yesterday,
     one rejected, one never ingested and one with an ingested file's name and size but other bytes stay.
@@ -184,6 +185,7 @@ def test_landing_files_the_lake_has_held_past_the_retention_go_and_the_others_st
     assert len(list(landing.iterdir())) == 4
 
 
+@pytest.mark.slow
 def test_the_event_log_file_a_deleted_run_leaves_is_deleted(tmp_path):
     """On a Dagster instance with SQLite storage on disk, `delete_run` leaves the run's own event log file
     (a year of daily runs left 244 of them, 43 MB): the check fails on it, the job deletes it, a live run's
