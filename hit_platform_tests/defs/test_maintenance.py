@@ -40,6 +40,16 @@ def _checks_only(defs, instance) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
+def _run_asset_and_checks(defs, instance, key, with_asset: bool) -> dict[str, bool]:
+    """One maintenance asset's checks, with the asset run first or not: {check: passed}."""
+    checks = {k for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == key}
+    job = defs.resolve_implicit_global_asset_job_def()
+    sub = job.get_subset(asset_selection={key} if with_asset else set(), asset_check_selection=checks)
+    result = sub.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
 def _log_rows(con, days_ago: float, n: int, prefix: str) -> None:
     con.execute(f"""INSERT INTO {INFERENCE_LOG} (request_id, item, received_at, endpoint, status, latency_ms, n_songs,
                         model_version, spotify_id, danceability, probabilities)
@@ -169,14 +179,9 @@ def test_landing_files_the_lake_has_held_past_the_retention_go_and_the_others_st
     impostor = landing / "zzz.csv"  # old.csv's size, other bytes: not what the lake holds
     impostor.write_bytes(b"x" * files["old.csv"].stat().st_size)
     defs, instance = _definitions(settings), dg.DagsterInstance.ephemeral()
-    job = defs.resolve_implicit_global_asset_job_def()
 
     def run(with_asset: bool) -> dict[str, bool]:
-        checks = {k for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == WAREHOUSE_FILES}
-        sub = job.get_subset(asset_selection={WAREHOUSE_FILES} if with_asset else set(), asset_check_selection=checks)
-        result = sub.execute_in_process(instance=instance, raise_on_error=False)
-        assert result.success
-        return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        return _run_asset_and_checks(defs, instance, WAREHOUSE_FILES, with_asset)
 
     assert run(False) == {"warehouse_files_bounded": False}
     assert run(True) == {"warehouse_files_bounded": True}
@@ -200,14 +205,9 @@ def test_the_event_log_file_a_deleted_run_leaves_is_deleted(tmp_path):
     files = {p.stem for p in (tmp_path / "dagster").rglob("*.db")}
     assert gone in files and kept in files, files
     defs = _definitions(settings)
-    checks = {k for k in defs.resolve_asset_graph().asset_check_keys if k.asset_key == RUN_HISTORY}
-    job = defs.resolve_implicit_global_asset_job_def()
 
     def run(with_asset: bool) -> dict[str, bool]:
-        sub = job.get_subset(asset_selection={RUN_HISTORY} if with_asset else set(), asset_check_selection=checks)
-        result = sub.execute_in_process(instance=instance, raise_on_error=False)
-        assert result.success
-        return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+        return _run_asset_and_checks(defs, instance, RUN_HISTORY, with_asset)
 
     assert run(False) == {"run_history_bounded": False}
     assert run(True) == {"run_history_bounded": True}
